@@ -1,0 +1,41 @@
+// Backend and Model: the seam between modeld and a machine-learning framework.
+//
+// No framework header may appear here or in any header included widely: each framework stays
+// inside its own backend's .cc files so the rest of modeld compiles fast.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "core/model_config.h"
+#include "core/tensor.h"
+
+namespace modeld::backend {
+
+// One loaded copy (instance) of one model version. Run() is never called concurrently on the
+// same Model and always from the same worker thread, so backend code stays single-threaded.
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  // `inputs` holds every config input, already validated against the config (names,
+  // datatypes, API shapes including the batch dimension, byte sizes). Returns every config
+  // output by name with its API shape. Framework errors come back as INTERNAL with the
+  // framework's message; a result that does not match the config is INTERNAL too.
+  virtual absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) = 0;
+};
+
+// A framework: turns a version directory into Models. Thread-safe.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Loads one instance of the version in `version_dir`. INVALID_ARGUMENT when the config asks
+  // for something this backend cannot do (named), NOT_FOUND when the model file is missing,
+  // INTERNAL when the framework fails to load it (with the framework's message).
+  virtual absl::StatusOr<std::unique_ptr<Model>> Load(
+      const core::ModelConfig& config, const std::filesystem::path& version_dir) = 0;
+};
+
+}  // namespace modeld::backend

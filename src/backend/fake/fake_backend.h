@@ -1,0 +1,29 @@
+// FakeBackend: models without a framework, for tests and benchmarks (backend "fake").
+//
+// The config parameter "behavior" picks what Run() does:
+//   identity (default)  output i = input i (same bytes, datatype and shape)
+//   sleep               identity after sleeping "sleep_ms" milliseconds
+//   fail                INTERNAL "fake model failure"
+// A "load_error" parameter makes Load() fail with INTERNAL and that message.
+#pragma once
+
+#include <atomic>
+
+#include "backend/backend.h"
+
+namespace modeld::backend {
+
+// Thread-safe.
+class FakeBackend : public Backend {
+ public:
+  absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
+                                              const std::filesystem::path& version_dir) override;
+
+  // How many Models this backend has created.
+  int load_count() const { return load_count_.load(); }
+
+ private:
+  std::atomic<int> load_count_{0};
+};
+
+}  // namespace modeld::backend

@@ -1,0 +1,32 @@
+// BackendRegistry: which Backend serves a model, chosen from its config's backend or platform.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "backend/backend.h"
+
+namespace modeld::backend {
+
+// Filled once at start, then read-only: Find() is thread-safe after registration ends.
+class BackendRegistry {
+ public:
+  // Registers `backend` under its backend name (config field `backend`) and the platform
+  // names (config field `platform`) it serves.
+  void Register(const std::string& backend_name, const std::vector<std::string>& platforms,
+                std::unique_ptr<Backend> backend);
+
+  // The backend named by config.backend if set, else the one serving config.platform.
+  // INVALID_ARGUMENT naming the unknown value and listing what is available.
+  absl::StatusOr<Backend*> Find(const core::ModelConfig& config) const;
+
+ private:
+  std::vector<std::unique_ptr<Backend>> backends_;
+  absl::flat_hash_map<std::string, Backend*> by_backend_name_;
+  absl::flat_hash_map<std::string, Backend*> by_platform_;
+};
+
+}  // namespace modeld::backend

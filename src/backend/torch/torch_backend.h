@@ -1,0 +1,45 @@
+// TorchBackend: TorchScript models through LibTorch (platform "pytorch_libtorch").
+//
+// A version folder holds one TorchScript file written by torch.jit.save: `model.pt`, or the
+// config's default_model_filename. Each Load() reads its own copy of the module, so instances
+// share nothing and each runs on its own worker thread.
+//
+// Calling convention (as Triton's PyTorch backend, without its name suffixes):
+//   - forward() takes the config inputs positionally, in config order: the first config input
+//     is forward's first argument after self. Names are not matched against argument names.
+//     Arguments after the config inputs must have default values.
+//   - forward() returns a Tensor, or a tuple or list of Tensors, mapped to the config outputs
+//     in config order. Each must have the config's datatype and the config's shape (with the
+//     request's batch size first when max_batch_size > 0).
+//   - `reshape` on an input views it as [batch] + reshape before forward; `reshape` on an
+//     output reshapes the model's tensor back to [batch] + dims (dims may hold one -1).
+//
+// Datatypes: BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64. TorchScript has no
+// tensors of UINT16, UINT32, UINT64 or BYTES, so a config naming them fails to load.
+//
+// Config parameters:
+//   intra_op_thread_count  threads one instance uses inside an operator (a positive integer).
+//                          Default: hardware threads / instance_count, at least 1, so the
+//                          instances of one model never oversubscribe the machine.
+//
+// Memory: inputs are handed to LibTorch without copying, and outputs are handed back without
+// copying: each output Tensor keeps its LibTorch tensor (and any input it aliases) alive.
+#pragma once
+
+#include "backend/backend.h"
+
+namespace modeld::backend {
+
+// Thread-safe and stateless: Load() may run concurrently for different models and versions.
+// Errors: NOT_FOUND when the model file is missing; INVALID_ARGUMENT when the config names a
+// datatype TorchScript cannot hold, has a bad parameter, or does not fit forward()'s
+// signature; INTERNAL with LibTorch's message when the file cannot be loaded (a corrupt file
+// is an error, never a crash). The returned Model's Run() reports framework errors and
+// results that do not match the config as INTERNAL.
+class TorchBackend : public Backend {
+ public:
+  absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
+                                              const std::filesystem::path& version_dir) override;
+};
+
+}  // namespace modeld::backend

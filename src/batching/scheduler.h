@@ -1,0 +1,37 @@
+// Scheduler: queues the requests of one model version and runs them on its Model instances.
+//
+// Implementations decide how requests meet instances (one at a time, or combined into
+// batches); model code never sees the difference.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "backend/backend.h"
+#include "core/infer_request.h"
+#include "core/model_config.h"
+
+namespace modeld::batching {
+
+// Thread-safe.
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+
+  // Queues a request that has already been validated against the model's config. Never
+  // blocks. `done` runs exactly once, on a worker thread (or on the caller's thread when the
+  // request is refused, e.g. UNAVAILABLE after Drain()).
+  virtual void Enqueue(core::InferRequest&& request, core::InferCallback&& done) = 0;
+
+  // Stops intake, finishes every queued request, and joins the workers. Idempotent.
+  virtual void Drain() = 0;
+};
+
+// Makes the scheduler a model's config asks for; it owns the loaded instances (at least one).
+std::unique_ptr<Scheduler> CreateScheduler(std::shared_ptr<const core::ModelConfig> config,
+                                           int64_t version,
+                                           std::vector<std::unique_ptr<backend::Model>> instances);
+
+}  // namespace modeld::batching

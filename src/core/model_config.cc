@@ -1,0 +1,217 @@
+#include "core/model_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/string_view.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace modeld::core {
+namespace {
+
+// Keeps the text parser's first error with its position (1-based line and column).
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (error_.empty()) error_ = absl::StrCat(line + 1, ":", column + 1, ": ", message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+absl::Status ConfigError(absl::string_view source, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", message));
+}
+
+absl::StatusOr<Shape> ValidateDims(absl::string_view source, absl::string_view what,
+                                   const google::protobuf::RepeatedField<int64_t>& dims) {
+  Shape shape(dims.begin(), dims.end());
+  if (shape.empty()) return ConfigError(source, absl::StrCat(what, ": dims must not be empty"));
+  for (int64_t dim : shape) {
+    if (dim == 0 || dim < -1) {
+      return ConfigError(source, absl::StrCat(what, ": dims ", ShapeToString(shape),
+                                              " may hold only positive sizes or -1"));
+    }
+  }
+  return shape;
+}
+
+template <typename TensorProto>
+absl::StatusOr<TensorSpec> ToTensorSpec(absl::string_view source, absl::string_view kind,
+                                        const TensorProto& tensor) {
+  if (tensor.name().empty()) return ConfigError(source, absl::StrCat("an ", kind, " has no name"));
+  const std::string what = absl::StrCat(kind, " '", tensor.name(), "'");
+  TensorSpec spec;
+  spec.name = tensor.name();
+  const std::optional<DataType> type = DataTypeFromConfig(tensor.data_type());
+  if (!type.has_value()) {
+    return ConfigError(source, absl::StrCat(what, ": data_type ",
+                                            inference::DataType_Name(tensor.data_type()),
+                                            " is not supported"));
+  }
+  spec.type = *type;
+  ASSIGN_OR_RETURN(spec.dims, ValidateDims(source, what, tensor.dims()));
+  if (tensor.has_reshape()) {
+    Shape reshape(tensor.reshape().shape().begin(), tensor.reshape().shape().end());
+    const int64_t from = ElementCount(spec.dims);
+    const int64_t to = ElementCount(reshape);
+    if (from >= 0 && to >= 0 && from != to) {
+      return ConfigError(source, absl::StrCat(what, ": reshape ", ShapeToString(reshape),
+                                              " does not hold the ", from, " elements of dims ",
+                                              ShapeToString(spec.dims)));
+    }
+    spec.reshape = std::move(reshape);
+  }
+  return spec;
+}
+
+template <typename TensorProto>
+absl::StatusOr<std::vector<TensorSpec>> ToTensorSpecs(
+    absl::string_view source, absl::string_view kind,
+    const google::protobuf::RepeatedPtrField<TensorProto>& tensors) {
+  std::vector<TensorSpec> specs;
+  absl::flat_hash_set<std::string> names;
+  for (const TensorProto& tensor : tensors) {
+    ASSIGN_OR_RETURN(TensorSpec spec, ToTensorSpec(source, kind, tensor));
+    if (!names.insert(spec.name).second) {
+      return ConfigError(source, absl::StrCat(kind, " '", spec.name, "' is declared twice"));
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.empty()) return ConfigError(source, absl::StrCat("the model declares no ", kind));
+  return specs;
+}
+
+absl::StatusOr<int> InstanceCount(absl::string_view source, const inference::ModelConfig& proto) {
+  if (proto.instance_group().empty()) return 1;
+  int count = 0;
+  for (const inference::ModelInstanceGroup& group : proto.instance_group()) {
+    const auto kind = group.kind();
+    if (kind != inference::ModelInstanceGroup::KIND_AUTO &&
+        kind != inference::ModelInstanceGroup::KIND_CPU) {
+      return ConfigError(source,
+                         absl::StrCat("instance_group kind ",
+                                      inference::ModelInstanceGroup::Kind_Name(kind),
+                                      " is not supported (modeld runs models on the CPU)"));
+    }
+    if (!group.gpus().empty()) {
+      return ConfigError(source, "instance_group gpus is not supported (CPU instances only)");
+    }
+    if (group.count() < 0) {
+      return ConfigError(source, "instance_group count must not be negative");
+    }
+    count += group.count() == 0 ? 1 : group.count();
+  }
+  return count;
+}
+
+absl::Status ValidateVersionPolicy(absl::string_view source, const inference::ModelConfig& proto) {
+  const auto& policy = proto.version_policy();
+  if (policy.has_latest() && policy.latest().num_versions() == 0) {
+    return ConfigError(source, "version_policy latest.num_versions must be at least 1");
+  }
+  if (policy.has_specific()) {
+    if (policy.specific().versions().empty()) {
+      return ConfigError(source, "version_policy specific lists no versions");
+    }
+    for (int64_t version : policy.specific().versions()) {
+      if (version < 1) {
+        return ConfigError(source, absl::StrCat("version_policy specific version ", version,
+                                                " is not a positive number"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Shape ModelConfig::FullShape(const TensorSpec& spec) const {
+  Shape shape;
+  if (max_batch_size > 0) shape.push_back(-1);
+  shape.insert(shape.end(), spec.dims.begin(), spec.dims.end());
+  return shape;
+}
+
+const TensorSpec* ModelConfig::FindInput(absl::string_view name) const {
+  for (const TensorSpec& spec : inputs) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+const TensorSpec* ModelConfig::FindOutput(absl::string_view name) const {
+  for (const TensorSpec& spec : outputs) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+std::optional<std::string> ModelConfig::Parameter(absl::string_view key) const {
+  auto it = parameters.find(key);
+  if (it == parameters.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_dir) {
+  const std::filesystem::path path = model_dir / kConfigFileName;
+  std::ifstream file(path);
+  if (!file) {
+    return absl::NotFoundError(absl::StrCat(path.string(), ": cannot be read"));
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  return ParseModelConfig(text.str(), path.string(), model_dir.filename().string());
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text, absl::string_view source,
+                                             absl::string_view model_name) {
+  inference::ModelConfig proto;
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &proto)) {
+    return ConfigError(source, errors.error());
+  }
+  return ModelConfigFromProto(std::move(proto), source, model_name);
+}
+
+absl::StatusOr<ModelConfig> ModelConfigFromProto(inference::ModelConfig proto,
+                                                 absl::string_view source,
+                                                 absl::string_view model_name) {
+  if (!proto.name().empty() && proto.name() != model_name) {
+    return ConfigError(source, absl::StrCat("name '", proto.name(),
+                                            "' differs from the model's folder name '",
+                                            model_name, "'"));
+  }
+  proto.set_name(std::string(model_name));
+  if (proto.platform().empty() && proto.backend().empty()) {
+    return ConfigError(source, "neither platform nor backend is set");
+  }
+  if (proto.max_batch_size() < 0) {
+    return ConfigError(source, "max_batch_size must not be negative");
+  }
+  RETURN_IF_ERROR(ValidateVersionPolicy(source, proto));
+
+  ModelConfig config;
+  config.name = proto.name();
+  config.platform = proto.platform();
+  config.backend = proto.backend();
+  config.max_batch_size = proto.max_batch_size();
+  ASSIGN_OR_RETURN(config.inputs, ToTensorSpecs(source, "input", proto.input()));
+  ASSIGN_OR_RETURN(config.outputs, ToTensorSpecs(source, "output", proto.output()));
+  ASSIGN_OR_RETURN(config.instance_count, InstanceCount(source, proto));
+  for (const auto& [key, value] : proto.parameters()) {
+    config.parameters[key] = value.string_value();
+  }
+  config.proto = std::move(proto);
+  return config;
+}
+
+}  // namespace modeld::core

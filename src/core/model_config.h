@@ -1,0 +1,62 @@
+// ModelConfig: a model's configuration, read from <repository>/<model>/config.pbtxt.
+//
+// The file is protobuf text of inference.ModelConfig (Triton's field names and numbers, the
+// subset modeld supports). Loading validates it and derives what the request path needs, so
+// validation and backends never walk the proto. Errors name the file, and the line for syntax.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "core/data_type.h"
+#include "core/tensor.h"
+#include "kserve/model_config.pb.h"
+
+namespace modeld::core {
+
+struct TensorSpec {
+  std::string name;
+  DataType type = DataType::kFp32;
+  Shape dims;                    // one item's dims as the API sees them; -1 = any size
+  std::optional<Shape> reshape;  // one item's dims as the model sees them, when different
+};
+
+struct ModelConfig {
+  inference::ModelConfig proto;  // the file as parsed, with `name` filled in
+  std::string name;
+  std::string platform;  // e.g. "pytorch_libtorch"; may be empty when `backend` is set
+  std::string backend;   // e.g. "pytorch"; may be empty when `platform` is set
+  int max_batch_size = 0;  // 0: the model takes no batch dimension
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  int instance_count = 1;  // Model instances (worker threads) per loaded version
+  absl::flat_hash_map<std::string, std::string> parameters;
+
+  // The API shape of `spec`: [-1] + dims when the model batches, else dims.
+  Shape FullShape(const TensorSpec& spec) const;
+  const TensorSpec* FindInput(absl::string_view name) const;
+  const TensorSpec* FindOutput(absl::string_view name) const;
+  // A string parameter, or nullopt when absent.
+  std::optional<std::string> Parameter(absl::string_view key) const;
+};
+
+inline constexpr char kConfigFileName[] = "config.pbtxt";
+
+// Reads and validates <model_dir>/config.pbtxt; the model's name is the folder's name.
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_dir);
+
+// Parses config text; `source` names it in messages, `model_name` is the folder's name.
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text, absl::string_view source,
+                                             absl::string_view model_name);
+
+// Validates a parsed proto and derives the struct; messages start with `source`.
+absl::StatusOr<ModelConfig> ModelConfigFromProto(inference::ModelConfig proto,
+                                                 absl::string_view source,
+                                                 absl::string_view model_name);
+
+}  // namespace modeld::core

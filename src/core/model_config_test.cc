@@ -1,0 +1,116 @@
+#include "core/model_config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace modeld::core {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMlp[] = R"pb(
+  platform: "pytorch_libtorch"
+  max_batch_size: 64
+  input [ { name: "x" data_type: TYPE_FP32 dims: [ 256 ] } ]
+  output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] } ]
+  instance_group [ { count: 2 kind: KIND_CPU } ]
+  parameters { key: "intra_op_thread_count" value { string_value: "1" } }
+)pb";
+
+absl::Status ErrorOf(absl::string_view text) {
+  return ParseModelConfig(text, "m/config.pbtxt", "m").status();
+}
+
+TEST(ModelConfigTest, ParsesTritonConfig) {
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(kMlp, "mlp/config.pbtxt", "mlp");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->name, "mlp");
+  EXPECT_EQ(config->proto.name(), "mlp");
+  EXPECT_EQ(config->platform, "pytorch_libtorch");
+  EXPECT_EQ(config->max_batch_size, 64);
+  ASSERT_EQ(config->inputs.size(), 1u);
+  EXPECT_EQ(config->inputs[0].type, DataType::kFp32);
+  EXPECT_EQ(config->FullShape(config->inputs[0]), (Shape{-1, 256}));
+  EXPECT_EQ(config->instance_count, 2);
+  EXPECT_EQ(config->Parameter("intra_op_thread_count"), "1");
+  EXPECT_EQ(config->Parameter("absent"), std::nullopt);
+  EXPECT_NE(config->FindOutput("logits"), nullptr);
+  EXPECT_EQ(config->FindInput("logits"), nullptr);
+}
+
+TEST(ModelConfigTest, WithoutBatchingTheShapeIsTheDims) {
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(R"pb(
+    backend: "pytorch"
+    input { name: "a" data_type: TYPE_INT64 dims: 4 dims: -1 }
+    output { name: "b" data_type: TYPE_BOOL dims: [ 1 ] reshape { shape: [] } }
+  )pb", "s", "m");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->FullShape(config->inputs[0]), (Shape{4, -1}));
+  EXPECT_EQ(config->outputs[0].reshape, Shape{});
+  EXPECT_EQ(config->instance_count, 1);
+}
+
+TEST(ModelConfigTest, UnknownFieldIsNamedWithItsLine) {
+  absl::Status status = ErrorOf("platform: \"pytorch_libtorch\"\nsequence_batching {}\n");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("m/config.pbtxt: 2:"));
+  EXPECT_THAT(status.message(), HasSubstr("sequence_batching"));
+}
+
+TEST(ModelConfigTest, SyntaxErrorNamesTheLine) {
+  absl::Status status = ErrorOf("platform: \"x\"\n\ninput { name: \"a\" \n");
+  EXPECT_THAT(status.message(), HasSubstr("m/config.pbtxt: 4:"));
+}
+
+TEST(ModelConfigTest, RefusesWhatItCannotServe) {
+  const std::string io =
+      "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }\n"
+      "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }\n";
+  const std::string p = "platform: \"pytorch_libtorch\"\n";
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {io, "neither platform nor backend"},
+      {"name: \"other\"\n" + p + io, "differs from the model's folder name 'm'"},
+      {p + "max_batch_size: -1\n" + io, "max_batch_size must not be negative"},
+      {p + "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }", "declares no input"},
+      {p + "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }", "declares no output"},
+      {p + "input { name: \"x\" dims: [1] }\noutput { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
+       "input 'x': data_type TYPE_INVALID is not supported"},
+      {p + "input { name: \"x\" data_type: TYPE_BF16 dims: [1] }\n"
+           "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
+       "TYPE_BF16 is not supported"},
+      {p + "input { name: \"x\" data_type: TYPE_FP32 }\n"
+           "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
+       "input 'x': dims must not be empty"},
+      {p + "input { name: \"x\" data_type: TYPE_FP32 dims: [0] }\n"
+           "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
+       "may hold only positive sizes or -1"},
+      {p + io + "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }", "input 'x' is declared twice"},
+      {p + "input { name: \"x\" data_type: TYPE_FP32 dims: [4] reshape { shape: [3] } }\n"
+           "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
+       "reshape [3] does not hold the 4 elements"},
+      {p + io + "instance_group { kind: KIND_GPU }", "KIND_GPU is not supported"},
+      {p + io + "instance_group { count: 1 gpus: [0] }", "gpus is not supported"},
+      {p + io + "version_policy { latest { num_versions: 0 } }", "at least 1"},
+      {p + io + "version_policy { specific { } }", "lists no versions"},
+      {p + io + "version_policy { specific { versions: [0] } }", "is not a positive number"},
+  };
+  for (const Case& c : cases) {
+    absl::Status status = ErrorOf(c.text);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_THAT(status.message(), HasSubstr(c.message)) << c.text;
+    EXPECT_THAT(status.message(), HasSubstr("m/config.pbtxt")) << c.text;
+  }
+}
+
+TEST(ModelConfigTest, MissingFileIsNotFound) {
+  absl::Status status = LoadModelConfig("/nonexistent/model").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.message(), HasSubstr("/nonexistent/model/config.pbtxt"));
+}
+
+}  // namespace
+}  // namespace modeld::core

@@ -1,0 +1,140 @@
+#include "core/request_validator.h"
+
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace modeld::core {
+namespace {
+
+std::string Describe(const ModelConfig& config, const TensorSpec& spec) {
+  return absl::StrCat("'", spec.name, "' (", DataTypeName(spec.type), " ",
+                      ShapeToString(config.FullShape(spec)), ")");
+}
+
+std::string DescribeAll(const ModelConfig& config, const std::vector<TensorSpec>& specs) {
+  return absl::StrJoin(specs, ", ", [&](std::string* out, const TensorSpec& spec) {
+    out->append(Describe(config, spec));
+  });
+}
+
+absl::Status ShapeFits(const ModelConfig& config, const TensorSpec& spec, const Shape& shape) {
+  const Shape expected = config.FullShape(spec);
+  bool fits = shape.size() == expected.size();
+  for (size_t i = 0; fits && i < shape.size(); ++i) {
+    fits = shape[i] >= 0 && (expected[i] == -1 || expected[i] == shape[i]);
+  }
+  if (!fits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", spec.name, "' has shape ", ShapeToString(shape), " but model '", config.name,
+        "' expects ", ShapeToString(expected),
+        config.max_batch_size > 0 ? " (the first dimension is the batch size)" : ""));
+  }
+  if (config.max_batch_size > 0) {
+    if (shape[0] < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", spec.name, "' has batch size 0; it must be at least 1"));
+    }
+    if (shape[0] > config.max_batch_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", spec.name, "' has batch size ", shape[0], " but model '", config.name,
+          "' takes at most max_batch_size ", config.max_batch_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
+  const int64_t elements = ElementCount(tensor.shape());
+  if (elements < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", spec.name, "' has shape ", ShapeToString(tensor.shape()), ", which is too large"));
+  }
+  if (tensor.type() == DataType::kBytes) {
+    absl::StatusOr<std::vector<absl::string_view>> split = SplitBytesElements(tensor.bytes());
+    if (!split.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", spec.name, "': ", split.status().message()));
+    }
+    if (static_cast<int64_t>(split->size()) != elements) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", spec.name, "' holds ", split->size(),
+                       " BYTES elements but its shape ", ShapeToString(tensor.shape()),
+                       " needs ", elements));
+    }
+    return absl::OkStatus();
+  }
+  const int64_t expected = elements * DataTypeSize(tensor.type());
+  if (static_cast<int64_t>(tensor.bytes().size()) != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", spec.name, "' has ", tensor.bytes().size(), " bytes of data but shape ",
+        ShapeToString(tensor.shape()), " of ", DataTypeName(tensor.type()), " needs ", expected));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOutputs(const ModelConfig& config, const InferRequest& request) {
+  absl::flat_hash_set<absl::string_view> seen;
+  for (const std::string& name : request.requested_outputs) {
+    if (config.FindOutput(name) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "requested output '", name, "' is not an output of model '", config.name,
+          "'; its outputs are ", DescribeAll(config, config.outputs)));
+    }
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output '", name, "' is requested more than once"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request) {
+  if (request.inputs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("request for model '", config.name,
+                                                   "' has no inputs; it expects ",
+                                                   DescribeAll(config, config.inputs)));
+  }
+  for (const auto& [name, tensor] : request.inputs) {
+    if (config.FindInput(name) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown input '", name, "' for model '",
+                                                     config.name, "'; its inputs are ",
+                                                     DescribeAll(config, config.inputs)));
+    }
+  }
+  std::optional<int64_t> batch_size;
+  std::string batch_input;
+  for (const TensorSpec& spec : config.inputs) {
+    auto it = request.inputs.find(spec.name);
+    if (it == request.inputs.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("missing input ", Describe(config, spec),
+                                                     " for model '", config.name, "'"));
+    }
+    const Tensor& tensor = it->second;
+    if (tensor.type() != spec.type) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", spec.name, "' has datatype ", DataTypeName(tensor.type()), " but model '",
+          config.name, "' expects ", DataTypeName(spec.type)));
+    }
+    RETURN_IF_ERROR(ShapeFits(config, spec, tensor.shape()));
+    RETURN_IF_ERROR(DataFits(spec, tensor));
+    if (config.max_batch_size > 0) {
+      if (batch_size.has_value() && *batch_size != tensor.shape()[0]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "inputs disagree on the batch size: '", batch_input, "' has ", *batch_size, ", '",
+            spec.name, "' has ", tensor.shape()[0]));
+      }
+      batch_size = tensor.shape()[0];
+      batch_input = spec.name;
+    }
+  }
+  return ValidateOutputs(config, request);
+}
+
+}  // namespace modeld::core

@@ -1,0 +1,18 @@
+// Checks an InferRequest against its model's config before it is queued, so a bad request
+// fails alone, with a message that names the input and what was expected, and never reaches
+// a batch or a backend.
+#pragma once
+
+#include "absl/status/status.h"
+#include "core/infer_request.h"
+#include "core/model_config.h"
+
+namespace modeld::core {
+
+// OK, or INVALID_ARGUMENT naming the first problem: no inputs, an unknown, missing or
+// duplicated name, a wrong datatype, a shape that does not fit the config (including a batch
+// dimension above max_batch_size or inputs that disagree on it), byte data whose size does
+// not match shape x datatype, or an unknown requested output.
+absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request);
+
+}  // namespace modeld::core

@@ -1,0 +1,181 @@
+#include "repository/model_manager.h"
+
+#include <algorithm>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "repository/version_policy.h"
+#include "common/logging.h"
+
+namespace modeld::repository {
+
+absl::string_view VersionStateName(VersionState state) {
+  switch (state) {
+    case VersionState::kLoading:
+      return "LOADING";
+    case VersionState::kReady:
+      return "READY";
+    case VersionState::kUnavailable:
+      return "UNAVAILABLE";
+  }
+  return "UNKNOWN";
+}
+
+bool ModelStatus::ready() const {
+  return std::any_of(versions.begin(), versions.end(),
+                     [](const VersionStatus& v) { return v.state == VersionState::kReady; });
+}
+
+std::string ModelStatus::UnavailableReason() const {
+  if (!reason.empty()) return reason;
+  std::vector<std::string> reasons;
+  for (const VersionStatus& v : versions) {
+    if (v.state == VersionState::kUnavailable) {
+      reasons.push_back(absl::StrCat("version ", v.version, ": ", v.reason));
+    } else if (v.state == VersionState::kLoading) {
+      reasons.push_back(absl::StrCat("version ", v.version, " is loading"));
+    }
+  }
+  return absl::StrJoin(reasons, "; ");
+}
+
+ModelManager::ModelManager(std::filesystem::path repository,
+                           const backend::BackendRegistry& backends,
+                           SchedulerFactory make_scheduler)
+    : repository_(std::move(repository)),
+      backends_(backends),
+      make_scheduler_(std::move(make_scheduler)),
+      snapshot_(std::make_shared<const Snapshot>()) {}
+
+ModelManager::~ModelManager() { DrainAll(); }
+
+absl::Status ModelManager::LoadAll() {
+  ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
+  auto loaded = std::make_shared<Snapshot>();
+  for (const ModelDir& dir : dirs) (*loaded)[dir.name] = LoadModel(dir);
+  if (dirs.empty()) spdlog::warn("model repository '{}' holds no models", repository_.string());
+  absl::MutexLock lock(&mu_);
+  snapshot_ = std::move(loaded);
+  return absl::OkStatus();
+}
+
+ModelManager::ModelEntry ModelManager::LoadModel(const ModelDir& dir) const {
+  ModelEntry entry;
+  entry.status.name = dir.name;
+  auto fail = [&](std::string reason) {
+    spdlog::error("model '{}' failed to load: {}", dir.name, reason);
+    entry.status.reason = std::move(reason);
+    return std::move(entry);
+  };
+  absl::StatusOr<core::ModelConfig> config = core::LoadModelConfig(dir.path);
+  if (!config.ok()) return fail(std::string(config.status().message()));
+  entry.status.config = std::make_shared<const core::ModelConfig>(*std::move(config));
+  absl::StatusOr<backend::Backend*> backend = backends_.Find(*entry.status.config);
+  if (!backend.ok()) return fail(std::string(backend.status().message()));
+
+  const std::vector<int64_t> versions =
+      SelectVersions(entry.status.config->proto.version_policy(), ListVersions(dir.path));
+  if (versions.empty()) {
+    return fail(absl::StrCat("no version folder (a positive number, such as 1/) in ",
+                             dir.path.string()));
+  }
+  for (int64_t version : versions) {
+    absl::StatusOr<ModelHandle> handle =
+        LoadVersion(entry.status.config, **backend, dir.path, version);
+    if (handle.ok()) {
+      entry.ready[version] = *std::move(handle);
+      entry.status.versions.push_back({version, VersionState::kReady, ""});
+      spdlog::info("model '{}' version {} is ready ({} instance{})", dir.name, version,
+                   entry.status.config->instance_count,
+                   entry.status.config->instance_count == 1 ? "" : "s");
+    } else {
+      entry.status.versions.push_back(
+          {version, VersionState::kUnavailable, std::string(handle.status().message())});
+      spdlog::error("model '{}' version {} failed to load: {}", dir.name, version,
+                    handle.status().message());
+    }
+  }
+  return entry;
+}
+
+absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
+    std::shared_ptr<const core::ModelConfig> config, backend::Backend& backend,
+    const std::filesystem::path& model_dir, int64_t version) const {
+  const std::filesystem::path version_dir = model_dir / std::to_string(version);
+  if (!std::filesystem::is_directory(version_dir)) {
+    return absl::NotFoundError(
+        absl::StrCat("version folder ", version_dir.string(), " does not exist"));
+  }
+  std::vector<std::unique_ptr<backend::Model>> instances;
+  for (int i = 0; i < config->instance_count; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
+    instances.push_back(std::move(model));
+  }
+  auto scheduler = make_scheduler_(config, version, std::move(instances));
+  return std::make_shared<const ServedVersion>(std::move(config), version, std::move(scheduler));
+}
+
+std::shared_ptr<const ModelManager::Snapshot> ModelManager::snapshot() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return snapshot_;
+}
+
+absl::StatusOr<ModelHandle> ModelManager::Get(absl::string_view name,
+                                              std::optional<int64_t> version) const {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  auto it = models->find(name);
+  if (it == models->end()) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
+  const ModelEntry& entry = it->second;
+  if (!version.has_value()) {
+    if (entry.ready.empty()) {
+      return absl::UnavailableError(absl::StrCat("model '", name, "' is not ready: ",
+                                                 entry.status.UnavailableReason()));
+    }
+    return entry.ready.rbegin()->second;
+  }
+  if (auto ready = entry.ready.find(*version); ready != entry.ready.end()) return ready->second;
+  for (const VersionStatus& v : entry.status.versions) {
+    if (v.version == *version) {
+      return absl::UnavailableError(absl::StrCat("version ", *version, " of model '", name,
+                                                 "' is not ready: ", v.reason));
+    }
+  }
+  std::vector<int64_t> ready_versions;
+  for (const auto& [v, unused] : entry.ready) ready_versions.push_back(v);
+  return absl::NotFoundError(absl::StrCat("model '", name, "' has no version ", *version,
+                                          " (ready versions: ",
+                                          ready_versions.empty() ? "none"
+                                                                 : absl::StrJoin(ready_versions, ", "),
+                                          ")"));
+}
+
+absl::StatusOr<ModelStatus> ModelManager::Status(absl::string_view name) const {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  auto it = models->find(name);
+  if (it == models->end()) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
+  return it->second.status;
+}
+
+std::vector<ModelStatus> ModelManager::StatusAll() const {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  std::vector<ModelStatus> all;
+  for (const auto& [name, entry] : *models) all.push_back(entry.status);
+  std::sort(all.begin(), all.end(),
+            [](const ModelStatus& a, const ModelStatus& b) { return a.name < b.name; });
+  return all;
+}
+
+void ModelManager::DrainAll() {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  for (const auto& [name, entry] : *models) {
+    for (const auto& [version, handle] : entry.ready) handle->scheduler().Drain();
+  }
+}
+
+}  // namespace modeld::repository

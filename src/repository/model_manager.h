@@ -1,0 +1,121 @@
+// ModelManager: owns the loaded versions of every model in the repository and hands out
+// handles to them.
+//
+// Readers take an immutable snapshot of the version map, so Get() never waits for a load. A
+// ModelHandle keeps its version (config, scheduler, instances) alive until the last request
+// holding it has finished, so retiring a version never pulls a model from under a request.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "backend/registry.h"
+#include "batching/scheduler.h"
+#include "core/model_config.h"
+#include "repository/scan.h"
+
+namespace modeld::repository {
+
+enum class VersionState { kLoading, kReady, kUnavailable };
+
+// "LOADING", "READY", "UNAVAILABLE" (the names Triton's repository index uses).
+absl::string_view VersionStateName(VersionState state);
+
+// One ready version of one model.
+class ServedVersion {
+ public:
+  ServedVersion(std::shared_ptr<const core::ModelConfig> config, int64_t version,
+                std::unique_ptr<batching::Scheduler> scheduler)
+      : config_(std::move(config)), version_(version), scheduler_(std::move(scheduler)) {}
+
+  const core::ModelConfig& config() const { return *config_; }
+  int64_t version() const { return version_; }
+  batching::Scheduler& scheduler() const { return *scheduler_; }
+
+ private:
+  const std::shared_ptr<const core::ModelConfig> config_;
+  const int64_t version_;
+  const std::unique_ptr<batching::Scheduler> scheduler_;
+};
+
+using ModelHandle = std::shared_ptr<const ServedVersion>;
+
+struct VersionStatus {
+  int64_t version = 0;
+  VersionState state = VersionState::kLoading;
+  std::string reason;  // why it is unavailable; empty otherwise
+};
+
+struct ModelStatus {
+  std::string name;
+  std::shared_ptr<const core::ModelConfig> config;  // null when config.pbtxt failed
+  std::string reason;  // why the model as a whole cannot serve (config, backend, no versions)
+  std::vector<VersionStatus> versions;  // ascending
+
+  bool ready() const;
+  // The model's reason, else every unavailable version's, joined: for error messages.
+  std::string UnavailableReason() const;
+};
+
+using SchedulerFactory = std::function<std::unique_ptr<batching::Scheduler>(
+    std::shared_ptr<const core::ModelConfig>, int64_t,
+    std::vector<std::unique_ptr<backend::Model>>)>;
+
+// Thread-safe. The destructor drains every version.
+class ModelManager {
+ public:
+  ModelManager(std::filesystem::path repository, const backend::BackendRegistry& backends,
+               SchedulerFactory make_scheduler = batching::CreateScheduler);
+  ~ModelManager();
+
+  // Loads every model of the repository; returns once each has loaded or failed. A model that
+  // fails is logged with its reason and reported through Get()/Status(); the others serve.
+  // Fails only when the repository itself cannot be read.
+  absl::Status LoadAll();
+
+  // The version to run: `version`, or the newest ready one. NOT_FOUND for an unknown model or
+  // version; UNAVAILABLE, with the reason, for a model or version that failed to load.
+  absl::StatusOr<ModelHandle> Get(absl::string_view name, std::optional<int64_t> version) const;
+
+  // NOT_FOUND for an unknown model.
+  absl::StatusOr<ModelStatus> Status(absl::string_view name) const;
+  // Every model, by name.
+  std::vector<ModelStatus> StatusAll() const;
+
+  // Stops intake on every version and waits for queued requests to finish.
+  void DrainAll();
+
+ private:
+  struct ModelEntry {
+    ModelStatus status;
+    std::map<int64_t, ModelHandle> ready;
+  };
+  using Snapshot = absl::flat_hash_map<std::string, ModelEntry>;
+
+  ModelEntry LoadModel(const ModelDir& dir) const;
+  absl::StatusOr<ModelHandle> LoadVersion(std::shared_ptr<const core::ModelConfig> config,
+                                          backend::Backend& backend,
+                                          const std::filesystem::path& model_dir,
+                                          int64_t version) const;
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  const std::filesystem::path repository_;
+  const backend::BackendRegistry& backends_;
+  const SchedulerFactory make_scheduler_;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace modeld::repository

@@ -1,0 +1,129 @@
+#include "repository/model_manager.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "backend/fake/fake_backend.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/temp_repository.h"
+
+namespace modeld::repository {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string FakeConfig(absl::string_view extra = "") {
+  return absl::StrCat(R"pb(
+    backend: "fake"
+    max_batch_size: 8
+    input { name: "x" data_type: TYPE_FP32 dims: [ 2 ] }
+    output { name: "y" data_type: TYPE_FP32 dims: [ 2 ] }
+  )pb", extra);
+}
+
+class ModelManagerTest : public ::testing::Test {
+ protected:
+  ModelManagerTest() {
+    auto fake = std::make_unique<backend::FakeBackend>();
+    fake_ = fake.get();
+    backends_.Register("fake", {"fake_platform"}, std::move(fake));
+  }
+
+  testing::TempRepository repo_;
+  backend::BackendRegistry backends_;
+  backend::FakeBackend* fake_;
+};
+
+TEST_F(ModelManagerTest, ServesTheNewestVersionByDefault) {
+  repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1, 3, 2});
+  ModelManager manager(repo_.path(), backends_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::StatusOr<ModelHandle> newest = manager.Get("m", std::nullopt);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_EQ((*newest)->version(), 3);
+  absl::StatusOr<ModelHandle> first = manager.Get("m", 1);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ((*first)->version(), 1);
+  EXPECT_EQ(fake_->load_count(), 3);
+  absl::StatusOr<ModelStatus> status = manager.Status("m");
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(status->ready());
+  EXPECT_EQ(status->versions.size(), 3u);
+}
+
+TEST_F(ModelManagerTest, LoadsOneModelPerInstance) {
+  repo_.AddModel("m", FakeConfig("instance_group [ { count: 2 }, { count: 1 kind: KIND_CPU } ]"));
+  ModelManager manager(repo_.path(), backends_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  EXPECT_EQ(fake_->load_count(), 3);
+}
+
+TEST_F(ModelManagerTest, UnknownModelAndVersionAreNotFound) {
+  repo_.AddModel("m", FakeConfig(), {4});
+  ModelManager manager(repo_.path(), backends_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::Status unknown = manager.Get("nope", std::nullopt).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("unknown model 'nope'"));
+  absl::Status version = manager.Get("m", 9).status();
+  EXPECT_EQ(version.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(version.message(), HasSubstr("has no version 9 (ready versions: 4)"));
+  EXPECT_EQ(manager.Status("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelManagerTest, BrokenModelsAreReportedAndOthersServe) {
+  repo_.AddModel("good", FakeConfig());
+  repo_.AddModel("bad_config", "not_a_field: 1\n");
+  repo_.AddModel("bad_backend", absl::StrCat("platform: \"onnxruntime_onnx\"\n",
+                                             "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }\n",
+                                             "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }"));
+  repo_.AddModel("no_versions", FakeConfig(), {});
+  repo_.AddModel("load_fails",
+                 FakeConfig("parameters { key: \"load_error\" value { string_value: \"boom\" } }"));
+  repo_.AddModel("missing_specific", FakeConfig("version_policy { specific { versions: [1, 2] } }"));
+  ModelManager manager(repo_.path(), backends_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+
+  EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"bad_config", "not_a_field"},
+      {"bad_backend", "platform 'onnxruntime_onnx' is not available"},
+      {"no_versions", "no version folder"},
+      {"load_fails", "boom"},
+  };
+  for (const auto& [name, reason] : expected) {
+    absl::Status status = manager.Get(name, std::nullopt).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << name;
+    EXPECT_THAT(status.message(), HasSubstr(reason)) << name;
+    absl::StatusOr<ModelStatus> model = manager.Status(name);
+    ASSERT_TRUE(model.ok());
+    EXPECT_FALSE(model->ready());
+    EXPECT_THAT(model->UnavailableReason(), HasSubstr(reason));
+  }
+  // A specific version with no folder fails alone; the one that exists serves.
+  EXPECT_TRUE(manager.Get("missing_specific", 1).ok());
+  absl::Status missing = manager.Get("missing_specific", 2).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(missing.message(), HasSubstr("does not exist"));
+  EXPECT_EQ(manager.StatusAll().size(), 6u);
+}
+
+TEST_F(ModelManagerTest, UnreadableRepositoryFails) {
+  ModelManager manager("/nonexistent/repository", backends_);
+  EXPECT_EQ(manager.LoadAll().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
+  repo_.AddModel("m", FakeConfig());
+  ModelHandle handle;
+  {
+    ModelManager manager(repo_.path(), backends_);
+    ASSERT_TRUE(manager.LoadAll().ok());
+    handle = *manager.Get("m", std::nullopt);
+  }
+  EXPECT_EQ(handle->config().name, "m");
+  EXPECT_EQ(handle->version(), 1);
+}
+
+}  // namespace
+}  // namespace modeld::repository

@@ -1,0 +1,26 @@
+// Reading a model repository's layout: <repository>/<model>/config.pbtxt + <version>/ folders.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace modeld::repository {
+
+struct ModelDir {
+  std::string name;
+  std::filesystem::path path;
+};
+
+// Every sub-folder of `repository` (hidden ones skipped), sorted by name. NOT_FOUND when the
+// repository is not a readable folder.
+absl::StatusOr<std::vector<ModelDir>> ListModelDirs(const std::filesystem::path& repository);
+
+// The version numbers of a model folder, ascending: sub-folders named by a positive decimal
+// number without leading zeros (Triton's rule); other entries are ignored.
+std::vector<int64_t> ListVersions(const std::filesystem::path& model_dir);
+
+}  // namespace modeld::repository

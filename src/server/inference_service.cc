@@ -1,0 +1,75 @@
+#include "server/inference_service.h"
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "core/request_validator.h"
+
+namespace modeld::server {
+namespace {
+
+std::vector<TensorMetadata> Describe(const core::ModelConfig& config,
+                                     const std::vector<core::TensorSpec>& specs) {
+  std::vector<TensorMetadata> tensors;
+  for (const core::TensorSpec& spec : specs) {
+    tensors.push_back({spec.name, spec.type, config.FullShape(spec)});
+  }
+  return tensors;
+}
+
+}  // namespace
+
+void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&& done) {
+  if (draining_.load()) {
+    std::move(done)(absl::UnavailableError("modeld is shutting down"));
+    return;
+  }
+  absl::StatusOr<repository::ModelHandle> handle =
+      models_.Get(request.model_name, request.model_version);
+  if (!handle.ok()) {
+    std::move(done)(handle.status());
+    return;
+  }
+  if (absl::Status valid = core::ValidateRequest((*handle)->config(), request); !valid.ok()) {
+    std::move(done)(valid);
+    return;
+  }
+  batching::Scheduler& scheduler = (*handle)->scheduler();
+  // The callback holds the handle, so the version outlives every request queued on it.
+  scheduler.Enqueue(std::move(request),
+                    [handle = *std::move(handle), done = std::move(done)](
+                        absl::StatusOr<core::InferResponse> response) mutable {
+                      std::move(done)(std::move(response));
+                    });
+}
+
+absl::StatusOr<bool> InferenceService::ModelReady(absl::string_view name,
+                                                  std::optional<int64_t> version) const {
+  RETURN_IF_ERROR(models_.Status(name).status());
+  return models_.Get(name, version).ok();
+}
+
+absl::StatusOr<ModelMetadata> InferenceService::Metadata(absl::string_view name,
+                                                         std::optional<int64_t> version) const {
+  ASSIGN_OR_RETURN(repository::ModelHandle handle, models_.Get(name, version));
+  ASSIGN_OR_RETURN(repository::ModelStatus status, models_.Status(name));
+  const core::ModelConfig& config = handle->config();
+  ModelMetadata metadata;
+  metadata.name = config.name;
+  for (const repository::VersionStatus& v : status.versions) {
+    if (v.state == repository::VersionState::kReady) metadata.versions.push_back(v.version);
+  }
+  metadata.platform = config.platform.empty() ? config.backend : config.platform;
+  metadata.inputs = Describe(config, config.inputs);
+  metadata.outputs = Describe(config, config.outputs);
+  return metadata;
+}
+
+absl::StatusOr<std::shared_ptr<const core::ModelConfig>> InferenceService::Config(
+    absl::string_view name, std::optional<int64_t> version) const {
+  ASSIGN_OR_RETURN(repository::ModelHandle handle, models_.Get(name, version));
+  // The aliasing constructor shares the handle's ownership, so the config lives on with it.
+  return std::shared_ptr<const core::ModelConfig>(handle, &handle->config());
+}
+
+}  // namespace modeld::server

@@ -1,0 +1,66 @@
+// InferenceService: the one API every transport calls. Transports decode the wire into core
+// types, call this, and encode what comes back; no transport touches models directly.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/infer_request.h"
+#include "core/model_config.h"
+#include "repository/model_manager.h"
+
+namespace modeld::server {
+
+struct TensorMetadata {
+  std::string name;
+  core::DataType type;
+  core::Shape shape;  // API shape: -1 for any size, batch dimension included
+};
+
+struct ModelMetadata {
+  std::string name;
+  std::vector<int64_t> versions;  // ready versions, ascending
+  std::string platform;           // config platform, else its backend name
+  std::vector<TensorMetadata> inputs;
+  std::vector<TensorMetadata> outputs;
+};
+
+// Thread-safe. `models` must outlive the service.
+class InferenceService {
+ public:
+  explicit InferenceService(repository::ModelManager& models) : models_(models) {}
+
+  // Finds the model version, validates the request against its config, and queues it. `done`
+  // runs exactly once: with the response, or with NOT_FOUND (unknown model or version),
+  // UNAVAILABLE (not ready, draining), INVALID_ARGUMENT (bad input, named) or INTERNAL
+  // (the model failed). Never blocks on inference.
+  void Infer(core::InferRequest&& request, core::InferCallback&& done);
+
+  // Whether the process can answer at all.
+  bool Live() const { return true; }
+  // Whether it takes inference requests: false once draining has begun.
+  bool Ready() const { return !draining_.load(); }
+  // Whether the model (or that version) is ready. NOT_FOUND for an unknown model.
+  absl::StatusOr<bool> ModelReady(absl::string_view name, std::optional<int64_t> version) const;
+  // Errors as for Infer's model lookup.
+  absl::StatusOr<ModelMetadata> Metadata(absl::string_view name,
+                                         std::optional<int64_t> version) const;
+  absl::StatusOr<std::shared_ptr<const core::ModelConfig>> Config(
+      absl::string_view name, std::optional<int64_t> version) const;
+
+  // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already queued
+  // still finish.
+  void StartDraining() { draining_.store(true); }
+
+ private:
+  repository::ModelManager& models_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace modeld::server

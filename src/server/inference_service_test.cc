@@ -1,0 +1,112 @@
+#include "server/inference_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "backend/fake/fake_backend.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/temp_repository.h"
+
+namespace modeld::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+class InferenceServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    backends_.Register("fake", {}, std::make_unique<backend::FakeBackend>());
+    repo_.AddModel("echo", R"pb(
+      backend: "fake"
+      max_batch_size: 4
+      version_policy { all {} }
+      input { name: "x" data_type: TYPE_FP32 dims: [ 2 ] }
+      output { name: "y" data_type: TYPE_FP32 dims: [ 2 ] }
+    )pb", {1, 2});
+    repo_.AddModel("broken", "platform: \"nope\"\n");
+    manager_ = std::make_unique<repository::ModelManager>(repo_.path(), backends_);
+    ASSERT_TRUE(manager_->LoadAll().ok());
+    service_ = std::make_unique<InferenceService>(*manager_);
+  }
+
+  absl::StatusOr<core::InferResponse> Infer(core::InferRequest request) {
+    absl::Notification done;
+    absl::StatusOr<core::InferResponse> result = absl::UnknownError("no answer");
+    service_->Infer(std::move(request), [&](absl::StatusOr<core::InferResponse> response) {
+      result = std::move(response);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    return result;
+  }
+
+  static core::InferRequest Echo(int64_t batch) {
+    core::InferRequest request;
+    request.model_name = "echo";
+    request.inputs["x"] = core::Tensor::Owning(core::DataType::kFp32, {batch, 2},
+                                               std::string(batch * 8, '\x3f'));
+    return request;
+  }
+
+  testing::TempRepository repo_;
+  backend::BackendRegistry backends_;
+  std::unique_ptr<repository::ModelManager> manager_;
+  std::unique_ptr<InferenceService> service_;
+};
+
+TEST_F(InferenceServiceTest, RunsTheNewestVersion) {
+  absl::StatusOr<core::InferResponse> response = Infer(Echo(3));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->model_name, "echo");
+  EXPECT_EQ(response->model_version, 2);
+  ASSERT_EQ(response->outputs.size(), 1u);
+  EXPECT_EQ(response->outputs[0].tensor.bytes(), std::string(24, '\x3f'));
+}
+
+TEST_F(InferenceServiceTest, ValidatesBeforeQueueing) {
+  absl::StatusOr<core::InferResponse> response = Infer(Echo(5));
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(response.status().message(), HasSubstr("max_batch_size 4"));
+}
+
+TEST_F(InferenceServiceTest, LookupErrors) {
+  core::InferRequest unknown = Echo(1);
+  unknown.model_name = "missing";
+  EXPECT_EQ(Infer(unknown).status().code(), absl::StatusCode::kNotFound);
+  core::InferRequest broken = Echo(1);
+  broken.model_name = "broken";
+  EXPECT_EQ(Infer(broken).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(InferenceServiceTest, ReadinessAndMetadata) {
+  EXPECT_TRUE(service_->Live());
+  EXPECT_TRUE(service_->Ready());
+  EXPECT_EQ(service_->ModelReady("echo", std::nullopt).value(), true);
+  EXPECT_EQ(service_->ModelReady("echo", 1).value(), true);
+  EXPECT_EQ(service_->ModelReady("echo", 7).value(), false);
+  EXPECT_EQ(service_->ModelReady("broken", std::nullopt).value(), false);
+  EXPECT_EQ(service_->ModelReady("missing", std::nullopt).status().code(),
+            absl::StatusCode::kNotFound);
+
+  absl::StatusOr<ModelMetadata> metadata = service_->Metadata("echo", std::nullopt);
+  ASSERT_TRUE(metadata.ok());
+  EXPECT_EQ(metadata->platform, "fake");
+  EXPECT_EQ(metadata->versions, (std::vector<int64_t>{1, 2}));
+  ASSERT_EQ(metadata->inputs.size(), 1u);
+  EXPECT_EQ(metadata->inputs[0].shape, (core::Shape{-1, 2}));
+  absl::StatusOr<std::shared_ptr<const core::ModelConfig>> config =
+      service_->Config("echo", std::nullopt);
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ((*config)->proto.max_batch_size(), 4);
+}
+
+TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {
+  service_->StartDraining();
+  EXPECT_FALSE(service_->Ready());
+  absl::Status status = Infer(Echo(1)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(status.message(), HasSubstr("shutting down"));
+}
+
+}  // namespace
+}  // namespace modeld::server

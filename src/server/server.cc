@@ -1,0 +1,89 @@
+#include "server/server.h"
+
+#include "absl/strings/str_cat.h"
+#include "backend/fake/fake_backend.h"
+#include "backend/registry.h"
+#include "backend/torch/torch_backend.h"
+#include "common/status_macros.h"
+#include "grpcpp/grpcpp.h"
+#include "repository/model_manager.h"
+#include "server/inference_service.h"
+#include "common/logging.h"
+#include "transport/grpc_kserve/kserve_service.h"
+
+namespace modeld::server {
+namespace {
+
+std::unique_ptr<backend::BackendRegistry> MakeBackends() {
+  auto backends = std::make_unique<backend::BackendRegistry>();
+  backends->Register("pytorch", {"pytorch_libtorch"}, std::make_unique<backend::TorchBackend>());
+  backends->Register("fake", {}, std::make_unique<backend::FakeBackend>());
+  return backends;
+}
+
+// "host:port" -> "host" (keeps IPv6 brackets).
+std::string HostOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+class ModeldServer : public Server {
+ public:
+  explicit ModeldServer(const ServerOptions& options)
+      : options_(options),
+        backends_(MakeBackends()),
+        models_(options.model_repository, *backends_),
+        service_(models_),
+        kserve_(service_) {}
+
+  absl::Status Start() {
+    RETURN_IF_ERROR(models_.LoadAll());
+    grpc::ServerBuilder builder;
+    const int max_bytes = static_cast<int>(
+        std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
+    builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(),
+                             &grpc_port_);
+    builder.SetMaxReceiveMessageSize(max_bytes);
+    builder.SetMaxSendMessageSize(max_bytes);
+    builder.RegisterService(&kserve_);
+    grpc_ = builder.BuildAndStart();
+    if (grpc_ == nullptr || grpc_port_ == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve gRPC on ", options_.grpc_address,
+                       " (address in use or malformed?)"));
+    }
+    spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
+    return absl::OkStatus();
+  }
+
+  int grpc_port() const override { return grpc_port_; }
+
+  void Shutdown() override {
+    spdlog::info("shutting down: finishing in-flight requests (up to {} s)",
+                 options_.drain_timeout_seconds);
+    service_.StartDraining();
+    grpc_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(options_.drain_timeout_seconds));
+    models_.DrainAll();
+    spdlog::info("shut down");
+  }
+
+ private:
+  const ServerOptions options_;
+  const std::unique_ptr<backend::BackendRegistry> backends_;
+  repository::ModelManager models_;
+  InferenceService service_;
+  transport::grpc_kserve::KServeGrpcService kserve_;
+  std::unique_ptr<grpc::Server> grpc_;
+  int grpc_port_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  auto server = std::make_unique<ModeldServer>(options);
+  RETURN_IF_ERROR(server->Start());
+  return server;
+}
+
+}  // namespace modeld::server

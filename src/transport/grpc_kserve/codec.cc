@@ -1,0 +1,253 @@
+#include "transport/grpc_kserve/codec.h"
+
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace modeld::transport::grpc_kserve {
+namespace {
+
+using core::DataType;
+using inference::InferTensorContents;
+
+// The InferTensorContents field that carries a datatype's values; empty for FP16, which has
+// none and must travel raw.
+absl::string_view TypedField(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return "bool_contents";
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+      return "int_contents";
+    case DataType::kInt64:
+      return "int64_contents";
+    case DataType::kUint8:
+    case DataType::kUint16:
+    case DataType::kUint32:
+      return "uint_contents";
+    case DataType::kUint64:
+      return "uint64_contents";
+    case DataType::kFp32:
+      return "fp32_contents";
+    case DataType::kFp64:
+      return "fp64_contents";
+    case DataType::kBytes:
+      return "bytes_contents";
+    case DataType::kFp16:
+      return "";
+  }
+  return "";
+}
+
+// (field name, value count) of every non-empty field.
+std::vector<std::pair<absl::string_view, int>> FilledFields(const InferTensorContents& c) {
+  std::vector<std::pair<absl::string_view, int>> filled;
+  auto note = [&](absl::string_view name, int size) {
+    if (size > 0) filled.emplace_back(name, size);
+  };
+  note("bool_contents", c.bool_contents_size());
+  note("int_contents", c.int_contents_size());
+  note("int64_contents", c.int64_contents_size());
+  note("uint_contents", c.uint_contents_size());
+  note("uint64_contents", c.uint64_contents_size());
+  note("fp32_contents", c.fp32_contents_size());
+  note("fp64_contents", c.fp64_contents_size());
+  note("bytes_contents", c.bytes_contents_size());
+  return filled;
+}
+
+// Appends `values` as little-endian `Element`s, refusing values that do not fit.
+template <typename Element, typename Values>
+absl::Status AppendAs(const Values& values, absl::string_view input, DataType type,
+                      std::string& out) {
+  out.reserve(out.size() + values.size() * sizeof(Element));
+  for (int i = 0; i < values.size(); ++i) {
+    const auto value = values.Get(i);
+    if constexpr (std::is_integral_v<Element> && !std::is_same_v<Element, bool> &&
+                  sizeof(Element) < sizeof(value)) {
+      if (!std::in_range<Element>(value)) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", input, "' value ", value,
+                                                       " at index ", i, " does not fit ",
+                                                       core::DataTypeName(type)));
+      }
+    }
+    const Element element = static_cast<Element>(value);
+    out.append(reinterpret_cast<const char*>(&element), sizeof(Element));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TypedToBytes(const InferTensorContents& c, absl::string_view input,
+                                         DataType type) {
+  std::string out;
+  absl::Status status;
+  switch (type) {
+    case DataType::kBool:
+      status = AppendAs<bool>(c.bool_contents(), input, type, out);
+      break;
+    case DataType::kInt8:
+      status = AppendAs<int8_t>(c.int_contents(), input, type, out);
+      break;
+    case DataType::kInt16:
+      status = AppendAs<int16_t>(c.int_contents(), input, type, out);
+      break;
+    case DataType::kInt32:
+      status = AppendAs<int32_t>(c.int_contents(), input, type, out);
+      break;
+    case DataType::kInt64:
+      status = AppendAs<int64_t>(c.int64_contents(), input, type, out);
+      break;
+    case DataType::kUint8:
+      status = AppendAs<uint8_t>(c.uint_contents(), input, type, out);
+      break;
+    case DataType::kUint16:
+      status = AppendAs<uint16_t>(c.uint_contents(), input, type, out);
+      break;
+    case DataType::kUint32:
+      status = AppendAs<uint32_t>(c.uint_contents(), input, type, out);
+      break;
+    case DataType::kUint64:
+      status = AppendAs<uint64_t>(c.uint64_contents(), input, type, out);
+      break;
+    case DataType::kFp32:
+      status = AppendAs<float>(c.fp32_contents(), input, type, out);
+      break;
+    case DataType::kFp64:
+      status = AppendAs<double>(c.fp64_contents(), input, type, out);
+      break;
+    case DataType::kBytes:
+      for (const std::string& element : c.bytes_contents()) core::AppendBytesElement(element, out);
+      break;
+    case DataType::kFp16:
+      break;  // refused by the caller: FP16 has no typed field
+  }
+  RETURN_IF_ERROR(status);
+  return out;
+}
+
+absl::StatusOr<core::Tensor> DecodeTyped(const inference::ModelInferRequest::InferInputTensor& in,
+                                         DataType type, core::Shape shape) {
+  const absl::string_view field = TypedField(type);
+  if (field.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", in.name(), "' is ", core::DataTypeName(type),
+        ", which has no typed contents field; send it in raw_input_contents"));
+  }
+  const auto filled = FilledFields(in.contents());
+  int count = 0;
+  for (const auto& [name, size] : filled) {
+    if (name != field) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' is ",
+                                                     core::DataTypeName(type), ", whose values go in ",
+                                                     field, ", but ", name, " is set"));
+    }
+    count = size;
+  }
+  const int64_t elements = core::ElementCount(shape);
+  if (count != elements) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' has ", count,
+                                                   " values in ", field, " but its shape ",
+                                                   core::ShapeToString(shape), " needs ",
+                                                   elements));
+  }
+  ASSIGN_OR_RETURN(std::string bytes, TypedToBytes(in.contents(), in.name(), type));
+  return core::Tensor::Owning(type, std::move(shape), std::move(bytes));
+}
+
+absl::Status DecodeOutputs(const inference::ModelInferRequest& request, core::InferRequest& out) {
+  for (const auto& output : request.outputs()) {
+    if (output.parameters().contains("classification")) {
+      return absl::UnimplementedError(absl::StrCat(
+          "output '", output.name(), "' asks for classification, which modeld does not offer"));
+    }
+    out.requested_outputs.push_back(output.name());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version) {
+  if (version.empty()) return std::nullopt;
+  int64_t parsed = 0;
+  const bool digits = std::all_of(version.begin(), version.end(),
+                                  [](char c) { return absl::ascii_isdigit(c); });
+  if (!digits || !absl::SimpleAtoi(version, &parsed) || parsed < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model version '", version, "' is not a version number (a positive integer)"));
+  }
+  return parsed;
+}
+
+absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInferRequest& request) {
+  core::InferRequest out;
+  if (request.model_name().empty()) return absl::InvalidArgumentError("model_name is empty");
+  out.model_name = request.model_name();
+  ASSIGN_OR_RETURN(out.model_version, ParseVersion(request.model_version()));
+  out.id = request.id();
+
+  const bool raw = request.raw_input_contents_size() > 0;
+  if (raw && request.raw_input_contents_size() != request.inputs_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raw_input_contents has ", request.raw_input_contents_size(), " entries but the request has ",
+        request.inputs_size(), " inputs; send one entry per input, in order"));
+  }
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    const auto& in = request.inputs(i);
+    const std::optional<DataType> type = core::DataTypeFromName(in.datatype());
+    if (!type.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' has unknown datatype '",
+                                                     in.datatype(), "'"));
+    }
+    core::Shape shape(in.shape().begin(), in.shape().end());
+    if (core::ElementCount(shape) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' has shape ",
+                                                     core::ShapeToString(shape),
+                                                     " with a negative or too large dimension"));
+    }
+    const bool typed = !FilledFields(in.contents()).empty();
+    core::Tensor tensor;
+    if (raw) {
+      if (typed) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "input '", in.name(),
+            "' sets contents while the request also uses raw_input_contents; send every input "
+            "one way"));
+      }
+      tensor = core::Tensor::Viewing(*type, std::move(shape), request.raw_input_contents(i),
+                                     nullptr);
+    } else {
+      ASSIGN_OR_RETURN(tensor, DecodeTyped(in, *type, std::move(shape)));
+    }
+    if (!out.inputs.emplace(in.name(), std::move(tensor)).second) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' appears twice"));
+    }
+  }
+  RETURN_IF_ERROR(DecodeOutputs(request, out));
+  return out;
+}
+
+void EncodeInferResponse(const core::InferResponse& response, inference::ModelInferResponse* out) {
+  out->set_model_name(response.model_name);
+  out->set_model_version(absl::StrCat(response.model_version));
+  out->set_id(response.id);
+  for (const core::NamedTensor& output : response.outputs) {
+    auto* tensor = out->add_outputs();
+    tensor->set_name(output.name);
+    tensor->set_datatype(std::string(core::DataTypeName(output.tensor.type())));
+    for (int64_t dim : output.tensor.shape()) tensor->add_shape(dim);
+    const absl::string_view bytes = output.tensor.bytes();
+    out->add_raw_output_contents()->assign(bytes.data(), bytes.size());
+  }
+}
+
+}  // namespace modeld::transport::grpc_kserve

@@ -1,0 +1,27 @@
+// KServe V2 gRPC messages <-> core requests and responses.
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "core/infer_request.h"
+#include "kserve/grpc_service.pb.h"
+
+namespace modeld::transport::grpc_kserve {
+
+// Decodes a ModelInferRequest. Inputs given in raw_input_contents are viewed, not copied, so
+// `request` must outlive the returned request (until its inference's callback has run); typed
+// `contents` are converted into owned little-endian bytes. INVALID_ARGUMENT, naming the input,
+// for: an unknown datatype, a negative dimension, a duplicated input, data given both raw and
+// typed or neither, a raw entry count that differs from the inputs, typed values in the wrong
+// field for the datatype, a value count that differs from the shape, or a value out of range;
+// a non-numeric model_version. UNIMPLEMENTED for the classification output extension.
+absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInferRequest& request);
+
+// Encodes outputs into `out` with their data in raw_output_contents (one entry per output, in
+// order), which every KServe client reads and Triton's clients require.
+void EncodeInferResponse(const core::InferResponse& response, inference::ModelInferResponse* out);
+
+// "" -> nullopt; a positive decimal -> that version; anything else INVALID_ARGUMENT.
+absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version);
+
+}  // namespace modeld::transport::grpc_kserve

@@ -1,0 +1,113 @@
+#include "transport/grpc_kserve/kserve_service.h"
+
+#include "common/status_macros.h"
+#include "transport/grpc_kserve/codec.h"
+#include "transport/status_codes.h"
+
+#ifndef MODELD_VERSION
+#define MODELD_VERSION "dev"
+#endif
+
+namespace modeld::transport::grpc_kserve {
+namespace {
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
+                                 const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+void AddTensors(const std::vector<server::TensorMetadata>& tensors,
+                google::protobuf::RepeatedPtrField<
+                    inference::ModelMetadataResponse::TensorMetadata>* out) {
+  for (const server::TensorMetadata& tensor : tensors) {
+    auto* meta = out->Add();
+    meta->set_name(tensor.name);
+    meta->set_datatype(std::string(core::DataTypeName(tensor.type)));
+    for (int64_t dim : tensor.shape) meta->add_shape(dim);
+  }
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KServeGrpcService::ServerLive(grpc::CallbackServerContext* context,
+                                                        const inference::ServerLiveRequest*,
+                                                        inference::ServerLiveResponse* response) {
+  response->set_live(service_.Live());
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(
+    grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
+    inference::ServerReadyResponse* response) {
+  response->set_ready(service_.Ready());
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::ModelReady(grpc::CallbackServerContext* context,
+                                                        const inference::ModelReadyRequest* request,
+                                                        inference::ModelReadyResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseVersion(request->version()));
+    ASSIGN_OR_RETURN(bool ready, service_.ModelReady(request->name(), version));
+    response->set_ready(ready);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::ServerMetadata(
+    grpc::CallbackServerContext* context, const inference::ServerMetadataRequest*,
+    inference::ServerMetadataResponse* response) {
+  response->set_name("modeld");
+  response->set_version(MODELD_VERSION);
+  for (const char* extension : kExtensions) response->add_extensions(extension);
+  return Finish(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::ModelMetadata(
+    grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
+    inference::ModelMetadataResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseVersion(request->version()));
+    ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(request->name(), version));
+    response->set_name(metadata.name);
+    for (int64_t v : metadata.versions) response->add_versions(std::to_string(v));
+    response->set_platform(metadata.platform);
+    AddTensors(metadata.inputs, response->mutable_inputs());
+    AddTensors(metadata.outputs, response->mutable_outputs());
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(
+    grpc::CallbackServerContext* context, const inference::ModelConfigRequest* request,
+    inference::ModelConfigResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseVersion(request->version()));
+    ASSIGN_OR_RETURN(auto config, service_.Config(request->name(), version));
+    *response->mutable_config() = config->proto;
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerContext* context,
+                                                        const inference::ModelInferRequest* request,
+                                                        inference::ModelInferResponse* response) {
+  absl::StatusOr<core::InferRequest> decoded = DecodeInferRequest(*request);
+  if (!decoded.ok()) return Finish(context, decoded.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // `request` and `response` stay valid until Finish(), which the callback calls last, so the
+  // decoded tensors may keep viewing the request's bytes.
+  service_.Infer(*std::move(decoded),
+                 [reactor, response](absl::StatusOr<core::InferResponse> result) {
+                   if (result.ok()) EncodeInferResponse(*result, response);
+                   reactor->Finish(ToGrpcStatus(result.status()));
+                 });
+  return reactor;
+}
+
+}  // namespace modeld::transport::grpc_kserve

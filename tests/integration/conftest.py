@@ -1,0 +1,108 @@
+"""Fixtures for the end-to-end tests: the real modeld binary on the example repository.
+
+Environment:
+  MODELD_BINARY         the server binary (default build/bin/modeld)
+  MODELD_PYTHON_STUBS   the folder holding kserve/grpc_service_pb2.py (default build/python)
+  MODELD_EXAMPLE_MODELS the example repository (default examples/models; generated into a
+                        temporary folder with examples/generate_models.py when missing)
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modeld_server import (
+    EXAMPLE_MODELS,
+    REPO_ROOT,
+    STUBS_DIR,
+    ServerProcess,
+    require_build,
+    start_server,
+)
+
+# The generated stubs (kserve/grpc_service_pb2.py, ...) are imported as package `kserve`.
+sys.path.insert(0, str(STUBS_DIR))
+GENERATOR = REPO_ROOT / "examples" / "generate_models.py"
+# The generator needs torch; Debian's python3-torch lives with the system interpreter.
+GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", "/usr/bin/python3")
+
+
+def _is_complete(repository):
+    return all((repository / name / "config.pbtxt").is_file() for name in EXAMPLE_MODELS)
+
+
+@pytest.fixture(scope="session")
+def example_repository(tmp_path_factory):
+    """The example model repository (see examples/generate_models.py)."""
+    if "MODELD_EXAMPLE_MODELS" in os.environ:
+        repository = Path(os.environ["MODELD_EXAMPLE_MODELS"])
+    else:
+        repository = REPO_ROOT / "examples" / "models"
+        if not _is_complete(repository):
+            if not GENERATOR.is_file():
+                pytest.fail(f"{repository} is incomplete and {GENERATOR} does not exist")
+            repository = tmp_path_factory.mktemp("example_models")
+            subprocess.run(
+                [GENERATOR_PYTHON, str(GENERATOR), "--out", str(repository)],
+                check=True,
+                timeout=300,
+            )
+    assert _is_complete(repository), f"{repository} lacks some of {EXAMPLE_MODELS}"
+    return repository
+
+
+@pytest.fixture(scope="session")
+def server(example_repository):
+    """modeld serving the example repository, shared by the whole session."""
+    require_build()
+    process = start_server(example_repository)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def stub(server):
+    from infer_helpers import make_stub
+
+    return make_stub(server.channel())
+
+
+@pytest.fixture
+def launch():
+    """A factory: launch(repository, extra_args=(), wait=True) -> ServerProcess.
+
+    Every server it starts is stopped (SIGTERM, then SIGKILL after a bounded wait) at teardown.
+    """
+    require_build()
+    started = []
+
+    def _launch(repository, extra_args=(), wait=True):
+        if wait:
+            process = start_server(repository, extra_args)
+        else:
+            process = ServerProcess(repository, extra_args)
+        started.append(process)
+        return process
+
+    yield _launch
+    for process in started:
+        if process.running():
+            try:
+                process.stop()
+            except AssertionError:
+                pass  # stop() has killed it; the test itself asserts on shutdown behaviour
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach the tail of the log of each server the test used to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, ServerProcess):
+                tail = "\n".join(value.log_lines()[-60:])
+                report.sections.append((f"modeld log of fixture '{name}' (last 60 lines)", tail))
