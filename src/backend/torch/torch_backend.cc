@@ -121,8 +121,8 @@ class TorchModel : public Model {
       values.push_back(result);
     }
     if (values.size() != config_.outputs.size()) {
-      return absl::InternalError(absl::StrCat("forward returned ", result.tagKind(), " of ",
-                                              values.size(), " values but the config declares ",
+      return absl::InternalError(absl::StrCat("forward returned ", values.size(), " value(s) (",
+                                              result.tagKind(), ") but the config declares ",
                                               config_.outputs.size(), " output(s)"));
     }
     std::vector<at::Tensor> tensors;
@@ -206,15 +206,21 @@ absl::Status CheckSignature(const torch::jit::Module& module, const core::ModelC
 absl::StatusOr<std::unique_ptr<Model>> TorchBackend::Load(
     const core::ModelConfig& config, const std::filesystem::path& version_dir) {
   const std::string& filename = config.proto.default_model_filename();
+  // A name with a folder in it could point outside the version folder (an absolute one would
+  // replace it altogether), so only a plain file name is accepted.
+  if (filename.find('/') != std::string::npos || filename == "." || filename == "..") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "default_model_filename '", filename, "' must be a file name inside the version folder"));
+  }
   const std::filesystem::path path =
       version_dir / (filename.empty() ? kDefaultModelFilename : filename);
+  RETURN_IF_ERROR(CheckDataTypes(config.inputs, "input"));
+  RETURN_IF_ERROR(CheckDataTypes(config.outputs, "output"));
+  ASSIGN_OR_RETURN(const int threads, IntraOpThreads(config));
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) {
     return absl::NotFoundError(absl::StrCat("model file ", path.string(), " does not exist"));
   }
-  RETURN_IF_ERROR(CheckDataTypes(config.inputs, "input"));
-  RETURN_IF_ERROR(CheckDataTypes(config.outputs, "output"));
-  ASSIGN_OR_RETURN(const int threads, IntraOpThreads(config));
 
   const std::string context = absl::StrCat("loading ", path.string());
   try {

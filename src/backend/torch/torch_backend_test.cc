@@ -184,6 +184,16 @@ TEST_F(TorchBackendTest, DefaultModelFilename) {
   EXPECT_TRUE(model.ok()) << model.status();
 }
 
+TEST_F(TorchBackendTest, DefaultModelFilenameMustStayInTheVersionFolder) {
+  SaveModule("def forward(self, x):\n  return x * 2\n");
+  for (const char* name : {"../1/model.pt", "/etc/passwd", ".."}) {
+    absl::StatusOr<std::unique_ptr<Model>> model = Load(absl::StrCat(
+        kDoubleConfig, R"pb(default_model_filename: ")pb", name, R"pb(")pb"));
+    EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(Message(model.status()), HasSubstr(name));
+  }
+}
+
 TEST_F(TorchBackendTest, MissingFileIsNotFound) {
   absl::StatusOr<std::unique_ptr<Model>> model = Load(kDoubleConfig);
   EXPECT_EQ(model.status().code(), absl::StatusCode::kNotFound);
@@ -260,7 +270,7 @@ TEST_F(TorchBackendTest, OutputCountMismatchIsInternal) {
   inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
   absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
-  EXPECT_THAT(Message(outputs.status()), AllOf(HasSubstr("2 values"), HasSubstr("1 output")));
+  EXPECT_THAT(Message(outputs.status()), AllOf(HasSubstr("2 value(s)"), HasSubstr("1 output")));
 }
 
 TEST_F(TorchBackendTest, NonTensorOutputIsInternal) {
@@ -309,11 +319,8 @@ TEST_F(TorchBackendTest, BytesInputIsInvalidArgument) {
 }
 
 std::string ThreadCountParameter(absl::string_view value) {
-  return absl::StrCat(R"pb(parameters {
-                             key: "intra_op_thread_count"
-                             value { string_value: ")pb",
-                      value, R"pb(" }
-                           })pb");
+  return absl::StrCat("parameters { key: \"intra_op_thread_count\" value { string_value: \"",
+                      value, "\" } }");
 }
 
 TEST_F(TorchBackendTest, BadIntraOpThreadCountIsInvalidArgument) {

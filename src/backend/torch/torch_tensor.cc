@@ -79,12 +79,16 @@ absl::StatusOr<at::Tensor> ToAtenTensor(const core::Tensor& input, const core::T
   }
   const core::Shape& shape = input.shape();
   const int64_t count = core::ElementCount(shape);
-  const int64_t byte_size = count * core::DataTypeSize(input.type());
-  // from_blob reads whatever the shape says; a short buffer would be read out of bounds.
-  if (count < 0 || static_cast<size_t>(byte_size) != input.bytes().size()) {
-    return absl::InternalError(absl::StrCat("input '", spec.name, "' has ",
-                                            input.bytes().size(), " bytes, not the ", byte_size,
-                                            " of shape ", core::ShapeToString(shape)));
+  const size_t element_size = core::DataTypeSize(input.type());
+  const size_t byte_size = input.bytes().size();
+  // from_blob reads whatever the shape says; a short buffer would be read out of bounds. The
+  // caller validated this; checking again costs nothing next to a model.
+  if (count < 0 || byte_size % element_size != 0 ||
+      static_cast<uint64_t>(count) != byte_size / element_size) {
+    return absl::InternalError(absl::StrCat("input '", spec.name, "' has ", byte_size,
+                                            " bytes, which do not hold shape ",
+                                            core::ShapeToString(shape), " of ",
+                                            core::DataTypeName(input.type())));
   }
   const auto options = at::TensorOptions().dtype(*scalar_type);
   at::Tensor tensor;
@@ -92,9 +96,9 @@ absl::StatusOr<at::Tensor> ToAtenTensor(const core::Tensor& input, const core::T
     // An empty buffer may have no address at all, which from_blob does not accept.
     tensor = at::empty(shape, options);
   } else {
-    // LibTorch's API takes a mutable pointer; a model that writes into its input would write
-    // into the request's buffer, which only that request sees. The deleter holds a copy of
-    // `input` so an output that aliases this storage keeps the bytes alive.
+    // LibTorch takes a mutable pointer: a model that changes an argument in place (rare)
+    // changes the caller's input bytes. The deleter holds a copy of `input`, so an output that
+    // aliases this storage (a model may return its input) keeps the bytes alive.
     void* data = const_cast<char*>(input.bytes().data());
     tensor = at::from_blob(data, shape, [input](void*) {}, options);
   }
