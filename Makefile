@@ -5,7 +5,7 @@ PY        := .venv/bin/python
 GRPC_ADDRESS ?= 127.0.0.1:8001
 PROTOS    := $(wildcard proto/*/*.proto)
 
-.PHONY: all setup build run test unit-test integration-test models clean
+.PHONY: all setup build run test unit-test integration-test models format clean
 
 all: build
 
@@ -42,6 +42,9 @@ unit-test:
 
 integration-test:
 	@$(PY) -m pytest tests/integration -q
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD_DIR) $(MODELS)

@@ -20,9 +20,16 @@ class Model {
   virtual ~Model() = default;
 
   // `inputs` holds every config input, already validated against the config (names,
-  // datatypes, API shapes including the batch dimension, byte sizes). Returns every config
-  // output by name with its API shape. Framework errors come back as INTERNAL with the
-  // framework's message; a result that does not match the config is INTERNAL too.
+  // datatypes, API shapes including the batch dimension, byte sizes, BOOL bytes 0 or 1).
+  // Returns every config output by name with its API shape. Framework errors come back as
+  // INTERNAL with the framework's message; a result that does not match the config is
+  // INTERNAL too.
+  //
+  // Memory: the input bytes stay valid until the request's callback has run, which is after
+  // the outputs have been encoded, so an output may view input bytes (an identity model does)
+  // as long as it also holds the input Tensor's owner. A framework may be handed the input
+  // bytes without copying; a model that writes to its arguments writes into that buffer,
+  // which belongs to this one request and is never read again after encoding.
   virtual absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) = 0;
 };
 
@@ -34,8 +41,8 @@ class Backend {
   // Loads one instance of the version in `version_dir`. INVALID_ARGUMENT when the config asks
   // for something this backend cannot do (named), NOT_FOUND when the model file is missing,
   // INTERNAL when the framework fails to load it (with the framework's message).
-  virtual absl::StatusOr<std::unique_ptr<Model>> Load(
-      const core::ModelConfig& config, const std::filesystem::path& version_dir) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
+                                                      const std::filesystem::path& version_dir) = 0;
 };
 
 }  // namespace modeld::backend

@@ -30,15 +30,13 @@ absl::StatusOr<Backend*> BackendRegistry::Find(const core::ModelConfig& config) 
   if (!config.backend.empty()) {
     auto it = by_backend_name_.find(config.backend);
     if (it != by_backend_name_.end()) return it->second;
-    return absl::InvalidArgumentError(absl::StrCat("backend '", config.backend,
-                                                   "' is not available; modeld has: ",
-                                                   Keys(by_backend_name_)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backend '", config.backend, "' is not available; modeld has: ", Keys(by_backend_name_)));
   }
   auto it = by_platform_.find(config.platform);
   if (it != by_platform_.end()) return it->second;
-  return absl::InvalidArgumentError(absl::StrCat("platform '", config.platform,
-                                                 "' is not available; modeld has: ",
-                                                 Keys(by_platform_)));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "platform '", config.platform, "' is not available; modeld has: ", Keys(by_platform_)));
 }
 
 }  // namespace modeld::backend

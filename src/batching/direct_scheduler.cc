@@ -11,8 +11,7 @@ std::unique_ptr<Scheduler> CreateScheduler(std::shared_ptr<const core::ModelConf
   return std::make_unique<DirectScheduler>(std::move(config), version, std::move(instances));
 }
 
-DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config,
-                                 int64_t version,
+DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                                  std::vector<std::unique_ptr<backend::Model>> instances)
     : config_(std::move(config)), version_(version), instances_(std::move(instances)) {
   absl::MutexLock lock(&join_mu_);
@@ -31,8 +30,8 @@ void DirectScheduler::Enqueue(core::InferRequest&& request, core::InferCallback&
       return;
     }
   }
-  std::move(done)(absl::UnavailableError(absl::StrCat(
-      "model '", config_->name, "' version ", version_, " is shutting down")));
+  std::move(done)(absl::UnavailableError(
+      absl::StrCat("model '", config_->name, "' version ", version_, " is shutting down")));
 }
 
 void DirectScheduler::Drain() {

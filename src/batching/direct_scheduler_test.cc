@@ -13,14 +13,23 @@ namespace modeld::batching {
 namespace {
 
 std::shared_ptr<const core::ModelConfig> Config(absl::string_view extra = "") {
-  absl::StatusOr<core::ModelConfig> config = core::ParseModelConfig(
-      absl::StrCat(R"pb(
-        backend: "fake"
-        max_batch_size: 4
-        input { name: "x" data_type: TYPE_INT32 dims: [ 1 ] }
-        output { name: "y" data_type: TYPE_INT32 dims: [ 1 ] }
-      )pb", extra),
-      "test", "m");
+  absl::StatusOr<core::ModelConfig> config =
+      core::ParseModelConfig(absl::StrCat(R"pb(
+                                            backend: "fake"
+                                            max_batch_size: 4
+                                            input {
+                                              name: "x"
+                                              data_type: TYPE_INT32
+                                              dims: [ 1 ]
+                                            }
+                                            output {
+                                              name: "y"
+                                              data_type: TYPE_INT32
+                                              dims: [ 1 ]
+                                            }
+                                          )pb",
+                                          extra),
+                             "test", "m");
   EXPECT_TRUE(config.ok()) << config.status();
   return std::make_shared<const core::ModelConfig>(*config);
 }
@@ -48,8 +57,8 @@ core::InferRequest Request(int32_t value) {
   core::InferRequest request;
   request.model_name = "m";
   request.id = absl::StrCat("request-", value);
-  request.inputs["x"] = core::Tensor::Owning(
-      core::DataType::kInt32, {1, 1}, std::string(reinterpret_cast<const char*>(&value), 4));
+  request.inputs["x"] = core::Tensor::Owning(core::DataType::kInt32, {1, 1},
+                                             std::string(reinterpret_cast<const char*>(&value), 4));
   return request;
 }
 
@@ -130,8 +139,9 @@ TEST(DirectSchedulerTest, AfterDrainRequestsAreRefused) {
   scheduler.Drain();
   scheduler.Drain();  // idempotent
   absl::Status status;
-  scheduler.Enqueue(Request(1),
-                    [&](absl::StatusOr<core::InferResponse> response) { status = response.status(); });
+  scheduler.Enqueue(Request(1), [&](absl::StatusOr<core::InferResponse> response) {
+    status = response.status();
+  });
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(status.message().find("shutting down"), absl::string_view::npos);
 }

@@ -2,8 +2,6 @@
 // this only chooses the level and the line format once at start.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"

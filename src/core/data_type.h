@@ -3,8 +3,8 @@
 
 #include <cstdint>
 #include <optional>
-#include "absl/strings/string_view.h"
 
+#include "absl/strings/string_view.h"
 #include "kserve/model_config.pb.h"
 
 namespace modeld::core {

@@ -6,10 +6,10 @@ namespace modeld::core {
 namespace {
 
 TEST(DataTypeTest, NamesRoundTrip) {
-  for (DataType type : {DataType::kBool, DataType::kUint8, DataType::kUint16, DataType::kUint32,
-                        DataType::kUint64, DataType::kInt8, DataType::kInt16, DataType::kInt32,
-                        DataType::kInt64, DataType::kFp16, DataType::kFp32, DataType::kFp64,
-                        DataType::kBytes}) {
+  for (DataType type :
+       {DataType::kBool, DataType::kUint8, DataType::kUint16, DataType::kUint32, DataType::kUint64,
+        DataType::kInt8, DataType::kInt16, DataType::kInt32, DataType::kInt64, DataType::kFp16,
+        DataType::kFp32, DataType::kFp64, DataType::kBytes}) {
     EXPECT_EQ(DataTypeFromName(DataTypeName(type)), type) << DataTypeName(type);
     EXPECT_EQ(DataTypeFromConfig(DataTypeToConfig(type)), type) << DataTypeName(type);
   }

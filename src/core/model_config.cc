@@ -3,9 +3,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/string_view.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -51,9 +51,9 @@ absl::StatusOr<TensorSpec> ToTensorSpec(absl::string_view source, absl::string_v
   spec.name = tensor.name();
   const std::optional<DataType> type = DataTypeFromConfig(tensor.data_type());
   if (!type.has_value()) {
-    return ConfigError(source, absl::StrCat(what, ": data_type ",
-                                            inference::DataType_Name(tensor.data_type()),
-                                            " is not supported"));
+    return ConfigError(
+        source, absl::StrCat(what, ": data_type ", inference::DataType_Name(tensor.data_type()),
+                             " is not supported"));
   }
   spec.type = *type;
   ASSIGN_OR_RETURN(spec.dims, ValidateDims(source, what, tensor.dims()));
@@ -62,9 +62,9 @@ absl::StatusOr<TensorSpec> ToTensorSpec(absl::string_view source, absl::string_v
     const int64_t from = ElementCount(spec.dims);
     const int64_t to = ElementCount(reshape);
     if (from >= 0 && to >= 0 && from != to) {
-      return ConfigError(source, absl::StrCat(what, ": reshape ", ShapeToString(reshape),
-                                              " does not hold the ", from, " elements of dims ",
-                                              ShapeToString(spec.dims)));
+      return ConfigError(
+          source, absl::StrCat(what, ": reshape ", ShapeToString(reshape), " does not hold the ",
+                               from, " elements of dims ", ShapeToString(spec.dims)));
     }
     spec.reshape = std::move(reshape);
   }
@@ -95,10 +95,9 @@ absl::StatusOr<int> InstanceCount(absl::string_view source, const inference::Mod
     const auto kind = group.kind();
     if (kind != inference::ModelInstanceGroup::KIND_AUTO &&
         kind != inference::ModelInstanceGroup::KIND_CPU) {
-      return ConfigError(source,
-                         absl::StrCat("instance_group kind ",
-                                      inference::ModelInstanceGroup::Kind_Name(kind),
-                                      " is not supported (modeld runs models on the CPU)"));
+      return ConfigError(source, absl::StrCat("instance_group kind ",
+                                              inference::ModelInstanceGroup::Kind_Name(kind),
+                                              " is not supported (modeld runs models on the CPU)"));
     }
     if (!group.gpus().empty()) {
       return ConfigError(source, "instance_group gpus is not supported (CPU instances only)");
@@ -186,9 +185,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromProto(inference::ModelConfig proto,
                                                  absl::string_view source,
                                                  absl::string_view model_name) {
   if (!proto.name().empty() && proto.name() != model_name) {
-    return ConfigError(source, absl::StrCat("name '", proto.name(),
-                                            "' differs from the model's folder name '",
-                                            model_name, "'"));
+    return ConfigError(
+        source, absl::StrCat("name '", proto.name(), "' differs from the model's folder name '",
+                             model_name, "'"));
   }
   proto.set_name(std::string(model_name));
   if (proto.platform().empty() && proto.backend().empty()) {

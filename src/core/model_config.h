@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/data_type.h"
 #include "core/tensor.h"
 #include "kserve/model_config.pb.h"
@@ -29,8 +29,8 @@ struct TensorSpec {
 struct ModelConfig {
   inference::ModelConfig proto;  // the file as parsed, with `name` filled in
   std::string name;
-  std::string platform;  // e.g. "pytorch_libtorch"; may be empty when `backend` is set
-  std::string backend;   // e.g. "pytorch"; may be empty when `platform` is set
+  std::string platform;    // e.g. "pytorch_libtorch"; may be empty when `backend` is set
+  std::string backend;     // e.g. "pytorch"; may be empty when `platform` is set
   int max_batch_size = 0;  // 0: the model takes no batch dimension
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;

@@ -10,11 +10,22 @@ using ::testing::HasSubstr;
 
 constexpr char kMlp[] = R"pb(
   platform: "pytorch_libtorch"
-  max_batch_size: 64
-  input [ { name: "x" data_type: TYPE_FP32 dims: [ 256 ] } ]
-  output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] } ]
-  instance_group [ { count: 2 kind: KIND_CPU } ]
-  parameters { key: "intra_op_thread_count" value { string_value: "1" } }
+  max_batch_size: 64 input
+  [ {
+    name: "x"
+    data_type: TYPE_FP32
+    dims: [ 256 ]
+  }] output
+  [ {
+    name: "logits"
+    data_type: TYPE_FP32
+    dims: [ 10 ]
+  }] instance_group
+  [ { count: 2 kind: KIND_CPU }]
+  parameters {
+    key: "intra_op_thread_count"
+    value { string_value: "1" }
+  }
 )pb";
 
 absl::Status ErrorOf(absl::string_view text) {
@@ -39,11 +50,18 @@ TEST(ModelConfigTest, ParsesTritonConfig) {
 }
 
 TEST(ModelConfigTest, WithoutBatchingTheShapeIsTheDims) {
-  absl::StatusOr<ModelConfig> config = ParseModelConfig(R"pb(
-    backend: "pytorch"
-    input { name: "a" data_type: TYPE_INT64 dims: 4 dims: -1 }
-    output { name: "b" data_type: TYPE_BOOL dims: [ 1 ] reshape { shape: [] } }
-  )pb", "s", "m");
+  absl::StatusOr<ModelConfig> config =
+      ParseModelConfig(R"pb(
+                         backend: "pytorch"
+                         input { name: "a" data_type: TYPE_INT64 dims: 4 dims: -1 }
+                         output {
+                           name: "b"
+                           data_type: TYPE_BOOL
+                           dims: [ 1 ]
+                           reshape { shape: [] }
+                         }
+                       )pb",
+                       "s", "m");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->FullShape(config->inputs[0]), (Shape{4, -1}));
   EXPECT_EQ(config->outputs[0].reshape, Shape{});
@@ -88,7 +106,8 @@ TEST(ModelConfigTest, RefusesWhatItCannotServe) {
       {p + "input { name: \"x\" data_type: TYPE_FP32 dims: [0] }\n"
            "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
        "may hold only positive sizes or -1"},
-      {p + io + "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }", "input 'x' is declared twice"},
+      {p + io + "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }",
+       "input 'x' is declared twice"},
       {p + "input { name: \"x\" data_type: TYPE_FP32 dims: [4] reshape { shape: [3] } }\n"
            "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
        "reshape [3] does not hold the 4 elements"},

@@ -2,10 +2,10 @@
 
 #include <optional>
 
-#include "absl/strings/string_view.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 
 namespace modeld::core {
@@ -29,10 +29,10 @@ absl::Status ShapeFits(const ModelConfig& config, const TensorSpec& spec, const 
     fits = shape[i] >= 0 && (expected[i] == -1 || expected[i] == shape[i]);
   }
   if (!fits) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "input '", spec.name, "' has shape ", ShapeToString(shape), " but model '", config.name,
-        "' expects ", ShapeToString(expected),
-        config.max_batch_size > 0 ? " (the first dimension is the batch size)" : ""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", spec.name, "' has shape ", ShapeToString(shape), " but model '",
+                     config.name, "' expects ", ShapeToString(expected),
+                     config.max_batch_size > 0 ? " (the first dimension is the batch size)" : ""));
   }
   if (config.max_batch_size > 0) {
     if (shape[0] < 1) {
@@ -40,9 +40,9 @@ absl::Status ShapeFits(const ModelConfig& config, const TensorSpec& spec, const 
           absl::StrCat("input '", spec.name, "' has batch size 0; it must be at least 1"));
     }
     if (shape[0] > config.max_batch_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", spec.name, "' has batch size ", shape[0], " but model '", config.name,
-          "' takes at most max_batch_size ", config.max_batch_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", spec.name, "' has batch size ", shape[0], " but model '",
+                       config.name, "' takes at most max_batch_size ", config.max_batch_size));
     }
   }
   return absl::OkStatus();
@@ -51,8 +51,9 @@ absl::Status ShapeFits(const ModelConfig& config, const TensorSpec& spec, const 
 absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
   const int64_t elements = ElementCount(tensor.shape());
   if (elements < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "input '", spec.name, "' has shape ", ShapeToString(tensor.shape()), ", which is too large"));
+    return absl::InvalidArgumentError(absl::StrCat("input '", spec.name, "' has shape ",
+                                                   ShapeToString(tensor.shape()),
+                                                   ", which is too large"));
   }
   if (tensor.type() == DataType::kBytes) {
     absl::StatusOr<std::vector<absl::string_view>> split = SplitBytesElements(tensor.bytes());
@@ -61,10 +62,9 @@ absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
           absl::StrCat("input '", spec.name, "': ", split.status().message()));
     }
     if (static_cast<int64_t>(split->size()) != elements) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", spec.name, "' holds ", split->size(),
-                       " BYTES elements but its shape ", ShapeToString(tensor.shape()),
-                       " needs ", elements));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", spec.name, "' holds ", split->size(), " BYTES elements but its shape ",
+          ShapeToString(tensor.shape()), " needs ", elements));
     }
     return absl::OkStatus();
   }
@@ -74,6 +74,18 @@ absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
         "input '", spec.name, "' has ", tensor.bytes().size(), " bytes of data but shape ",
         ShapeToString(tensor.shape()), " of ", DataTypeName(tensor.type()), " needs ", expected));
   }
+  if (tensor.type() == DataType::kBool) {
+    // Frameworks assume 0 or 1 in a bool; other bytes give undefined results.
+    const absl::string_view bytes = tensor.bytes();
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      if (static_cast<unsigned char>(bytes[i]) > 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", spec.name, "' has byte ",
+                         static_cast<int>(static_cast<unsigned char>(bytes[i])), " at element ", i,
+                         "; BOOL elements are 0 or 1"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -81,9 +93,9 @@ absl::Status ValidateOutputs(const ModelConfig& config, const InferRequest& requ
   absl::flat_hash_set<absl::string_view> seen;
   for (const std::string& name : request.requested_outputs) {
     if (config.FindOutput(name) == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "requested output '", name, "' is not an output of model '", config.name,
-          "'; its outputs are ", DescribeAll(config, config.outputs)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("requested output '", name, "' is not an output of model '", config.name,
+                       "'; its outputs are ", DescribeAll(config, config.outputs)));
     }
     if (!seen.insert(name).second) {
       return absl::InvalidArgumentError(
@@ -113,22 +125,22 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
   for (const TensorSpec& spec : config.inputs) {
     auto it = request.inputs.find(spec.name);
     if (it == request.inputs.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("missing input ", Describe(config, spec),
-                                                     " for model '", config.name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing input ", Describe(config, spec), " for model '", config.name, "'"));
     }
     const Tensor& tensor = it->second;
     if (tensor.type() != spec.type) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", spec.name, "' has datatype ", DataTypeName(tensor.type()), " but model '",
-          config.name, "' expects ", DataTypeName(spec.type)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", spec.name, "' has datatype ", DataTypeName(tensor.type()),
+                       " but model '", config.name, "' expects ", DataTypeName(spec.type)));
     }
     RETURN_IF_ERROR(ShapeFits(config, spec, tensor.shape()));
     RETURN_IF_ERROR(DataFits(spec, tensor));
     if (config.max_batch_size > 0) {
       if (batch_size.has_value() && *batch_size != tensor.shape()[0]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "inputs disagree on the batch size: '", batch_input, "' has ", *batch_size, ", '",
-            spec.name, "' has ", tensor.shape()[0]));
+        return absl::InvalidArgumentError(absl::StrCat("inputs disagree on the batch size: '",
+                                                       batch_input, "' has ", *batch_size, ", '",
+                                                       spec.name, "' has ", tensor.shape()[0]));
       }
       batch_size = tensor.shape()[0];
       batch_input = spec.name;

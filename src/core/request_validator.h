@@ -12,7 +12,7 @@ namespace modeld::core {
 // OK, or INVALID_ARGUMENT naming the first problem: no inputs, an unknown, missing or
 // duplicated name, a wrong datatype, a shape that does not fit the config (including a batch
 // dimension above max_batch_size or inputs that disagree on it), byte data whose size does
-// not match shape x datatype, or an unknown requested output.
+// not match shape x datatype, a BOOL byte other than 0 or 1, or an unknown requested output.
 absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request);
 
 }  // namespace modeld::core

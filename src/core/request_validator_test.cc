@@ -13,10 +13,27 @@ using ::testing::HasSubstr;
 ModelConfig AddSubConfig(int max_batch_size) {
   absl::StatusOr<ModelConfig> config = ParseModelConfig(
       absl::StrCat("platform: \"pytorch_libtorch\"\nmax_batch_size: ", max_batch_size, R"pb(
-        input [ { name: "a" data_type: TYPE_FP32 dims: [ 2 ] },
-                { name: "b" data_type: TYPE_FP32 dims: [ -1 ] } ]
-        output [ { name: "sum" data_type: TYPE_FP32 dims: [ 2 ] },
-                 { name: "diff" data_type: TYPE_FP32 dims: [ 2 ] } ]
+        input
+        [ {
+          name: "a"
+          data_type: TYPE_FP32
+          dims: [ 2 ]
+        }
+          , {
+            name: "b"
+            data_type: TYPE_FP32
+            dims: [ -1 ]
+          }] output
+        [ {
+          name: "sum"
+          data_type: TYPE_FP32
+          dims: [ 2 ]
+        }
+          , {
+            name: "diff"
+            data_type: TYPE_FP32
+            dims: [ 2 ]
+          }]
       )pb"),
       "test", "add_sub");
   EXPECT_TRUE(config.ok()) << config.status();
@@ -76,7 +93,8 @@ TEST(RequestValidatorTest, NamesTheProblem) {
   cases.push_back({Request({2}, {1, 2}), {"input 'a' has shape [2]"}});
   cases.push_back({Request({9, 2}, {9, 2}), {"input 'a' has batch size 9", "max_batch_size 8"}});
   cases.push_back({Request({0, 2}, {0, 2}), {"input 'a' has batch size 0"}});
-  cases.push_back({Request({2, 2}, {3, 2}), {"disagree on the batch size", "'a' has 2", "'b' has 3"}});
+  cases.push_back(
+      {Request({2, 2}, {3, 2}), {"disagree on the batch size", "'a' has 2", "'b' has 3"}});
   {
     InferRequest r = Request({1, 2}, {1, 2});
     r.inputs["a"] = Tensor::Owning(DataType::kFp32, {1, 2}, std::string(12, '\0'));
@@ -99,12 +117,45 @@ TEST(RequestValidatorTest, NamesTheProblem) {
   }
 }
 
+TEST(RequestValidatorTest, BoolBytesAreZeroOrOne) {
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(R"pb(
+                                                          backend: "fake"
+                                                          input {
+                                                            name: "mask"
+                                                            data_type: TYPE_BOOL
+                                                            dims: [ 3 ]
+                                                          }
+                                                          output {
+                                                            name: "out"
+                                                            data_type: TYPE_BOOL
+                                                            dims: [ 3 ]
+                                                          }
+                                                        )pb",
+                                                        "test", "bools");
+  ASSERT_TRUE(config.ok());
+  InferRequest request;
+  request.inputs["mask"] = Tensor::Owning(DataType::kBool, {3}, std::string("\x01\x00\x01", 3));
+  EXPECT_TRUE(ValidateRequest(*config, request).ok());
+  request.inputs["mask"] = Tensor::Owning(DataType::kBool, {3}, std::string("\x01\x00\x07", 3));
+  EXPECT_THAT(ValidateRequest(*config, request).message(),
+              AllOf(HasSubstr("input 'mask' has byte 7 at element 2"), HasSubstr("0 or 1")));
+}
+
 TEST(RequestValidatorTest, ChecksBytesElementCounts) {
   absl::StatusOr<ModelConfig> config = ParseModelConfig(R"pb(
-    backend: "fake"
-    input { name: "text" data_type: TYPE_STRING dims: [ 2 ] }
-    output { name: "out" data_type: TYPE_STRING dims: [ 2 ] }
-  )pb", "test", "strings");
+                                                          backend: "fake"
+                                                          input {
+                                                            name: "text"
+                                                            data_type: TYPE_STRING
+                                                            dims: [ 2 ]
+                                                          }
+                                                          output {
+                                                            name: "out"
+                                                            data_type: TYPE_STRING
+                                                            dims: [ 2 ]
+                                                          }
+                                                        )pb",
+                                                        "test", "strings");
   ASSERT_TRUE(config.ok());
   std::string two;
   AppendBytesElement("ab", two);

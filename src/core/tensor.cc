@@ -3,9 +3,9 @@
 #include <cstring>
 #include <limits>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 
 namespace modeld::core {
 
@@ -44,16 +44,16 @@ absl::StatusOr<std::vector<absl::string_view>> SplitBytesElements(absl::string_v
   size_t offset = 0;
   while (offset < buffer.size()) {
     if (buffer.size() - offset < 4) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "BYTES element ", elements.size(), " has a truncated 4-byte length prefix"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BYTES element ", elements.size(), " has a truncated 4-byte length prefix"));
     }
     const auto* p = reinterpret_cast<const unsigned char*>(buffer.data() + offset);
     const uint32_t length = p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t{p[3]} << 24);
     offset += 4;
     if (length > buffer.size() - offset) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("BYTES element ", elements.size(), " declares ", length,
-                       " bytes but only ", buffer.size() - offset, " remain"));
+      return absl::InvalidArgumentError(absl::StrCat("BYTES element ", elements.size(),
+                                                     " declares ", length, " bytes but only ",
+                                                     buffer.size() - offset, " remain"));
     }
     elements.push_back(buffer.substr(offset, length));
     offset += length;

@@ -34,8 +34,8 @@ TEST(TensorTest, ShortOwnedBytesSurviveAMove) {
 
 TEST(TensorTest, ViewingSharesTheOwner) {
   auto owner = std::make_shared<std::string>("wxyz");
-  Tensor view = Tensor::Viewing(DataType::kUint8, {2}, absl::string_view(*owner).substr(1, 2),
-                                owner);
+  Tensor view =
+      Tensor::Viewing(DataType::kUint8, {2}, absl::string_view(*owner).substr(1, 2), owner);
   EXPECT_EQ(owner.use_count(), 2);
   EXPECT_EQ(view.bytes(), "xy");
 }

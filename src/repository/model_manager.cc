@@ -2,12 +2,12 @@
 
 #include <algorithm>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "repository/version_policy.h"
-#include "common/logging.h"
 
 namespace modeld::repository {
 
@@ -78,8 +78,8 @@ ModelManager::ModelEntry ModelManager::LoadModel(const ModelDir& dir) const {
   const std::vector<int64_t> versions =
       SelectVersions(entry.status.config->proto.version_policy(), ListVersions(dir.path));
   if (versions.empty()) {
-    return fail(absl::StrCat("no version folder (a positive number, such as 1/) in ",
-                             dir.path.string()));
+    return fail(
+        absl::StrCat("no version folder (a positive number, such as 1/) in ", dir.path.string()));
   }
   for (int64_t version : versions) {
     absl::StatusOr<ModelHandle> handle =
@@ -132,25 +132,23 @@ absl::StatusOr<ModelHandle> ModelManager::Get(absl::string_view name,
   const ModelEntry& entry = it->second;
   if (!version.has_value()) {
     if (entry.ready.empty()) {
-      return absl::UnavailableError(absl::StrCat("model '", name, "' is not ready: ",
-                                                 entry.status.UnavailableReason()));
+      return absl::UnavailableError(
+          absl::StrCat("model '", name, "' is not ready: ", entry.status.UnavailableReason()));
     }
     return entry.ready.rbegin()->second;
   }
   if (auto ready = entry.ready.find(*version); ready != entry.ready.end()) return ready->second;
   for (const VersionStatus& v : entry.status.versions) {
     if (v.version == *version) {
-      return absl::UnavailableError(absl::StrCat("version ", *version, " of model '", name,
-                                                 "' is not ready: ", v.reason));
+      return absl::UnavailableError(
+          absl::StrCat("version ", *version, " of model '", name, "' is not ready: ", v.reason));
     }
   }
   std::vector<int64_t> ready_versions;
   for (const auto& [v, unused] : entry.ready) ready_versions.push_back(v);
-  return absl::NotFoundError(absl::StrCat("model '", name, "' has no version ", *version,
-                                          " (ready versions: ",
-                                          ready_versions.empty() ? "none"
-                                                                 : absl::StrJoin(ready_versions, ", "),
-                                          ")"));
+  return absl::NotFoundError(
+      absl::StrCat("model '", name, "' has no version ", *version, " (ready versions: ",
+                   ready_versions.empty() ? "none" : absl::StrJoin(ready_versions, ", "), ")"));
 }
 
 absl::StatusOr<ModelStatus> ModelManager::Status(absl::string_view name) const {

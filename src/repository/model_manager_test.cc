@@ -14,11 +14,20 @@ using ::testing::HasSubstr;
 
 std::string FakeConfig(absl::string_view extra = "") {
   return absl::StrCat(R"pb(
-    backend: "fake"
-    max_batch_size: 8
-    input { name: "x" data_type: TYPE_FP32 dims: [ 2 ] }
-    output { name: "y" data_type: TYPE_FP32 dims: [ 2 ] }
-  )pb", extra);
+                        backend: "fake"
+                        max_batch_size: 8
+                        input {
+                          name: "x"
+                          data_type: TYPE_FP32
+                          dims: [ 2 ]
+                        }
+                        output {
+                          name: "y"
+                          data_type: TYPE_FP32
+                          dims: [ 2 ]
+                        }
+                      )pb",
+                      extra);
 }
 
 class ModelManagerTest : public ::testing::Test {
@@ -74,13 +83,15 @@ TEST_F(ModelManagerTest, UnknownModelAndVersionAreNotFound) {
 TEST_F(ModelManagerTest, BrokenModelsAreReportedAndOthersServe) {
   repo_.AddModel("good", FakeConfig());
   repo_.AddModel("bad_config", "not_a_field: 1\n");
-  repo_.AddModel("bad_backend", absl::StrCat("platform: \"onnxruntime_onnx\"\n",
-                                             "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }\n",
-                                             "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }"));
+  repo_.AddModel("bad_backend",
+                 absl::StrCat("platform: \"onnxruntime_onnx\"\n",
+                              "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }\n",
+                              "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }"));
   repo_.AddModel("no_versions", FakeConfig(), {});
   repo_.AddModel("load_fails",
                  FakeConfig("parameters { key: \"load_error\" value { string_value: \"boom\" } }"));
-  repo_.AddModel("missing_specific", FakeConfig("version_policy { specific { versions: [1, 2] } }"));
+  repo_.AddModel("missing_specific",
+                 FakeConfig("version_policy { specific { versions: [1, 2] } }"));
   ModelManager manager(repo_.path(), backends_);
   ASSERT_TRUE(manager.LoadAll().ok());
 

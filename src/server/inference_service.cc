@@ -1,7 +1,7 @@
 #include "server/inference_service.h"
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "core/request_validator.h"
 
@@ -34,18 +34,29 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
     std::move(done)(valid);
     return;
   }
+  {
+    absl::MutexLock lock(&in_flight_mu_);
+    ++in_flight_;
+  }
   batching::Scheduler& scheduler = (*handle)->scheduler();
   // The callback holds the handle, so the version outlives every request queued on it.
-  scheduler.Enqueue(std::move(request),
-                    [handle = *std::move(handle), done = std::move(done)](
-                        absl::StatusOr<core::InferResponse> response) mutable {
-                      std::move(done)(std::move(response));
-                    });
+  scheduler.Enqueue(std::move(request), [this, handle = *std::move(handle), done = std::move(done)](
+                                            absl::StatusOr<core::InferResponse> response) mutable {
+    std::move(done)(std::move(response));
+    absl::MutexLock lock(&in_flight_mu_);
+    --in_flight_;
+  });
 }
 
-absl::StatusOr<bool> InferenceService::ModelReady(absl::string_view name,
-                                                  std::optional<int64_t> version) const {
-  RETURN_IF_ERROR(models_.Status(name).status());
+bool InferenceService::WaitUntilIdle(absl::Duration timeout) {
+  absl::MutexLock lock(&in_flight_mu_);
+  return in_flight_mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](int64_t* in_flight) { return *in_flight == 0; }, &in_flight_),
+      timeout);
+}
+
+bool InferenceService::ModelReady(absl::string_view name, std::optional<int64_t> version) const {
   return models_.Get(name, version).ok();
 }
 

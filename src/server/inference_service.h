@@ -7,10 +7,13 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
 #include "repository/model_manager.h"
@@ -46,21 +49,27 @@ class InferenceService {
   bool Live() const { return true; }
   // Whether it takes inference requests: false once draining has begun.
   bool Ready() const { return !draining_.load(); }
-  // Whether the model (or that version) is ready. NOT_FOUND for an unknown model.
-  absl::StatusOr<bool> ModelReady(absl::string_view name, std::optional<int64_t> version) const;
+  // Whether the model (or that version) is ready; false for an unknown one, as the health
+  // RPCs of the protocol answer.
+  bool ModelReady(absl::string_view name, std::optional<int64_t> version) const;
   // Errors as for Infer's model lookup.
   absl::StatusOr<ModelMetadata> Metadata(absl::string_view name,
                                          std::optional<int64_t> version) const;
   absl::StatusOr<std::shared_ptr<const core::ModelConfig>> Config(
       absl::string_view name, std::optional<int64_t> version) const;
 
-  // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already queued
+  // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already accepted
   // still finish.
   void StartDraining() { draining_.store(true); }
+
+  // Waits until no accepted request is unanswered, or `timeout` passes; true when idle.
+  bool WaitUntilIdle(absl::Duration timeout);
 
  private:
   repository::ModelManager& models_;
   std::atomic<bool> draining_{false};
+  absl::Mutex in_flight_mu_;
+  int64_t in_flight_ ABSL_GUARDED_BY(in_flight_mu_) = 0;
 };
 
 }  // namespace modeld::server

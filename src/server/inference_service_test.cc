@@ -17,12 +17,21 @@ class InferenceServiceTest : public ::testing::Test {
   void SetUp() override {
     backends_.Register("fake", {}, std::make_unique<backend::FakeBackend>());
     repo_.AddModel("echo", R"pb(
-      backend: "fake"
-      max_batch_size: 4
-      version_policy { all {} }
-      input { name: "x" data_type: TYPE_FP32 dims: [ 2 ] }
-      output { name: "y" data_type: TYPE_FP32 dims: [ 2 ] }
-    )pb", {1, 2});
+                     backend: "fake"
+                     max_batch_size: 4
+                     version_policy { all {} }
+                     input {
+                       name: "x"
+                       data_type: TYPE_FP32
+                       dims: [ 2 ]
+                     }
+                     output {
+                       name: "y"
+                       data_type: TYPE_FP32
+                       dims: [ 2 ]
+                     }
+                   )pb",
+                   {1, 2});
     repo_.AddModel("broken", "platform: \"nope\"\n");
     manager_ = std::make_unique<repository::ModelManager>(repo_.path(), backends_);
     ASSERT_TRUE(manager_->LoadAll().ok());
@@ -43,8 +52,8 @@ class InferenceServiceTest : public ::testing::Test {
   static core::InferRequest Echo(int64_t batch) {
     core::InferRequest request;
     request.model_name = "echo";
-    request.inputs["x"] = core::Tensor::Owning(core::DataType::kFp32, {batch, 2},
-                                               std::string(batch * 8, '\x3f'));
+    request.inputs["x"] =
+        core::Tensor::Owning(core::DataType::kFp32, {batch, 2}, std::string(batch * 8, '\x3f'));
     return request;
   }
 
@@ -81,12 +90,11 @@ TEST_F(InferenceServiceTest, LookupErrors) {
 TEST_F(InferenceServiceTest, ReadinessAndMetadata) {
   EXPECT_TRUE(service_->Live());
   EXPECT_TRUE(service_->Ready());
-  EXPECT_EQ(service_->ModelReady("echo", std::nullopt).value(), true);
-  EXPECT_EQ(service_->ModelReady("echo", 1).value(), true);
-  EXPECT_EQ(service_->ModelReady("echo", 7).value(), false);
-  EXPECT_EQ(service_->ModelReady("broken", std::nullopt).value(), false);
-  EXPECT_EQ(service_->ModelReady("missing", std::nullopt).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(service_->ModelReady("echo", std::nullopt));
+  EXPECT_TRUE(service_->ModelReady("echo", 1));
+  EXPECT_FALSE(service_->ModelReady("echo", 7));
+  EXPECT_FALSE(service_->ModelReady("broken", std::nullopt));
+  EXPECT_FALSE(service_->ModelReady("missing", std::nullopt));
 
   absl::StatusOr<ModelMetadata> metadata = service_->Metadata("echo", std::nullopt);
   ASSERT_TRUE(metadata.ok());
@@ -98,6 +106,14 @@ TEST_F(InferenceServiceTest, ReadinessAndMetadata) {
       service_->Config("echo", std::nullopt);
   ASSERT_TRUE(config.ok());
   EXPECT_EQ((*config)->proto.max_batch_size(), 4);
+}
+
+TEST_F(InferenceServiceTest, WaitUntilIdleWaitsForAcceptedRequests) {
+  EXPECT_TRUE(service_->WaitUntilIdle(absl::ZeroDuration()));
+  absl::Notification answered;
+  service_->Infer(Echo(1), [&](absl::StatusOr<core::InferResponse>) { answered.Notify(); });
+  EXPECT_TRUE(service_->WaitUntilIdle(absl::Seconds(10)));
+  EXPECT_TRUE(answered.HasBeenNotified());
 }
 
 TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {

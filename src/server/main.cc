@@ -1,12 +1,52 @@
 // modeld: keeps models resident in one process and serves them to web applications.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
-#include <cstdio>
 #include <iostream>
 
 #include "common/logging.h"
 #include "server/options.h"
 #include "server/server.h"
-#include "common/logging.h"
+
+namespace {
+
+// Stop signals are written to a pipe that main() reads. A handler is used rather than
+// sigwait() with a blocked mask because libraries start threads before main() (OpenBLAS
+// does), and a signal delivered to such a thread would otherwise kill the process.
+int stop_pipe[2] = {-1, -1};
+
+void OnStopSignal(int signal) {
+  const int saved_errno = errno;
+  const unsigned char byte = static_cast<unsigned char>(signal);
+  if (write(stop_pipe[1], &byte, 1) < 0) {
+    // Nothing useful can be done inside a signal handler; the pipe is never full in practice.
+  }
+  errno = saved_errno;
+}
+
+absl::Status InstallStopHandlers() {
+  if (pipe2(stop_pipe, O_CLOEXEC) != 0) return absl::InternalError("cannot create a pipe");
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  if (sigaction(SIGTERM, &action, nullptr) != 0 || sigaction(SIGINT, &action, nullptr) != 0) {
+    return absl::InternalError("cannot install the SIGTERM/SIGINT handlers");
+  }
+  return absl::OkStatus();
+}
+
+// Blocks until SIGTERM or SIGINT has arrived (possibly long ago, e.g. during loading).
+int WaitForStopSignal() {
+  unsigned char byte = 0;
+  while (read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+  }
+  return byte;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::StatusOr<modeld::server::ParsedFlags> flags = modeld::server::ParseFlags(argc, argv);
@@ -23,13 +63,11 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Block the stop signals before any thread starts, so every thread inherits the mask and
-  // only sigwait() below receives them; a signal during loading is handled once it is done.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Installed before loading, so a stop signal during loading is honoured once it is done.
+  if (absl::Status status = InstallStopHandlers(); !status.ok()) {
+    spdlog::critical("cannot start: {}", status.message());
+    return 1;
+  }
 
   auto server = modeld::server::Server::Start(flags->options);
   if (!server.ok()) {
@@ -37,8 +75,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("modeld is ready");
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  const int signal = WaitForStopSignal();
   spdlog::info("received {}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
   return 0;

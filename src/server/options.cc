@@ -2,11 +2,11 @@
 
 #include <functional>
 #include <optional>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
 namespace modeld::server {

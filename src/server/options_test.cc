@@ -24,8 +24,8 @@ TEST(OptionsTest, DefaultsBindLoopback) {
 
 TEST(OptionsTest, BothSpellingsOfValues) {
   absl::StatusOr<ParsedFlags> flags =
-      Parse({"--model-repository", "/m", "--grpc-address=0.0.0.0:9000",
-             "--grpc-max-message-bytes", "1024", "--log-level=debug", "--drain-timeout-seconds=5"});
+      Parse({"--model-repository", "/m", "--grpc-address=0.0.0.0:9000", "--grpc-max-message-bytes",
+             "1024", "--log-level=debug", "--drain-timeout-seconds=5"});
   ASSERT_TRUE(flags.ok()) << flags.status();
   EXPECT_EQ(flags->options.model_repository, "/m");
   EXPECT_EQ(flags->options.grpc_address, "0.0.0.0:9000");

@@ -4,11 +4,11 @@
 #include "backend/fake/fake_backend.h"
 #include "backend/registry.h"
 #include "backend/torch/torch_backend.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
 #include "repository/model_manager.h"
 #include "server/inference_service.h"
-#include "common/logging.h"
 #include "transport/grpc_kserve/kserve_service.h"
 
 namespace modeld::server {
@@ -41,16 +41,14 @@ class ModeldServer : public Server {
     grpc::ServerBuilder builder;
     const int max_bytes = static_cast<int>(
         std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
-    builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(),
-                             &grpc_port_);
+    builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
     builder.SetMaxReceiveMessageSize(max_bytes);
     builder.SetMaxSendMessageSize(max_bytes);
     builder.RegisterService(&kserve_);
     grpc_ = builder.BuildAndStart();
     if (grpc_ == nullptr || grpc_port_ == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve gRPC on ", options_.grpc_address,
-                       " (address in use or malformed?)"));
+      return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", options_.grpc_address,
+                                                 " (address in use or malformed?)"));
     }
     spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
     return absl::OkStatus();
@@ -61,9 +59,14 @@ class ModeldServer : public Server {
   void Shutdown() override {
     spdlog::info("shutting down: finishing in-flight requests (up to {} s)",
                  options_.drain_timeout_seconds);
+    // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
+    // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
-    grpc_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::seconds(options_.drain_timeout_seconds));
+    if (!service_.WaitUntilIdle(absl::Seconds(options_.drain_timeout_seconds))) {
+      spdlog::warn("requests still running after {} s; cancelling them",
+                   options_.drain_timeout_seconds);
+    }
+    grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     models_.DrainAll();
     spdlog::info("shut down");
   }

@@ -11,7 +11,7 @@ import pytest
 
 from kserve import grpc_service_pb2 as pb  # noqa: E402  (path set by conftest.py)
 from kserve import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
-from kserve import model_config_pb2 as mc  # noqa: E402
+from kserve import model_config_pb2 as mc  # noqa: E402,F401  (re-exported for tests)
 
 RPC_TIMEOUT_S = 30.0
 

@@ -151,7 +151,10 @@ class ServerProcess:
         return self.returncode
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT_S):
-        """Sends `sig` (if still running) and waits; returns the exit code. Never leaves it running."""
+        """Sends `sig` (if still running) and waits; returns the exit code.
+
+        Never leaves the process running: kills it after `timeout`.
+        """
         for channel in self._channels:
             channel.close()
         self._channels.clear()

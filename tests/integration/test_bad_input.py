@@ -151,7 +151,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("factory,code,fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "factory,code,fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_request_fails_alone(stub, factory, code, fragments):
     expect_rpc_error(stub.ModelInfer, factory(), code, *fragments)
     assert_still_serving(stub)

@@ -67,7 +67,8 @@ def test_response_describes_outputs(stub):
     x = np.ones((2, 3), np.float32)
     response, _ = infer(stub, make_request("linear", [("x", x)], request_id="abc-123"))
     assert response.id == "abc-123"
-    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [("y", "FP32", [2, 1])]
+    described = [(o.name, o.datatype, list(o.shape)) for o in response.outputs]
+    assert described == [("y", "FP32", [2, 1])]
 
 
 def test_empty_id_is_echoed_empty(stub):
@@ -278,7 +279,9 @@ def test_concurrent_mixed_models(stub, example_repository):
         if kind == 0:
             row = i % 4
             _, out = infer(stub, make_request("mlp", [("x", mlp_x[row : row + 1])]))
-            np.testing.assert_allclose(out["logits"], mlp_expected[row : row + 1], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                out["logits"], mlp_expected[row : row + 1], rtol=1e-4, atol=1e-5
+            )
         elif kind == 1:
             a, b = add_sub_inputs(i)
             _, out = infer(stub, make_request("add_sub", [("INPUT0", a), ("INPUT1", b)]))

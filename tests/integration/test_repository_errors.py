@@ -63,7 +63,7 @@ output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
 BROKEN_MODELS = {
     "broken_config": ["not_a_field", "config.pbtxt", re.compile(r"(?<![\d:])4:\d+")],
     "broken_syntax": ["config.pbtxt", re.compile(r"(?<![\d:])3:\d+")],
-    "corrupt_model": ["model.pt"],
+    "corrupt_model": ["model.pt", "PytorchStreamReader"],  # torch's own message
     "empty_version": ["model.pt", "does not exist"],
     "unknown_platform": ["onnxruntime_onnx"],
     "no_version_folder": ["no version folder"],

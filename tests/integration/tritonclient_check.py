@@ -64,10 +64,10 @@ def model_metadata(client):
     assert metadata.name == "linear"
     assert metadata.platform == "pytorch_libtorch"
     assert sorted(metadata.versions, key=int) == ["1", "2"], metadata.versions
-    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [("x", "FP32", [-1, 3])]
-    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [
-        ("y", "FP32", [-1, 1])
-    ]
+    described = [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs]
+    assert described == [("x", "FP32", [-1, 3])]
+    described = [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs]
+    assert described == [("y", "FP32", [-1, 1])]
     as_json = client.get_model_metadata("add_sub", as_json=True)
     assert as_json["name"] == "add_sub"
     assert [i["name"] for i in as_json["inputs"]] == ["INPUT0", "INPUT1"]
@@ -122,10 +122,10 @@ def infer_linear_newest_by_default(client):
 def infer_add_sub(client):
     a = np.linspace(-8, 8, 16, dtype=np.float32)
     b = np.arange(16, dtype=np.float32) * 0.5
-    inputs = [grpcclient.InferInput("INPUT0", [16], "FP32"), grpcclient.InferInput("INPUT1", [16], "FP32")]
+    inputs = [grpcclient.InferInput(n, [16], "FP32") for n in ("INPUT0", "INPUT1")]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(b)
-    outputs = [grpcclient.InferRequestedOutput("OUTPUT0"), grpcclient.InferRequestedOutput("OUTPUT1")]
+    outputs = [grpcclient.InferRequestedOutput(n) for n in ("OUTPUT0", "OUTPUT1")]
     result = client.infer("add_sub", inputs, outputs=outputs)
     np.testing.assert_allclose(result.as_numpy("OUTPUT0"), a + b, rtol=1e-6)
     np.testing.assert_allclose(result.as_numpy("OUTPUT1"), a - b, rtol=1e-6)
@@ -142,7 +142,10 @@ def infer_add_sub(client):
 def infer_int64_bool(client):
     ids = np.array([[-3, 0, 5, 2**40], [7, -1, 1, 9]], np.int64)
     mask = np.array([[True, True, False, True], [False, True, True, True]])
-    inputs = [grpcclient.InferInput("ids", [2, 4], "INT64"), grpcclient.InferInput("mask", [2, 4], "BOOL")]
+    inputs = [
+        grpcclient.InferInput("ids", [2, 4], "INT64"),
+        grpcclient.InferInput("mask", [2, 4], "BOOL"),
+    ]
     inputs[0].set_data_from_numpy(ids)
     inputs[1].set_data_from_numpy(mask)
     result = client.infer("int64_bool", inputs)

@@ -38,8 +38,8 @@ absl::StatusOr<std::unique_ptr<Model>> FakeBackend::Load(const core::ModelConfig
   }
   const std::string behavior = config.Parameter("behavior").value_or("identity");
   if (behavior != "identity" && behavior != "sleep" && behavior != "fail") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parameter behavior '", behavior, "' is not one of identity, sleep, fail"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter behavior '", behavior, "' is not one of identity, sleep, fail"));
   }
   int sleep_ms = 0;
   if (std::optional<std::string> text = config.Parameter("sleep_ms")) {

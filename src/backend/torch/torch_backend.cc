@@ -1,5 +1,11 @@
 #include "backend/torch/torch_backend.h"
 
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/import.h>
+
 #include <algorithm>
 #include <exception>
 #include <string>
@@ -8,15 +14,9 @@
 #include <utility>
 #include <vector>
 
-#include <ATen/Parallel.h>
-#include <c10/core/InferenceMode.h>
-#include <c10/util/Exception.h>
-#include <torch/csrc/jit/api/module.h>
-#include <torch/csrc/jit/serialization/import.h>
-
-#include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/torch/torch_tensor.h"
 #include "common/status_macros.h"
@@ -148,9 +148,8 @@ absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config) {
   if (std::optional<std::string> text = config.Parameter(kIntraOpThreadsParameter)) {
     int threads = 0;
     if (!absl::SimpleAtoi(*text, &threads) || threads < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("parameter ", kIntraOpThreadsParameter,
-                                                     " '", *text,
-                                                     "' is not a positive integer"));
+      return absl::InvalidArgumentError(absl::StrCat("parameter ", kIntraOpThreadsParameter, " '",
+                                                     *text, "' is not a positive integer"));
     }
     return threads;
   }
@@ -158,13 +157,12 @@ absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config) {
   return std::max(1, hardware / std::max(1, config.instance_count));
 }
 
-absl::Status CheckDataTypes(const std::vector<core::TensorSpec>& specs,
-                            absl::string_view kind) {
+absl::Status CheckDataTypes(const std::vector<core::TensorSpec>& specs, absl::string_view kind) {
   for (const core::TensorSpec& spec : specs) {
     if (!ToScalarType(spec.type).has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kind, " '", spec.name, "' has datatype ", core::DataTypeName(spec.type),
-          ", which TorchScript tensors cannot hold"));
+      return absl::InvalidArgumentError(absl::StrCat(kind, " '", spec.name, "' has datatype ",
+                                                     core::DataTypeName(spec.type),
+                                                     ", which TorchScript tensors cannot hold"));
     }
   }
   return absl::OkStatus();
@@ -186,10 +184,9 @@ absl::Status CheckSignature(const torch::jit::Module& module, const core::ModelC
         static_cast<size_t>(required) == arguments.size()
             ? ""
             : absl::StrCat(", ", arguments.size() - required, " of them with defaults,");
-    return absl::InvalidArgumentError(absl::StrCat("forward takes ", arguments.size(),
-                                                   " argument(s)", defaults,
-                                                   " but the config declares ", inputs,
-                                                   " input(s)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("forward takes ", arguments.size(), " argument(s)", defaults,
+                     " but the config declares ", inputs, " input(s)"));
   }
   for (size_t i = 0; i < inputs; ++i) {
     if (!c10::TensorType::get()->isSubtypeOf(*arguments[i].type())) {

@@ -1,11 +1,11 @@
 #include "backend/torch/torch_backend.h"
 
+#include <ATen/Parallel.h>
+#include <torch/csrc/jit/api/module.h>
+
 #include <cstring>
 #include <fstream>
 #include <thread>
-
-#include <ATen/Parallel.h>
-#include <torch/csrc/jit/api/module.h>
 
 #include "absl/strings/str_cat.h"
 #include "core/model_config.h"
@@ -68,8 +68,16 @@ class TorchBackendTest : public ::testing::Test {
 constexpr char kDoubleConfig[] = R"pb(
   platform: "pytorch_libtorch"
   max_batch_size: 8
-  input { name: "x" data_type: TYPE_FP32 dims: [2] }
-  output { name: "y" data_type: TYPE_FP32 dims: [2] }
+  input {
+    name: "x"
+    data_type: TYPE_FP32
+    dims: [ 2 ]
+  }
+  output {
+    name: "y"
+    data_type: TYPE_FP32
+    dims: [ 2 ]
+  }
 )pb";
 
 TEST_F(TorchBackendTest, SingleOutput) {
@@ -102,10 +110,26 @@ TEST_F(TorchBackendTest, OutputThatAliasesItsInputOutlivesTheInput) {
 
 constexpr char kTwoOutputConfig[] = R"pb(
   platform: "pytorch_libtorch"
-  input { name: "a" data_type: TYPE_FP32 dims: [3] }
-  input { name: "b" data_type: TYPE_FP32 dims: [3] }
-  output { name: "sum" data_type: TYPE_FP32 dims: [3] }
-  output { name: "difference" data_type: TYPE_FP32 dims: [3] }
+  input {
+    name: "a"
+    data_type: TYPE_FP32
+    dims: [ 3 ]
+  }
+  input {
+    name: "b"
+    data_type: TYPE_FP32
+    dims: [ 3 ]
+  }
+  output {
+    name: "sum"
+    data_type: TYPE_FP32
+    dims: [ 3 ]
+  }
+  output {
+    name: "difference"
+    data_type: TYPE_FP32
+    dims: [ 3 ]
+  }
 )pb";
 
 core::TensorMap TwoInputs() {
@@ -141,10 +165,26 @@ TEST_F(TorchBackendTest, Int64AndBool) {
   absl::StatusOr<std::unique_ptr<Model>> model = Load(R"pb(
     platform: "pytorch_libtorch"
     max_batch_size: 4
-    input { name: "ids" data_type: TYPE_INT64 dims: [-1] }
-    input { name: "mask" data_type: TYPE_BOOL dims: [-1] }
-    output { name: "masked" data_type: TYPE_INT64 dims: [-1] }
-    output { name: "positive" data_type: TYPE_BOOL dims: [-1] }
+    input {
+      name: "ids"
+      data_type: TYPE_INT64
+      dims: [ -1 ]
+    }
+    input {
+      name: "mask"
+      data_type: TYPE_BOOL
+      dims: [ -1 ]
+    }
+    output {
+      name: "masked"
+      data_type: TYPE_INT64
+      dims: [ -1 ]
+    }
+    output {
+      name: "positive"
+      data_type: TYPE_BOOL
+      dims: [ -1 ]
+    }
   )pb");
   ASSERT_TRUE(model.ok()) << model.status();
   core::TensorMap inputs;
@@ -165,8 +205,18 @@ TEST_F(TorchBackendTest, ReshapeViewsInputsAndRestoresOutputs) {
   absl::StatusOr<std::unique_ptr<Model>> model = Load(R"pb(
     platform: "pytorch_libtorch"
     max_batch_size: 8
-    input { name: "x" data_type: TYPE_FP32 dims: [4] reshape { shape: [2, 2] } }
-    output { name: "y" data_type: TYPE_FP32 dims: [4] reshape { shape: [2, 2] } }
+    input {
+      name: "x"
+      data_type: TYPE_FP32
+      dims: [ 4 ]
+      reshape { shape: [ 2, 2 ] }
+    }
+    output {
+      name: "y"
+      data_type: TYPE_FP32
+      dims: [ 4 ]
+      reshape { shape: [ 2, 2 ] }
+    }
   )pb");
   ASSERT_TRUE(model.ok()) << model.status();
   core::TensorMap inputs;
@@ -179,16 +229,16 @@ TEST_F(TorchBackendTest, ReshapeViewsInputsAndRestoresOutputs) {
 
 TEST_F(TorchBackendTest, DefaultModelFilename) {
   SaveModule("def forward(self, x):\n  return x * 2\n", "custom.pt");
-  absl::StatusOr<std::unique_ptr<Model>> model = Load(absl::StrCat(
-      kDoubleConfig, R"pb(default_model_filename: "custom.pt")pb"));
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      Load(absl::StrCat(kDoubleConfig, R"pb(default_model_filename: "custom.pt")pb"));
   EXPECT_TRUE(model.ok()) << model.status();
 }
 
 TEST_F(TorchBackendTest, DefaultModelFilenameMustStayInTheVersionFolder) {
   SaveModule("def forward(self, x):\n  return x * 2\n");
   for (const char* name : {"../1/model.pt", "/etc/passwd", ".."}) {
-    absl::StatusOr<std::unique_ptr<Model>> model = Load(absl::StrCat(
-        kDoubleConfig, R"pb(default_model_filename: ")pb", name, R"pb(")pb"));
+    absl::StatusOr<std::unique_ptr<Model>> model =
+        Load(absl::StrCat(kDoubleConfig, R"pb(default_model_filename: ")pb", name, R"pb(")pb"));
     EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << name;
     EXPECT_THAT(Message(model.status()), HasSubstr(name));
   }
@@ -238,8 +288,16 @@ TEST_F(TorchBackendTest, OutputDatatypeMismatchIsInternal) {
   absl::StatusOr<std::unique_ptr<Model>> model = Load(R"pb(
     platform: "pytorch_libtorch"
     max_batch_size: 8
-    input { name: "x" data_type: TYPE_FP32 dims: [2] }
-    output { name: "y" data_type: TYPE_INT32 dims: [2] }
+    input {
+      name: "x"
+      data_type: TYPE_FP32
+      dims: [ 2 ]
+    }
+    output {
+      name: "y"
+      data_type: TYPE_INT32
+      dims: [ 2 ]
+    }
   )pb");
   ASSERT_TRUE(model.ok()) << model.status();
   core::TensorMap inputs;
@@ -258,8 +316,8 @@ TEST_F(TorchBackendTest, OutputShapeMismatchIsInternal) {
   inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
   absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
-  EXPECT_THAT(Message(outputs.status()), AllOf(HasSubstr("'y'"), HasSubstr("[1]"),
-                                                HasSubstr("[1, 2]")));
+  EXPECT_THAT(Message(outputs.status()),
+              AllOf(HasSubstr("'y'"), HasSubstr("[1]"), HasSubstr("[1, 2]")));
 }
 
 TEST_F(TorchBackendTest, OutputCountMismatchIsInternal) {
@@ -288,10 +346,26 @@ TEST_F(TorchBackendTest, ErrorInsideForwardIsInternalWithTorchsMessage) {
   SaveModule("def forward(self, a, b):\n  return a + b, a - b\n");
   absl::StatusOr<std::unique_ptr<Model>> model = Load(R"pb(
     platform: "pytorch_libtorch"
-    input { name: "a" data_type: TYPE_FP32 dims: [-1] }
-    input { name: "b" data_type: TYPE_FP32 dims: [-1] }
-    output { name: "sum" data_type: TYPE_FP32 dims: [-1] }
-    output { name: "difference" data_type: TYPE_FP32 dims: [-1] }
+    input {
+      name: "a"
+      data_type: TYPE_FP32
+      dims: [ -1 ]
+    }
+    input {
+      name: "b"
+      data_type: TYPE_FP32
+      dims: [ -1 ]
+    }
+    output {
+      name: "sum"
+      data_type: TYPE_FP32
+      dims: [ -1 ]
+    }
+    output {
+      name: "difference"
+      data_type: TYPE_FP32
+      dims: [ -1 ]
+    }
   )pb");
   ASSERT_TRUE(model.ok()) << model.status();
   core::TensorMap inputs;
@@ -300,8 +374,7 @@ TEST_F(TorchBackendTest, ErrorInsideForwardIsInternalWithTorchsMessage) {
   absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(Message(outputs.status()),
-              AllOf(HasSubstr("must match the size of tensor b (4)"),
-                    Not(HasSubstr("Traceback"))));
+              AllOf(HasSubstr("must match the size of tensor b (4)"), Not(HasSubstr("Traceback"))));
   // The model still serves after a failure.
   inputs["b"] = MakeTensor<float>(core::DataType::kFp32, {3}, {1, 1, 1});
   EXPECT_TRUE((*model)->Run(inputs).ok());
@@ -311,16 +384,24 @@ TEST_F(TorchBackendTest, BytesInputIsInvalidArgument) {
   SaveModule("def forward(self, x):\n  return x\n");
   absl::StatusOr<std::unique_ptr<Model>> model = Load(R"pb(
     platform: "pytorch_libtorch"
-    input { name: "text" data_type: TYPE_STRING dims: [1] }
-    output { name: "y" data_type: TYPE_FP32 dims: [1] }
+    input {
+      name: "text"
+      data_type: TYPE_STRING
+      dims: [ 1 ]
+    }
+    output {
+      name: "y"
+      data_type: TYPE_FP32
+      dims: [ 1 ]
+    }
   )pb");
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Message(model.status()), AllOf(HasSubstr("'text'"), HasSubstr("BYTES")));
 }
 
 std::string ThreadCountParameter(absl::string_view value) {
-  return absl::StrCat("parameters { key: \"intra_op_thread_count\" value { string_value: \"",
-                      value, "\" } }");
+  return absl::StrCat("parameters { key: \"intra_op_thread_count\" value { string_value: \"", value,
+                      "\" } }");
 }
 
 TEST_F(TorchBackendTest, BadIntraOpThreadCountIsInvalidArgument) {

@@ -1,12 +1,12 @@
 #include "backend/torch/torch_tensor.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+
 #include <algorithm>
 #include <array>
 #include <utility>
 #include <vector>
-
-#include <ATen/ops/empty.h>
-#include <ATen/ops/from_blob.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -85,10 +85,9 @@ absl::StatusOr<at::Tensor> ToAtenTensor(const core::Tensor& input, const core::T
   // caller validated this; checking again costs nothing next to a model.
   if (count < 0 || byte_size % element_size != 0 ||
       static_cast<uint64_t>(count) != byte_size / element_size) {
-    return absl::InternalError(absl::StrCat("input '", spec.name, "' has ", byte_size,
-                                            " bytes, which do not hold shape ",
-                                            core::ShapeToString(shape), " of ",
-                                            core::DataTypeName(input.type())));
+    return absl::InternalError(
+        absl::StrCat("input '", spec.name, "' has ", byte_size, " bytes, which do not hold shape ",
+                     core::ShapeToString(shape), " of ", core::DataTypeName(input.type())));
   }
   const auto options = at::TensorOptions().dtype(*scalar_type);
   at::Tensor tensor;
@@ -100,7 +99,8 @@ absl::StatusOr<at::Tensor> ToAtenTensor(const core::Tensor& input, const core::T
     // changes the caller's input bytes. The deleter holds a copy of `input`, so an output that
     // aliases this storage (a model may return its input) keeps the bytes alive.
     void* data = const_cast<char*>(input.bytes().data());
-    tensor = at::from_blob(data, shape, [input](void*) {}, options);
+    tensor = at::from_blob(
+        data, shape, [input](void*) {}, options);
   }
   if (spec.reshape.has_value()) {
     std::optional<int64_t> batch;
@@ -110,8 +110,7 @@ absl::StatusOr<at::Tensor> ToAtenTensor(const core::Tensor& input, const core::T
   return tensor;
 }
 
-absl::StatusOr<core::Tensor> FromAtenTensor(const at::Tensor& output,
-                                            const core::TensorSpec& spec,
+absl::StatusOr<core::Tensor> FromAtenTensor(const at::Tensor& output, const core::TensorSpec& spec,
                                             std::optional<int64_t> batch) {
   const std::string what = absl::StrCat("output '", spec.name, "'");
   if (!output.defined()) return absl::InternalError(absl::StrCat(what, " is an undefined tensor"));
@@ -120,8 +119,7 @@ absl::StatusOr<core::Tensor> FromAtenTensor(const at::Tensor& output,
   }
   const std::optional<core::DataType> type = FromScalarType(output.scalar_type());
   if (type != spec.type) {
-    return absl::InternalError(absl::StrCat(what, " has datatype ",
-                                            TypeName(output.scalar_type()),
+    return absl::InternalError(absl::StrCat(what, " has datatype ", TypeName(output.scalar_type()),
                                             " but the config declares ",
                                             core::DataTypeName(spec.type)));
   }
@@ -133,21 +131,19 @@ absl::StatusOr<core::Tensor> FromAtenTensor(const at::Tensor& output,
   if (spec.reshape.has_value() && unknown <= 1 && (unknown == 0 || result.numel() > 0)) {
     int64_t known = 1;
     for (int64_t dim : expected) known *= dim == -1 ? 1 : dim;
-    const bool fits = unknown == 0 ? result.numel() == known
-                                   : known > 0 && result.numel() % known == 0;
+    const bool fits =
+        unknown == 0 ? result.numel() == known : known > 0 && result.numel() % known == 0;
     if (!fits) {
-      return absl::InternalError(absl::StrCat(what, " has shape ",
-                                              core::ShapeToString(result.sizes().vec()),
-                                              ", which cannot be reshaped to ",
-                                              core::ShapeToString(expected)));
+      return absl::InternalError(
+          absl::StrCat(what, " has shape ", core::ShapeToString(result.sizes().vec()),
+                       ", which cannot be reshaped to ", core::ShapeToString(expected)));
     }
     result = result.reshape(expected);
   }
   if (!ShapeMatches(result.sizes(), expected)) {
-    return absl::InternalError(absl::StrCat(what, " has shape ",
-                                            core::ShapeToString(result.sizes().vec()),
-                                            " but the config expects ",
-                                            core::ShapeToString(expected)));
+    return absl::InternalError(
+        absl::StrCat(what, " has shape ", core::ShapeToString(result.sizes().vec()),
+                     " but the config expects ", core::ShapeToString(expected)));
   }
   auto owner = std::make_shared<at::Tensor>(result.contiguous());
   const absl::string_view bytes(static_cast<const char*>(owner->data_ptr()), owner->nbytes());

@@ -5,10 +5,10 @@
 // The functions may throw c10::Error (from LibTorch); the caller catches it.
 #pragma once
 
-#include <optional>
-
 #include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
+
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "core/model_config.h"
@@ -32,8 +32,7 @@ absl::StatusOr<at::Tensor> ToAtenTensor(const core::Tensor& input, const core::T
 // Checks `output` against `spec` (datatype; shape, with `batch` first when set) after undoing
 // an output reshape, and wraps its contiguous memory in a Tensor without copying.
 // INTERNAL naming the output and the difference when it does not match.
-absl::StatusOr<core::Tensor> FromAtenTensor(const at::Tensor& output,
-                                            const core::TensorSpec& spec,
+absl::StatusOr<core::Tensor> FromAtenTensor(const at::Tensor& output, const core::TensorSpec& spec,
                                             std::optional<int64_t> batch);
 
 }  // namespace modeld::backend

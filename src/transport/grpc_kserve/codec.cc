@@ -5,11 +5,11 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 
 namespace modeld::transport::grpc_kserve {
@@ -138,26 +138,25 @@ absl::StatusOr<core::Tensor> DecodeTyped(const inference::ModelInferRequest::Inf
                                          DataType type, core::Shape shape) {
   const absl::string_view field = TypedField(type);
   if (field.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "input '", in.name(), "' is ", core::DataTypeName(type),
-        ", which has no typed contents field; send it in raw_input_contents"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", in.name(), "' is ", core::DataTypeName(type),
+                     ", which has no typed contents field; send it in raw_input_contents"));
   }
   const auto filled = FilledFields(in.contents());
   int count = 0;
   for (const auto& [name, size] : filled) {
     if (name != field) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' is ",
-                                                     core::DataTypeName(type), ", whose values go in ",
-                                                     field, ", but ", name, " is set"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", in.name(), "' is ", core::DataTypeName(type),
+                       ", whose values go in ", field, ", but ", name, " is set"));
     }
     count = size;
   }
   const int64_t elements = core::ElementCount(shape);
   if (count != elements) {
-    return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' has ", count,
-                                                   " values in ", field, " but its shape ",
-                                                   core::ShapeToString(shape), " needs ",
-                                                   elements));
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", in.name(), "' has ", count, " values in ", field, " but its shape ",
+                     core::ShapeToString(shape), " needs ", elements));
   }
   ASSIGN_OR_RETURN(std::string bytes, TypedToBytes(in.contents(), in.name(), type));
   return core::Tensor::Owning(type, std::move(shape), std::move(bytes));
@@ -179,11 +178,11 @@ absl::Status DecodeOutputs(const inference::ModelInferRequest& request, core::In
 absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version) {
   if (version.empty()) return std::nullopt;
   int64_t parsed = 0;
-  const bool digits = std::all_of(version.begin(), version.end(),
-                                  [](char c) { return absl::ascii_isdigit(c); });
+  const bool digits =
+      std::all_of(version.begin(), version.end(), [](char c) { return absl::ascii_isdigit(c); });
   if (!digits || !absl::SimpleAtoi(version, &parsed) || parsed < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model version '", version, "' is not a version number (a positive integer)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version '", version, "' is not a version number (a positive integer)"));
   }
   return parsed;
 }
@@ -197,16 +196,17 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
 
   const bool raw = request.raw_input_contents_size() > 0;
   if (raw && request.raw_input_contents_size() != request.inputs_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "raw_input_contents has ", request.raw_input_contents_size(), " entries but the request has ",
-        request.inputs_size(), " inputs; send one entry per input, in order"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("raw_input_contents has ", request.raw_input_contents_size(),
+                     " entries but the request has ", request.inputs_size(),
+                     " inputs; send one entry per input, in order"));
   }
   for (int i = 0; i < request.inputs_size(); ++i) {
     const auto& in = request.inputs(i);
     const std::optional<DataType> type = core::DataTypeFromName(in.datatype());
     if (!type.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' has unknown datatype '",
-                                                     in.datatype(), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", in.name(), "' has unknown datatype '", in.datatype(), "'"));
     }
     core::Shape shape(in.shape().begin(), in.shape().end());
     if (core::ElementCount(shape) < 0) {
@@ -223,8 +223,8 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
             "' sets contents while the request also uses raw_input_contents; send every input "
             "one way"));
       }
-      tensor = core::Tensor::Viewing(*type, std::move(shape), request.raw_input_contents(i),
-                                     nullptr);
+      tensor =
+          core::Tensor::Viewing(*type, std::move(shape), request.raw_input_contents(i), nullptr);
     } else {
       ASSIGN_OR_RETURN(tensor, DecodeTyped(in, *type, std::move(shape)));
     }

@@ -1,8 +1,8 @@
 // KServe V2 gRPC messages <-> core requests and responses.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/infer_request.h"
 #include "kserve/grpc_service.pb.h"
 

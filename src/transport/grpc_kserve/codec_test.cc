@@ -85,51 +85,62 @@ TEST(CodecTest, BadRequestsNameTheProblem) {
     std::vector<std::string> words;
   };
   const std::vector<Case> cases = {
-      {[](auto& r) { r.clear_model_name(); }, absl::StatusCode::kInvalidArgument,
+      {[](auto& r) { r.clear_model_name(); },
+       absl::StatusCode::kInvalidArgument,
        {"model_name is empty"}},
-      {[](auto& r) { r.set_model_version("latest"); }, absl::StatusCode::kInvalidArgument,
+      {[](auto& r) { r.set_model_version("latest"); },
+       absl::StatusCode::kInvalidArgument,
        {"model version 'latest' is not a version number"}},
-      {[](auto& r) { r.set_model_version("0"); }, absl::StatusCode::kInvalidArgument,
-       {"'0'"}},
+      {[](auto& r) { r.set_model_version("0"); }, absl::StatusCode::kInvalidArgument, {"'0'"}},
       {[](auto& r) { AddInput(r, "x", "FP17", {1})->mutable_contents()->add_fp32_contents(1); },
-       absl::StatusCode::kInvalidArgument, {"input 'x' has unknown datatype 'FP17'"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' has unknown datatype 'FP17'"}},
       {[](auto& r) { AddInput(r, "x", "FP32", {-2})->mutable_contents()->add_fp32_contents(1); },
-       absl::StatusCode::kInvalidArgument, {"input 'x' has shape [-2]"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' has shape [-2]"}},
       {[](auto& r) { AddInput(r, "x", "FP32", {2})->mutable_contents()->add_fp32_contents(1); },
-       absl::StatusCode::kInvalidArgument, {"input 'x' has 1 values in fp32_contents", "needs 2"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' has 1 values in fp32_contents", "needs 2"}},
       {[](auto& r) { AddInput(r, "x", "INT32", {1})->mutable_contents()->add_fp32_contents(1); },
        absl::StatusCode::kInvalidArgument,
        {"input 'x' is INT32, whose values go in int_contents, but fp32_contents is set"}},
       {[](auto& r) { AddInput(r, "x", "FP16", {1})->mutable_contents()->add_fp32_contents(1); },
-       absl::StatusCode::kInvalidArgument, {"input 'x' is FP16", "raw_input_contents"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' is FP16", "raw_input_contents"}},
       {[](auto& r) { AddInput(r, "x", "INT8", {1})->mutable_contents()->add_int_contents(300); },
-       absl::StatusCode::kInvalidArgument, {"input 'x' value 300 at index 0 does not fit INT8"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' value 300 at index 0 does not fit INT8"}},
       {[](auto& r) { AddInput(r, "x", "UINT8", {1})->mutable_contents()->add_uint_contents(256); },
-       absl::StatusCode::kInvalidArgument, {"does not fit UINT8"}},
+       absl::StatusCode::kInvalidArgument,
+       {"does not fit UINT8"}},
       {[](auto& r) {
          AddInput(r, "x", "FP32", {1});
          AddInput(r, "y", "FP32", {1});
          r.add_raw_input_contents(std::string(4, '\0'));
        },
-       absl::StatusCode::kInvalidArgument, {"raw_input_contents has 1 entries", "2 inputs"}},
+       absl::StatusCode::kInvalidArgument,
+       {"raw_input_contents has 1 entries", "2 inputs"}},
       {[](auto& r) {
          AddInput(r, "x", "FP32", {1})->mutable_contents()->add_fp32_contents(1);
          r.add_raw_input_contents(std::string(4, '\0'));
        },
-       absl::StatusCode::kInvalidArgument, {"input 'x' sets contents", "raw_input_contents"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' sets contents", "raw_input_contents"}},
       {[](auto& r) {
          AddInput(r, "x", "FP32", {1});
          AddInput(r, "x", "FP32", {1});
          r.add_raw_input_contents(std::string(4, '\0'));
          r.add_raw_input_contents(std::string(4, '\0'));
        },
-       absl::StatusCode::kInvalidArgument, {"input 'x' appears twice"}},
+       absl::StatusCode::kInvalidArgument,
+       {"input 'x' appears twice"}},
       {[](auto& r) {
          auto* out = r.add_outputs();
          out->set_name("y");
          (*out->mutable_parameters())["classification"].set_int64_param(3);
        },
-       absl::StatusCode::kUnimplemented, {"output 'y' asks for classification"}},
+       absl::StatusCode::kUnimplemented,
+       {"output 'y' asks for classification"}},
   };
   for (const Case& c : cases) {
     inference::ModelInferRequest request = Request();

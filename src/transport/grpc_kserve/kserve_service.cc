@@ -11,16 +11,15 @@
 namespace modeld::transport::grpc_kserve {
 namespace {
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
-                                 const absl::Status& status) {
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
-void AddTensors(const std::vector<server::TensorMetadata>& tensors,
-                google::protobuf::RepeatedPtrField<
-                    inference::ModelMetadataResponse::TensorMetadata>* out) {
+void AddTensors(
+    const std::vector<server::TensorMetadata>& tensors,
+    google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
   for (const server::TensorMetadata& tensor : tensors) {
     auto* meta = out->Add();
     meta->set_name(tensor.name);
@@ -38,9 +37,9 @@ grpc::ServerUnaryReactor* KServeGrpcService::ServerLive(grpc::CallbackServerCont
   return Finish(context, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(
-    grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
-    inference::ServerReadyResponse* response) {
+grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(grpc::CallbackServerContext* context,
+                                                         const inference::ServerReadyRequest*,
+                                                         inference::ServerReadyResponse* response) {
   response->set_ready(service_.Ready());
   return Finish(context, absl::OkStatus());
 }
@@ -48,13 +47,10 @@ grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(
 grpc::ServerUnaryReactor* KServeGrpcService::ModelReady(grpc::CallbackServerContext* context,
                                                         const inference::ModelReadyRequest* request,
                                                         inference::ModelReadyResponse* response) {
-  absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseVersion(request->version()));
-    ASSIGN_OR_RETURN(bool ready, service_.ModelReady(request->name(), version));
-    response->set_ready(ready);
-    return absl::OkStatus();
-  }();
-  return Finish(context, status);
+  // A version that is not a number cannot be ready; health RPCs answer false, not an error.
+  absl::StatusOr<std::optional<int64_t>> version = ParseVersion(request->version());
+  response->set_ready(version.ok() && service_.ModelReady(request->name(), *version));
+  return Finish(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ServerMetadata(
