@@ -55,6 +55,17 @@ class TorchBackendTest : public ::testing::Test {
     module.save((dir_ / "1" / filename).string());
   }
 
+  // Saves `source`, loads it under `config_text` and runs it on x = [[1, 2]] (FP32).
+  absl::StatusOr<core::TensorMap> SaveLoadAndRun(const std::string& source,
+                                                 absl::string_view config_text) {
+    SaveModule(source);
+    absl::StatusOr<std::unique_ptr<Model>> model = Load(config_text);
+    if (!model.ok()) return model.status();
+    core::TensorMap inputs;
+    inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
+    return (*model)->Run(inputs);
+  }
+
   absl::StatusOr<std::unique_ptr<Model>> Load(absl::string_view config_text) {
     absl::StatusOr<core::ModelConfig> config = core::ParseModelConfig(config_text, "test", "m");
     if (!config.ok()) return config.status();
@@ -266,12 +277,8 @@ TEST_F(TorchBackendTest, ArgumentCountMismatchIsInvalidArgument) {
 }
 
 TEST_F(TorchBackendTest, ArgumentsBeyondTheInputsNeedDefaults) {
-  SaveModule("def forward(self, x, scale: float = 2.0):\n  return x * scale\n");
-  absl::StatusOr<std::unique_ptr<Model>> model = Load(kDoubleConfig);
-  ASSERT_TRUE(model.ok()) << model.status();
-  core::TensorMap inputs;
-  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
-  absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
+  absl::StatusOr<core::TensorMap> outputs = SaveLoadAndRun(
+      "def forward(self, x, scale: float = 2.0):\n  return x * scale\n", kDoubleConfig);
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   EXPECT_THAT(Values<float>(outputs->at("y")), ElementsAre(2, 4));
 }
@@ -309,35 +316,23 @@ TEST_F(TorchBackendTest, OutputDatatypeMismatchIsInternal) {
 }
 
 TEST_F(TorchBackendTest, OutputShapeMismatchIsInternal) {
-  SaveModule("def forward(self, x):\n  return x.sum(1)\n");
-  absl::StatusOr<std::unique_ptr<Model>> model = Load(kDoubleConfig);
-  ASSERT_TRUE(model.ok()) << model.status();
-  core::TensorMap inputs;
-  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
-  absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
+  absl::StatusOr<core::TensorMap> outputs =
+      SaveLoadAndRun("def forward(self, x):\n  return x.sum(1)\n", kDoubleConfig);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(Message(outputs.status()),
               AllOf(HasSubstr("'y'"), HasSubstr("[1]"), HasSubstr("[1, 2]")));
 }
 
 TEST_F(TorchBackendTest, OutputCountMismatchIsInternal) {
-  SaveModule("def forward(self, x):\n  return x, x\n");
-  absl::StatusOr<std::unique_ptr<Model>> model = Load(kDoubleConfig);
-  ASSERT_TRUE(model.ok()) << model.status();
-  core::TensorMap inputs;
-  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
-  absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
+  absl::StatusOr<core::TensorMap> outputs =
+      SaveLoadAndRun("def forward(self, x):\n  return x, x\n", kDoubleConfig);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(Message(outputs.status()), AllOf(HasSubstr("2 value(s)"), HasSubstr("1 output")));
 }
 
 TEST_F(TorchBackendTest, NonTensorOutputIsInternal) {
-  SaveModule("def forward(self, x):\n  return x.size(0)\n");
-  absl::StatusOr<std::unique_ptr<Model>> model = Load(kDoubleConfig);
-  ASSERT_TRUE(model.ok()) << model.status();
-  core::TensorMap inputs;
-  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 2}, {1, 2});
-  absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
+  absl::StatusOr<core::TensorMap> outputs =
+      SaveLoadAndRun("def forward(self, x):\n  return x.size(0)\n", kDoubleConfig);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(Message(outputs.status()), AllOf(HasSubstr("Int"), HasSubstr("'y'")));
 }
