@@ -23,13 +23,14 @@ Models:
                    (version_policy all): v1 W = [[0.5], [-1.25], [2.0]], b = [0.75]; v2 doubles
                    both, so a client can tell which version answered.
     mlp            logits = MLP(x): Linear(256, 512)-ReLU-Linear(512, 512)-ReLU-Linear(512, 10),
-                   x FP32 [256], seeded random weights, two CPU instances.
+                   x FP32 [256], seeded random weights, two CPU instances, dynamic
+                   batching.
     cnn            logits = CNN(image), image FP32 [1, 28, 28] (MNIST-sized):
                    Conv2d(1, 8, 3)-ReLU-MaxPool2d(2)-Conv2d(8, 16, 3)-ReLU-MaxPool2d(2)-Flatten-
-                   Linear(16*5*5, 10), seeded.
+                   Linear(16*5*5, 10), seeded, dynamic batching.
     add_sub        OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, FP32 [16], no batching
                    (Triton's classic example).
-    identity_fp32  OUTPUT0 = INPUT0, FP32 of any length, batches up to 64.
+    identity_fp32  OUTPUT0 = INPUT0, FP32 of any length, batches up to 64 (dynamic batching).
     int64_bool     masked_ids = ids * mask (INT64), positive = ids > 0 (BOOL), for the
                    non-float datatypes; any length, batches up to 64.
 """
@@ -140,13 +141,14 @@ def main():
     torch.manual_seed(SEED)
     write_model(out, "mlp",
                 config("mlp", 64, [("x", "TYPE_FP32", [256])], [("logits", "TYPE_FP32", [10])],
-                       "instance_group [ { count: 2, kind: KIND_CPU } ]\n"),
+                       "instance_group [ { count: 2, kind: KIND_CPU } ]\n"
+                       "dynamic_batching { }\n"),
                 {1: mlp()}, reference_shape=(4, 256))
 
     torch.manual_seed(SEED)
     write_model(out, "cnn",
                 config("cnn", 64, [("image", "TYPE_FP32", [1, 28, 28])],
-                       [("logits", "TYPE_FP32", [10])]),
+                       [("logits", "TYPE_FP32", [10])], "dynamic_batching { }\n"),
                 {1: cnn()}, reference_shape=(4, 1, 28, 28))
 
     write_model(out, "add_sub",
@@ -157,7 +159,7 @@ def main():
 
     write_model(out, "identity_fp32",
                 config("identity_fp32", 64, [("INPUT0", "TYPE_FP32", [-1])],
-                       [("OUTPUT0", "TYPE_FP32", [-1])]),
+                       [("OUTPUT0", "TYPE_FP32", [-1])], "dynamic_batching { }\n"),
                 {1: Identity()})
 
     write_model(out, "int64_bool",
