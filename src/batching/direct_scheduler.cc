@@ -1,19 +1,31 @@
 #include "batching/direct_scheduler.h"
 
 #include "absl/strings/str_cat.h"
+#include "batching/dynamic_batcher.h"
 #include "core/infer_response.h"
 
 namespace modeld::batching {
 
-std::unique_ptr<Scheduler> CreateScheduler(std::shared_ptr<const core::ModelConfig> config,
-                                           int64_t version,
-                                           std::vector<std::unique_ptr<backend::Model>> instances) {
-  return std::make_unique<DirectScheduler>(std::move(config), version, std::move(instances));
+SchedulerFactory MakeSchedulerFactory(const common::Clock& clock) {
+  return [&clock](
+             std::shared_ptr<const core::ModelConfig> config, int64_t version,
+             std::vector<std::unique_ptr<backend::Model>> instances) -> std::unique_ptr<Scheduler> {
+    if (config->proto.has_dynamic_batching()) {
+      return std::make_unique<DynamicBatcher>(std::move(config), version, std::move(instances),
+                                              clock);
+    }
+    return std::make_unique<DirectScheduler>(std::move(config), version, std::move(instances),
+                                             clock);
+  };
 }
 
 DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config, int64_t version,
-                                 std::vector<std::unique_ptr<backend::Model>> instances)
-    : config_(std::move(config)), version_(version), instances_(std::move(instances)) {
+                                 std::vector<std::unique_ptr<backend::Model>> instances,
+                                 const common::Clock& clock)
+    : config_(std::move(config)),
+      version_(version),
+      instances_(std::move(instances)),
+      clock_(clock) {
   absl::MutexLock lock(&join_mu_);
   for (const std::unique_ptr<backend::Model>& model : instances_) {
     workers_.emplace_back([this, &model] { WorkerLoop(*model); });
@@ -65,6 +77,11 @@ void DirectScheduler::WorkerLoop(backend::Model& model) {
       if (queue_.empty()) return;  // draining and nothing left
       pending.emplace(std::move(queue_.front()));
       queue_.pop_front();
+    }
+    if (clock_.Now() >= pending->request.deadline) {
+      std::move(pending->done)(absl::DeadlineExceededError(
+          absl::StrCat("request passed its deadline in the queue of model '", config_->name, "'")));
+      continue;
     }
     absl::StatusOr<core::TensorMap> outputs = model.Run(pending->request.inputs);
     if (outputs.ok()) {

@@ -11,11 +11,13 @@
 namespace modeld::batching {
 
 // One worker thread per instance takes the oldest queued request and runs it on its own
-// Model, so a Model is never run concurrently. Thread-safe; the destructor drains.
+// Model, so a Model is never run concurrently. A request past its deadline when its turn
+// comes is answered DEADLINE_EXCEEDED without running. Thread-safe; the destructor drains.
 class DirectScheduler : public Scheduler {
  public:
   DirectScheduler(std::shared_ptr<const core::ModelConfig> config, int64_t version,
-                  std::vector<std::unique_ptr<backend::Model>> instances);
+                  std::vector<std::unique_ptr<backend::Model>> instances,
+                  const common::Clock& clock);
   ~DirectScheduler() override;
 
   void Enqueue(core::InferRequest&& request, core::InferCallback&& done) override;
@@ -32,6 +34,7 @@ class DirectScheduler : public Scheduler {
   const std::shared_ptr<const core::ModelConfig> config_;
   const int64_t version_;
   const std::vector<std::unique_ptr<backend::Model>> instances_;
+  const common::Clock& clock_;
 
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);

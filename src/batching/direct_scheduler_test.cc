@@ -53,6 +53,11 @@ class CountingModel : public backend::Model {
   std::atomic<int> running_{0};
 };
 
+class DirectSchedulerTest : public ::testing::Test {
+ protected:
+  common::RealClock clock_;
+};
+
 core::InferRequest Request(int32_t value) {
   core::InferRequest request;
   request.model_name = "m";
@@ -68,11 +73,11 @@ int32_t ValueOf(const core::Tensor& tensor) {
   return value;
 }
 
-TEST(DirectSchedulerTest, EveryRequestGetsItsOwnAnswer) {
+TEST_F(DirectSchedulerTest, EveryRequestGetsItsOwnAnswer) {
   std::atomic<int> max_concurrent{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(std::make_unique<CountingModel>(&max_concurrent));
-  DirectScheduler scheduler(Config(), 3, std::move(instances));
+  DirectScheduler scheduler(Config(), 3, std::move(instances), clock_);
 
   constexpr int kRequests = 50;
   std::vector<absl::StatusOr<core::InferResponse>> results(kRequests, absl::UnknownError(""));
@@ -96,11 +101,11 @@ TEST(DirectSchedulerTest, EveryRequestGetsItsOwnAnswer) {
   EXPECT_EQ(max_concurrent.load(), 1);  // one instance: never run concurrently
 }
 
-TEST(DirectSchedulerTest, InstancesRunInParallelButEachAlone) {
+TEST_F(DirectSchedulerTest, InstancesRunInParallelButEachAlone) {
   std::atomic<int> per_model_max{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   for (int i = 0; i < 3; ++i) instances.push_back(std::make_unique<CountingModel>(&per_model_max));
-  DirectScheduler scheduler(Config(), 1, std::move(instances));
+  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_);
   std::atomic<int> ok{0};
   for (int i = 0; i < 60; ++i) {
     scheduler.Enqueue(Request(i), [&](absl::StatusOr<core::InferResponse> response) {
@@ -112,14 +117,14 @@ TEST(DirectSchedulerTest, InstancesRunInParallelButEachAlone) {
   EXPECT_EQ(per_model_max.load(), 1);  // each Model saw one Run at a time
 }
 
-TEST(DirectSchedulerTest, BackendErrorsReachTheirRequest) {
+TEST_F(DirectSchedulerTest, BackendErrorsReachTheirRequest) {
   backend::FakeBackend backend;
   auto config = Config("parameters { key: \"behavior\" value { string_value: \"fail\" } }");
   auto model = backend.Load(*config, "/unused");
   ASSERT_TRUE(model.ok());
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(*std::move(model));
-  DirectScheduler scheduler(config, 1, std::move(instances));
+  DirectScheduler scheduler(config, 1, std::move(instances), clock_);
   absl::Notification done;
   absl::Status status;
   scheduler.Enqueue(Request(1), [&](absl::StatusOr<core::InferResponse> response) {
@@ -131,11 +136,11 @@ TEST(DirectSchedulerTest, BackendErrorsReachTheirRequest) {
   EXPECT_EQ(status.message(), "fake model failure");
 }
 
-TEST(DirectSchedulerTest, AfterDrainRequestsAreRefused) {
+TEST_F(DirectSchedulerTest, AfterDrainRequestsAreRefused) {
   std::atomic<int> max_concurrent{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(std::make_unique<CountingModel>(&max_concurrent));
-  DirectScheduler scheduler(Config(), 1, std::move(instances));
+  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_);
   scheduler.Drain();
   scheduler.Drain();  // idempotent
   absl::Status status;
@@ -144,6 +149,24 @@ TEST(DirectSchedulerTest, AfterDrainRequestsAreRefused) {
   });
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(status.message().find("shutting down"), absl::string_view::npos);
+}
+
+TEST_F(DirectSchedulerTest, ExpiredRequestsAreAnsweredWithoutRunning) {
+  std::atomic<int> max_concurrent{0};
+  std::vector<std::unique_ptr<backend::Model>> instances;
+  instances.push_back(std::make_unique<CountingModel>(&max_concurrent));
+  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_);
+  core::InferRequest late = Request(1);
+  late.deadline = clock_.Now() - absl::Seconds(1);
+  absl::Notification done;
+  absl::Status status;
+  scheduler.Enqueue(std::move(late), [&](absl::StatusOr<core::InferResponse> response) {
+    status = response.status();
+    done.Notify();
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(max_concurrent.load(), 0);  // never ran
 }
 
 }  // namespace

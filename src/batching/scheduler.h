@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "backend/backend.h"
+#include "common/clock.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
 
@@ -29,9 +31,13 @@ class Scheduler {
   virtual void Drain() = 0;
 };
 
-// Makes the scheduler a model's config asks for; it owns the loaded instances (at least one).
-std::unique_ptr<Scheduler> CreateScheduler(std::shared_ptr<const core::ModelConfig> config,
-                                           int64_t version,
-                                           std::vector<std::unique_ptr<backend::Model>> instances);
+// Makes the scheduler for one loaded version; it owns the instances (at least one).
+using SchedulerFactory =
+    std::function<std::unique_ptr<Scheduler>(std::shared_ptr<const core::ModelConfig>, int64_t,
+                                             std::vector<std::unique_ptr<backend::Model>>)>;
+
+// The factory modeld uses: a DynamicBatcher when the config has dynamic_batching, else a
+// DirectScheduler. `clock` must outlive every scheduler made.
+SchedulerFactory MakeSchedulerFactory(const common::Clock& clock);
 
 }  // namespace modeld::batching

@@ -9,6 +9,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/tensor.h"
 
 namespace modeld::core {
@@ -20,6 +21,14 @@ struct InferRequest {
   TensorMap inputs;
   // Outputs to return, in the order wanted; empty means every output in config order.
   std::vector<std::string> requested_outputs;
+  // Queue priority level (1 is the highest); 0 means the model's default level.
+  uint64_t priority = 0;
+  // Queue timeout asked by the client (the `timeout` parameter); honoured where the model's
+  // queue policy allows overrides.
+  std::optional<absl::Duration> timeout;
+  // When the caller stops waiting (a gRPC deadline, say): a request still queued then is
+  // answered DEADLINE_EXCEEDED without running.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 struct NamedTensor {

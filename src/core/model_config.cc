@@ -129,6 +129,57 @@ absl::Status ValidateVersionPolicy(absl::string_view source, const inference::Mo
   return absl::OkStatus();
 }
 
+absl::Status ValidateQueuePolicy(absl::string_view source, absl::string_view where,
+                                 const inference::ModelQueuePolicy& policy) {
+  if (policy.timeout_action() != inference::ModelQueuePolicy::REJECT) {
+    return ConfigError(
+        source,
+        absl::StrCat(where, " timeout_action ",
+                     inference::ModelQueuePolicy::TimeoutAction_Name(policy.timeout_action()),
+                     " is not supported (only REJECT)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDynamicBatching(absl::string_view source,
+                                     const inference::ModelConfig& proto) {
+  if (!proto.has_dynamic_batching()) return absl::OkStatus();
+  const inference::ModelDynamicBatching& batching = proto.dynamic_batching();
+  if (proto.max_batch_size() == 0) {
+    return ConfigError(source, "dynamic_batching needs max_batch_size greater than 0");
+  }
+  for (int32_t size : batching.preferred_batch_size()) {
+    if (size < 1 || size > proto.max_batch_size()) {
+      return ConfigError(
+          source, absl::StrCat("dynamic_batching preferred_batch_size ", size,
+                               " is outside 1..max_batch_size (", proto.max_batch_size(), ")"));
+    }
+  }
+  const uint64_t levels = batching.priority_levels();
+  if (levels == 0 && batching.default_priority_level() != 0) {
+    return ConfigError(source,
+                       "dynamic_batching default_priority_level is set but priority_levels is 0");
+  }
+  if (levels > 0 &&
+      (batching.default_priority_level() < 1 || batching.default_priority_level() > levels)) {
+    return ConfigError(source, absl::StrCat("dynamic_batching default_priority_level must be in "
+                                            "1..priority_levels (",
+                                            levels, ")"));
+  }
+  RETURN_IF_ERROR(ValidateQueuePolicy(source, "dynamic_batching default_queue_policy",
+                                      batching.default_queue_policy()));
+  for (const auto& [level, policy] : batching.priority_queue_policy()) {
+    if (level < 1 || level > levels) {
+      return ConfigError(source,
+                         absl::StrCat("dynamic_batching priority_queue_policy level ", level,
+                                      " is outside 1..priority_levels (", levels, ")"));
+    }
+    RETURN_IF_ERROR(ValidateQueuePolicy(
+        source, absl::StrCat("dynamic_batching priority_queue_policy ", level), policy));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Shape ModelConfig::FullShape(const TensorSpec& spec) const {
@@ -197,6 +248,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromProto(inference::ModelConfig proto,
     return ConfigError(source, "max_batch_size must not be negative");
   }
   RETURN_IF_ERROR(ValidateVersionPolicy(source, proto));
+  RETURN_IF_ERROR(ValidateDynamicBatching(source, proto));
 
   ModelConfig config;
   config.name = proto.name();

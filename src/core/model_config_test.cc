@@ -116,6 +116,21 @@ TEST(ModelConfigTest, RefusesWhatItCannotServe) {
       {p + io + "version_policy { latest { num_versions: 0 } }", "at least 1"},
       {p + io + "version_policy { specific { } }", "lists no versions"},
       {p + io + "version_policy { specific { versions: [0] } }", "is not a positive number"},
+      {p + io + "dynamic_batching { }", "dynamic_batching needs max_batch_size greater than 0"},
+      {p + "max_batch_size: 8\n" + io + "dynamic_batching { preferred_batch_size: [ 9 ] }",
+       "preferred_batch_size 9 is outside 1..max_batch_size (8)"},
+      {p + "max_batch_size: 8\n" + io + "dynamic_batching { default_priority_level: 1 }",
+       "priority_levels is 0"},
+      {p + "max_batch_size: 8\n" + io +
+           "dynamic_batching { priority_levels: 2 default_priority_level: 3 }",
+       "default_priority_level must be in 1..priority_levels (2)"},
+      {p + "max_batch_size: 8\n" + io +
+           "dynamic_batching { default_queue_policy { timeout_action: DELAY } }",
+       "timeout_action DELAY is not supported"},
+      {p + "max_batch_size: 8\n" + io +
+           "dynamic_batching { priority_levels: 2 default_priority_level: 1 "
+           "priority_queue_policy { key: 5 value { } } }",
+       "priority_queue_policy level 5 is outside 1..priority_levels (2)"},
   };
   for (const Case& c : cases) {
     absl::Status status = ErrorOf(c.text);

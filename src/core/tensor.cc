@@ -39,6 +39,45 @@ Tensor Tensor::Viewing(DataType type, Shape shape, absl::string_view bytes,
   return tensor;
 }
 
+absl::StatusOr<Tensor> Tensor::SliceRows(int64_t first, int64_t count) const {
+  if (shape_.empty() || first < 0 || count < 0 || first + count > shape_[0]) {
+    return absl::InvalidArgumentError(absl::StrCat("rows [", first, ", ", first + count,
+                                                   ") are outside shape ", ShapeToString(shape_)));
+  }
+  Shape shape = shape_;
+  shape[0] = count;
+  const int64_t row_elements = ElementCount(Shape(shape_.begin() + 1, shape_.end()));
+  size_t begin = 0;
+  size_t end = 0;
+  if (type_ != DataType::kBytes) {
+    const int64_t row_bytes = row_elements * DataTypeSize(type_);
+    begin = first * row_bytes;
+    end = begin + count * row_bytes;
+    if (end > bytes_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor of shape ", ShapeToString(shape_),
+                                                     " holds only ", bytes_.size(), " bytes"));
+    }
+  } else {
+    // Variable-size elements: walk the length prefixes to the first and past the last row.
+    absl::StatusOr<std::vector<absl::string_view>> elements = SplitBytesElements(bytes_);
+    if (!elements.ok()) return elements.status();
+    const int64_t first_element = first * row_elements;
+    const int64_t end_element = (first + count) * row_elements;
+    if (end_element > static_cast<int64_t>(elements->size())) {
+      return absl::InvalidArgumentError(absl::StrCat("BYTES tensor of shape ",
+                                                     ShapeToString(shape_), " holds only ",
+                                                     elements->size(), " elements"));
+    }
+    auto offset_of = [&](int64_t element) -> size_t {
+      if (element == static_cast<int64_t>(elements->size())) return bytes_.size();
+      return (*elements)[element].data() - bytes_.data() - 4;  // back over the length prefix
+    };
+    begin = offset_of(first_element);
+    end = offset_of(end_element);
+  }
+  return Viewing(type_, std::move(shape), bytes_.substr(begin, end - begin), owner_);
+}
+
 absl::StatusOr<std::vector<absl::string_view>> SplitBytesElements(absl::string_view buffer) {
   std::vector<absl::string_view> elements;
   size_t offset = 0;

@@ -42,6 +42,10 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   absl::string_view bytes() const { return bytes_; }
 
+  // Rows [first, first + count) of the first dimension, sharing this tensor's bytes (no
+  // copy). INVALID_ARGUMENT for a scalar, rows out of range, or malformed BYTES data.
+  absl::StatusOr<Tensor> SliceRows(int64_t first, int64_t count) const;
+
  private:
   DataType type_ = DataType::kFp32;
   Shape shape_;

@@ -40,6 +40,33 @@ TEST(TensorTest, ViewingSharesTheOwner) {
   EXPECT_EQ(view.bytes(), "xy");
 }
 
+TEST(TensorTest, SliceRowsSharesTheBytes) {
+  Tensor tensor = Tensor::Owning(DataType::kInt16, {3, 2}, "aabbccddeeff");
+  absl::StatusOr<Tensor> middle = tensor.SliceRows(1, 2);
+  ASSERT_TRUE(middle.ok()) << middle.status();
+  EXPECT_EQ(middle->shape(), (Shape{2, 2}));
+  EXPECT_EQ(middle->bytes(), "ccddeeff");
+  EXPECT_EQ(middle->bytes().data(), tensor.bytes().data() + 4);
+  EXPECT_EQ(tensor.SliceRows(3, 0)->bytes(), "");
+  EXPECT_FALSE(tensor.SliceRows(2, 2).ok());
+  EXPECT_FALSE(Tensor::Owning(DataType::kInt16, {}, "aa").SliceRows(0, 1).ok());
+}
+
+TEST(TensorTest, SliceRowsOfBytesTensors) {
+  std::string buffer;
+  for (const char* element : {"a", "bb", "", "dddd", "e", "ff"})
+    AppendBytesElement(element, buffer);
+  Tensor tensor = Tensor::Owning(DataType::kBytes, {3, 2}, buffer);
+  absl::StatusOr<Tensor> last_two = tensor.SliceRows(1, 2);
+  ASSERT_TRUE(last_two.ok()) << last_two.status();
+  absl::StatusOr<std::vector<absl::string_view>> elements = SplitBytesElements(last_two->bytes());
+  ASSERT_TRUE(elements.ok());
+  EXPECT_EQ(*elements, (std::vector<absl::string_view>{"", "dddd", "e", "ff"}));
+  absl::StatusOr<Tensor> first = tensor.SliceRows(0, 1);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(SplitBytesElements(first->bytes())->size(), 2u);
+}
+
 TEST(TensorTest, BytesElementsRoundTrip) {
   std::string buffer;
   AppendBytesElement("hello", buffer);

@@ -43,7 +43,7 @@ std::string ModelStatus::UnavailableReason() const {
 
 ModelManager::ModelManager(std::filesystem::path repository,
                            const backend::BackendRegistry& backends,
-                           SchedulerFactory make_scheduler)
+                           batching::SchedulerFactory make_scheduler)
     : repository_(std::move(repository)),
       backends_(backends),
       make_scheduler_(std::move(make_scheduler)),

@@ -68,15 +68,11 @@ struct ModelStatus {
   std::string UnavailableReason() const;
 };
 
-using SchedulerFactory = std::function<std::unique_ptr<batching::Scheduler>(
-    std::shared_ptr<const core::ModelConfig>, int64_t,
-    std::vector<std::unique_ptr<backend::Model>>)>;
-
 // Thread-safe. The destructor drains every version.
 class ModelManager {
  public:
   ModelManager(std::filesystem::path repository, const backend::BackendRegistry& backends,
-               SchedulerFactory make_scheduler = batching::CreateScheduler);
+               batching::SchedulerFactory make_scheduler);
   ~ModelManager();
 
   // Loads every model of the repository; returns once each has loaded or failed. A model that
@@ -112,7 +108,7 @@ class ModelManager {
 
   const std::filesystem::path repository_;
   const backend::BackendRegistry& backends_;
-  const SchedulerFactory make_scheduler_;
+  const batching::SchedulerFactory make_scheduler_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -41,11 +41,13 @@ class ModelManagerTest : public ::testing::Test {
   testing::TempRepository repo_;
   backend::BackendRegistry backends_;
   backend::FakeBackend* fake_;
+  common::RealClock clock_;
+  batching::SchedulerFactory factory_ = batching::MakeSchedulerFactory(clock_);
 };
 
 TEST_F(ModelManagerTest, ServesTheNewestVersionByDefault) {
   repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1, 3, 2});
-  ModelManager manager(repo_.path(), backends_);
+  ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   absl::StatusOr<ModelHandle> newest = manager.Get("m", std::nullopt);
   ASSERT_TRUE(newest.ok()) << newest.status();
@@ -62,14 +64,14 @@ TEST_F(ModelManagerTest, ServesTheNewestVersionByDefault) {
 
 TEST_F(ModelManagerTest, LoadsOneModelPerInstance) {
   repo_.AddModel("m", FakeConfig("instance_group [ { count: 2 }, { count: 1 kind: KIND_CPU } ]"));
-  ModelManager manager(repo_.path(), backends_);
+  ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   EXPECT_EQ(fake_->load_count(), 3);
 }
 
 TEST_F(ModelManagerTest, UnknownModelAndVersionAreNotFound) {
   repo_.AddModel("m", FakeConfig(), {4});
-  ModelManager manager(repo_.path(), backends_);
+  ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   absl::Status unknown = manager.Get("nope", std::nullopt).status();
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
@@ -92,7 +94,7 @@ TEST_F(ModelManagerTest, BrokenModelsAreReportedAndOthersServe) {
                  FakeConfig("parameters { key: \"load_error\" value { string_value: \"boom\" } }"));
   repo_.AddModel("missing_specific",
                  FakeConfig("version_policy { specific { versions: [1, 2] } }"));
-  ModelManager manager(repo_.path(), backends_);
+  ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
 
   EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
@@ -120,7 +122,7 @@ TEST_F(ModelManagerTest, BrokenModelsAreReportedAndOthersServe) {
 }
 
 TEST_F(ModelManagerTest, UnreadableRepositoryFails) {
-  ModelManager manager("/nonexistent/repository", backends_);
+  ModelManager manager("/nonexistent/repository", backends_, factory_);
   EXPECT_EQ(manager.LoadAll().code(), absl::StatusCode::kNotFound);
 }
 
@@ -128,7 +130,7 @@ TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
   repo_.AddModel("m", FakeConfig());
   ModelHandle handle;
   {
-    ModelManager manager(repo_.path(), backends_);
+    ModelManager manager(repo_.path(), backends_, factory_);
     ASSERT_TRUE(manager.LoadAll().ok());
     handle = *manager.Get("m", std::nullopt);
   }

@@ -33,7 +33,8 @@ class InferenceServiceTest : public ::testing::Test {
                    )pb",
                    {1, 2});
     repo_.AddModel("broken", "platform: \"nope\"\n");
-    manager_ = std::make_unique<repository::ModelManager>(repo_.path(), backends_);
+    manager_ = std::make_unique<repository::ModelManager>(repo_.path(), backends_,
+                                                          batching::MakeSchedulerFactory(clock_));
     ASSERT_TRUE(manager_->LoadAll().ok());
     service_ = std::make_unique<InferenceService>(*manager_);
   }
@@ -58,6 +59,7 @@ class InferenceServiceTest : public ::testing::Test {
   }
 
   testing::TempRepository repo_;
+  common::RealClock clock_;
   backend::BackendRegistry backends_;
   std::unique_ptr<repository::ModelManager> manager_;
   std::unique_ptr<InferenceService> service_;

@@ -32,7 +32,7 @@ class ModeldServer : public Server {
   explicit ModeldServer(const ServerOptions& options)
       : options_(options),
         backends_(MakeBackends()),
-        models_(options.model_repository, *backends_),
+        models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_)),
         service_(models_),
         kserve_(service_) {}
 
@@ -73,6 +73,7 @@ class ModeldServer : public Server {
 
  private:
   const ServerOptions options_;
+  const common::RealClock clock_;
   const std::unique_ptr<backend::BackendRegistry> backends_;
   repository::ModelManager models_;
   InferenceService service_;

@@ -2,9 +2,12 @@
 //
 // The config parameter "behavior" picks what Run() does:
 //   identity (default)  output i = input i (same bytes, datatype and shape)
-//   sleep               identity after sleeping "sleep_ms" milliseconds
+//   sleep               identity (kept as the name tests use for slow models)
+//   batch_size          every output is INT64 [rows, 1] holding the rows of this Run, so a
+//                       client can see how requests were batched
 //   fail                INTERNAL "fake model failure"
-// A "load_error" parameter makes Load() fail with INTERNAL and that message.
+// "sleep_ms" makes every Run() sleep that long first. A "load_error" parameter makes Load()
+// fail with INTERNAL and that message.
 #pragma once
 
 #include <atomic>

@@ -162,6 +162,32 @@ absl::StatusOr<core::Tensor> DecodeTyped(const inference::ModelInferRequest::Inf
   return core::Tensor::Owning(type, std::move(shape), std::move(bytes));
 }
 
+// An integer request parameter (int64_param or uint64_param), or nullopt when absent.
+absl::StatusOr<std::optional<uint64_t>> UnsignedParameter(
+    const google::protobuf::Map<std::string, inference::InferParameter>& parameters,
+    absl::string_view name) {
+  auto it = parameters.find(std::string(name));
+  if (it == parameters.end()) return std::nullopt;
+  const inference::InferParameter& value = it->second;
+  if (value.has_uint64_param()) return value.uint64_param();
+  if (value.has_int64_param() && value.int64_param() >= 0) {
+    return static_cast<uint64_t>(value.int64_param());
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("parameter '", name, "' must be a non-negative integer"));
+}
+
+absl::Status DecodeParameters(const inference::ModelInferRequest& request,
+                              core::InferRequest& out) {
+  ASSIGN_OR_RETURN(std::optional<uint64_t> priority,
+                   UnsignedParameter(request.parameters(), "priority"));
+  out.priority = priority.value_or(0);
+  ASSIGN_OR_RETURN(std::optional<uint64_t> timeout_us,
+                   UnsignedParameter(request.parameters(), "timeout"));
+  if (timeout_us.has_value()) out.timeout = absl::Microseconds(*timeout_us);
+  return absl::OkStatus();
+}
+
 absl::Status DecodeOutputs(const inference::ModelInferRequest& request, core::InferRequest& out) {
   for (const auto& output : request.outputs()) {
     if (output.parameters().contains("classification")) {
@@ -232,6 +258,7 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
       return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' appears twice"));
     }
   }
+  RETURN_IF_ERROR(DecodeParameters(request, out));
   RETURN_IF_ERROR(DecodeOutputs(request, out));
   return out;
 }

@@ -14,7 +14,8 @@ namespace modeld::transport::grpc_kserve {
 // for: an unknown datatype, a negative dimension, a duplicated input, data given both raw and
 // typed or neither, a raw entry count that differs from the inputs, typed values in the wrong
 // field for the datatype, a value count that differs from the shape, or a value out of range;
-// a non-numeric model_version. UNIMPLEMENTED for the classification output extension.
+// a non-numeric model_version; a `priority` or `timeout` (microseconds) parameter that is not
+// a non-negative integer. UNIMPLEMENTED for the classification output extension.
 absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInferRequest& request);
 
 // Encodes outputs into `out` with their data in raw_output_contents (one entry per output, in

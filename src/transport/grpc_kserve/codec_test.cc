@@ -151,6 +151,22 @@ TEST(CodecTest, BadRequestsNameTheProblem) {
   }
 }
 
+TEST(CodecTest, PriorityAndTimeoutParameters) {
+  inference::ModelInferRequest request = Request();
+  (*request.mutable_parameters())["priority"].set_int64_param(2);
+  (*request.mutable_parameters())["timeout"].set_uint64_param(1500);
+  absl::StatusOr<core::InferRequest> decoded = DecodeInferRequest(request);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->priority, 2u);
+  EXPECT_EQ(decoded->timeout, absl::Microseconds(1500));
+
+  (*request.mutable_parameters())["priority"].set_string_param("high");
+  EXPECT_THAT(DecodeInferRequest(request).status().message(),
+              HasSubstr("parameter 'priority' must be a non-negative integer"));
+  (*request.mutable_parameters())["priority"].set_int64_param(-1);
+  EXPECT_EQ(DecodeInferRequest(request).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CodecTest, MissingDataIsCaughtAsACountMismatch) {
   inference::ModelInferRequest request = Request();
   AddInput(request, "x", "FP32", {1, 3});

@@ -95,6 +95,10 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerCont
                                                         inference::ModelInferResponse* response) {
   absl::StatusOr<core::InferRequest> decoded = DecodeInferRequest(*request);
   if (!decoded.ok()) return Finish(context, decoded.status());
+  // A client that stops waiting should not have its request run for nothing.
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    decoded->deadline = absl::FromChrono(context->deadline());
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // `request` and `response` stay valid until Finish(), which the callback calls last, so the
   // decoded tensors may keep viewing the request's bytes.
