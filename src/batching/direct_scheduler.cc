@@ -1,31 +1,20 @@
 #include "batching/direct_scheduler.h"
 
 #include "absl/strings/str_cat.h"
-#include "batching/dynamic_batcher.h"
 #include "core/infer_response.h"
 
 namespace modeld::batching {
 
-SchedulerFactory MakeSchedulerFactory(const common::Clock& clock) {
-  return [&clock](
-             std::shared_ptr<const core::ModelConfig> config, int64_t version,
-             std::vector<std::unique_ptr<backend::Model>> instances) -> std::unique_ptr<Scheduler> {
-    if (config->proto.has_dynamic_batching()) {
-      return std::make_unique<DynamicBatcher>(std::move(config), version, std::move(instances),
-                                              clock);
-    }
-    return std::make_unique<DirectScheduler>(std::move(config), version, std::move(instances),
-                                             clock);
-  };
-}
-
 DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                                  std::vector<std::unique_ptr<backend::Model>> instances,
-                                 const common::Clock& clock)
+                                 const common::Clock& clock,
+                                 std::shared_ptr<const metrics::VersionMetrics> metrics)
     : config_(std::move(config)),
       version_(version),
       instances_(std::move(instances)),
-      clock_(clock) {
+      clock_(clock),
+      metrics_(metrics != nullptr ? std::move(metrics)
+                                  : std::make_shared<const metrics::VersionMetrics>()) {
   absl::MutexLock lock(&join_mu_);
   for (const std::unique_ptr<backend::Model>& model : instances_) {
     workers_.emplace_back([this, &model] { WorkerLoop(*model); });
@@ -35,10 +24,11 @@ DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config
 DirectScheduler::~DirectScheduler() { Drain(); }
 
 void DirectScheduler::Enqueue(core::InferRequest&& request, core::InferCallback&& done) {
+  const absl::Time now = clock_.Now();
   {
     absl::MutexLock lock(&mu_);
     if (!draining_) {
-      queue_.push_back({std::move(request), std::move(done)});
+      queue_.push_back({std::move(request), std::move(done), now});
       return;
     }
   }
@@ -78,12 +68,19 @@ void DirectScheduler::WorkerLoop(backend::Model& model) {
       pending.emplace(std::move(queue_.front()));
       queue_.pop_front();
     }
-    if (clock_.Now() >= pending->request.deadline) {
+    const absl::Time start = clock_.Now();
+    if (start >= pending->request.deadline) {
       std::move(pending->done)(absl::DeadlineExceededError(
           absl::StrCat("request passed its deadline in the queue of model '", config_->name, "'")));
       continue;
     }
+    metrics_->RecordQueueTime(start - pending->enqueued);
+    const int64_t rows =
+        config_->max_batch_size > 0
+            ? pending->request.inputs.at(config_->inputs.front().name).shape().at(0)
+            : 1;
     absl::StatusOr<core::TensorMap> outputs = model.Run(pending->request.inputs);
+    metrics_->RecordBatch(rows, clock_.Now() - start);
     if (outputs.ok()) {
       std::move(pending->done)(
           core::BuildResponse(*config_, version_, pending->request, *std::move(outputs)));

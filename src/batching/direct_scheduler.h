@@ -17,7 +17,8 @@ class DirectScheduler : public Scheduler {
  public:
   DirectScheduler(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                   std::vector<std::unique_ptr<backend::Model>> instances,
-                  const common::Clock& clock);
+                  const common::Clock& clock,
+                  std::shared_ptr<const metrics::VersionMetrics> metrics = nullptr);
   ~DirectScheduler() override;
 
   void Enqueue(core::InferRequest&& request, core::InferCallback&& done) override;
@@ -27,6 +28,7 @@ class DirectScheduler : public Scheduler {
   struct Pending {
     core::InferRequest request;
     core::InferCallback done;
+    absl::Time enqueued;
   };
 
   void WorkerLoop(backend::Model& model);
@@ -35,6 +37,7 @@ class DirectScheduler : public Scheduler {
   const int64_t version_;
   const std::vector<std::unique_ptr<backend::Model>> instances_;
   const common::Clock& clock_;
+  const std::shared_ptr<const metrics::VersionMetrics> metrics_;
 
   absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);

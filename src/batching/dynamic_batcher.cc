@@ -20,11 +20,14 @@ std::vector<int64_t> SortedPreferred(const inference::ModelDynamicBatching& batc
 
 DynamicBatcher::DynamicBatcher(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                                std::vector<std::unique_ptr<backend::Model>> instances,
-                               const common::Clock& clock)
+                               const common::Clock& clock,
+                               std::shared_ptr<const metrics::VersionMetrics> metrics)
     : config_(std::move(config)),
       version_(version),
       instances_(std::move(instances)),
       clock_(clock),
+      metrics_(metrics != nullptr ? std::move(metrics)
+                                  : std::make_shared<const metrics::VersionMetrics>()),
       max_delay_(
           absl::Microseconds(config_->proto.dynamic_batching().max_queue_delay_microseconds())),
       preferred_sizes_(SortedPreferred(config_->proto.dynamic_batching())),
@@ -213,19 +216,24 @@ void DynamicBatcher::WorkerLoop(backend::Model& model) {
 }
 
 void DynamicBatcher::RunBatch(backend::Model& model, std::vector<Pending>& batch) {
+  const absl::Time start = clock_.Now();
+  int64_t total_rows = 0;
+  std::vector<int64_t> rows;
+  for (const Pending& pending : batch) {
+    metrics_->RecordQueueTime(start - pending.enqueued);
+    rows.push_back(pending.rows);
+    total_rows += pending.rows;
+  }
   // A batch of one runs on the request's own tensors: no copy at all.
   core::TensorMap merged;
-  std::vector<int64_t> rows;
   if (batch.size() > 1) {
     std::vector<const core::TensorMap*> parts;
-    for (const Pending& pending : batch) {
-      parts.push_back(&pending.request.inputs);
-      rows.push_back(pending.rows);
-    }
+    for (const Pending& pending : batch) parts.push_back(&pending.request.inputs);
     merged = Concatenate(parts, config_->inputs);
   }
   absl::StatusOr<core::TensorMap> outputs =
       model.Run(batch.size() > 1 ? merged : batch.front().request.inputs);
+  metrics_->RecordBatch(total_rows, clock_.Now() - start);
   if (!outputs.ok()) {
     for (Pending& pending : batch) Answer(pending, outputs.status());
     return;

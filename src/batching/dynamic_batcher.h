@@ -31,8 +31,8 @@ namespace modeld::batching {
 class DynamicBatcher : public Scheduler {
  public:
   DynamicBatcher(std::shared_ptr<const core::ModelConfig> config, int64_t version,
-                 std::vector<std::unique_ptr<backend::Model>> instances,
-                 const common::Clock& clock);
+                 std::vector<std::unique_ptr<backend::Model>> instances, const common::Clock& clock,
+                 std::shared_ptr<const metrics::VersionMetrics> metrics = nullptr);
   ~DynamicBatcher() override;
 
   void Enqueue(core::InferRequest&& request, core::InferCallback&& done) override;
@@ -75,6 +75,7 @@ class DynamicBatcher : public Scheduler {
   const int64_t version_;
   const std::vector<std::unique_ptr<backend::Model>> instances_;
   const common::Clock& clock_;
+  const std::shared_ptr<const metrics::VersionMetrics> metrics_;
   const absl::Duration max_delay_;
   const std::vector<int64_t> preferred_sizes_;  // ascending
   const bool preserve_ordering_;

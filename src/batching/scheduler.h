@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
+#include "metrics/version_metrics.h"
 
 namespace modeld::batching {
 
@@ -31,10 +32,11 @@ class Scheduler {
   virtual void Drain() = 0;
 };
 
-// Makes the scheduler for one loaded version; it owns the instances (at least one).
-using SchedulerFactory =
-    std::function<std::unique_ptr<Scheduler>(std::shared_ptr<const core::ModelConfig>, int64_t,
-                                             std::vector<std::unique_ptr<backend::Model>>)>;
+// Makes the scheduler for one loaded version; it owns the instances (at least one) and
+// records queue times and batches into the version's metrics.
+using SchedulerFactory = std::function<std::unique_ptr<Scheduler>(
+    std::shared_ptr<const core::ModelConfig>, int64_t, std::vector<std::unique_ptr<backend::Model>>,
+    std::shared_ptr<const metrics::VersionMetrics>)>;
 
 // The factory modeld uses: a DynamicBatcher when the config has dynamic_batching, else a
 // DirectScheduler. `clock` must outlive every scheduler made.

@@ -43,10 +43,11 @@ std::string ModelStatus::UnavailableReason() const {
 
 ModelManager::ModelManager(std::filesystem::path repository,
                            const backend::BackendRegistry& backends,
-                           batching::SchedulerFactory make_scheduler)
+                           batching::SchedulerFactory make_scheduler, metrics::Registry* registry)
     : repository_(std::move(repository)),
       backends_(backends),
       make_scheduler_(std::move(make_scheduler)),
+      registry_(registry),
       snapshot_(std::make_shared<const Snapshot>()) {}
 
 ModelManager::~ModelManager() { DrainAll(); }
@@ -113,8 +114,12 @@ absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
     ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
     instances.push_back(std::move(model));
   }
-  auto scheduler = make_scheduler_(config, version, std::move(instances));
-  return std::make_shared<const ServedVersion>(std::move(config), version, std::move(scheduler));
+  auto metrics = registry_ != nullptr ? std::make_shared<const metrics::VersionMetrics>(
+                                            *registry_, config->name, std::to_string(version))
+                                      : std::make_shared<const metrics::VersionMetrics>();
+  auto scheduler = make_scheduler_(config, version, std::move(instances), metrics);
+  return std::make_shared<const ServedVersion>(std::move(config), version, std::move(metrics),
+                                               std::move(scheduler));
 }
 
 std::shared_ptr<const ModelManager::Snapshot> ModelManager::snapshot() const {

@@ -23,6 +23,8 @@
 #include "backend/registry.h"
 #include "batching/scheduler.h"
 #include "core/model_config.h"
+#include "metrics/registry.h"
+#include "metrics/version_metrics.h"
 #include "repository/scan.h"
 
 namespace modeld::repository {
@@ -36,16 +38,22 @@ absl::string_view VersionStateName(VersionState state);
 class ServedVersion {
  public:
   ServedVersion(std::shared_ptr<const core::ModelConfig> config, int64_t version,
+                std::shared_ptr<const metrics::VersionMetrics> metrics,
                 std::unique_ptr<batching::Scheduler> scheduler)
-      : config_(std::move(config)), version_(version), scheduler_(std::move(scheduler)) {}
+      : config_(std::move(config)),
+        version_(version),
+        metrics_(std::move(metrics)),
+        scheduler_(std::move(scheduler)) {}
 
   const core::ModelConfig& config() const { return *config_; }
   int64_t version() const { return version_; }
+  const metrics::VersionMetrics& metrics() const { return *metrics_; }
   batching::Scheduler& scheduler() const { return *scheduler_; }
 
  private:
   const std::shared_ptr<const core::ModelConfig> config_;
   const int64_t version_;
+  const std::shared_ptr<const metrics::VersionMetrics> metrics_;
   const std::unique_ptr<batching::Scheduler> scheduler_;
 };
 
@@ -71,8 +79,9 @@ struct ModelStatus {
 // Thread-safe. The destructor drains every version.
 class ModelManager {
  public:
+  // `registry` may be null: versions then record no metrics.
   ModelManager(std::filesystem::path repository, const backend::BackendRegistry& backends,
-               batching::SchedulerFactory make_scheduler);
+               batching::SchedulerFactory make_scheduler, metrics::Registry* registry = nullptr);
   ~ModelManager();
 
   // Loads every model of the repository; returns once each has loaded or failed. A model that
@@ -109,6 +118,7 @@ class ModelManager {
   const std::filesystem::path repository_;
   const backend::BackendRegistry& backends_;
   const batching::SchedulerFactory make_scheduler_;
+  metrics::Registry* const registry_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -19,18 +19,26 @@ std::vector<TensorMetadata> Describe(const core::ModelConfig& config,
 
 }  // namespace
 
+InferenceService::InferenceService(repository::ModelManager& models, const common::Clock& clock,
+                                   metrics::Registry* registry)
+    : models_(models),
+      clock_(clock),
+      unresolved_(registry != nullptr ? metrics::VersionMetrics(*registry, "", "")
+                                      : metrics::VersionMetrics()) {}
+
 void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&& done) {
-  if (draining_.load()) {
-    std::move(done)(absl::UnavailableError("modeld is shutting down"));
-    return;
-  }
+  const absl::Time start = clock_.Now();
   absl::StatusOr<repository::ModelHandle> handle =
-      models_.Get(request.model_name, request.model_version);
+      draining_.load() ? absl::UnavailableError("modeld is shutting down")
+                       : models_.Get(request.model_name, request.model_version);
   if (!handle.ok()) {
+    unresolved_.RecordRequest(handle.status(), clock_.Now() - start);
     std::move(done)(handle.status());
     return;
   }
+  const metrics::VersionMetrics& metrics = (*handle)->metrics();
   if (absl::Status valid = core::ValidateRequest((*handle)->config(), request); !valid.ok()) {
+    metrics.RecordRequest(valid, clock_.Now() - start);
     std::move(done)(valid);
     return;
   }
@@ -38,14 +46,19 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
     absl::MutexLock lock(&in_flight_mu_);
     ++in_flight_;
   }
+  metrics.AddInFlight(1);
   batching::Scheduler& scheduler = (*handle)->scheduler();
-  // The callback holds the handle, so the version outlives every request queued on it.
-  scheduler.Enqueue(std::move(request), [this, handle = *std::move(handle), done = std::move(done)](
-                                            absl::StatusOr<core::InferResponse> response) mutable {
-    std::move(done)(std::move(response));
-    absl::MutexLock lock(&in_flight_mu_);
-    --in_flight_;
-  });
+  // The callback holds the handle, so the version (and its metrics) outlives every request
+  // queued on it.
+  scheduler.Enqueue(std::move(request),
+                    [this, start, handle = *std::move(handle),
+                     done = std::move(done)](absl::StatusOr<core::InferResponse> response) mutable {
+                      handle->metrics().RecordRequest(response.status(), clock_.Now() - start);
+                      handle->metrics().AddInFlight(-1);
+                      std::move(done)(std::move(response));
+                      absl::MutexLock lock(&in_flight_mu_);
+                      --in_flight_;
+                    });
 }
 
 bool InferenceService::WaitUntilIdle(absl::Duration timeout) {

@@ -14,8 +14,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
+#include "metrics/registry.h"
+#include "metrics/version_metrics.h"
 #include "repository/model_manager.h"
 
 namespace modeld::server {
@@ -37,7 +40,9 @@ struct ModelMetadata {
 // Thread-safe. `models` must outlive the service.
 class InferenceService {
  public:
-  explicit InferenceService(repository::ModelManager& models) : models_(models) {}
+  // `registry` may be null (nothing recorded); `clock` times requests end to end.
+  InferenceService(repository::ModelManager& models, const common::Clock& clock,
+                   metrics::Registry* registry);
 
   // Finds the model version, validates the request against its config, and queues it. `done`
   // runs exactly once: with the response, or with NOT_FOUND (unknown model or version),
@@ -67,6 +72,8 @@ class InferenceService {
 
  private:
   repository::ModelManager& models_;
+  const common::Clock& clock_;
+  const metrics::VersionMetrics unresolved_;  // requests that named no servable version
   std::atomic<bool> draining_{false};
   absl::Mutex in_flight_mu_;
   int64_t in_flight_ ABSL_GUARDED_BY(in_flight_mu_) = 0;

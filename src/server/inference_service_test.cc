@@ -33,10 +33,10 @@ class InferenceServiceTest : public ::testing::Test {
                    )pb",
                    {1, 2});
     repo_.AddModel("broken", "platform: \"nope\"\n");
-    manager_ = std::make_unique<repository::ModelManager>(repo_.path(), backends_,
-                                                          batching::MakeSchedulerFactory(clock_));
+    manager_ = std::make_unique<repository::ModelManager>(
+        repo_.path(), backends_, batching::MakeSchedulerFactory(clock_), &registry_);
     ASSERT_TRUE(manager_->LoadAll().ok());
-    service_ = std::make_unique<InferenceService>(*manager_);
+    service_ = std::make_unique<InferenceService>(*manager_, clock_, &registry_);
   }
 
   absl::StatusOr<core::InferResponse> Infer(core::InferRequest request) {
@@ -60,6 +60,7 @@ class InferenceServiceTest : public ::testing::Test {
 
   testing::TempRepository repo_;
   common::RealClock clock_;
+  metrics::Registry registry_;
   backend::BackendRegistry backends_;
   std::unique_ptr<repository::ModelManager> manager_;
   std::unique_ptr<InferenceService> service_;
@@ -116,6 +117,23 @@ TEST_F(InferenceServiceTest, WaitUntilIdleWaitsForAcceptedRequests) {
   service_->Infer(Echo(1), [&](absl::StatusOr<core::InferResponse>) { answered.Notify(); });
   EXPECT_TRUE(service_->WaitUntilIdle(absl::Seconds(10)));
   EXPECT_TRUE(answered.HasBeenNotified());
+}
+
+TEST_F(InferenceServiceTest, RecordsMetricsPerVersionAndOutcome) {
+  ASSERT_TRUE(Infer(Echo(3)).ok());
+  EXPECT_FALSE(Infer(Echo(5)).ok());  // over max_batch_size
+  core::InferRequest unknown = Echo(1);
+  unknown.model_name = "missing";
+  EXPECT_FALSE(Infer(unknown).ok());
+  const std::string text = registry_.Render();
+  EXPECT_THAT(text,
+              HasSubstr("modeld_requests_total{model=\"echo\",version=\"2\",outcome=\"ok\"} 1"));
+  EXPECT_THAT(text, HasSubstr("modeld_requests_total{model=\"echo\",version=\"2\",outcome="
+                              "\"invalid_argument\"} 1"));
+  EXPECT_THAT(text, HasSubstr("modeld_requests_total{model=\"\",version=\"\",outcome="
+                              "\"not_found\"} 1"));
+  EXPECT_THAT(text, HasSubstr("modeld_batch_size_bucket{model=\"echo\",version=\"2\",le=\"4\"} 1"));
+  EXPECT_THAT(text, HasSubstr("modeld_inflight_requests{model=\"echo\",version=\"2\"} 0"));
 }
 
 TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {

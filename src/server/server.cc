@@ -7,6 +7,8 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
+#include "metrics/process_metrics.h"
+#include "metrics/registry.h"
 #include "repository/model_manager.h"
 #include "server/inference_service.h"
 #include "transport/grpc_kserve/kserve_service.h"
@@ -27,14 +29,43 @@ std::string HostOf(const std::string& address) {
   return colon == std::string::npos ? address : address.substr(0, colon);
 }
 
+// modeld_model_state: one line per model version with the state it is in.
+void AppendModelStates(const std::vector<repository::ModelStatus>& models, std::string& out) {
+  out +=
+      "# HELP modeld_model_state 1 for the state (ready, loading, failed) of each model version; "
+      "version \"\" is a model that failed before any version was read.\n"
+      "# TYPE modeld_model_state gauge\n";
+  for (const repository::ModelStatus& model : models) {
+    auto line = [&](const std::string& version, absl::string_view state) {
+      absl::StrAppend(
+          &out, "modeld_model_state",
+          metrics::RenderLabels(
+              {{"model", model.name}, {"version", version}, {"state", std::string(state)}}),
+          " 1\n");
+    };
+    if (model.versions.empty()) line("", "failed");
+    for (const repository::VersionStatus& version : model.versions) {
+      line(std::to_string(version.version),
+           version.state == repository::VersionState::kReady     ? "ready"
+           : version.state == repository::VersionState::kLoading ? "loading"
+                                                                 : "failed");
+    }
+  }
+}
+
 class ModeldServer : public Server {
  public:
   explicit ModeldServer(const ServerOptions& options)
       : options_(options),
         backends_(MakeBackends()),
-        models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_)),
-        service_(models_),
-        kserve_(service_) {}
+        models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_),
+                &metrics_),
+        service_(models_, clock_, &metrics_),
+        kserve_(service_) {
+    metrics_.AddCollector(metrics::AppendProcessMetrics);
+    metrics_.AddCollector(
+        [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
+  }
 
   absl::Status Start() {
     RETURN_IF_ERROR(models_.LoadAll());
@@ -74,6 +105,7 @@ class ModeldServer : public Server {
  private:
   const ServerOptions options_;
   const common::RealClock clock_;
+  metrics::Registry metrics_;
   const std::unique_ptr<backend::BackendRegistry> backends_;
   repository::ModelManager models_;
   InferenceService service_;
