@@ -54,15 +54,44 @@ ModelManager::~ModelManager() { DrainAll(); }
 
 absl::Status ModelManager::LoadAll() {
   ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
-  auto loaded = std::make_shared<Snapshot>();
-  for (const ModelDir& dir : dirs) (*loaded)[dir.name] = LoadModel(dir);
   if (dirs.empty()) spdlog::warn("model repository '{}' holds no models", repository_.string());
-  absl::MutexLock lock(&mu_);
-  snapshot_ = std::move(loaded);
+  // First every model with its versions LOADING, so readiness is honest while they load...
+  auto planned = std::make_shared<Snapshot>();
+  std::vector<backend::Backend*> backends;
+  for (const ModelDir& dir : dirs) {
+    backend::Backend* backend = nullptr;
+    (*planned)[dir.name] = PlanModel(dir, &backend);
+    backends.push_back(backend);
+  }
+  Publish(planned);
+  // ...then each model's versions, published as each model finishes.
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    if (backends[i] == nullptr) continue;  // failed while planning; already reported
+    ModelEntry entry = (*planned)[dirs[i].name];
+    LoadVersions(dirs[i], *backends[i], entry);
+    auto next = std::make_shared<Snapshot>(*snapshot());
+    (*next)[dirs[i].name] = std::move(entry);
+    Publish(std::move(next));
+  }
   return absl::OkStatus();
 }
 
-ModelManager::ModelEntry ModelManager::LoadModel(const ModelDir& dir) const {
+void ModelManager::Publish(std::shared_ptr<const Snapshot> next) {
+  absl::MutexLock lock(&mu_);
+  snapshot_ = std::move(next);
+}
+
+bool ModelManager::Loading() const {
+  for (const auto& [name, entry] : *snapshot()) {
+    for (const VersionStatus& v : entry.status.versions) {
+      if (v.state == VersionState::kLoading) return true;
+    }
+  }
+  return false;
+}
+
+ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
+                                                 backend::Backend** backend_out) const {
   ModelEntry entry;
   entry.status.name = dir.name;
   auto fail = [&](std::string reason) {
@@ -83,22 +112,30 @@ ModelManager::ModelEntry ModelManager::LoadModel(const ModelDir& dir) const {
         absl::StrCat("no version folder (a positive number, such as 1/) in ", dir.path.string()));
   }
   for (int64_t version : versions) {
+    entry.status.versions.push_back({version, VersionState::kLoading, ""});
+  }
+  *backend_out = *backend;
+  return entry;
+}
+
+void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend,
+                                ModelEntry& entry) const {
+  for (VersionStatus& status : entry.status.versions) {
     absl::StatusOr<ModelHandle> handle =
-        LoadVersion(entry.status.config, **backend, dir.path, version);
+        LoadVersion(entry.status.config, backend, dir.path, status.version);
     if (handle.ok()) {
-      entry.ready[version] = *std::move(handle);
-      entry.status.versions.push_back({version, VersionState::kReady, ""});
-      spdlog::info("model '{}' version {} is ready ({} instance{})", dir.name, version,
+      entry.ready[status.version] = *std::move(handle);
+      status.state = VersionState::kReady;
+      spdlog::info("model '{}' version {} is ready ({} instance{})", dir.name, status.version,
                    entry.status.config->instance_count,
                    entry.status.config->instance_count == 1 ? "" : "s");
     } else {
-      entry.status.versions.push_back(
-          {version, VersionState::kUnavailable, std::string(handle.status().message())});
-      spdlog::error("model '{}' version {} failed to load: {}", dir.name, version,
-                    handle.status().message());
+      status.state = VersionState::kUnavailable;
+      status.reason = std::string(handle.status().message());
+      spdlog::error("model '{}' version {} failed to load: {}", dir.name, status.version,
+                    status.reason);
     }
   }
-  return entry;
 }
 
 absl::StatusOr<ModelHandle> ModelManager::LoadVersion(

@@ -84,9 +84,10 @@ class ModelManager {
                batching::SchedulerFactory make_scheduler, metrics::Registry* registry = nullptr);
   ~ModelManager();
 
-  // Loads every model of the repository; returns once each has loaded or failed. A model that
-  // fails is logged with its reason and reported through Get()/Status(); the others serve.
-  // Fails only when the repository itself cannot be read.
+  // Loads every model of the repository; returns once each has loaded or failed. While it
+  // runs, Status() shows the versions still LOADING and Get() serves those already READY. A
+  // model that fails is logged with its reason and reported through Get()/Status(); the others
+  // serve. Fails only when the repository itself cannot be read.
   absl::Status LoadAll();
 
   // The version to run: `version`, or the newest ready one. NOT_FOUND for an unknown model or
@@ -98,6 +99,9 @@ class ModelManager {
   // Every model, by name.
   std::vector<ModelStatus> StatusAll() const;
 
+  // Whether some version is still loading.
+  bool Loading() const;
+
   // Stops intake on every version and waits for queued requests to finish.
   void DrainAll();
 
@@ -108,7 +112,12 @@ class ModelManager {
   };
   using Snapshot = absl::flat_hash_map<std::string, ModelEntry>;
 
-  ModelEntry LoadModel(const ModelDir& dir) const;
+  // Reads the config, finds the backend and picks the versions (all LOADING); a failure is
+  // recorded in the entry and leaves *backend null.
+  ModelEntry PlanModel(const ModelDir& dir, backend::Backend** backend) const;
+  // Loads the entry's versions, marking each READY or UNAVAILABLE with the reason.
+  void LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry) const;
+  void Publish(std::shared_ptr<const Snapshot> next);
   absl::StatusOr<ModelHandle> LoadVersion(std::shared_ptr<const core::ModelConfig> config,
                                           backend::Backend& backend,
                                           const std::filesystem::path& model_dir,

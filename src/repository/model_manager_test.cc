@@ -1,5 +1,7 @@
 #include "repository/model_manager.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "backend/fake/fake_backend.h"
@@ -136,6 +138,56 @@ TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
   }
   EXPECT_EQ(handle->config().name, "m");
   EXPECT_EQ(handle->version(), 1);
+}
+
+// A backend whose Load() waits until the test opens the gate.
+class GatedBackend : public backend::Backend {
+ public:
+  absl::StatusOr<std::unique_ptr<backend::Model>> Load(
+      const core::ModelConfig& config, const std::filesystem::path& version_dir) override {
+    entered_.Notify();
+    gate_.WaitForNotification();
+    return fake_.Load(config, version_dir);
+  }
+  absl::Notification entered_;
+  absl::Notification gate_;
+
+ private:
+  backend::FakeBackend fake_;
+};
+
+TEST_F(ModelManagerTest, LoadingIsVisibleUntilEveryVersionHasLoaded) {
+  auto gated = std::make_unique<GatedBackend>();
+  GatedBackend* gate = gated.get();
+  backends_.Register("gated", {}, std::move(gated));
+  repo_.AddModel("slow", R"pb(
+    backend: "gated"
+    input {
+      name: "x"
+      data_type: TYPE_FP32
+      dims: [ 1 ]
+    }
+    output {
+      name: "y"
+      data_type: TYPE_FP32
+      dims: [ 1 ]
+    }
+  )pb");
+  ModelManager manager(repo_.path(), backends_, factory_);
+  std::thread loader([&] { EXPECT_TRUE(manager.LoadAll().ok()); });
+  ASSERT_TRUE(gate->entered_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(manager.Loading());
+  absl::StatusOr<ModelStatus> status = manager.Status("slow");
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(status->versions.size(), 1u);
+  EXPECT_EQ(status->versions[0].state, VersionState::kLoading);
+  absl::Status not_yet = manager.Get("slow", std::nullopt).status();
+  EXPECT_EQ(not_yet.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(not_yet.message(), HasSubstr("is loading"));
+  gate->gate_.Notify();
+  loader.join();
+  EXPECT_FALSE(manager.Loading());
+  EXPECT_TRUE(manager.Get("slow", std::nullopt).ok());
 }
 
 }  // namespace

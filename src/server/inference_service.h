@@ -52,8 +52,9 @@ class InferenceService {
 
   // Whether the process can answer at all.
   bool Live() const { return true; }
-  // Whether it takes inference requests: false once draining has begun.
-  bool Ready() const { return !draining_.load(); }
+  // Whether it takes inference requests: false while a model that should load is still
+  // loading (failed ones do not count: ModelReady reports them) and once draining has begun.
+  bool Ready() const { return !draining_.load() && !models_.Loading(); }
   // Whether the model (or that version) is ready; false for an unknown one, as the health
   // RPCs of the protocol answer.
   bool ModelReady(absl::string_view name, std::optional<int64_t> version) const;
