@@ -3,9 +3,10 @@ BUILD_DIR ?= build
 MODELS    ?= examples/models
 PY        := .venv/bin/python
 GRPC_ADDRESS ?= 127.0.0.1:8001
+HTTP_ADDRESS ?= 127.0.0.1:8000
 PROTOS    := $(wildcard proto/*/*.proto)
 
-.PHONY: all setup build run test unit-test integration-test models format clean
+.PHONY: all setup build run test unit-test integration-test models bench format clean
 
 all: build
 
@@ -32,7 +33,8 @@ $(MODELS)/.stamp: examples/generate_models.py
 	@touch $@
 
 run: build models
-	$(BUILD_DIR)/bin/modeld --model-repository=$(MODELS) --grpc-address=$(GRPC_ADDRESS)
+	$(BUILD_DIR)/bin/modeld --model-repository=$(MODELS) --grpc-address=$(GRPC_ADDRESS) \
+	  --http-address=$(HTTP_ADDRESS)
 
 test: build models
 	@$(MAKE) --no-print-directory unit-test integration-test
@@ -42,6 +44,10 @@ unit-test:
 
 integration-test:
 	@$(PY) -m pytest tests/integration -q
+
+# modeld against its baselines (bench/README.md): bench/results/<date>.md, .json and PNG plots.
+bench: build models
+	@$(PY) bench/run.py $(BENCH_ARGS)
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

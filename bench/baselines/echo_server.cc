@@ -1,8 +1,9 @@
 // modeld-bench-echo: the transport floor. A bare KServe V2 gRPC server that runs no model:
 // ModelInfer answers at once, on gRPC's callback thread, with outputs of the model's shapes
-// (output bytes copied from the input, zero-padded), so the bytes on the wire are exactly the
-// model's. ModelMetadata and ModelConfig describe the model from its config.pbtxt, so
-// modeld-bench drives it unchanged. Same callback API and message-size limit as modeld.
+// (output bytes copied from the input, zero-padded; an output with -1 dims gets the input
+// itself), so the bytes on the wire are exactly the model's. ModelMetadata and ModelConfig
+// describe the model from its config.pbtxt, so modeld-bench drives it unchanged. Same
+// callback API and message-size limit as modeld.
 //
 //   modeld-bench-echo --config=examples/models/mlp/config.pbtxt --address=127.0.0.1:0
 //
@@ -10,16 +11,17 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "absl/flags/flag.h"
-#include "common/flags.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/flags.h"
 #include "google/protobuf/text_format.h"
 #include "grpcpp/grpcpp.h"
 #include "kserve/grpc_service.grpc.pb.h"
@@ -34,10 +36,20 @@ namespace {
 
 int ElementSize(inference::DataType type) {
   switch (type) {
-    case inference::TYPE_BOOL: case inference::TYPE_UINT8: case inference::TYPE_INT8: return 1;
-    case inference::TYPE_UINT16: case inference::TYPE_INT16: case inference::TYPE_FP16: return 2;
-    case inference::TYPE_UINT32: case inference::TYPE_INT32: case inference::TYPE_FP32: return 4;
-    default: return 8;  // 64-bit types; BYTES is not supported here
+    case inference::TYPE_BOOL:
+    case inference::TYPE_UINT8:
+    case inference::TYPE_INT8:
+      return 1;
+    case inference::TYPE_UINT16:
+    case inference::TYPE_INT16:
+    case inference::TYPE_FP16:
+      return 2;
+    case inference::TYPE_UINT32:
+    case inference::TYPE_INT32:
+    case inference::TYPE_FP32:
+      return 4;
+    default:
+      return 8;  // 64-bit types; BYTES is not supported here
   }
 }
 
@@ -98,6 +110,15 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
       auto* output = response->add_outputs();
       output->set_name(spec.name());
       output->set_datatype(DataTypeName(spec.data_type()));
+      std::string* raw = response->add_raw_output_contents();
+      const bool variable =
+          std::any_of(spec.dims().begin(), spec.dims().end(), [](int64_t dim) { return dim < 0; });
+      if (variable) {
+        // A variable output shape (an identity model's): answer with the input itself.
+        *output->mutable_shape() = request->inputs(0).shape();
+        *raw = input;
+        continue;
+      }
       int64_t bytes = ElementSize(spec.data_type());
       if (config_.max_batch_size() > 0) {
         output->add_shape(batch);
@@ -107,7 +128,6 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
         output->add_shape(dim);
         bytes *= dim;
       }
-      std::string* raw = response->add_raw_output_contents();
       raw->assign(input, 0, std::min<size_t>(input.size(), bytes));
       raw->resize(bytes);
     }

@@ -17,13 +17,13 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "common/flags.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "backend/torch/torch_backend.h"
+#include "common/flags.h"
 #include "core/model_config.h"
 
 ABSL_FLAG(std::string, model_dir, "", "The model's folder: config.pbtxt and version folders.");
@@ -64,10 +64,11 @@ core::TensorMap MakeInputs(const core::ModelConfig& config, int batch, std::mt19
   return inputs;
 }
 
-// One thread: runs `model` on `inputs` until `end`, appending each call's latency.
+// One thread: runs `model` on `inputs` until `end` and at least `min_calls` times, appending
+// each call's latency.
 absl::Status RunUntil(backend::Model& model, const core::TensorMap& inputs, Clock::time_point end,
-                      std::vector<double>& latencies_us) {
-  while (Clock::now() < end) {
+                      size_t min_calls, std::vector<double>& latencies_us) {
+  while (Clock::now() < end || latencies_us.size() < min_calls) {
     const Clock::time_point start = Clock::now();
     absl::StatusOr<core::TensorMap> outputs = model.Run(inputs);
     if (!outputs.ok()) return outputs.status();
@@ -90,11 +91,13 @@ absl::StatusOr<SizeResult> Measure(std::vector<std::unique_ptr<backend::Model>>&
   for (size_t i = 0; i < models.size(); ++i) {
     threads.emplace_back([&, i] {
       std::vector<double> warm;
-      statuses[i] = RunUntil(*models[i], inputs, warm_end, warm);
-      if (statuses[i].ok()) statuses[i] = RunUntil(*models[i], inputs, end, latencies[i]);
+      statuses[i] = RunUntil(*models[i], inputs, warm_end, 2, warm);
+      if (statuses[i].ok()) statuses[i] = RunUntil(*models[i], inputs, end, 5, latencies[i]);
     });
   }
   for (std::thread& thread : threads) thread.join();
+  // The minimum call count may have run past `end`.
+  const double elapsed = std::chrono::duration<double>(Clock::now() - warm_end).count();
   for (const absl::Status& status : statuses) {
     if (!status.ok()) return status;
   }
@@ -104,8 +107,8 @@ absl::StatusOr<SizeResult> Measure(std::vector<std::unique_ptr<backend::Model>>&
   SizeResult result;
   result.batch = batch;
   result.calls = static_cast<int64_t>(all.size());
-  result.seconds = seconds;
-  result.items_per_second = result.calls * static_cast<double>(batch) / seconds;
+  result.seconds = std::max(seconds, elapsed);
+  result.items_per_second = result.calls * static_cast<double>(batch) / result.seconds;
   if (!all.empty()) {
     double sum = 0;
     for (double value : all) sum += value;
@@ -156,7 +159,8 @@ absl::Status Main() {
                                   std::max(1, config->instance_count));
 
   std::vector<std::string> rows;
-  std::cout << "| batch | calls | items/s | mean µs | p50 µs | p99 µs |\n|---|---|---|---|---|---|\n";
+  std::cout
+      << "| batch | calls | items/s | mean µs | p50 µs | p99 µs |\n|---|---|---|---|---|---|\n";
   for (int batch : *sizes) {
     absl::StatusOr<SizeResult> r =
         Measure(models, *config, batch, absl::GetFlag(FLAGS_seconds_per_size));

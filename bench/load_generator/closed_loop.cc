@@ -80,9 +80,9 @@ class ClosedLoop {
   void Issue(Slot& slot) {
     // A ClientContext serves one call only; the request message is shared and reused.
     slot.context = std::make_unique<grpc::ClientContext>();
-    slot.context->set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::microseconds(
-                                   static_cast<int64_t>(options_.deadline_seconds * 1e6)));
+    slot.context->set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::microseconds(static_cast<int64_t>(options_.deadline_seconds * 1e6)));
     slot.response.Clear();
     slot.start_ns = NowNs();
     if (slot.start_ns >= measure_start_ && slot.start_ns < measure_end_) ++sent_;

@@ -28,7 +28,7 @@ namespace modeld::bench {
 struct LoadOptions {
   double warmup_seconds = 1;
   double seconds = 3;
-  double deadline_seconds = 30;  // per request
+  double deadline_seconds = 30;   // per request
   int64_t max_in_flight = 10000;  // open loop only
 };
 

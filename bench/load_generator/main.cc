@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "common/flags.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/flags.h"
 #include "grpcpp/grpcpp.h"
 #include "load_generator/load.h"
 
@@ -42,8 +42,8 @@ absl::StatusOr<std::vector<double>> ParseList(const std::string& flag, const std
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     double value = 0;
     if (!absl::SimpleAtod(item, &value) || value <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": '", item,
-                                                     "' is not a positive number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": '", item, "' is not a positive number"));
     }
     values.push_back(value);
   }
@@ -114,8 +114,13 @@ absl::Status Main() {
     }
   }
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
-    RunInfo info{target, input.model, request->description, request->batch,
-                 request->payload_bytes, static_cast<int>(stubs.size()), options.warmup_seconds};
+    RunInfo info{target,
+                 input.model,
+                 request->description,
+                 request->batch,
+                 request->payload_bytes,
+                 static_cast<int>(stubs.size()),
+                 options.warmup_seconds};
     return WriteJson(path, info, levels);
   }
   return absl::OkStatus();

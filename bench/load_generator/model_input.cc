@@ -19,9 +19,9 @@ absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
 // Bytes per element; 0 for BYTES (variable) and -1 for an unknown datatype.
 int ElementSize(absl::string_view datatype) {
   static const auto* sizes = new std::map<std::string, int, std::less<>>{
-      {"BOOL", 1},   {"UINT8", 1}, {"INT8", 1},  {"UINT16", 2}, {"INT16", 2},
+      {"BOOL", 1},   {"UINT8", 1}, {"INT8", 1},   {"UINT16", 2}, {"INT16", 2},
       {"FP16", 2},   {"BF16", 2},  {"UINT32", 4}, {"INT32", 4},  {"FP32", 4},
-      {"UINT64", 8}, {"INT64", 8}, {"FP64", 8},  {"BYTES", 0}};
+      {"UINT64", 8}, {"INT64", 8}, {"FP64", 8},   {"BYTES", 0}};
   auto it = sizes->find(datatype);
   return it == sizes->end() ? -1 : it->second;
 }
@@ -33,21 +33,31 @@ void Append(std::string& out, T value) {
 
 std::string RandomBytes(absl::string_view datatype, int64_t count, std::mt19937_64& rng) {
   std::uniform_real_distribution<float> real(-1.0f, 1.0f);
-  std::uniform_int_distribution<int> small(0, 99);
   std::string out;
-  for (int64_t i = 0; i < count; ++i) {
-    if (datatype == "FP32") Append(out, real(rng));
-    else if (datatype == "FP64") Append(out, static_cast<double>(real(rng)));
-    else if (datatype == "FP16") Append(out, static_cast<uint16_t>(0x3800 | (rng() & 0x3ff)));
-    else if (datatype == "BF16") Append(out, static_cast<uint16_t>(0x3f00 | (rng() & 0x7f)));
-    else if (datatype == "BOOL") Append(out, static_cast<uint8_t>(rng() & 1));
-    else if (datatype == "UINT8" || datatype == "INT8") Append(out, static_cast<uint8_t>(small(rng)));
-    else if (datatype == "UINT16" || datatype == "INT16") Append(out, static_cast<uint16_t>(small(rng)));
-    else if (datatype == "UINT32" || datatype == "INT32") Append(out, static_cast<uint32_t>(small(rng)));
-    else if (datatype == "UINT64" || datatype == "INT64") Append(out, static_cast<uint64_t>(small(rng)));
-    else if (datatype == "BYTES") {
+  const auto each = [&](auto make) {
+    for (int64_t i = 0; i < count; ++i) Append(out, make());
+  };
+  if (datatype == "FP32") {
+    each([&] { return real(rng); });
+  } else if (datatype == "FP64") {
+    each([&] { return static_cast<double>(real(rng)); });
+  } else if (datatype == "FP16") {
+    each([&] { return static_cast<uint16_t>(0x3800 | (rng() & 0x3ff)); });  // [0.5, 1)
+  } else if (datatype == "BF16") {
+    each([&] { return static_cast<uint16_t>(0x3f00 | (rng() & 0x7f)); });  // [0.5, 1)
+  } else if (datatype == "BOOL") {
+    each([&] { return static_cast<uint8_t>(rng() & 1); });
+  } else if (datatype == "BYTES") {
+    for (int64_t i = 0; i < count; ++i) {
       Append(out, static_cast<uint32_t>(16));
       for (int c = 0; c < 16; ++c) out.push_back(static_cast<char>('a' + rng() % 26));
+    }
+  } else {
+    // Integers in [0, 100), little-endian at the type's width.
+    const int size = ElementSize(datatype);
+    for (int64_t i = 0; i < count; ++i) {
+      const uint64_t value = rng() % 100;
+      out.append(reinterpret_cast<const char*>(&value), size);
     }
   }
   return out;
@@ -60,7 +70,8 @@ absl::StatusOr<std::map<std::string, std::vector<int64_t>>> ParseShapes(const st
   for (absl::string_view entry : absl::StrSplit(text, ';', absl::SkipEmpty())) {
     std::vector<absl::string_view> parts = absl::StrSplit(entry, absl::MaxSplits(':', 1));
     if (parts.size() != 2) {
-      return absl::InvalidArgumentError(absl::StrCat("--shape entry '", entry, "' is not NAME:DIMS"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--shape entry '", entry, "' is not NAME:DIMS"));
     }
     std::vector<int64_t>& dims = shapes[std::string(parts[0])];
     for (absl::string_view dim : absl::StrSplit(parts[1], ',')) {
@@ -83,7 +94,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(inference::GRPCInferenceService::
     inference::ModelMetadataRequest request;
     request.set_name(options.model);
     request.set_version(options.version);
-    absl::Status status = FromGrpc(stub.ModelMetadata(&context, request, &metadata), "ModelMetadata");
+    absl::Status status =
+        FromGrpc(stub.ModelMetadata(&context, request, &metadata), "ModelMetadata");
     if (!status.ok()) return status;
   }
   int64_t max_batch_size = 0;
@@ -103,8 +115,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(inference::GRPCInferenceService::
         absl::StrCat("model '", options.model, "' has no batch dimension; --batch must be 1"));
   }
   if (max_batch_size > 0 && options.batch > max_batch_size) {
-    return absl::InvalidArgumentError(absl::StrCat("--batch ", options.batch,
-                                                   " exceeds max_batch_size ", max_batch_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch ", options.batch, " exceeds max_batch_size ", max_batch_size));
   }
 
   PreparedRequest prepared;
@@ -122,8 +134,8 @@ absl::StatusOr<PreparedRequest> PrepareRequest(inference::GRPCInferenceService::
     for (int64_t dim : dims) {
       if (dim < 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "input '", input.name(), "' has a variable dimension; give it with --shape=",
-            input.name(), ":D1,D2,..."));
+            "input '", input.name(),
+            "' has a variable dimension; give it with --shape=", input.name(), ":D1,D2,..."));
       }
       elements *= dim;
     }

@@ -81,9 +81,9 @@ class OpenLoop {
   void Issue(int64_t due_ns) {
     auto* call = new Call;
     call->due_ns = due_ns;
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::microseconds(
-                                   static_cast<int64_t>(options_.deadline_seconds * 1e6)));
+    call->context.set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::microseconds(static_cast<int64_t>(options_.deadline_seconds * 1e6)));
     ++in_flight_;
     stubs_[next_stub_++ % stubs_.size()]->async()->ModelInfer(
         &call->context, &request_.request, &call->response,

@@ -13,27 +13,27 @@
 namespace modeld::bench {
 
 struct LevelResult {
-  std::string mode;        // "concurrency" (closed loop) or "rate" (open loop)
-  double level = 0;        // in-flight requests, or the target arrivals per second
-  double seconds = 0;      // length of the measurement window
-  int64_t sent = 0;        // requests started in the window
-  int64_t successes = 0;   // OK answers completed in the window
-  double throughput = 0;   // successes per second
-  double items_per_second = 0;  // throughput x items per request
-  LatencySummary latency;       // of the successes, from the (scheduled) send time
-  LatencySummary rejected_latency;  // of RESOURCE_EXHAUSTED answers (open loop)
+  std::string mode;                       // "concurrency" (closed loop) or "rate" (open loop)
+  double level = 0;                       // in-flight requests, or the target arrivals per second
+  double seconds = 0;                     // length of the measurement window
+  int64_t sent = 0;                       // requests started in the window
+  int64_t successes = 0;                  // OK answers completed in the window
+  double throughput = 0;                  // successes per second
+  double items_per_second = 0;            // throughput x items per request
+  LatencySummary latency;                 // of the successes, from the (scheduled) send time
+  LatencySummary rejected_latency;        // of RESOURCE_EXHAUSTED answers (open loop)
   std::map<std::string, int64_t> errors;  // by gRPC code name
   std::map<std::string, std::string> error_examples;
-  double offered_rate = 0;     // open loop: requests actually sent per second
-  int64_t client_skipped = 0;  // open loop: arrivals not sent, the in-flight cap was reached
-  double max_send_lag_us = 0;  // open loop: how late the client sent, at worst
+  double offered_rate = 0;      // open loop: requests actually sent per second
+  int64_t client_skipped = 0;   // open loop: arrivals not sent, the in-flight cap was reached
+  double max_send_lag_us = 0;   // open loop: how late the client sent, at worst
   double client_cpu_cores = 0;  // this process's CPU time / wall time in the window
 };
 
 struct RunInfo {
-  std::string target;        // host:port
+  std::string target;  // host:port
   std::string model;
-  std::string input;         // PreparedRequest::description
+  std::string input;  // PreparedRequest::description
   int64_t batch = 1;
   int64_t payload_bytes = 0;
   int channels = 0;

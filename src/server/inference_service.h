@@ -63,6 +63,11 @@ class InferenceService {
                                          std::optional<int64_t> version) const;
   absl::StatusOr<std::shared_ptr<const core::ModelConfig>> Config(
       absl::string_view name, std::optional<int64_t> version) const;
+  // Every version of the model with its state (and why a failed one failed); NOT_FOUND for an
+  // unknown model. TensorFlow Serving's model status API reports this.
+  absl::StatusOr<repository::ModelStatus> Status(absl::string_view name) const {
+    return models_.Status(name);
+  }
 
   // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already accepted
   // still finish.

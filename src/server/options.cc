@@ -50,6 +50,37 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("grpc-max-message-bytes", v, &o.grpc_max_message_bytes);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_message_bytes); }},
+      {"http-address", "HOST:PORT",
+       "Where to serve HTTP (KServe V2 REST, TensorFlow Serving REST, /metrics). Port 0 picks a "
+       "free port and logs it.",
+       [](ServerOptions& o, absl::string_view v) {
+         o.http_address = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.http_address; }},
+      {"http-threads", "N", "I/O threads serving HTTP connections.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-threads", v, &o.http_threads);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_threads); }},
+      {"http-max-body-bytes", "N", "Largest HTTP request body; larger requests get 413.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-max-body-bytes", v, &o.http_max_body_bytes);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_max_body_bytes); }},
+      {"http-header-timeout-seconds", "N",
+       "How long an HTTP client may take to send a request's headers, from its first byte.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-header-timeout-seconds", v, &o.http_header_timeout_seconds);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_header_timeout_seconds); }},
+      {"http-idle-timeout-seconds", "N",
+       "How long an HTTP connection may stay silent (between requests, mid-body, mid-write) "
+       "before it is closed.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-idle-timeout-seconds", v, &o.http_idle_timeout_seconds);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_idle_timeout_seconds); }},
       {"drain-timeout-seconds", "N",
        "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.",
        [](ServerOptions& o, absl::string_view v) {
@@ -115,7 +146,8 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv) {
 std::string FlagsHelp() {
   const ServerOptions defaults;
   std::string text =
-      "modeld: keeps TorchScript models resident and serves them over gRPC (KServe V2).\n\n"
+      "modeld: keeps TorchScript models resident and serves them over gRPC (KServe V2) and\n"
+      "HTTP (KServe V2 REST, TensorFlow Serving REST).\n\n"
       "Usage: modeld --model-repository=PATH [flags]\n\nFlags:\n";
   for (const Flag& flag : Flags()) {
     absl::StrAppend(&text, "  --", flag.name, "=", flag.value_name, "\n      ", flag.help, "\n");

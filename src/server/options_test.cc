@@ -19,6 +19,11 @@ TEST(OptionsTest, DefaultsBindLoopback) {
   EXPECT_EQ(flags->options.model_repository, "/models");
   EXPECT_EQ(flags->options.grpc_address, "127.0.0.1:8001");
   EXPECT_EQ(flags->options.grpc_max_message_bytes, 64 << 20);
+  EXPECT_EQ(flags->options.http_address, "127.0.0.1:8000");
+  EXPECT_EQ(flags->options.http_threads, 2);
+  EXPECT_EQ(flags->options.http_max_body_bytes, 64 << 20);
+  EXPECT_EQ(flags->options.http_header_timeout_seconds, 10);
+  EXPECT_EQ(flags->options.http_idle_timeout_seconds, 60);
   EXPECT_FALSE(flags->help);
 }
 
@@ -34,16 +39,34 @@ TEST(OptionsTest, BothSpellingsOfValues) {
   EXPECT_EQ(flags->options.drain_timeout_seconds, 5);
 }
 
+TEST(OptionsTest, HttpFlags) {
+  absl::StatusOr<ParsedFlags> flags =
+      Parse({"--model-repository=/m", "--http-address=127.0.0.1:0", "--http-threads", "4",
+             "--http-max-body-bytes=2048", "--http-header-timeout-seconds=3",
+             "--http-idle-timeout-seconds=7"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->options.http_address, "127.0.0.1:0");
+  EXPECT_EQ(flags->options.http_threads, 4);
+  EXPECT_EQ(flags->options.http_max_body_bytes, 2048);
+  EXPECT_EQ(flags->options.http_header_timeout_seconds, 3);
+  EXPECT_EQ(flags->options.http_idle_timeout_seconds, 7);
+  EXPECT_THAT(Parse({"--model-repository=/m", "--http-threads=0"}).status().message(),
+              HasSubstr("--http-threads expects a positive integer, got '0'"));
+}
+
 TEST(OptionsTest, HelpListsEveryFlag) {
   absl::StatusOr<ParsedFlags> flags = Parse({"--help"});
   ASSERT_TRUE(flags.ok());
   EXPECT_TRUE(flags->help);
   const std::string help = FlagsHelp();
-  for (const char* flag : {"--model-repository", "--grpc-address", "--grpc-max-message-bytes",
-                           "--drain-timeout-seconds", "--log-level", "--help"}) {
+  for (const char* flag :
+       {"--model-repository", "--grpc-address", "--grpc-max-message-bytes", "--http-address",
+        "--http-threads", "--http-max-body-bytes", "--http-header-timeout-seconds",
+        "--http-idle-timeout-seconds", "--drain-timeout-seconds", "--log-level", "--help"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
   EXPECT_THAT(help, HasSubstr("(default: 127.0.0.1:8001)"));
+  EXPECT_THAT(help, HasSubstr("(default: 127.0.0.1:8000)"));
 }
 
 TEST(OptionsTest, ErrorsNameTheFlag) {

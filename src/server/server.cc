@@ -12,6 +12,8 @@
 #include "repository/model_manager.h"
 #include "server/inference_service.h"
 #include "transport/grpc_kserve/kserve_service.h"
+#include "transport/http/http_server.h"
+#include "transport/http/router.h"
 
 namespace modeld::server {
 namespace {
@@ -61,7 +63,9 @@ class ModeldServer : public Server {
         models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_),
                 &metrics_),
         service_(models_, clock_, &metrics_),
-        kserve_(service_) {
+        kserve_(service_),
+        // metrics: GET /metrics serves this registry's text.
+        http_router_(service_, [this] { return metrics_.Render(); }) {
     metrics_.AddCollector(metrics::AppendProcessMetrics);
     metrics_.AddCollector(
         [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
@@ -82,6 +86,15 @@ class ModeldServer : public Server {
                                                  " (address in use or malformed?)"));
     }
     spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
+
+    transport::http::HttpServerOptions http;
+    http.address = options_.http_address;
+    http.threads = static_cast<int>(std::min<int64_t>(options_.http_threads, 256));
+    http.max_body_bytes = options_.http_max_body_bytes;
+    http.header_timeout = absl::Seconds(options_.http_header_timeout_seconds);
+    http.idle_timeout = absl::Seconds(options_.http_idle_timeout_seconds);
+    ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, http_router_));
+    spdlog::info("HTTP listening on {}:{}", HostOf(options_.http_address), http_->port());
     return absl::OkStatus();
   }
 
@@ -97,7 +110,9 @@ class ModeldServer : public Server {
       spdlog::warn("requests still running after {} s; cancelling them",
                    options_.drain_timeout_seconds);
     }
+    // Both transports close together; each lets what it is still writing finish (up to 1 s).
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    http_->Shutdown(absl::Seconds(1));
     models_.DrainAll();
     spdlog::info("shut down");
   }
@@ -112,6 +127,8 @@ class ModeldServer : public Server {
   transport::grpc_kserve::KServeGrpcService kserve_;
   std::unique_ptr<grpc::Server> grpc_;
   int grpc_port_ = 0;
+  transport::http::Router http_router_;
+  std::unique_ptr<transport::http::HttpServer> http_;  // after its router: destroyed first
 };
 
 }  // namespace

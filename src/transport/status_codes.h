@@ -9,4 +9,11 @@ namespace modeld::transport {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// The HTTP status for `status`, as TensorFlow Serving maps them (protocols.md §3; the codes of
+// design.md §5 are a subset): 200 OK; 400 INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE;
+// 401 UNAUTHENTICATED; 403 PERMISSION_DENIED; 404 NOT_FOUND; 409 ALREADY_EXISTS, ABORTED;
+// 429 RESOURCE_EXHAUSTED; 499 CANCELLED; 501 UNIMPLEMENTED; 503 UNAVAILABLE;
+// 504 DEADLINE_EXCEEDED; 500 every other code (INTERNAL, UNKNOWN, DATA_LOSS).
+int ToHttpStatus(const absl::Status& status);
+
 }  // namespace modeld::transport

@@ -23,5 +23,28 @@ TEST(StatusCodesTest, MapsEveryCodeTheDesignNamesAndKeepsTheMessage) {
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
 }
 
+TEST(StatusCodesTest, MapsEveryCodeToItsHttpStatus) {
+  const std::vector<std::pair<absl::Status, int>> cases = {
+      {absl::OkStatus(), 200},
+      {absl::InvalidArgumentError("bad"), 400},
+      {absl::FailedPreconditionError("bad"), 400},
+      {absl::OutOfRangeError("bad"), 400},
+      {absl::UnauthenticatedError("bad"), 401},
+      {absl::PermissionDeniedError("bad"), 403},
+      {absl::NotFoundError("bad"), 404},
+      {absl::AlreadyExistsError("bad"), 409},
+      {absl::AbortedError("bad"), 409},
+      {absl::ResourceExhaustedError("bad"), 429},
+      {absl::CancelledError("bad"), 499},
+      {absl::UnimplementedError("bad"), 501},
+      {absl::UnavailableError("bad"), 503},
+      {absl::DeadlineExceededError("bad"), 504},
+      {absl::InternalError("bad"), 500},
+      {absl::UnknownError("bad"), 500},
+      {absl::DataLossError("bad"), 500},
+  };
+  for (const auto& [status, http] : cases) EXPECT_EQ(ToHttpStatus(status), http) << status;
+}
+
 }  // namespace
 }  // namespace modeld::transport

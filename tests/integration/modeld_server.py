@@ -1,7 +1,8 @@
 """Starts the real modeld binary for a test and stops it again.
 
-The server is started with --grpc-address=127.0.0.1:0; the kernel picks the port and the
-server logs "gRPC listening on 127.0.0.1:<port>", which is parsed here. Its stdout and stderr
+The server is started with --grpc-address=127.0.0.1:0 and --http-address=127.0.0.1:0; the
+kernel picks the ports and the server logs "gRPC listening on 127.0.0.1:<port>" and
+"HTTP listening on 127.0.0.1:<port>", which are parsed here. Its stdout and stderr
 are read on a thread into a buffer, so the pipe never fills, and the log is kept for tests
 that assert on it. Every wait is on a condition with a bounded timeout.
 """
@@ -24,6 +25,7 @@ STUBS_DIR = Path(os.environ.get("MODELD_PYTHON_STUBS", REPO_ROOT / "build" / "py
 EXAMPLE_MODELS = ("linear", "mlp", "cnn", "add_sub", "identity_fp32", "int64_bool")
 
 LISTEN_RE = re.compile(r"gRPC listening on 127\.0\.0\.1:(\d+)")
+HTTP_LISTEN_RE = re.compile(r"HTTP listening on 127\.0\.0\.1:(\d+)")
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 # Large enough for the oversize-message tests to reach the server.
@@ -36,17 +38,27 @@ CHANNEL_OPTIONS = [
 class ServerProcess:
     """One running modeld. Use start() / stop(), or the fixtures in conftest.py."""
 
-    def __init__(self, repository, extra_args=(), binary=BINARY, address="127.0.0.1:0"):
+    def __init__(
+        self,
+        repository,
+        extra_args=(),
+        binary=BINARY,
+        address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+    ):
         self.args = [
             str(binary),
             f"--model-repository={repository}",
             f"--grpc-address={address}",
+            f"--http-address={http_address}",
             "--log-level=info",
             *extra_args,
         ]
         self.repository = Path(repository)
         self.port = None
         self.address = None
+        self.http_port = None
+        self.http_address = None  # "127.0.0.1:<port>" of the HTTP server
         self.returncode = None
         self._lines = []
         self._eof = False
@@ -120,6 +132,10 @@ class ServerProcess:
         self.port = int(match.group(1))
         assert 0 < self.port < 65536, f"bad port in log line {match.group(0)!r}"
         self.address = f"127.0.0.1:{self.port}"
+        http_match = self.wait_for_log(HTTP_LISTEN_RE, timeout)
+        self.http_port = int(http_match.group(1))
+        assert 0 < self.http_port < 65536, f"bad port in log line {http_match.group(0)!r}"
+        self.http_address = f"127.0.0.1:{self.http_port}"
         # The port is open once the line is printed; confirm a channel connects.
         channel = self.channel()
         grpc.channel_ready_future(channel).result(timeout=timeout)

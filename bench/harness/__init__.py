@@ -1,0 +1,1 @@
+"""Helpers of bench/run.py: processes, repositories, targets, the report and its plots."""

@@ -1,0 +1,49 @@
+// KServeRest: the Open Inference Protocol (KServe V2) REST API over InferenceService, with
+// Triton's binary tensor data and model configuration extensions. The Router calls it with
+// the parts of the path; every method answers through `reply` exactly once (inference from
+// the model worker thread that ran it).
+//
+// Health answers by status code, as Triton's clients read it (they test `== 200`): 200 with
+// {"live"|"ready": true}, or 503 with {"ready": false} for a server that is draining or a
+// model (version) that is unknown or not loaded. 503 rather than Triton's 400 because "not
+// ready" is UNAVAILABLE in design.md §5, KServe's own server answers 503, and load balancers
+// read it as "try elsewhere".
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "server/inference_service.h"
+#include "transport/http/handler.h"
+
+namespace modeld::transport::http {
+
+// The extensions listed by GET /v2.
+inline constexpr const char* kKServeExtensions[] = {"binary_tensor_data", "model_configuration"};
+
+// Thread-safe. `service` must outlive this object and every request it has started.
+class KServeRest {
+ public:
+  explicit KServeRest(server::InferenceService& service) : service_(service) {}
+
+  // `version` is the /versions/{v} path segment, empty when absent.
+  void ServerLive(Reply reply);
+  void ServerReady(Reply reply);
+  void ServerMetadata(Reply reply);
+  void ModelReady(absl::string_view model, absl::string_view version, Reply reply);
+  void ModelMetadata(absl::string_view model, absl::string_view version, Reply reply);
+  // Triton's GET .../config: the config.pbtxt as protobuf JSON with snake_case names and
+  // 64-bit integers as numbers (as Triton prints them).
+  void ModelConfig(absl::string_view model, absl::string_view version, Reply reply);
+  void Infer(std::shared_ptr<const Request> request, absl::string_view model,
+             absl::string_view version, Reply reply);
+
+ private:
+  server::InferenceService& service_;
+};
+
+// The protobuf JSON of `config` as GET .../config answers it. Exposed for tests.
+std::string ModelConfigJson(const inference::ModelConfig& config);
+
+}  // namespace modeld::transport::http

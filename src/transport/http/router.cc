@@ -1,0 +1,221 @@
+#include "transport/http/router.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace modeld::transport::http {
+namespace {
+
+constexpr char kTfModelsPrefix[] = "/v1/models/";
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes one path segment; nullopt for a malformed escape.
+std::optional<std::string> PercentDecode(absl::string_view segment) {
+  std::string out;
+  out.reserve(segment.size());
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out.push_back(segment[i]);
+      continue;
+    }
+    if (i + 2 >= segment.size()) return std::nullopt;
+    const int high = HexValue(segment[i + 1]);
+    const int low = HexValue(segment[i + 2]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out.push_back(static_cast<char>(high * 16 + low));
+    i += 2;
+  }
+  return out;
+}
+
+Response NotFound() { return ErrorResponse(404, "Not Found"); }
+
+Response MethodNotAllowed(const Request& request, const char* allowed) {
+  Response response = ErrorResponse(405, absl::StrCat("Method Not Allowed: ", request.method, " ",
+                                                      request.Path(), " takes ", allowed));
+  response.headers.emplace_back("Allow", allowed);
+  return response;
+}
+
+Response Malformed(const Request& request) {
+  return ErrorResponse(400,
+                       absl::StrCat("Malformed request: ", request.method, " ", request.Path()));
+}
+
+// Takes a path segment up to the next '/' or ':' off the front of `rest`.
+absl::string_view TakeSegment(absl::string_view& rest) {
+  const size_t end = std::min(rest.find_first_of("/:"), rest.size());
+  absl::string_view segment = rest.substr(0, end);
+  rest.remove_prefix(end);
+  return segment;
+}
+
+}  // namespace
+
+Router::Router(server::InferenceService& service, std::function<std::string()> metrics_text)
+    : kserve_(service), tfserving_(service), metrics_text_(std::move(metrics_text)) {}
+
+void Router::Handle(std::shared_ptr<const Request> request, Reply reply) {
+  const absl::string_view path = request->Path();
+  if (path == "/metrics") {
+    if (request->method != "GET") {
+      std::move(reply)(MethodNotAllowed(*request, "GET"));
+      return;
+    }
+    Response response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    if (metrics_text_) response.body = metrics_text_();
+    std::move(reply)(std::move(response));
+    return;
+  }
+  if (path == "/v2" || absl::StartsWith(path, "/v2/")) {
+    RouteKServe(std::move(request), std::move(reply));
+  } else if (absl::StartsWith(path, "/v1/")) {
+    RouteTfServing(std::move(request), std::move(reply));
+  } else {
+    std::move(reply)(NotFound());
+  }
+}
+
+void Router::RouteKServe(std::shared_ptr<const Request> request, Reply reply) {
+  std::vector<absl::string_view> segments = absl::StrSplit(request->Path().substr(1), '/');
+  if (segments.size() > 1 && segments.back().empty()) segments.pop_back();  // trailing '/'
+  const bool get = request->method == "GET";
+  const bool post = request->method == "POST";
+  const size_t n = segments.size();
+  if (n == 1) {
+    get ? kserve_.ServerMetadata(std::move(reply))
+        : std::move(reply)(MethodNotAllowed(*request, "GET"));
+    return;
+  }
+  if (n == 3 && segments[1] == "health" && (segments[2] == "live" || segments[2] == "ready")) {
+    if (!get) {
+      std::move(reply)(MethodNotAllowed(*request, "GET"));
+    } else if (segments[2] == "live") {
+      kserve_.ServerLive(std::move(reply));
+    } else {
+      kserve_.ServerReady(std::move(reply));
+    }
+    return;
+  }
+  if (n < 3 || segments[1] != "models" || segments[2].empty()) {
+    std::move(reply)(NotFound());
+    return;
+  }
+  const std::optional<std::string> model = PercentDecode(segments[2]);
+  if (!model.has_value()) {
+    std::move(reply)(ErrorResponse(
+        400, absl::StrCat("model name '", segments[2], "' has a malformed %-escape")));
+    return;
+  }
+  size_t i = 3;
+  absl::string_view version;
+  if (i + 1 < n && segments[i] == "versions") {
+    version = segments[i + 1];
+    i += 2;
+  }
+  const absl::string_view action = i < n ? segments[i] : "";
+  if (i + 1 < n) {
+    std::move(reply)(NotFound());
+    return;
+  }
+  if (action == "infer") {
+    post ? kserve_.Infer(std::move(request), *model, version, std::move(reply))
+         : std::move(reply)(MethodNotAllowed(*request, "POST"));
+    return;
+  }
+  if (action != "" && action != "ready" && action != "config") {
+    std::move(reply)(NotFound());
+    return;
+  }
+  if (!get) {
+    std::move(reply)(MethodNotAllowed(*request, "GET"));
+  } else if (action == "ready") {
+    kserve_.ModelReady(*model, version, std::move(reply));
+  } else if (action == "config") {
+    kserve_.ModelConfig(*model, version, std::move(reply));
+  } else {
+    kserve_.ModelMetadata(*model, version, std::move(reply));
+  }
+}
+
+void Router::RouteTfServing(std::shared_ptr<const Request> request, Reply reply) {
+  absl::string_view rest = request->Path();
+  if (!absl::ConsumePrefix(&rest, kTfModelsPrefix)) {
+    std::move(reply)(Malformed(*request));
+    return;
+  }
+  const absl::string_view name = TakeSegment(rest);
+  absl::string_view version;
+  absl::string_view label;
+  if (absl::ConsumePrefix(&rest, "/versions/")) {
+    version = TakeSegment(rest);
+    if (version.empty() || !std::all_of(version.begin(), version.end(), absl::ascii_isdigit)) {
+      std::move(reply)(Malformed(*request));
+      return;
+    }
+  } else if (absl::ConsumePrefix(&rest, "/labels/")) {
+    label = TakeSegment(rest);
+    if (label.empty()) {
+      std::move(reply)(Malformed(*request));
+      return;
+    }
+  }
+  const std::optional<std::string> model = PercentDecode(name);
+  const bool get = request->method == "GET";
+  const bool post = request->method == "POST";
+  enum { kStatus, kMetadata, kPredict, kExample, kBad } what = kBad;
+  if (get && rest.empty()) what = kStatus;
+  if (get && rest == "/metadata") what = kMetadata;
+  if (post && rest == ":predict") what = kPredict;
+  if (post && (rest == ":classify" || rest == ":regress")) what = kExample;
+  if (what == kBad || name.empty()) {
+    std::move(reply)(Malformed(*request));
+    return;
+  }
+  if (!model.has_value()) {
+    std::move(reply)(
+        ErrorResponse(400, absl::StrCat("model name '", name, "' has a malformed %-escape")));
+    return;
+  }
+  if (!label.empty()) {
+    std::move(reply)(
+        ErrorResponse(400, absl::StrCat("Unrecognized servable version label: '", label,
+                                        "' (modeld has no version labels; use /versions/{v})")));
+    return;
+  }
+  switch (what) {
+    case kStatus:
+      tfserving_.Status(*model, version, std::move(reply));
+      return;
+    case kMetadata:
+      tfserving_.Metadata(*model, version, std::move(reply));
+      return;
+    case kPredict:
+      tfserving_.Predict(std::move(request), *model, version, std::move(reply));
+      return;
+    case kExample:
+      std::move(reply)(ErrorResponse(
+          501, absl::StrCat(rest.substr(1),
+                            " (tf.Example input) is not offered by modeld; use :predict")));
+      return;
+    case kBad:
+      return;
+  }
+}
+
+}  // namespace modeld::transport::http

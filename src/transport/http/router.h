@@ -1,0 +1,50 @@
+// Router: the Handler the HTTP server calls. Maps method + path to the KServe V2 REST API
+// (/v2/...), TensorFlow Serving's REST API (/v1/models/...) and GET /metrics.
+//
+//   GET  /v2                                     server metadata
+//   GET  /v2/health/live | /v2/health/ready      health (status code is the answer)
+//   GET  /v2/models/{m}[/versions/{v}]           model metadata
+//   GET  /v2/models/{m}[/versions/{v}]/ready     model health
+//   GET  /v2/models/{m}[/versions/{v}]/config    Triton's model configuration
+//   POST /v2/models/{m}[/versions/{v}]/infer     inference
+//   GET  /v1/models/{m}[/versions/{v}]           TF Serving model status
+//   GET  /v1/models/{m}[/versions/{v}]/metadata  TF Serving metadata
+//   POST /v1/models/{m}[/versions/{v}]:predict   TF Serving predict (:classify, :regress: 501)
+//   GET  /metrics                                Prometheus text
+//
+// Any other path answers 404 {"error":"Not Found"}; a known path with the wrong method 405
+// (with Allow), except under /v1, where TF Serving answers every unknown path or method 400
+// "Malformed request: <METHOD> <path>". Path segments are percent-decoded (model names may
+// hold any character); the query string is ignored.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "server/inference_service.h"
+#include "transport/http/handler.h"
+#include "transport/http/kserve_rest.h"
+#include "transport/http/tfserving_rest.h"
+
+namespace modeld::transport::http {
+
+// Thread-safe. `service` must outlive the router and every request it has started.
+class Router : public Handler {
+ public:
+  // `metrics_text` returns the Prometheus exposition served on GET /metrics; it is called on an
+  // I/O thread and must be thread-safe.
+  Router(server::InferenceService& service, std::function<std::string()> metrics_text);
+
+  void Handle(std::shared_ptr<const Request> request, Reply reply) override;
+
+ private:
+  void RouteKServe(std::shared_ptr<const Request> request, Reply reply);
+  void RouteTfServing(std::shared_ptr<const Request> request, Reply reply);
+
+  KServeRest kserve_;
+  TfServingRest tfserving_;
+  const std::function<std::string()> metrics_text_;
+};
+
+}  // namespace modeld::transport::http

@@ -1,0 +1,68 @@
+// TensorFlow Serving REST bodies <-> core requests and responses (protocols.md §3): predict
+// in row ("instances") and columnar ("inputs") form, model status and metadata.
+//
+// A model served by modeld has one signature, "serving_default" (method
+// tensorflow/serving/predict), made from its config: its inputs and outputs by name, with
+// DT_* dtypes from the config datatypes and -1 for the batch dimension.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/infer_request.h"
+#include "core/model_config.h"
+#include "server/inference_service.h"
+
+namespace modeld::transport::http {
+
+inline constexpr char kDefaultSignature[] = "serving_default";
+
+struct TfPredictRequest {
+  core::InferRequest request;  // model name and version are left for the caller (the URL)
+  bool row_format = false;     // "instances" (answered as "predictions"), else "inputs"
+};
+
+// Decodes the body of POST /v1/models/{m}[/versions/{v}]:predict against the model's `config`.
+// Row format: "instances" is a list with one item per batch row (the row count becomes the
+// batch dimension, so the model must batch); items are values or nested lists for a
+// one-input model, else objects naming every input. Columnar format: "inputs" is one tensor
+// (one-input models) or an object of tensors by input name; shapes are taken whole. BYTES
+// values are strings or {"b64": "..."}; NaN and Infinity are accepted. INVALID_ARGUMENT naming
+// the problem for: malformed JSON, a signature_name other than serving_default, both or
+// neither of instances/inputs, rows for a model without a batch dimension, unknown or missing
+// inputs, ragged lists, rows that disagree on an input's shape, and values of the wrong type
+// or range for the input's datatype.
+absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
+                                                      const core::ModelConfig& config);
+
+// {"predictions": [...]} (row format: a list of rows, each an object by output name when there
+// are several outputs; every output must share the batch dimension) or {"outputs": ...}
+// (columnar: the tensor, or an object of tensors by name). Outputs named *_bytes are written
+// as {"b64": ...}; other BYTES as strings, or b64 when not UTF-8. INVALID_ARGUMENT when row
+// format meets outputs without a common batch dimension.
+absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& response,
+                                                  bool row_format);
+
+// One entry of GetModelStatus: state is START, LOADING, AVAILABLE, UNLOADING or END;
+// error_code a tensorflow.error.Code name ("OK" when healthy).
+struct TfVersionStatus {
+  int64_t version = 0;
+  std::string state;
+  std::string error_code = "OK";
+  std::string error_message;
+};
+
+// {"model_version_status": [{"version": "2", "state": "AVAILABLE", "status": {...}}, ...]}
+std::string EncodeModelStatus(const std::vector<TfVersionStatus>& versions);
+
+// GetModelMetadata's JSON for `version` of the model: model_spec and the serving_default
+// signature_def.
+std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version);
+
+// "DT_FLOAT" for FP32, ...: the TensorFlow dtype name of a datatype.
+absl::string_view TfDataTypeName(core::DataType type);
+
+}  // namespace modeld::transport::http
