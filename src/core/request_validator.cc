@@ -1,5 +1,6 @@
 #include "core/request_validator.h"
 
+#include <limits>
 #include <optional>
 
 #include "absl/container/flat_hash_set.h"
@@ -67,6 +68,12 @@ absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
           ShapeToString(tensor.shape()), " needs ", elements));
     }
     return absl::OkStatus();
+  }
+  // Checked before multiplying: a huge shape must not wrap around to a small byte count.
+  if (elements > std::numeric_limits<int64_t>::max() / DataTypeSize(tensor.type())) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", spec.name, "' has shape ",
+                                                   ShapeToString(tensor.shape()),
+                                                   ", which is too large"));
   }
   const int64_t expected = elements * DataTypeSize(tensor.type());
   if (static_cast<int64_t>(tensor.bytes().size()) != expected) {

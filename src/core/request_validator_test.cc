@@ -117,6 +117,31 @@ TEST(RequestValidatorTest, NamesTheProblem) {
   }
 }
 
+TEST(RequestValidatorTest, HugeShapesDoNotWrapAround) {
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(R"pb(
+                                                          backend: "fake"
+                                                          max_batch_size: 4
+                                                          input {
+                                                            name: "x"
+                                                            data_type: TYPE_FP32
+                                                            dims: [ -1 ]
+                                                          }
+                                                          output {
+                                                            name: "y"
+                                                            data_type: TYPE_FP32
+                                                            dims: [ -1 ]
+                                                          }
+                                                        )pb",
+                                                        "test", "m");
+  ASSERT_TRUE(config.ok());
+  InferRequest request;
+  // 2^62 elements x 4 bytes wraps to 0 bytes in int64.
+  request.inputs["x"] = Tensor::Owning(DataType::kFp32, {1, int64_t{1} << 62}, "");
+  absl::Status status = ValidateRequest(*config, request);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("too large"));
+}
+
 TEST(RequestValidatorTest, BoolBytesAreZeroOrOne) {
   absl::StatusOr<ModelConfig> config = ParseModelConfig(R"pb(
                                                           backend: "fake"

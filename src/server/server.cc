@@ -77,6 +77,9 @@ class ModeldServer : public Server {
     const int max_bytes = static_cast<int>(
         std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
     builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+    // Without this, gRPC binds with SO_REUSEPORT and a second modeld on a taken port would
+    // silently share its connections instead of failing at start.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(max_bytes);
     builder.SetMaxSendMessageSize(max_bytes);
     builder.RegisterService(&kserve_);

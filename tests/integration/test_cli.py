@@ -1,11 +1,23 @@
 """The command line: --help, unknown flags, and the listening line for port 0."""
 
 import re
+import socket
 import subprocess
 
 from modeld_server import BINARY, LISTEN_RE, require_build
 
-FLAGS = ["--model-repository", "--grpc-address", "--grpc-max-message-bytes", "--log-level"]
+FLAGS = [
+    "--model-repository",
+    "--grpc-address",
+    "--grpc-max-message-bytes",
+    "--drain-timeout-seconds",
+    "--log-level",
+    "--http-address",
+    "--http-threads",
+    "--http-max-body-bytes",
+    "--http-header-timeout-seconds",
+    "--http-idle-timeout-seconds",
+]
 
 
 def run(*args):
@@ -47,3 +59,15 @@ def test_port_zero_logs_the_chosen_port(server):
     assert int(match.group(1)) == server.port > 0
     # One listening line per server start.
     assert len(re.findall(LISTEN_RE, server.log)) == 1
+
+
+def test_a_taken_grpc_port_fails_at_start(tmp_path):
+    # The port is held by a listening socket; a second server must not share it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(f"--model-repository={tmp_path}", f"--grpc-address=127.0.0.1:{port}",
+                     "--http-address=127.0.0.1:0")
+    assert result.returncode != 0
+    assert f"cannot serve gRPC on 127.0.0.1:{port}" in result.stdout + result.stderr
