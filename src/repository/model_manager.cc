@@ -73,6 +73,7 @@ absl::Status ModelManager::LoadAll() {
     (*next)[dirs[i].name] = std::move(entry);
     Publish(std::move(next));
   }
+  loaded_once_.store(true);
   return absl::OkStatus();
 }
 
@@ -82,6 +83,7 @@ void ModelManager::Publish(std::shared_ptr<const Snapshot> next) {
 }
 
 bool ModelManager::Loading() const {
+  if (!loaded_once_.load()) return true;
   for (const auto& [name, entry] : *snapshot()) {
     for (const VersionStatus& v : entry.status.versions) {
       if (v.state == VersionState::kLoading) return true;

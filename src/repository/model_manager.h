@@ -6,6 +6,7 @@
 // holding it has finished, so retiring a version never pulls a model from under a request.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -99,7 +100,7 @@ class ModelManager {
   // Every model, by name.
   std::vector<ModelStatus> StatusAll() const;
 
-  // Whether some version is still loading.
+  // Whether LoadAll() has not finished yet or some version is still loading.
   bool Loading() const;
 
   // Stops intake on every version and waits for queued requests to finish.
@@ -128,6 +129,7 @@ class ModelManager {
   const backend::BackendRegistry& backends_;
   const batching::SchedulerFactory make_scheduler_;
   metrics::Registry* const registry_;
+  std::atomic<bool> loaded_once_{false};
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -71,8 +71,9 @@ class ModeldServer : public Server {
         [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
   }
 
+  // The transports open first, so health and readiness can be asked while models load
+  // (ServerReady is false until every model has loaded or failed).
   absl::Status Start() {
-    RETURN_IF_ERROR(models_.LoadAll());
     grpc::ServerBuilder builder;
     const int max_bytes = static_cast<int>(
         std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
@@ -98,7 +99,7 @@ class ModeldServer : public Server {
     http.idle_timeout = absl::Seconds(options_.http_idle_timeout_seconds);
     ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, http_router_));
     spdlog::info("HTTP listening on {}:{}", HostOf(options_.http_address), http_->port());
-    return absl::OkStatus();
+    return models_.LoadAll();
   }
 
   int grpc_port() const override { return grpc_port_; }

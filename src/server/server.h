@@ -12,8 +12,9 @@ namespace modeld::server {
 // Not thread-safe: Start, then Shutdown once, from one thread.
 class Server {
  public:
-  // Loads every model (a model that fails is reported and skipped), then listens. Fails when
-  // the repository cannot be read or an address cannot be bound.
+  // Listens, then loads every model (a model that fails is reported and skipped) and returns
+  // once all have loaded or failed. Fails when an address cannot be bound or the repository
+  // cannot be read.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
 
   virtual ~Server() = default;

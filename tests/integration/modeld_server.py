@@ -141,6 +141,11 @@ class ServerProcess:
         grpc.channel_ready_future(channel).result(timeout=timeout)
         return self
 
+    def wait_until_ready(self, timeout=STARTUP_TIMEOUT_S):
+        """Waits until every model has loaded or failed (modeld logs this once)."""
+        self.wait_for_log(r"modeld is ready", timeout)
+        return self
+
     def channel(self):
         assert self.address, "server is not listening yet"
         channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
@@ -193,6 +198,7 @@ def start_server(repository, extra_args=(), timeout=STARTUP_TIMEOUT_S):
     server = ServerProcess(repository, extra_args)
     try:
         server.wait_until_listening(timeout)
+        server.wait_until_ready(timeout)
     except BaseException:
         if server.running():
             server.proc.kill()

@@ -67,6 +67,14 @@ absl::StatusOr<std::unique_ptr<Model>> FakeBackend::Load(const core::ModelConfig
     return absl::InvalidArgumentError(
         "a fake identity model needs at least as many inputs as outputs");
   }
+  if (std::optional<std::string> text = config.Parameter("load_sleep_ms")) {
+    int load_sleep_ms = 0;
+    if (!absl::SimpleAtoi(*text, &load_sleep_ms) || load_sleep_ms < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter load_sleep_ms '", *text, "' is not a non-negative integer"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(load_sleep_ms));
+  }
   ++load_count_;
   return std::make_unique<FakeModel>(config, behavior, sleep_ms);
 }
