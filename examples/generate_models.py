@@ -23,7 +23,8 @@ Models:
                    (version_policy all): v1 W = [[0.5], [-1.25], [2.0]], b = [0.75]; v2 doubles
                    both, so a client can tell which version answered.
     mlp            logits = MLP(x): Linear(256, 512)-ReLU-Linear(512, 512)-ReLU-Linear(512, 10),
-                   x FP32 [256], seeded random weights, two CPU instances, dynamic
+                   x FP32 [256], seeded random weights, one CPU instance (on 2 cores
+                   one instance with big batches beats two: bench/README.md), dynamic
                    batching.
     cnn            logits = CNN(image), image FP32 [1, 28, 28] (MNIST-sized):
                    Conv2d(1, 8, 3)-ReLU-MaxPool2d(2)-Conv2d(8, 16, 3)-ReLU-MaxPool2d(2)-Flatten-
@@ -141,7 +142,7 @@ def main():
     torch.manual_seed(SEED)
     write_model(out, "mlp",
                 config("mlp", 64, [("x", "TYPE_FP32", [256])], [("logits", "TYPE_FP32", [10])],
-                       "instance_group [ { count: 2, kind: KIND_CPU } ]\n"
+                       "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
                        "dynamic_batching { }\n"),
                 {1: mlp()}, reference_shape=(4, 256))
 
