@@ -12,6 +12,8 @@ from pathlib import Path
 
 LISTENING = re.compile(r"gRPC listening on (\S+):(\d+)")
 HTTP_LISTENING = re.compile(r"HTTP listening on (\S+):(\d+)")
+# modeld opens its ports first and logs this once every model has loaded or failed.
+MODELD_READY = re.compile(r"modeld is ready")
 BATCH_SIZE = re.compile(r"^modeld_batch_size_(sum|count)\{([^}]*)\}\s+(\S+)", re.M)
 
 
@@ -61,9 +63,13 @@ class Process:
 
 
 def start_grpc_server(name, argv, log_dir):
-    """Starts a server that logs 'gRPC listening on HOST:PORT'; returns (process, address)."""
+    """Starts a server that logs 'gRPC listening on HOST:PORT'; returns (process, address).
+
+    For modeld, also waits until its models have loaded."""
     process = Process(name, argv, log_dir)
     match = process.wait_for(LISTENING)
+    if argv[0].endswith("/modeld"):
+        process.wait_for(MODELD_READY)
     return process, f"{match.group(1)}:{match.group(2)}"
 
 

@@ -15,9 +15,8 @@ DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config
       clock_(clock),
       metrics_(metrics != nullptr ? std::move(metrics)
                                   : std::make_shared<const metrics::VersionMetrics>()) {
-  absl::MutexLock lock(&join_mu_);
   for (const std::unique_ptr<backend::Model>& model : instances_) {
-    workers_.emplace_back([this, &model] { WorkerLoop(*model); });
+    workers_.Start([this, &model] { WorkerLoop(*model); });
   }
 }
 
@@ -41,17 +40,7 @@ void DirectScheduler::Drain() {
     absl::MutexLock lock(&mu_);
     draining_ = true;
   }
-  absl::MutexLock lock(&join_mu_);
-  for (std::thread& worker : workers_) {
-    // A request's callback may drop the last reference to this scheduler on a worker thread;
-    // that worker cannot join itself, and it is already past its last request.
-    if (worker.get_id() == std::this_thread::get_id()) {
-      worker.detach();
-    } else if (worker.joinable()) {
-      worker.join();
-    }
-  }
-  workers_.clear();
+  workers_.JoinAll();
 }
 
 void DirectScheduler::WorkerLoop(backend::Model& model) {

@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "batching/scheduler.h"
+#include "batching/worker_threads.h"
 
 namespace modeld::batching {
 
@@ -43,8 +44,7 @@ class DirectScheduler : public Scheduler {
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 
-  absl::Mutex join_mu_;  // serialises concurrent Drain() calls
-  std::vector<std::thread> workers_ ABSL_GUARDED_BY(join_mu_);
+  WorkerThreads workers_;
 };
 
 }  // namespace modeld::batching

@@ -36,17 +36,19 @@ DynamicBatcher::DynamicBatcher(std::shared_ptr<const core::ModelConfig> config, 
                          ? config_->proto.dynamic_batching().default_priority_level() - 1
                          : 0) {
   const inference::ModelDynamicBatching& batching = config_->proto.dynamic_batching();
-  absl::MutexLock lock(&mu_);
-  // Built in place: a Level's queue of move-only requests cannot be copied by resize().
-  levels_ = std::vector<Level>(std::max<uint64_t>(1, batching.priority_levels()));
-  for (uint64_t i = 0; i < levels_.size(); ++i) {
-    auto it = batching.priority_queue_policy().find(i + 1);
-    levels_[i].policy =
-        it != batching.priority_queue_policy().end() ? it->second : batching.default_queue_policy();
+  {
+    absl::MutexLock lock(&mu_);
+    // Built in place: a Level's queue of move-only requests cannot be copied by resize().
+    levels_ = std::vector<Level>(std::max<uint64_t>(1, batching.priority_levels()));
+    for (uint64_t i = 0; i < levels_.size(); ++i) {
+      auto it = batching.priority_queue_policy().find(i + 1);
+      levels_[i].policy = it != batching.priority_queue_policy().end()
+                              ? it->second
+                              : batching.default_queue_policy();
+    }
   }
-  absl::MutexLock join_lock(&join_mu_);
   for (const std::unique_ptr<backend::Model>& model : instances_) {
-    workers_.emplace_back([this, &model] { WorkerLoop(*model); });
+    workers_.Start([this, &model] { WorkerLoop(*model); });
   }
 }
 
@@ -104,17 +106,7 @@ void DynamicBatcher::Drain() {
     absl::MutexLock lock(&mu_);
     draining_ = true;
   }
-  absl::MutexLock lock(&join_mu_);
-  for (std::thread& worker : workers_) {
-    // A callback may drop the last reference to this batcher on a worker thread, which
-    // cannot join itself; that worker is already past its last request.
-    if (worker.get_id() == std::this_thread::get_id()) {
-      worker.detach();
-    } else if (worker.joinable()) {
-      worker.join();
-    }
-  }
-  workers_.clear();
+  workers_.JoinAll();
 }
 
 DynamicBatcher::Candidate DynamicBatcher::NextCandidate(absl::Time now) const {

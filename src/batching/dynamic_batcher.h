@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "batching/ordered_delivery.h"
 #include "batching/scheduler.h"
+#include "batching/worker_threads.h"
 
 namespace modeld::batching {
 
@@ -89,8 +90,7 @@ class DynamicBatcher : public Scheduler {
 
   OrderedDelivery ordered_;
 
-  absl::Mutex join_mu_;  // serialises concurrent Drain() calls
-  std::vector<std::thread> workers_ ABSL_GUARDED_BY(join_mu_);
+  WorkerThreads workers_;
 };
 
 }  // namespace modeld::batching
