@@ -5,6 +5,8 @@ PY        := .venv/bin/python
 GRPC_ADDRESS ?= 127.0.0.1:8001
 HTTP_ADDRESS ?= 127.0.0.1:8000
 PROTOS    := $(wildcard proto/*/*.proto)
+# ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
+export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: all setup build run test unit-test integration-test models bench format clean
 
