@@ -1,5 +1,6 @@
 #include "core/model_config.h"
 
+#include "core/model_version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -137,6 +138,16 @@ TEST(ModelConfigTest, RefusesWhatItCannotServe) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.text;
     EXPECT_THAT(status.message(), HasSubstr(c.message)) << c.text;
     EXPECT_THAT(status.message(), HasSubstr("m/config.pbtxt")) << c.text;
+  }
+}
+
+TEST(ModelVersionTest, EmptyOrAPositiveNumber) {
+  EXPECT_EQ(ParseModelVersion("").value(), std::nullopt);
+  EXPECT_EQ(ParseModelVersion("12").value(), 12);
+  for (const char* bad : {"0", "-1", "v1", "1.0", " 1", "99999999999999999999"}) {
+    absl::Status status = ParseModelVersion(bad).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), HasSubstr("is not a version number")) << bad;
   }
 }
 

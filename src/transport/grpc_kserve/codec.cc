@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
+#include "core/model_version.h"
 
 namespace modeld::transport::grpc_kserve {
 namespace {
@@ -201,23 +202,11 @@ absl::Status DecodeOutputs(const inference::ModelInferRequest& request, core::In
 
 }  // namespace
 
-absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version) {
-  if (version.empty()) return std::nullopt;
-  int64_t parsed = 0;
-  const bool digits =
-      std::all_of(version.begin(), version.end(), [](char c) { return absl::ascii_isdigit(c); });
-  if (!digits || !absl::SimpleAtoi(version, &parsed) || parsed < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model version '", version, "' is not a version number (a positive integer)"));
-  }
-  return parsed;
-}
-
 absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInferRequest& request) {
   core::InferRequest out;
   if (request.model_name().empty()) return absl::InvalidArgumentError("model_name is empty");
   out.model_name = request.model_name();
-  ASSIGN_OR_RETURN(out.model_version, ParseVersion(request.model_version()));
+  ASSIGN_OR_RETURN(out.model_version, core::ParseModelVersion(request.model_version()));
   out.id = request.id();
 
   const bool raw = request.raw_input_contents_size() > 0;

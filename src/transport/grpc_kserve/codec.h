@@ -22,7 +22,5 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
 // order), which every KServe client reads and Triton's clients require.
 void EncodeInferResponse(const core::InferResponse& response, inference::ModelInferResponse* out);
 
-// "" -> nullopt; a positive decimal -> that version; anything else INVALID_ARGUMENT.
-absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version);
 
 }  // namespace modeld::transport::grpc_kserve

@@ -1,6 +1,7 @@
 #include "transport/grpc_kserve/kserve_service.h"
 
 #include "common/status_macros.h"
+#include "core/model_version.h"
 #include "transport/grpc_kserve/codec.h"
 #include "transport/status_codes.h"
 
@@ -48,7 +49,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelReady(grpc::CallbackServerCont
                                                         const inference::ModelReadyRequest* request,
                                                         inference::ModelReadyResponse* response) {
   // A version that is not a number cannot be ready; health RPCs answer false, not an error.
-  absl::StatusOr<std::optional<int64_t>> version = ParseVersion(request->version());
+  absl::StatusOr<std::optional<int64_t>> version = core::ParseModelVersion(request->version());
   response->set_ready(version.ok() && service_.ModelReady(request->name(), *version));
   return Finish(context, absl::OkStatus());
 }
@@ -66,7 +67,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelMetadata(
     grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseVersion(request->version()));
+    ASSIGN_OR_RETURN(std::optional<int64_t> version, core::ParseModelVersion(request->version()));
     ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(request->name(), version));
     response->set_name(metadata.name);
     for (int64_t v : metadata.versions) response->add_versions(std::to_string(v));
@@ -82,7 +83,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(
     grpc::CallbackServerContext* context, const inference::ModelConfigRequest* request,
     inference::ModelConfigResponse* response) {
   absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseVersion(request->version()));
+    ASSIGN_OR_RETURN(std::optional<int64_t> version, core::ParseModelVersion(request->version()));
     ASSIGN_OR_RETURN(auto config, service_.Config(request->name(), version));
     *response->mutable_config() = config->proto;
     return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "core/model_version.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "transport/http/json_util.h"
@@ -139,14 +140,14 @@ void KServeRest::ServerMetadata(Reply reply) {
 
 void KServeRest::ModelReady(absl::string_view model, absl::string_view version, Reply reply) {
   // A version that is not a number cannot be ready: health answers false, not an error.
-  absl::StatusOr<std::optional<int64_t>> parsed = ParseVersion(version);
+  absl::StatusOr<std::optional<int64_t>> parsed = core::ParseModelVersion(version);
   const bool ready = parsed.ok() && service_.ModelReady(model, *parsed);
   std::move(reply)(JsonResponse(ReadyBody("ready", ready, model), ready ? 200 : 503));
 }
 
 void KServeRest::ModelMetadata(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(std::optional<int64_t> parsed, ParseVersion(version));
+    ASSIGN_OR_RETURN(std::optional<int64_t> parsed, core::ParseModelVersion(version));
     ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(model, parsed));
     rapidjson::StringBuffer buffer;
     JsonWriter writer(buffer);
@@ -171,7 +172,7 @@ void KServeRest::ModelMetadata(absl::string_view model, absl::string_view versio
 
 void KServeRest::ModelConfig(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(std::optional<int64_t> parsed, ParseVersion(version));
+    ASSIGN_OR_RETURN(std::optional<int64_t> parsed, core::ParseModelVersion(version));
     ASSIGN_OR_RETURN(auto config, service_.Config(model, parsed));
     return ModelConfigJson(config->proto);
   }();
@@ -180,7 +181,7 @@ void KServeRest::ModelConfig(absl::string_view model, absl::string_view version,
 
 void KServeRest::Infer(std::shared_ptr<const Request> request, absl::string_view model,
                        absl::string_view version, Reply reply) {
-  absl::StatusOr<std::optional<int64_t>> parsed = ParseVersion(version);
+  absl::StatusOr<std::optional<int64_t>> parsed = core::ParseModelVersion(version);
   if (!parsed.ok()) {
     std::move(reply)(StatusResponse(parsed.status()));
     return;

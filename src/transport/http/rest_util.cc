@@ -10,18 +10,6 @@
 
 namespace modeld::transport::http {
 
-absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version) {
-  if (version.empty()) return std::nullopt;
-  int64_t parsed = 0;
-  const bool digits =
-      std::all_of(version.begin(), version.end(), [](char c) { return absl::ascii_isdigit(c); });
-  if (!digits || !absl::SimpleAtoi(version, &parsed) || parsed < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model version '", version, "' is not a version number (a positive integer)"));
-  }
-  return parsed;
-}
-
 Response JsonResponse(std::string body, int status) {
   Response response;
   response.status = status;

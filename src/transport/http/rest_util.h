@@ -13,8 +13,6 @@
 
 namespace modeld::transport::http {
 
-// "" -> nullopt; a positive decimal -> that version; anything else INVALID_ARGUMENT naming it.
-absl::StatusOr<std::optional<int64_t>> ParseVersion(absl::string_view version);
 
 // 200 (or `status`) with a JSON body.
 Response JsonResponse(std::string body, int status = 200);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "core/model_version.h"
 #include "transport/http/rest_util.h"
 #include "transport/http/tfserving_json_codec.h"
 
@@ -35,7 +36,7 @@ TfVersionStatus ToTf(const repository::VersionStatus& version) {
 
 void TfServingRest::Status(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(std::optional<int64_t> wanted, ParseVersion(version));
+    ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     ASSIGN_OR_RETURN(repository::ModelStatus status, service_.Status(model));
     std::vector<TfVersionStatus> versions;
     for (const repository::VersionStatus& v : status.versions) {
@@ -56,7 +57,7 @@ void TfServingRest::Status(absl::string_view model, absl::string_view version, R
 
 void TfServingRest::Metadata(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(std::optional<int64_t> wanted, ParseVersion(version));
+    ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(model, wanted));
     // Without a version the newest ready one answers, as for inference.
     const int64_t served =
@@ -69,7 +70,7 @@ void TfServingRest::Metadata(absl::string_view model, absl::string_view version,
 void TfServingRest::Predict(std::shared_ptr<const Request> request, absl::string_view model,
                             absl::string_view version, Reply reply) {
   absl::StatusOr<TfPredictRequest> decoded = [&]() -> absl::StatusOr<TfPredictRequest> {
-    ASSIGN_OR_RETURN(std::optional<int64_t> wanted, ParseVersion(version));
+    ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     // The config says how to read the JSON: input names, datatypes, batching.
     ASSIGN_OR_RETURN(auto config, service_.Config(model, wanted));
     ASSIGN_OR_RETURN(TfPredictRequest predict, DecodePredictRequest(request->body, *config));
