@@ -13,8 +13,7 @@ DirectScheduler::DirectScheduler(std::shared_ptr<const core::ModelConfig> config
       version_(version),
       instances_(std::move(instances)),
       clock_(clock),
-      metrics_(metrics != nullptr ? std::move(metrics)
-                                  : std::make_shared<const metrics::VersionMetrics>()) {
+      metrics_(std::move(metrics)) {
   for (const std::unique_ptr<backend::Model>& model : instances_) {
     workers_.Start([this, &model] { WorkerLoop(*model); });
   }

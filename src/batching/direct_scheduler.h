@@ -19,7 +19,7 @@ class DirectScheduler : public Scheduler {
   DirectScheduler(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                   std::vector<std::unique_ptr<backend::Model>> instances,
                   const common::Clock& clock,
-                  std::shared_ptr<const metrics::VersionMetrics> metrics = nullptr);
+                  std::shared_ptr<const metrics::VersionMetrics> metrics);
   ~DirectScheduler() override;
 
   void Enqueue(core::InferRequest&& request, core::InferCallback&& done) override;

@@ -53,6 +53,10 @@ class CountingModel : public backend::Model {
   std::atomic<int> running_{0};
 };
 
+std::shared_ptr<const metrics::VersionMetrics> NoMetrics() {
+  return std::make_shared<const metrics::VersionMetrics>();
+}
+
 class DirectSchedulerTest : public ::testing::Test {
  protected:
   common::RealClock clock_;
@@ -77,7 +81,7 @@ TEST_F(DirectSchedulerTest, EveryRequestGetsItsOwnAnswer) {
   std::atomic<int> max_concurrent{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(std::make_unique<CountingModel>(&max_concurrent));
-  DirectScheduler scheduler(Config(), 3, std::move(instances), clock_);
+  DirectScheduler scheduler(Config(), 3, std::move(instances), clock_, NoMetrics());
 
   constexpr int kRequests = 50;
   std::vector<absl::StatusOr<core::InferResponse>> results(kRequests, absl::UnknownError(""));
@@ -105,7 +109,7 @@ TEST_F(DirectSchedulerTest, InstancesRunInParallelButEachAlone) {
   std::atomic<int> per_model_max{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   for (int i = 0; i < 3; ++i) instances.push_back(std::make_unique<CountingModel>(&per_model_max));
-  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_);
+  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_, NoMetrics());
   std::atomic<int> ok{0};
   for (int i = 0; i < 60; ++i) {
     scheduler.Enqueue(Request(i), [&](absl::StatusOr<core::InferResponse> response) {
@@ -124,7 +128,7 @@ TEST_F(DirectSchedulerTest, BackendErrorsReachTheirRequest) {
   ASSERT_TRUE(model.ok());
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(*std::move(model));
-  DirectScheduler scheduler(config, 1, std::move(instances), clock_);
+  DirectScheduler scheduler(config, 1, std::move(instances), clock_, NoMetrics());
   absl::Notification done;
   absl::Status status;
   scheduler.Enqueue(Request(1), [&](absl::StatusOr<core::InferResponse> response) {
@@ -140,7 +144,7 @@ TEST_F(DirectSchedulerTest, AfterDrainRequestsAreRefused) {
   std::atomic<int> max_concurrent{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(std::make_unique<CountingModel>(&max_concurrent));
-  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_);
+  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_, NoMetrics());
   scheduler.Drain();
   scheduler.Drain();  // idempotent
   absl::Status status;
@@ -155,7 +159,7 @@ TEST_F(DirectSchedulerTest, ExpiredRequestsAreAnsweredWithoutRunning) {
   std::atomic<int> max_concurrent{0};
   std::vector<std::unique_ptr<backend::Model>> instances;
   instances.push_back(std::make_unique<CountingModel>(&max_concurrent));
-  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_);
+  DirectScheduler scheduler(Config(), 1, std::move(instances), clock_, NoMetrics());
   core::InferRequest late = Request(1);
   late.deadline = clock_.Now() - absl::Seconds(1);
   absl::Notification done;

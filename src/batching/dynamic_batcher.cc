@@ -26,8 +26,7 @@ DynamicBatcher::DynamicBatcher(std::shared_ptr<const core::ModelConfig> config, 
       version_(version),
       instances_(std::move(instances)),
       clock_(clock),
-      metrics_(metrics != nullptr ? std::move(metrics)
-                                  : std::make_shared<const metrics::VersionMetrics>()),
+      metrics_(std::move(metrics)),
       max_delay_(
           absl::Microseconds(config_->proto.dynamic_batching().max_queue_delay_microseconds())),
       preferred_sizes_(SortedPreferred(config_->proto.dynamic_batching())),

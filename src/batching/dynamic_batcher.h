@@ -33,7 +33,7 @@ class DynamicBatcher : public Scheduler {
  public:
   DynamicBatcher(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                  std::vector<std::unique_ptr<backend::Model>> instances, const common::Clock& clock,
-                 std::shared_ptr<const metrics::VersionMetrics> metrics = nullptr);
+                 std::shared_ptr<const metrics::VersionMetrics> metrics);
   ~DynamicBatcher() override;
 
   void Enqueue(core::InferRequest&& request, core::InferCallback&& done) override;

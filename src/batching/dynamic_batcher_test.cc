@@ -76,8 +76,9 @@ class DynamicBatcherTest : public ::testing::Test {
     std::vector<std::unique_ptr<backend::Model>> models;
     for (int i = 0; i < instances; ++i)
       models.push_back(std::make_unique<RecordingModel>(recorder_));
-    batcher_ = std::make_unique<DynamicBatcher>(std::make_shared<const core::ModelConfig>(*config),
-                                                1, std::move(models), clock_);
+    batcher_ = std::make_unique<DynamicBatcher>(
+        std::make_shared<const core::ModelConfig>(*config), 1, std::move(models), clock_,
+        std::make_shared<const metrics::VersionMetrics>(registry_, "m", "1"));
   }
 
   // Enqueues `rows` rows of `width` copies of `value`; the answer lands in the returned slot.
@@ -125,6 +126,7 @@ class DynamicBatcherTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_;
+  metrics::Registry registry_;
   Recorder recorder_;
   absl::Mutex order_mu_;
   std::vector<float> order_;  // values of successful answers, in callback order
@@ -141,6 +143,11 @@ TEST_F(DynamicBatcherTest, CombinesWhatIsQueuedAndAnswersEachRequestItsOwn) {
   ExpectEcho(*blocker, kBlock);
   for (int i = 0; i < 5; ++i) ExpectEcho(*answers[i], static_cast<float>(i));
   EXPECT_THAT(recorder_.Rows(), ElementsAre(1, 5));
+  // Two runs recorded, one of 5 rows (le="8" holds both, le="4" only the single row).
+  const std::string text = registry_.Render();
+  EXPECT_THAT(text, HasSubstr("modeld_batch_size_count{model=\"m\",version=\"1\"} 2"));
+  EXPECT_THAT(text, HasSubstr("modeld_batch_size_bucket{model=\"m\",version=\"1\",le=\"4\"} 1"));
+  EXPECT_THAT(text, HasSubstr("modeld_queue_duration_seconds_count{model=\"m\",version=\"1\"} 6"));
 }
 
 TEST_F(DynamicBatcherTest, NeverExceedsMaxBatchSizeAndNeverSplitsARequest) {
