@@ -8,7 +8,7 @@ PROTOS    := $(wildcard proto/*/*.proto)
 # ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all setup build run test unit-test integration-test models bench format clean
+.PHONY: all setup build python run test unit-test integration-test models bench format clean
 
 all: build
 
@@ -18,7 +18,16 @@ setup:
 build: setup
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 	@cmake --build $(BUILD_DIR)
-	@$(MAKE) --no-print-directory $(BUILD_DIR)/python/.stamp
+	@$(MAKE) --no-print-directory $(BUILD_DIR)/python/.stamp python
+
+# The modeld Python package (python/): its generated messages, installed editable in the venv.
+PY_PROTOS := python/src/modeld/_proto/grpc_service_pb2.py
+python: $(PY_PROTOS) .venv/.modeld-editable
+$(PY_PROTOS): $(PROTOS) python/generate_protos.py
+	@$(PY) python/generate_protos.py
+.venv/.modeld-editable: python/pyproject.toml
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e python
+	@touch $@
 
 # Python messages and stubs for the tests, generated from the same .proto files.
 $(BUILD_DIR)/python/.stamp: $(PROTOS)
