@@ -69,6 +69,14 @@ bool InferenceService::WaitUntilIdle(absl::Duration timeout) {
       timeout);
 }
 
+bool InferenceService::Ready() const {
+  if (draining_.load() || models_.Loading()) return false;
+  for (const std::function<bool()>& condition : readiness_conditions_) {
+    if (!condition()) return false;
+  }
+  return true;
+}
+
 bool InferenceService::ModelReady(absl::string_view name, std::optional<int64_t> version) const {
   return models_.Get(name, version).ok();
 }

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,8 +54,15 @@ class InferenceService {
   // Whether the process can answer at all.
   bool Live() const { return true; }
   // Whether it takes inference requests: false while a model that should load is still
-  // loading (failed ones do not count: ModelReady reports them) and once draining has begun.
-  bool Ready() const { return !draining_.load() && !models_.Loading(); }
+  // loading (failed ones do not count: ModelReady reports them), once draining has begun,
+  // and while any readiness condition is false.
+  bool Ready() const;
+  // Adds a condition Ready() also requires: a queue transport's link to its broker, say (the
+  // Redis worker is not ready while it cannot reach Redis). Call before any transport serves:
+  // the conditions are read without a lock. `condition` must be thread-safe and quick.
+  void AddReadinessCondition(std::function<bool()> condition) {
+    readiness_conditions_.push_back(std::move(condition));
+  }
   // Whether the model (or that version) is ready; false for an unknown one, as the health
   // RPCs of the protocol answer.
   bool ModelReady(absl::string_view name, std::optional<int64_t> version) const;
@@ -81,6 +89,7 @@ class InferenceService {
   const common::Clock& clock_;
   const metrics::VersionMetrics unresolved_;  // requests that named no servable version
   std::atomic<bool> draining_{false};
+  std::vector<std::function<bool()>> readiness_conditions_;
   absl::Mutex in_flight_mu_;
   int64_t in_flight_ ABSL_GUARDED_BY(in_flight_mu_) = 0;
 };

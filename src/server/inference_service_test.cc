@@ -1,5 +1,7 @@
 #include "server/inference_service.h"
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "backend/fake/fake_backend.h"
@@ -134,6 +136,17 @@ TEST_F(InferenceServiceTest, RecordsMetricsPerVersionAndOutcome) {
                               "\"not_found\"} 1"));
   EXPECT_THAT(text, HasSubstr("modeld_batch_size_bucket{model=\"echo\",version=\"2\",le=\"4\"} 1"));
   EXPECT_THAT(text, HasSubstr("modeld_inflight_requests{model=\"echo\",version=\"2\"} 0"));
+}
+
+TEST_F(InferenceServiceTest, ReadinessConditionsMustAllHold) {
+  std::atomic<bool> linked{false};
+  service_->AddReadinessCondition([&] { return linked.load(); });
+  service_->AddReadinessCondition([] { return true; });
+  EXPECT_FALSE(service_->Ready());
+  linked = true;
+  EXPECT_TRUE(service_->Ready());
+  service_->StartDraining();
+  EXPECT_FALSE(service_->Ready());
 }
 
 TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {

@@ -2,8 +2,10 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -25,6 +27,14 @@ absl::Status ParsePositive(absl::string_view flag, absl::string_view text, int64
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, " expects a positive integer, got '", text, "'"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ParseNonEmpty(absl::string_view flag, absl::string_view text, std::string* out) {
+  if (text.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " needs a non-empty value"));
+  }
+  *out = std::string(text);
   return absl::OkStatus();
 }
 
@@ -93,6 +103,79 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return o.log_level; }},
+      {"redis-url", "URL",
+       "Turns the Redis queue worker on: redis://[[user]:password@]host[:port][/db] "
+       "(docs/redis.md).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::StartsWith(v, "redis://")) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--redis-url expects redis://[[user]:password@]host[:port][/db], got '", v, "'"));
+         }
+         o.redis_url = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.redis_url; }},
+      {"redis-stream", "KEY",
+       "Streams mode: the stream producers XADD requests to (field 'envelope').",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("redis-stream", v, &o.redis_stream);
+       },
+       [](const ServerOptions& o) { return o.redis_stream; }},
+      {"redis-group", "NAME",
+       "Streams mode: the consumer group the modeld processes sharing the stream join "
+       "(created at id 0 when missing).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("redis-group", v, &o.redis_group);
+       },
+       [](const ServerOptions& o) { return o.redis_group; }},
+      {"redis-list", "KEY", "List mode instead of streams: the list producers LPUSH requests onto.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("redis-list", v, &o.redis_list);
+       },
+       [](const ServerOptions& o) { return o.redis_list; }},
+      {"redis-consumer", "NAME",
+       "This worker's consumer name, unique among the processes sharing the queue "
+       "(default: <hostname>:<pid>).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("redis-consumer", v, &o.redis_consumer);
+       },
+       [](const ServerOptions& o) { return o.redis_consumer; }},
+      {"redis-read-count", "N", "Most entries taken from Redis by one read.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("redis-read-count", v, &o.redis_read_count);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.redis_read_count); }},
+      {"redis-max-in-flight", "N",
+       "Most entries held (taken from Redis, not yet answered) at once.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("redis-max-in-flight", v, &o.redis_max_in_flight);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.redis_max_in_flight); }},
+      {"redis-visibility-timeout-ms", "MS",
+       "An entry taken and not finished after this long is taken over by another consumer "
+       "(a list consumer's heartbeat lives this long). Keep it above the longest request.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("redis-visibility-timeout-ms", v, &o.redis_visibility_timeout_ms);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.redis_visibility_timeout_ms); }},
+      {"redis-max-deliveries", "N",
+       "An entry delivered more times than this is moved to the dead letters "
+       "(<queue>:dead) and answered ABORTED.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("redis-max-deliveries", v, &o.redis_max_deliveries);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.redis_max_deliveries); }},
+      {"redis-reply-ttl-ms", "MS", "Expiry of a reply key once modeld has pushed a reply.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("redis-reply-ttl-ms", v, &o.redis_reply_ttl_ms);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.redis_reply_ttl_ms); }},
+      {"redis-dead-letter-maxlen", "N",
+       "The dead-letter stream is trimmed to about this many entries (MAXLEN ~).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("redis-dead-letter-maxlen", v, &o.redis_dead_letter_maxlen);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.redis_dead_letter_maxlen); }},
   };
   return *flags;
 }
@@ -104,10 +187,30 @@ const Flag* FindFlag(absl::string_view name) {
   return nullptr;
 }
 
+// Redis flags that make no sense together or without --redis-url.
+absl::Status CheckRedisFlags(const ServerOptions& options, const std::set<std::string>& given) {
+  for (const std::string& name : given) {
+    if (absl::StartsWith(name, "redis-") && name != "redis-url" && options.redis_url.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " needs --redis-url (the Redis transport is off without it)"));
+    }
+  }
+  if (!options.redis_list.empty()) {
+    for (const char* name : {"redis-stream", "redis-group"}) {
+      if (given.contains(name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, " is for streams mode; --redis-list selects list mode"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv) {
   ParsedFlags parsed;
+  std::set<std::string> given;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -136,18 +239,20 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv) {
       value = argv[++i];
     }
     if (absl::Status status = flag->set(parsed.options, *value); !status.ok()) return status;
+    given.insert(std::string(name));
   }
   if (parsed.options.model_repository.empty()) {
     return absl::InvalidArgumentError("--model-repository is required (see modeld --help)");
   }
+  if (absl::Status status = CheckRedisFlags(parsed.options, given); !status.ok()) return status;
   return parsed;
 }
 
 std::string FlagsHelp() {
   const ServerOptions defaults;
   std::string text =
-      "modeld: keeps TorchScript models resident and serves them over gRPC (KServe V2) and\n"
-      "HTTP (KServe V2 REST, TensorFlow Serving REST).\n\n"
+      "modeld: keeps TorchScript models resident and serves them over gRPC (KServe V2),\n"
+      "HTTP (KServe V2 REST, TensorFlow Serving REST) and Redis (a queue worker).\n\n"
       "Usage: modeld --model-repository=PATH [flags]\n\nFlags:\n";
   for (const Flag& flag : Flags()) {
     absl::StrAppend(&text, "  --", flag.name, "=", flag.value_name, "\n      ", flag.help, "\n");

@@ -31,6 +31,32 @@ struct ServerOptions {
   int64_t drain_timeout_seconds = 30;
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
+
+  // Redis transport (docs/redis.md): a queue worker, off unless redis_url is set.
+  // redis://[[user]:password@]host[:port][/db].
+  std::string redis_url;
+  // Streams mode (the default): the stream producers XADD requests to, and the consumer group
+  // the modeld processes sharing it join (created at id 0 with MKSTREAM when missing).
+  std::string redis_stream = "modeld:requests";
+  std::string redis_group = "modeld";
+  // List mode instead of streams when set: the list producers LPUSH requests onto.
+  std::string redis_list;
+  // This worker's consumer name, unique among the processes sharing the queue; empty:
+  // <hostname>:<pid>.
+  std::string redis_consumer;
+  // Most entries taken by one read, and most held (taken, not yet answered) at once.
+  int64_t redis_read_count = 64;
+  int64_t redis_max_in_flight = 256;
+  // An entry taken by a consumer and not finished after this long is taken over by another
+  // (a list consumer counts as gone once its heartbeat is this old). Keep it above the
+  // longest time a request may spend queued and running.
+  int64_t redis_visibility_timeout_ms = 30000;
+  // An entry delivered more times than this is moved to the dead letters and answered ABORTED.
+  int64_t redis_max_deliveries = 3;
+  // Expiry (PEXPIRE) of a reply key after modeld pushes a reply onto it.
+  int64_t redis_reply_ttl_ms = 60000;
+  // The dead-letter stream (<stream or list>:dead) is capped at about this many entries.
+  int64_t redis_dead_letter_maxlen = 10000;
 };
 
 struct ParsedFlags {

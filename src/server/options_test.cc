@@ -80,5 +80,77 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
   EXPECT_THAT(Parse({"/models"}).status().message(), HasSubstr("unexpected argument '/models'"));
 }
 
+TEST(OptionsTest, RedisDefaults) {
+  absl::StatusOr<ParsedFlags> flags = Parse({"--model-repository=/m"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.redis_url, "");
+  EXPECT_EQ(o.redis_stream, "modeld:requests");
+  EXPECT_EQ(o.redis_group, "modeld");
+  EXPECT_EQ(o.redis_list, "");
+  EXPECT_EQ(o.redis_consumer, "");
+  EXPECT_EQ(o.redis_read_count, 64);
+  EXPECT_EQ(o.redis_max_in_flight, 256);
+  EXPECT_EQ(o.redis_visibility_timeout_ms, 30000);
+  EXPECT_EQ(o.redis_max_deliveries, 3);
+  EXPECT_EQ(o.redis_reply_ttl_ms, 60000);
+  EXPECT_EQ(o.redis_dead_letter_maxlen, 10000);
+}
+
+TEST(OptionsTest, RedisFlags) {
+  absl::StatusOr<ParsedFlags> flags = Parse(
+      {"--model-repository=/m", "--redis-url=redis://:pw@10.0.0.1:6380/2", "--redis-stream=jobs",
+       "--redis-group=g", "--redis-consumer=me", "--redis-read-count=8", "--redis-max-in-flight=32",
+       "--redis-visibility-timeout-ms=500", "--redis-max-deliveries=5", "--redis-reply-ttl-ms=1000",
+       "--redis-dead-letter-maxlen=7"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.redis_url, "redis://:pw@10.0.0.1:6380/2");
+  EXPECT_EQ(o.redis_stream, "jobs");
+  EXPECT_EQ(o.redis_group, "g");
+  EXPECT_EQ(o.redis_consumer, "me");
+  EXPECT_EQ(o.redis_read_count, 8);
+  EXPECT_EQ(o.redis_max_in_flight, 32);
+  EXPECT_EQ(o.redis_visibility_timeout_ms, 500);
+  EXPECT_EQ(o.redis_max_deliveries, 5);
+  EXPECT_EQ(o.redis_reply_ttl_ms, 1000);
+  EXPECT_EQ(o.redis_dead_letter_maxlen, 7);
+
+  flags = Parse({"--model-repository=/m", "--redis-url=redis://localhost", "--redis-list=q"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->options.redis_list, "q");
+}
+
+TEST(OptionsTest, RedisFlagErrors) {
+  EXPECT_THAT(Parse({"--model-repository=/m", "--redis-url=localhost:6379"}).status().message(),
+              HasSubstr("--redis-url expects redis://"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--redis-stream=jobs"}).status().message(),
+              HasSubstr("--redis-stream needs --redis-url"));
+  EXPECT_THAT(
+      Parse({"--model-repository=/m", "--redis-url=redis://h", "--redis-list=q", "--redis-group=g"})
+          .status()
+          .message(),
+      HasSubstr("--redis-group is for streams mode"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--redis-url=redis://h", "--redis-stream="})
+                  .status()
+                  .message(),
+              HasSubstr("--redis-stream needs a non-empty value"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--redis-url=redis://h", "--redis-max-deliveries=0"})
+                  .status()
+                  .message(),
+              HasSubstr("--redis-max-deliveries expects a positive integer"));
+}
+
+TEST(OptionsTest, HelpListsRedisFlags) {
+  const std::string help = FlagsHelp();
+  for (const char* flag :
+       {"--redis-url", "--redis-stream", "--redis-group", "--redis-list", "--redis-consumer",
+        "--redis-read-count", "--redis-max-in-flight", "--redis-visibility-timeout-ms",
+        "--redis-max-deliveries", "--redis-reply-ttl-ms", "--redis-dead-letter-maxlen"}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+  EXPECT_THAT(help, HasSubstr("(default: modeld:requests)"));
+}
+
 }  // namespace
 }  // namespace modeld::server

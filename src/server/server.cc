@@ -14,6 +14,7 @@
 #include "transport/grpc_kserve/kserve_service.h"
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
+#include "transport/redis/redis_transport.h"
 
 namespace modeld::server {
 namespace {
@@ -74,6 +75,12 @@ class ModeldServer : public Server {
   // The transports open first, so health and readiness can be asked while models load
   // (ServerReady is false until every model has loaded or failed).
   absl::Status Start() {
+    if (!options_.redis_url.empty()) {
+      ASSIGN_OR_RETURN(redis_,
+                       transport::redis::MakeRedisWorker(options_, service_, clock_, &metrics_));
+      // Before any transport serves: ServerReady is false while the worker cannot reach Redis.
+      service_.AddReadinessCondition([worker = redis_.get()] { return worker->Ready(); });
+    }
     grpc::ServerBuilder builder;
     const int max_bytes = static_cast<int>(
         std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
@@ -99,7 +106,11 @@ class ModeldServer : public Server {
     http.idle_timeout = absl::Seconds(options_.http_idle_timeout_seconds);
     ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, http_router_));
     spdlog::info("HTTP listening on {}:{}", HostOf(options_.http_address), http_->port());
-    return models_.LoadAll();
+    RETURN_IF_ERROR(models_.LoadAll());
+    // Only once the models are loaded: work queued in Redis would otherwise be answered
+    // "model not found" while they load.
+    if (redis_ != nullptr) redis_->Start();
+    return absl::OkStatus();
   }
 
   int grpc_port() const override { return grpc_port_; }
@@ -107,13 +118,20 @@ class ModeldServer : public Server {
   void Shutdown() override {
     spdlog::info("shutting down: finishing in-flight requests (up to {} s)",
                  options_.drain_timeout_seconds);
+    const absl::Time deadline = absl::Now() + absl::Seconds(options_.drain_timeout_seconds);
+    // The Redis worker stops taking entries first: what it has not taken stays queued for
+    // another modeld instead of being answered UNAVAILABLE.
+    if (redis_ != nullptr) redis_->StopReading();
     // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
     // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
-    if (!service_.WaitUntilIdle(absl::Seconds(options_.drain_timeout_seconds))) {
+    if (!service_.WaitUntilIdle(deadline - absl::Now())) {
       spdlog::warn("requests still running after {} s; cancelling them",
                    options_.drain_timeout_seconds);
     }
+    // Replies and acknowledgements of what the worker took; what it cannot write by the
+    // deadline stays pending in Redis for another consumer.
+    if (redis_ != nullptr) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     http_->Shutdown(absl::Seconds(1));
@@ -128,6 +146,9 @@ class ModeldServer : public Server {
   const std::unique_ptr<backend::BackendRegistry> backends_;
   repository::ModelManager models_;
   InferenceService service_;
+  // Null unless --redis-url. Declared before the other transports, so it is destroyed after
+  // them: their readiness checks call it.
+  std::unique_ptr<transport::redis::RedisWorker> redis_;
   transport::grpc_kserve::KServeGrpcService kserve_;
   std::unique_ptr<grpc::Server> grpc_;
   int grpc_port_ = 0;

@@ -10,6 +10,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+int ToRpcCode(const absl::Status& status) { return static_cast<int>(status.code()); }
+
 int ToHttpStatus(const absl::Status& status) {
   switch (status.code()) {
     case absl::StatusCode::kOk:

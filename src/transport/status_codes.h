@@ -9,6 +9,10 @@ namespace modeld::transport {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// The google.rpc.Code number for `status` (0 for OK), as the Redis transport's ReplyEnvelope
+// carries it. absl::StatusCode follows google.rpc.Code, so the number is the status's code.
+int ToRpcCode(const absl::Status& status);
+
 // The HTTP status for `status`, as TensorFlow Serving maps them (protocols.md §3; the codes of
 // design.md §5 are a subset): 200 OK; 400 INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE;
 // 401 UNAUTHENTICATED; 403 PERMISSION_DENIED; 404 NOT_FOUND; 409 ALREADY_EXISTS, ABORTED;

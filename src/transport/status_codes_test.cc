@@ -23,6 +23,16 @@ TEST(StatusCodesTest, MapsEveryCodeTheDesignNamesAndKeepsTheMessage) {
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
 }
 
+TEST(StatusCodesTest, RpcCodesAreGoogleRpcCodeNumbers) {
+  EXPECT_EQ(ToRpcCode(absl::OkStatus()), 0);
+  EXPECT_EQ(ToRpcCode(absl::InvalidArgumentError("bad")), 3);
+  EXPECT_EQ(ToRpcCode(absl::DeadlineExceededError("bad")), 4);
+  EXPECT_EQ(ToRpcCode(absl::NotFoundError("bad")), 5);
+  EXPECT_EQ(ToRpcCode(absl::AbortedError("bad")), 10);
+  EXPECT_EQ(ToRpcCode(absl::InternalError("bad")), 13);
+  EXPECT_EQ(ToRpcCode(absl::UnavailableError("bad")), 14);
+}
+
 TEST(StatusCodesTest, MapsEveryCodeToItsHttpStatus) {
   const std::vector<std::pair<absl::Status, int>> cases = {
       {absl::OkStatus(), 200},

@@ -1,0 +1,42 @@
+// The Redis transport's wire format (proto/modeld/redis.proto) <-> what the worker needs:
+// parsing a RequestEnvelope taken from the queue, and encoding the ReplyEnvelope for it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/infer_request.h"
+#include "modeld/redis.pb.h"
+
+namespace modeld::transport::redis {
+
+// The generated messages live in the proto package modeld.redis, which C++ code inside
+// modeld::transport::redis would otherwise shadow.
+namespace wire = ::modeld::redis;
+
+// The name of the stream entry field that carries the envelope.
+inline constexpr absl::string_view kEnvelopeField = "envelope";
+
+// INVALID_ARGUMENT when `bytes` is not a RequestEnvelope.
+absl::StatusOr<wire::RequestEnvelope> ParseRequestEnvelope(absl::string_view bytes);
+
+// The envelope's deadline (InfiniteFuture when it has none).
+absl::Time Deadline(const wire::RequestEnvelope& envelope);
+
+// Decodes the envelope's inference request with the gRPC codec, with the envelope's deadline
+// as the request's. INVALID_ARGUMENT when the envelope carries no request or the codec
+// refuses it. The request views `envelope`'s bytes, which must outlive it.
+absl::StatusOr<core::InferRequest> DecodeEnvelopeRequest(const wire::RequestEnvelope& envelope);
+
+// A serialized ReplyEnvelope for `request_id`: code 0 and the encoded response, or the
+// status's code and message.
+std::string EncodeReply(absl::string_view request_id,
+                        const absl::StatusOr<core::InferResponse>& result);
+
+// Reads a serialized ReplyEnvelope (tests and tools). INVALID_ARGUMENT when it is not one.
+absl::StatusOr<wire::ReplyEnvelope> ParseReplyEnvelope(absl::string_view bytes);
+
+}  // namespace modeld::transport::redis
