@@ -4,11 +4,12 @@ MODELS    ?= examples/models
 PY        := .venv/bin/python
 GRPC_ADDRESS ?= 127.0.0.1:8001
 HTTP_ADDRESS ?= 127.0.0.1:8000
+DEMO_ADDRESS ?= 127.0.0.1:8080
 PROTOS    := $(wildcard proto/*/*.proto)
 # ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
 export CCACHE_BASEDIR := $(CURDIR)
 
-.PHONY: all setup build python run test unit-test integration-test models bench format clean
+.PHONY: all setup build python run test unit-test integration-test python-test models bench format clean
 
 all: build
 
@@ -43,12 +44,13 @@ $(MODELS)/.stamp: examples/generate_models.py
 	@/usr/bin/python3 examples/generate_models.py --out $(MODELS)
 	@touch $@
 
+# modeld and the Django demo site (examples/django_demo) under Gunicorn; prints the URLs.
 run: build models
-	$(BUILD_DIR)/bin/modeld --model-repository=$(MODELS) --grpc-address=$(GRPC_ADDRESS) \
-	  --http-address=$(HTTP_ADDRESS)
+	@MODELS=$(MODELS) GRPC_ADDRESS=$(GRPC_ADDRESS) HTTP_ADDRESS=$(HTTP_ADDRESS) \
+	  DEMO_ADDRESS=$(DEMO_ADDRESS) BUILD_DIR=$(BUILD_DIR) scripts/run
 
 test: build models
-	@$(MAKE) --no-print-directory unit-test integration-test
+	@$(MAKE) --no-print-directory unit-test integration-test python-test
 
 unit-test:
 	@cd $(BUILD_DIR) && ctest -j2 --output-on-failure
@@ -56,9 +58,17 @@ unit-test:
 integration-test:
 	@$(PY) -m pytest tests/integration -q
 
+# The Python package: the client against the real server (pytest), the Django app and the
+# demo site (Django's own test runner).
+python-test:
+	@$(PY) -m pytest python/tests/client -q
+	@$(PY) python/tests/django/runtests.py
+	@cd examples/django_demo && ../../$(PY) manage.py test
+
 # modeld against its baselines (bench/README.md): bench/results/<date>.md, .json and PNG plots.
 bench: build models
 	@$(PY) bench/run.py $(BENCH_ARGS)
+	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

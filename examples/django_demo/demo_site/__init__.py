@@ -1,0 +1,1 @@
+"""The modeld demo site: a Django project whose web workers ask modeld for predictions."""

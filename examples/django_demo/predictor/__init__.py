@@ -1,0 +1,1 @@
+"""The demo's one app: a prediction page and a JSON API, both answered by modeld."""

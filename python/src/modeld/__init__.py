@@ -1,0 +1,49 @@
+"""Client of modeld, the model server that keeps models resident out of the web worker.
+
+    import modeld
+
+    with modeld.Client("grpc://127.0.0.1:8001", timeout=2.0) as client:
+        y = client.predict("linear", [[1.0, 2.0, 3.0]])
+        outputs = client.infer("add_sub", {"INPUT0": a, "INPUT1": b})
+
+``modeld.Client`` talks gRPC (``grpc://``) or HTTP/REST (``http://``), the KServe V2 protocol
+of modeld (and Triton); ``modeld.aio.Client`` is the same client for asyncio. Errors are
+:class:`ModeldError` and its subclasses. Importing this package loads neither torch nor
+TensorFlow (nor grpc, until a gRPC client is made).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._client import Client
+from .errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModeldError,
+    ModelNotFound,
+    ServerBusy,
+    Unavailable,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ModeldError",
+    "ModelNotFound",
+    "InvalidInput",
+    "ServerBusy",
+    "DeadlineExceeded",
+    "Unavailable",
+    "aio",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # modeld.aio is imported on first use, so that `import modeld` does not load asyncio/grpc.aio.
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,218 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._codec import ModelSpec
+from ._common import ClientBase, Deadline, Endpoint
+from .errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+def _transport(endpoint: Endpoint) -> Any:
+    # Imported here so that an HTTP client never loads grpc.
+    if endpoint.scheme == "grpc":
+        from ._grpc import GrpcTransport
+
+        return GrpcTransport(endpoint)
+    from ._http import HttpTransport
+
+    return HttpTransport(endpoint)
+
+
+class Client(ClientBase):
+    """A client of one modeld server, over gRPC (``grpc://host:port``) or HTTP
+    (``http://host:port``).
+
+    Thread-safe and fork-safe: share one client between threads, and keep using a client made
+    before os.fork() in the child (Gunicorn, Celery); it reconnects there by itself.
+
+    Args:
+        url: ``grpc://host:port`` or ``http://host:port``.
+        timeout: default limit in seconds of each call, retries included (None: no limit).
+        retries: how many times a call that met :class:`~modeld.Unavailable` is tried again.
+        backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).
+
+    Raises:
+        ValueError: for a URL that is not grpc:// or http://.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float | None = 10.0,
+        retries: int = 3,
+        backoff: float = 0.05,
+    ) -> None:
+        super().__init__(url, timeout=timeout, retries=retries, backoff=backoff)
+        self._transport = _transport(self._endpoint)
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _retrying(self, what: str, call: Callable[[float | None], T], deadline: Deadline) -> T:
+        """Runs call(seconds left), retrying on Unavailable with backoff within the deadline."""
+        retry = 0
+        while True:
+            if self._closed:
+                raise ModeldError(f"{what}: the client is closed", "CLOSED")
+            remaining = deadline.check(what)
+            try:
+                return call(remaining)
+            except DeadlineExceeded as error:
+                raise self._timed_out(what, error, deadline) from None
+            except Unavailable:
+                wait = self._policy.delay(retry, deadline)
+                if wait is None:
+                    raise
+                time.sleep(wait)
+                retry += 1
+
+    def _spec(self, model: str, version: int | str | None, deadline: Deadline) -> ModelSpec:
+        key = self._key(model, version)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._retrying(
+                f"metadata of model '{model}'",
+                lambda t: self._transport.model_metadata(key[0], key[1], t),
+                deadline,
+            )
+            self._specs[key] = spec
+        return spec
+
+    def _infer(
+        self,
+        model: str,
+        inputs: Mapping[str, ArrayLike],
+        version: int | str | None,
+        outputs: Sequence[str] | None,
+        deadline: Deadline,
+    ) -> dict[str, np.ndarray]:
+        key = self._key(model, version)
+        spec = self._spec(model, version, deadline)
+        tensors, names = self._prepare(spec, inputs, outputs)
+        try:
+            return self._retrying(
+                f"infer on model '{model}'",
+                lambda t: self._transport.infer(key[0], key[1], tensors, names, t),
+                deadline,
+            )
+        except (InvalidInput, ModelNotFound):
+            self._forget(key)
+            raise
+
+    # --- API --------------------------------------------------------------------------------
+
+    def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, ArrayLike],
+        *,
+        version: int | str | None = None,
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Runs `model` on `inputs` and returns its outputs by name.
+
+        Args:
+            model: the model's name.
+            inputs: input name -> numpy array or nested list. Values are cast to the datatype
+                the model declares where that is safe (Python floats to FP32, for example).
+            version: the model version; None for the server's choice (the latest).
+            outputs: the names of the outputs wanted; None for all.
+            timeout: seconds for the whole call, retries included; None: the client's.
+
+        Returns:
+            output name -> numpy array of the output's datatype and shape (BYTES: object
+            arrays of bytes).
+
+        Raises:
+            ModelNotFound, InvalidInput, ServerBusy, DeadlineExceeded, Unavailable, ModeldError.
+        """
+        return self._infer(model, inputs, version, outputs, self._deadline(timeout))
+
+    def predict(
+        self,
+        model: str,
+        x: ArrayLike,
+        *,
+        version: int | str | None = None,
+        timeout: float | None = None,
+    ) -> np.ndarray:
+        """Runs a model with one input and one output on `x` and returns its output.
+
+        The input and output names come from the model's metadata (fetched once and cached).
+
+        Raises:
+            InvalidInput: the model has several inputs or outputs (their names are in the
+                message), or the server refused `x`. And as :meth:`infer`.
+        """
+        deadline = self._deadline(timeout)
+        input_name, output_name = self._single(self._spec(model, version, deadline))
+        return self._infer(model, {input_name: x}, version, [output_name], deadline)[output_name]
+
+    def live(self, *, timeout: float | None = None) -> bool:
+        """Whether the server is live. Raises Unavailable when it cannot be reached."""
+        return self._retrying("live", self._transport.live, self._deadline(timeout))
+
+    def ready(self, *, timeout: float | None = None) -> bool:
+        """Whether the server is ready (every model loaded or failed). Raises Unavailable when
+        it cannot be reached."""
+        return self._retrying("ready", self._transport.ready, self._deadline(timeout))
+
+    def model_ready(
+        self, model: str, version: int | str | None = None, *, timeout: float | None = None
+    ) -> bool:
+        """Whether `model` (at `version`, or any version) is ready; False for an unknown model.
+
+        Raises Unavailable when the server cannot be reached.
+        """
+        name, v = self._key(model, version)
+        return self._retrying(
+            f"model_ready of model '{model}'",
+            lambda t: self._transport.model_ready(name, v, t),
+            self._deadline(timeout),
+        )
+
+    def metadata(
+        self,
+        model: str | None = None,
+        version: int | str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Server metadata ``{"name", "version", "extensions"}`` without `model`; else the
+        model's ``{"name", "versions", "platform", "inputs", "outputs"}``, each input and
+        output a ``{"name", "datatype", "shape"}``. Model metadata is fetched and cached.
+
+        Raises:
+            ModelNotFound: the model or version is not served.
+        """
+        deadline = self._deadline(timeout)
+        if model is None:
+            if version is not None:
+                raise ValueError("a version needs a model")
+            return self._retrying("server metadata", self._transport.server_metadata, deadline)
+        key = self._key(model, version)
+        self._forget(key)  # metadata() always asks the server, and refreshes the cache
+        return self._spec(model, version, deadline).as_dict()
+
+    def close(self) -> None:
+        """Closes the connections; the client cannot be used afterwards."""
+        self._closed = True
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

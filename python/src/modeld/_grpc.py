@@ -1,0 +1,132 @@
+"""The gRPC transport of the sync client: one channel per client and process.
+
+The channel is created on first use with its own subchannel pool
+(``grpc.use_local_subchannel_pool``): after os.fork() the child makes a fresh channel, which
+then shares no connection with the parent's. The parent's channel is never closed in the child.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from collections.abc import Callable, Sequence
+
+import grpc
+import numpy as np
+
+from . import _codec
+from ._codec import ModelSpec, Tensor
+from ._common import Endpoint, ForkLocal
+from ._proto import grpc_service_pb2 as pb
+from .errors import InvalidInput, ModeldError, ModelNotFound, client_timeout, error_for_grpc
+
+__all__ = ["GrpcTransport", "CHANNEL_OPTIONS", "METHODS", "grpc_error"]
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Reconnect soon after the server comes back (gRPC's default backoff grows to 2 minutes).
+    # (Not grpc.min_reconnect_backoff_ms: gRPC core reads it as the minimum connect timeout.)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+_SERVICE = "/inference.GRPCInferenceService/"
+#: method name -> (request class, response class)
+METHODS: dict[str, tuple[Any, Any]] = {
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+}
+
+
+def stubs(channel: Any) -> dict[str, Callable[..., Any]]:
+    """The unary-unary callables of every method on `channel` (sync or grpc.aio)."""
+    return {
+        name: channel.unary_unary(
+            _SERVICE + name,
+            request_serializer=request.SerializeToString,
+            response_deserializer=response.FromString,
+        )
+        for name, (request, response) in METHODS.items()
+    }
+
+
+def grpc_error(error: grpc.RpcError, timeout: float | None) -> ModeldError:
+    """The ModeldError for a failed RPC."""
+    code = error.code() if hasattr(error, "code") else None
+    name = code.name if code is not None else "UNKNOWN"
+    details = (error.details() if hasattr(error, "details") else None) or str(error)
+    if name == "DEADLINE_EXCEEDED" and details == "Deadline Exceeded":
+        return client_timeout(details)  # gRPC's own deadline, not the server's queue timeout
+    return error_for_grpc(name, details)
+
+
+def server_metadata_dict(response: Any) -> dict[str, Any]:
+    """A ``ServerMetadataResponse`` as the client returns it."""
+    return {
+        "name": response.name,
+        "version": response.version,
+        "extensions": list(response.extensions),
+    }
+
+
+class GrpcTransport:
+    """Calls modeld's KServe V2 gRPC API; every method raises ModeldError subclasses."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._target = endpoint.target
+        self._inherited: list[Any] = []  # channels of parent processes: kept, never closed here
+        self._channel = ForkLocal(self._open, self._inherited.append)
+
+    def _open(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
+        channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        return channel, stubs(channel)
+
+    def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        _, rpcs = self._channel.get()
+        try:
+            return rpcs[method](request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise grpc_error(error, timeout) from None
+        except ValueError as error:  # "Cannot invoke RPC on closed channel!"
+            raise ModeldError(str(error), "CANCELLED") from None
+
+    def live(self, timeout: float | None) -> bool:
+        return self._call("ServerLive", pb.ServerLiveRequest(), timeout).live
+
+    def ready(self, timeout: float | None) -> bool:
+        return self._call("ServerReady", pb.ServerReadyRequest(), timeout).ready
+
+    def model_ready(self, model: str, version: str, timeout: float | None) -> bool:
+        try:
+            request = pb.ModelReadyRequest(name=model, version=version)
+            return self._call("ModelReady", request, timeout).ready
+        except (ModelNotFound, InvalidInput):
+            return False
+
+    def server_metadata(self, timeout: float | None) -> dict[str, Any]:
+        response = self._call("ServerMetadata", pb.ServerMetadataRequest(), timeout)
+        return server_metadata_dict(response)
+
+    def model_metadata(self, model: str, version: str, timeout: float | None) -> ModelSpec:
+        request = pb.ModelMetadataRequest(name=model, version=version)
+        return ModelSpec.from_proto(self._call("ModelMetadata", request, timeout))
+
+    def infer(self, model: str, version: str, tensors: Sequence[Tensor],
+              outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
+        response = self._call(
+            "ModelInfer", _codec.grpc_infer_request(model, version, tensors, outputs), timeout
+        )
+        return _codec.grpc_infer_outputs(response)
+
+    def close(self) -> None:
+        value = self._channel.pop()
+        if value is not None:
+            value[0].close()
+

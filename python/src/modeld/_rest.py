@@ -1,0 +1,152 @@
+"""The KServe V2 REST API without I/O: the requests to send and how to read the answers.
+
+Used by the sync HTTP transport (http.client) and the asyncio one (raw sockets).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import numpy as np
+
+from . import _codec
+from ._codec import ModelSpec, Tensor
+from ._common import Endpoint
+from .errors import InvalidInput, ModeldError, ModelNotFound, error_for_http
+
+__all__ = ["Request", "Response", "RestApi"]
+
+
+@dataclass
+class Request:
+    """One HTTP request: method, path (with the URL's prefix), headers and body."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    """One HTTP response; header names are lower case."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes | bytearray
+
+
+class RestApi:
+    """Builds requests for one server and interprets its responses."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        host = endpoint.target if endpoint.port != 80 else endpoint.host
+        self.host_header = host
+        self.prefix = endpoint.prefix
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def _model_path(self, model: str, version: str) -> str:
+        path = f"{self.prefix}/v2/models/{quote(model, safe='')}"
+        if version:
+            path += f"/versions/{quote(version, safe='')}"
+        return path
+
+    def live(self) -> Request:
+        return Request("GET", f"{self.prefix}/v2/health/live")
+
+    def ready(self) -> Request:
+        return Request("GET", f"{self.prefix}/v2/health/ready")
+
+    def model_ready(self, model: str, version: str) -> Request:
+        return Request("GET", self._model_path(model, version) + "/ready")
+
+    def server_metadata(self) -> Request:
+        return Request("GET", f"{self.prefix}/v2")
+
+    def model_metadata(self, model: str, version: str) -> Request:
+        return Request("GET", self._model_path(model, version))
+
+    def infer(self, model: str, version: str, tensors: Sequence[Tensor],
+              outputs: Sequence[str] | None) -> Request:
+        body, header_length = _codec.http_infer_body(tensors, outputs)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(header_length),
+        }
+        return Request("POST", self._model_path(model, version) + "/infer", body, headers)
+
+    # --- responses --------------------------------------------------------------------------
+
+    @staticmethod
+    def error(response: Response) -> ModeldError:
+        """The exception for an error response."""
+        message = _codec.http_error_message(bytes(response.body), response.reason)
+        return error_for_http(response.status, message)
+
+    @classmethod
+    def _json(cls, response: Response) -> Any:
+        if response.status != 200:
+            raise cls.error(response)
+        try:
+            return json.loads(bytes(response.body))
+        except ValueError as error:
+            raise ModeldError(
+                f"malformed JSON from the server: {error}", str(response.status)
+            ) from None
+
+    @classmethod
+    def health(cls, response: Response, key: str) -> bool:
+        """live/ready: 200 or 503 with {"<key>": bool}; any other answer is an error."""
+        if response.status in (200, 503):
+            try:
+                data = json.loads(bytes(response.body))
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get(key), bool):
+                return data[key]
+        raise cls.error(response)
+
+    @classmethod
+    def model_ready_result(cls, response: Response) -> bool:
+        try:
+            return cls.health(response, "ready")
+        except (ModelNotFound, InvalidInput):
+            return False
+
+    @classmethod
+    def server_metadata_result(cls, response: Response) -> dict[str, Any]:
+        data = cls._json(response)
+        if not isinstance(data, dict):
+            raise ModeldError("malformed server metadata from the server")
+        return {
+            "name": data.get("name", ""),
+            "version": data.get("version", ""),
+            "extensions": list(data.get("extensions", [])),
+        }
+
+    @classmethod
+    def model_metadata_result(cls, response: Response) -> ModelSpec:
+        data = cls._json(response)
+        if not isinstance(data, dict):
+            raise ModeldError("malformed model metadata from the server")
+        return ModelSpec.from_dict(data)
+
+    @classmethod
+    def infer_result(cls, response: Response) -> dict[str, np.ndarray]:
+        if response.status != 200:
+            raise cls.error(response)
+        header_length = response.headers.get("inference-header-content-length")
+        try:
+            length = int(header_length) if header_length is not None else None
+        except ValueError:
+            raise ModeldError(
+                f"malformed Inference-Header-Content-Length {header_length!r} from the server"
+            ) from None
+        return _codec.http_infer_outputs(response.body, length)

@@ -1,0 +1,124 @@
+"""The registry behind :func:`modeld.django.testing.override_model`.
+
+Kept apart from ``testing`` so the clients can consult it without importing ``django.test``.
+Process-wide (like ``override_settings``), so a view run on another thread (the test client's
+async views, a live server) sees the overrides of the test that runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Override:
+    """One active override: calls for ``model`` on alias ``using`` (any alias when None) go to
+    ``fn``."""
+
+    model: str
+    fn: Callable[[Any], Any]
+    using: str | None = None
+    output: str | None = None
+    #: what fn was called with, call after call (an array, or a dict of arrays)
+    calls: list[Any] = field(default_factory=list)
+
+    def matches(self, alias: str, model: str) -> bool:
+        return self.model == model and (self.using is None or self.using == alias)
+
+    # --- the two call styles -----------------------------------------------------------------
+
+    def call_predict(self, x: Any) -> Any:
+        """``fn(x)`` with x as an array; its raw result (maybe awaitable) goes to
+        :meth:`predict_result`."""
+        array = np.asarray(x)
+        self.calls.append(array)
+        return self.fn(array)
+
+    def predict_result(self, result: Any) -> np.ndarray:
+        if isinstance(result, Mapping):
+            if len(result) != 1:
+                raise TypeError(
+                    f"override_model({self.model!r}): fn returned a dict with {len(result)} "
+                    "outputs to predict(), which needs exactly one")
+            (result,) = result.values()
+        return np.asarray(result)
+
+    def call_infer(self, inputs: Mapping[str, Any]) -> Any:
+        """``fn(array)`` for one input, ``fn(dict of arrays)`` for several."""
+        arrays = {name: np.asarray(value) for name, value in inputs.items()}
+        argument: Any = arrays
+        if len(arrays) == 1:
+            (argument,) = arrays.values()
+        self.calls.append(argument)
+        return self.fn(argument)
+
+    def infer_result(self, result: Any, outputs: Any = None) -> dict[str, np.ndarray]:
+        if isinstance(result, Mapping):
+            named = {str(name): np.asarray(value) for name, value in result.items()}
+        elif self.output is not None:
+            named = {self.output: np.asarray(result)}
+        else:
+            raise TypeError(
+                f"override_model({self.model!r}): fn returned an array to infer(), which "
+                f"answers a dict; return a dict, or name the output with "
+                f"override_model({self.model!r}, fn, output='NAME')")
+        if outputs is None:
+            return named
+        wanted = [outputs] if isinstance(outputs, str) else list(outputs)
+        missing = [name for name in wanted if name not in named]
+        if missing:
+            from modeld.errors import InvalidInput
+
+            raise InvalidInput(
+                f"override_model({self.model!r}): requested outputs {missing} are not among "
+                f"fn's outputs {sorted(named)}")
+        return {name: named[name] for name in wanted}
+
+
+_lock = threading.Lock()
+_active: list[Override] = []
+
+
+def _reset_lock_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def push(override: Override) -> Override:
+    with _lock:
+        _active.append(override)
+    return override
+
+
+def remove(override: Override) -> None:
+    """Removes exactly this override (it need not be the innermost one)."""
+    with _lock:
+        for index in range(len(_active) - 1, -1, -1):
+            if _active[index] is override:
+                del _active[index]
+                return
+
+
+def find(alias: str, model: str) -> Override | None:
+    """The innermost active override for ``model`` on ``alias``, if any."""
+    with _lock:
+        for override in reversed(_active):
+            if override.matches(alias, model):
+                return override
+    return None
+
+
+def active() -> list[Override]:
+    """A copy of the active overrides, outermost first."""
+    with _lock:
+        return list(_active)

@@ -1,0 +1,83 @@
+"""System checks of ``settings.MODELD``.
+
+Registered by the app config under the tag ``modeld``:
+
+==============  =========================================================================
+id              problem
+==============  =========================================================================
+modeld.E001     ``MODELD`` is not a dict
+modeld.E002     an alias is not a non-empty string, or its value is not a dict
+modeld.E003     an alias has no ``URL``
+modeld.E004     ``URL`` is not a string, has a scheme other than grpc/http, or no host
+                (or, as the client refuses: a grpc:// path, a query, fragment or user)
+modeld.E005     ``TIMEOUT`` is not a positive number
+modeld.E006     ``RETRIES`` is not a non-negative integer
+modeld.E007     ``MODELS`` is not a list (or tuple) of non-empty strings
+modeld.E008     an alias has an unknown key
+modeld.E009     ``BACKOFF`` is not a non-negative number
+modeld.E010     ``MODELD`` has no ``"default"`` alias
+modeld.W001     (``check --deploy``) an alias's server cannot be reached
+modeld.W002     (``check --deploy``) an alias's server answers but is not ready
+modeld.W003     (``check --deploy``) a model in an alias's ``MODELS`` is not ready
+==============  =========================================================================
+
+The deploy checks ask each server with a short timeout (:data:`DEPLOY_CHECK_TIMEOUT`, no
+retries), on a client of their own that they close again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error
+from django.core.checks import Warning as CheckWarning
+
+from . import conf
+from .probe import probe
+
+#: Seconds each deploy-check call may take (or the alias's TIMEOUT when that is shorter).
+DEPLOY_CHECK_TIMEOUT = 2.0
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Errors for a malformed ``MODELD`` setting."""
+    return [
+        Error(problem.msg, hint=problem.hint, obj="settings.MODELD", id=problem.id)
+        for problem in conf.problems()
+    ]
+
+
+def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warnings for servers that cannot be reached or are not ready (``check --deploy``)."""
+    if conf.problems():
+        return []  # check_settings reports them; there is nothing sound to connect to
+    from .handler import create_client
+
+    messages: list[CheckMessage] = []
+    for alias, config in conf.load().items():
+        client = create_client(config, timeout=min(config.timeout, DEPLOY_CHECK_TIMEOUT),
+                               retries=0)
+        try:
+            status = probe(client, alias, config.url, config.models, log=False)
+        finally:
+            client.close()
+        obj = f"settings.MODELD[{alias!r}]"
+        if status.error and not status.live:
+            messages.append(CheckWarning(
+                f"modeld at {config.url} (alias {alias!r}) cannot be reached: {status.error}",
+                hint="Start modeld, or correct the URL.", obj=obj, id="modeld.W001"))
+            continue
+        if not status.ready:
+            messages.append(CheckWarning(
+                f"modeld at {config.url} (alias {alias!r}) is not ready.",
+                hint="It is still loading models, or some failed to load; see its log.",
+                obj=obj, id="modeld.W002"))
+        for name, ready in status.models.items():
+            if not ready:
+                reason = status.model_errors.get(name, "the server says it is not ready")
+                messages.append(CheckWarning(
+                    f"Model {name!r} in MODELD[{alias!r}]['MODELS'] is not ready at "
+                    f"{config.url}: {reason}",
+                    hint="Add it to the model repository, or remove it from MODELS.",
+                    obj=obj, id="modeld.W003"))
+    return messages

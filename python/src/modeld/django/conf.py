@@ -1,0 +1,192 @@
+"""The ``MODELD`` setting: its defaults, its validation, and its parsed form.
+
+``MODELD`` is shaped like ``DATABASES`` and ``CACHES``: a dict of aliases, each a dict of
+upper-case keys::
+
+    MODELD = {
+        "default": {
+            "URL": "grpc://127.0.0.1:8001",   # required: grpc://host[:port] or http://host[:port][/prefix]
+            "TIMEOUT": 2.0,                   # seconds per call (default 10.0)
+            "RETRIES": 3,                     # retries of UNAVAILABLE calls (default 3)
+            "BACKOFF": 0.05,                  # first retry delay in seconds (default 0.05)
+            "MODELS": ["mlp", "linear"],      # models this site expects (default [])
+        },
+    }
+
+Without a ``MODELD`` setting there is one alias, ``"default"``, at ``grpc://127.0.0.1:8001``.
+The same validation backs the system checks (``modeld.E0xx``, see :mod:`modeld.django.checks`)
+and :func:`load`, which raises :class:`~django.core.exceptions.ImproperlyConfigured`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_ALIAS = "default"
+DEFAULT_URL = "grpc://127.0.0.1:8001"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.05
+KNOWN_KEYS = ("URL", "TIMEOUT", "RETRIES", "BACKOFF", "MODELS")
+SCHEMES = ("grpc", "http")
+
+
+@dataclass(frozen=True)
+class AliasSettings:
+    """One alias of ``MODELD``, validated and with its defaults filled in."""
+
+    alias: str
+    url: str
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    models: tuple[str, ...] = ()
+
+
+class Problem(NamedTuple):
+    """One thing wrong with ``MODELD``; ``id`` is the system check id (``modeld.E001``)."""
+
+    id: str
+    msg: str
+    hint: str | None = None
+
+
+def raw_setting() -> Any:
+    """``settings.MODELD`` as written, or the default when the project has none."""
+    return getattr(settings, "MODELD", {DEFAULT_ALIAS: {"URL": DEFAULT_URL}})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _url_problem(alias: str, url: Any) -> Problem | None:
+    """The rules of the client's own URL parser, checked before any client is made."""
+    where = f"MODELD[{alias!r}]['URL']"
+    hint = "Use grpc://host:port or http://host:port (the port defaults to 8001 / 8000)."
+    if not isinstance(url, str) or not url.strip():
+        return Problem("modeld.E004", f"{where} must be a non-empty string, not {url!r}.", hint)
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme in ("redis", "rediss"):
+        return Problem("modeld.E004", f"{where} = {url!r}: the Redis transport is not "
+                       "available yet.", hint)
+    if scheme not in SCHEMES:
+        return Problem("modeld.E004", f"{where} = {url!r} has an unsupported scheme "
+                       f"{parts.scheme!r}.", hint)
+    try:
+        _ = parts.port  # raises for a port that is not a number in 0-65535
+    except ValueError:
+        return Problem("modeld.E004", f"{where} = {url!r} has an invalid port.", hint)
+    if not parts.hostname:
+        return Problem("modeld.E004", f"{where} = {url!r} names no host.", hint)
+    if scheme == "grpc" and parts.path.rstrip("/"):
+        return Problem("modeld.E004", f"{where} = {url!r}: a grpc:// URL has no path.", hint)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return Problem("modeld.E004", f"{where} = {url!r}: query, fragment and user are not "
+                       "supported.", hint)
+    return None
+
+
+def alias_problems(alias: Any, options: Any) -> list[Problem]:
+    """What is wrong with one alias (an empty list when nothing is)."""
+    if not isinstance(alias, str) or not alias:
+        return [Problem("modeld.E002", f"MODELD aliases must be non-empty strings, not {alias!r}.")]
+    if not isinstance(options, dict):
+        return [Problem(
+            "modeld.E002",
+            f"MODELD[{alias!r}] must be a dict, not {type(options).__name__}.",
+            'For example {"URL": "grpc://127.0.0.1:8001"}.',
+        )]
+    problems: list[Problem] = []
+    for key in options:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(str(key).upper(), KNOWN_KEYS, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem(
+                "modeld.E008",
+                f"MODELD[{alias!r}] has an unknown key {key!r}.",
+                f"{hint}Known keys: {', '.join(KNOWN_KEYS)}.",
+            ))
+    if "URL" not in options:
+        problems.append(Problem("modeld.E003", f"MODELD[{alias!r}] has no 'URL'.",
+                                'For example "URL": "grpc://127.0.0.1:8001".'))
+    else:
+        url_problem = _url_problem(alias, options["URL"])
+        if url_problem:
+            problems.append(url_problem)
+    timeout = options.get("TIMEOUT", DEFAULT_TIMEOUT)
+    if not _is_number(timeout) or not math.isfinite(timeout) or timeout <= 0:
+        problems.append(Problem(
+            "modeld.E005",
+            f"MODELD[{alias!r}]['TIMEOUT'] must be a positive number of seconds, "
+            f"not {timeout!r}."))
+    retries = options.get("RETRIES", DEFAULT_RETRIES)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        problems.append(Problem(
+            "modeld.E006",
+            f"MODELD[{alias!r}]['RETRIES'] must be a non-negative integer, not {retries!r}."))
+    models = options.get("MODELS", [])
+    if not isinstance(models, (list, tuple)) or not all(
+        isinstance(name, str) and name for name in models
+    ):
+        problems.append(Problem(
+            "modeld.E007",
+            f"MODELD[{alias!r}]['MODELS'] must be a list of model names, not {models!r}."))
+    backoff = options.get("BACKOFF", DEFAULT_BACKOFF)
+    if not _is_number(backoff) or not math.isfinite(backoff) or backoff < 0:
+        problems.append(Problem(
+            "modeld.E009",
+            f"MODELD[{alias!r}]['BACKOFF'] must be a non-negative number of seconds, "
+            f"not {backoff!r}."))
+    return problems
+
+
+def problems(raw: Any = None) -> list[Problem]:
+    """Everything wrong with ``MODELD`` (``raw``, or the current setting when None)."""
+    if raw is None:
+        raw = raw_setting()
+    if not isinstance(raw, dict):
+        return [Problem(
+            "modeld.E001",
+            f"MODELD must be a dict of aliases, not {type(raw).__name__}.",
+            'For example MODELD = {"default": {"URL": "grpc://127.0.0.1:8001"}}.',
+        )]
+    found: list[Problem] = []
+    if DEFAULT_ALIAS not in raw:
+        found.append(Problem(
+            "modeld.E010",
+            f"MODELD has no {DEFAULT_ALIAS!r} alias.",
+            "The shortcuts (predict, infer, ...) use it unless given using=.",
+        ))
+    for alias, options in raw.items():
+        found.extend(alias_problems(alias, options))
+    return found
+
+
+def load(raw: Any = None) -> dict[str, AliasSettings]:
+    """The parsed ``MODELD`` setting; raises ImproperlyConfigured when it is malformed."""
+    if raw is None:
+        raw = raw_setting()
+    found = problems(raw)
+    if found:
+        details = "; ".join(f"{p.msg} ({p.id})" for p in found)
+        raise ImproperlyConfigured(f"settings.MODELD is invalid: {details}")
+    return {
+        alias: AliasSettings(
+            alias=alias,
+            url=options["URL"],
+            timeout=float(options.get("TIMEOUT", DEFAULT_TIMEOUT)),
+            retries=options.get("RETRIES", DEFAULT_RETRIES),
+            backoff=float(options.get("BACKOFF", DEFAULT_BACKOFF)),
+            models=tuple(options.get("MODELS", ())),
+        )
+        for alias, options in raw.items()
+    }

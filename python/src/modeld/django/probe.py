@@ -1,0 +1,70 @@
+"""Readiness of the configured servers and models, shared by the health view, the
+``modeld status`` command and the deploy checks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("modeld.django")
+
+
+@dataclass
+class AliasStatus:
+    """What one alias's server said about itself and about the alias's ``MODELS``."""
+
+    alias: str
+    url: str
+    live: bool = False
+    ready: bool = False
+    #: model name -> ready, for every model in the alias's MODELS
+    models: dict[str, bool] = field(default_factory=dict)
+    #: why the server could not be asked (unreachable, timed out), else None
+    error: str | None = None
+    #: model name -> why it is not ready, when the server said more than "no"
+    model_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """The server is ready and so is every model in MODELS."""
+        return self.ready and all(self.models.values())
+
+    def not_ready(self) -> list[str]:
+        """``alias`` when the server is not ready, ``alias/model`` for each model that is not."""
+        names = [] if self.ready else [self.alias]
+        return names + [f"{self.alias}/{m}" for m, ready in self.models.items() if not ready]
+
+
+def _describe(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {message}"
+
+
+def probe(
+    client: Any, alias: str, url: str, models: tuple[str, ...] | list[str], *, log: bool = True
+) -> AliasStatus:
+    """Asks ``client`` (a sync modeld client) whether it and ``models`` are ready.
+
+    Never raises: any error (unreachable server, timeout) is recorded in the status, and
+    logged as a warning of logger ``modeld.django`` when ``log``.
+    """
+    status = AliasStatus(alias=alias, url=url, models={name: False for name in models})
+    try:
+        status.live = bool(client.live())
+        status.ready = status.live and bool(client.ready())
+    except Exception as error:  # a probe reports, it never raises
+        status.error = _describe(error)
+        if log:
+            logger.warning("modeld alias %r (%s) is unreachable: %s", alias, url,
+                           status.error)
+        return status
+    if not status.live:
+        status.error = "the server says it is not live"
+        return status
+    for name in models:
+        try:
+            status.models[name] = bool(client.model_ready(name))
+        except Exception as error:
+            status.model_errors[name] = _describe(error)
+    return status

@@ -1,0 +1,129 @@
+"""Exceptions raised by the modeld clients, and the mapping from transport errors to them.
+
+Every error a client raises is a :class:`ModeldError`; the subclasses name the cases a caller
+usually handles differently:
+
+==========================  ==========================================  =================
+exception                   gRPC status                                 HTTP status
+==========================  ==========================================  =================
+:class:`ModelNotFound`      NOT_FOUND                                   404
+:class:`InvalidInput`       INVALID_ARGUMENT, FAILED_PRECONDITION,      400
+                            OUT_OF_RANGE
+:class:`ServerBusy`         RESOURCE_EXHAUSTED                          429
+:class:`DeadlineExceeded`   DEADLINE_EXCEEDED, or the client's timeout  504
+:class:`Unavailable`        UNAVAILABLE, or the server cannot be        503
+                            reached (refused, reset)
+:class:`ModeldError`        anything else                               anything else
+==========================  ==========================================  =================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ModeldError",
+    "ModelNotFound",
+    "InvalidInput",
+    "ServerBusy",
+    "DeadlineExceeded",
+    "Unavailable",
+    "error_for_grpc",
+    "client_timeout",
+    "error_for_http",
+]
+
+
+class ModeldError(Exception):
+    """An error from modeld or from talking to it.
+
+    Attributes:
+        message: the server's message (or the client's, for errors found locally).
+        code: a short string: the gRPC status name (``"NOT_FOUND"``) over gRPC, the HTTP status
+            (``"404"``) over HTTP, ``"UNAVAILABLE"`` / ``"DEADLINE_EXCEEDED"`` for connection
+            errors and client-side timeouts, ``"INVALID_ARGUMENT"`` for inputs refused locally.
+    """
+
+    #: The code used when none is given.
+    default_code = "UNKNOWN"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message: str = message
+        self.code: str = code if code is not None else self.default_code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
+
+    def __reduce__(self):  # picklable (Celery sends exceptions between processes)
+        return (type(self), (self.message, self.code))
+
+
+class ModelNotFound(ModeldError):
+    """The model (or the version asked for) is not served."""
+
+    default_code = "NOT_FOUND"
+
+
+class InvalidInput(ModeldError):
+    """The request was refused: a wrong, missing or extra input, shape or datatype."""
+
+    default_code = "INVALID_ARGUMENT"
+
+
+class ServerBusy(ModeldError):
+    """The server refused the request because a queue is full (try again later)."""
+
+    default_code = "RESOURCE_EXHAUSTED"
+
+
+class DeadlineExceeded(ModeldError):
+    """The call took longer than its timeout, or it timed out in the server's queue."""
+
+    default_code = "DEADLINE_EXCEEDED"
+
+
+class Unavailable(ModeldError):
+    """The server cannot be reached or is not serving (it is starting or stopping)."""
+
+    default_code = "UNAVAILABLE"
+
+
+def client_timeout(detail: str = "") -> DeadlineExceeded:
+    """A DeadlineExceeded for a timeout found by the client itself (not told by the server).
+
+    The client replaces its message with one that names the call and its timeout.
+    """
+    error = DeadlineExceeded(detail or "no answer in time")
+    error.client_side = True  # type: ignore[attr-defined]
+    return error
+
+
+_GRPC_CLASSES: dict[str, type[ModeldError]] = {
+    "NOT_FOUND": ModelNotFound,
+    "INVALID_ARGUMENT": InvalidInput,
+    "FAILED_PRECONDITION": InvalidInput,
+    "OUT_OF_RANGE": InvalidInput,
+    "RESOURCE_EXHAUSTED": ServerBusy,
+    "DEADLINE_EXCEEDED": DeadlineExceeded,
+    "UNAVAILABLE": Unavailable,
+}
+
+_HTTP_CLASSES: dict[int, type[ModeldError]] = {
+    400: InvalidInput,
+    404: ModelNotFound,
+    429: ServerBusy,
+    503: Unavailable,
+    504: DeadlineExceeded,
+}
+
+
+def error_for_grpc(code_name: str, message: str) -> ModeldError:
+    """The exception for a gRPC status, given by name (``grpc.StatusCode.X.name``)."""
+    return _GRPC_CLASSES.get(code_name, ModeldError)(message, code_name)
+
+
+def error_for_http(status: int, message: str) -> ModeldError:
+    """The exception for an HTTP error status."""
+    return _HTTP_CLASSES.get(status, ModeldError)(message, str(status))

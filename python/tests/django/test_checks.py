@@ -1,0 +1,188 @@
+"""The MODELD setting: parsing, defaults and the system checks (modeld.E0xx, modeld.W0xx)."""
+
+from io import StringIO
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import SimpleTestCase, override_settings
+
+from modeld.django import conf
+from modeld.django.checks import check_servers, check_settings
+from support import DeadServerMixin, LoadingServerTestCase, ModeldServerTestCase
+
+
+def ids(messages):
+    return sorted(message.id for message in messages)
+
+
+class LoadTests(SimpleTestCase):
+    def test_defaults_fill_in(self):
+        with override_settings(MODELD={"default": {"URL": "http://modeld.internal"}}):
+            parsed = conf.load()
+        self.assertEqual(list(parsed), ["default"])
+        default = parsed["default"]
+        self.assertEqual(default.url, "http://modeld.internal")
+        self.assertEqual(default.timeout, conf.DEFAULT_TIMEOUT)
+        self.assertEqual(default.retries, conf.DEFAULT_RETRIES)
+        self.assertEqual(default.backoff, conf.DEFAULT_BACKOFF)
+        self.assertEqual(default.models, ())
+
+    def test_every_key(self):
+        setting = {
+            "default": {"URL": "grpc://10.0.0.1:8001", "TIMEOUT": 2, "RETRIES": 0,
+                        "BACKOFF": 0.5, "MODELS": ["mlp", "linear"]},
+            "fraud": {"URL": "grpc://10.0.0.2:9001", "MODELS": ("scorer",)},
+        }
+        with override_settings(MODELD=setting):
+            parsed = conf.load()
+        self.assertEqual(parsed["default"], conf.AliasSettings(
+            "default", "grpc://10.0.0.1:8001", 2.0, 0, 0.5, ("mlp", "linear")))
+        self.assertEqual(parsed["fraud"].models, ("scorer",))
+        self.assertIsInstance(parsed["default"].timeout, float)
+
+    def test_no_setting_means_local_default(self):
+        with override_settings():
+            from django.conf import settings
+
+            del settings.MODELD
+            parsed = conf.load()
+            self.assertEqual(check_settings(), [])
+        self.assertEqual(parsed, {"default": conf.AliasSettings("default", conf.DEFAULT_URL)})
+        self.assertEqual(conf.DEFAULT_URL, "grpc://127.0.0.1:8001")
+
+    def test_malformed_setting_raises_improperly_configured(self):
+        with override_settings(MODELD={"default": {"URL": "redis://x:1", "TIMEOUT": -1}}):
+            with self.assertRaisesMessage(ImproperlyConfigured, "modeld.E004"):
+                conf.load()
+            with self.assertRaisesMessage(ImproperlyConfigured, "modeld.E005"):
+                conf.load()
+
+
+class SettingsCheckTests(SimpleTestCase):
+    """Each malformed setting is an Error with its own id; a sound one gives none."""
+
+    CASES = [
+        ("not a dict", ["grpc://127.0.0.1:8001"], ["modeld.E001"]),
+        ("alias not a dict", {"default": "grpc://127.0.0.1:8001"}, ["modeld.E002"]),
+        ("alias not a string", {"default": {"URL": "grpc://h:1"}, 3: {"URL": "grpc://h:1"}},
+         ["modeld.E002"]),
+        ("no URL", {"default": {"TIMEOUT": 1}}, ["modeld.E003"]),
+        ("URL not a string", {"default": {"URL": 8001}}, ["modeld.E004"]),
+        ("bad scheme", {"default": {"URL": "tcp://127.0.0.1:8001"}}, ["modeld.E004"]),
+        ("redis not yet", {"default": {"URL": "redis://127.0.0.1:6379"}}, ["modeld.E004"]),
+        ("no scheme", {"default": {"URL": "127.0.0.1:8001"}}, ["modeld.E004"]),
+        ("grpc with a path", {"default": {"URL": "grpc://127.0.0.1:1/v2"}}, ["modeld.E004"]),
+        ("user in URL", {"default": {"URL": "http://me:pw@127.0.0.1:1"}}, ["modeld.E004"]),
+        ("bad port", {"default": {"URL": "grpc://127.0.0.1:99999"}}, ["modeld.E004"]),
+        ("no host", {"default": {"URL": "http://:8000"}}, ["modeld.E004"]),
+        ("timeout zero", {"default": {"URL": "grpc://h:1", "TIMEOUT": 0}}, ["modeld.E005"]),
+        ("timeout string", {"default": {"URL": "grpc://h:1", "TIMEOUT": "2"}}, ["modeld.E005"]),
+        ("timeout bool", {"default": {"URL": "grpc://h:1", "TIMEOUT": True}}, ["modeld.E005"]),
+        ("timeout inf", {"default": {"URL": "grpc://h:1", "TIMEOUT": float("inf")}},
+         ["modeld.E005"]),
+        ("timeout none", {"default": {"URL": "grpc://h:1", "TIMEOUT": None}}, ["modeld.E005"]),
+        ("retries negative", {"default": {"URL": "grpc://h:1", "RETRIES": -1}}, ["modeld.E006"]),
+        ("retries float", {"default": {"URL": "grpc://h:1", "RETRIES": 1.0}}, ["modeld.E006"]),
+        ("models string", {"default": {"URL": "grpc://h:1", "MODELS": "mlp"}}, ["modeld.E007"]),
+        ("models not strings", {"default": {"URL": "grpc://h:1", "MODELS": ["mlp", 3]}},
+         ["modeld.E007"]),
+        ("models empty name", {"default": {"URL": "grpc://h:1", "MODELS": [""]}},
+         ["modeld.E007"]),
+        ("unknown key", {"default": {"URL": "grpc://h:1", "TIMEOUTS": 1}}, ["modeld.E008"]),
+        ("backoff negative", {"default": {"URL": "grpc://h:1", "BACKOFF": -0.1}},
+         ["modeld.E009"]),
+        ("no default alias", {"fraud": {"URL": "grpc://h:1"}}, ["modeld.E010"]),
+        ("empty", {}, ["modeld.E010"]),
+        ("several at once", {"default": {"URL": "ftp://h", "RETRIES": "3", "models": []}},
+         ["modeld.E004", "modeld.E006", "modeld.E008"]),
+    ]
+
+    def test_each_malformed_setting_is_an_error(self):
+        for name, setting, expected in self.CASES:
+            with self.subTest(name), override_settings(MODELD=setting):
+                messages = check_settings()
+                self.assertEqual(ids(messages), expected, [m.msg for m in messages])
+                self.assertTrue(all(m.is_serious() for m in messages))
+                self.assertTrue(all(m.obj == "settings.MODELD" for m in messages))
+
+    def test_sound_settings_pass(self):
+        for setting in [
+            {"default": {"URL": "grpc://127.0.0.1:8001"}},
+            {"default": {"URL": "http://127.0.0.1:8000", "TIMEOUT": 0.5, "RETRIES": 0,
+                         "BACKOFF": 0, "MODELS": []}},
+            {"default": {"URL": "grpc://modeld.internal"}},
+            {"default": {"URL": "http://modeld.internal/prefix/"},
+             "fraud": {"URL": "grpc://[::1]:9001", "MODELS": ("a", "b")}},
+        ]:
+            with self.subTest(setting), override_settings(MODELD=setting):
+                self.assertEqual(check_settings(), [])
+
+    def test_unknown_key_hint_suggests_the_close_one(self):
+        with override_settings(MODELD={"default": {"URL": "grpc://h:1", "TIMEOUTS": 1}}):
+            (message,) = check_settings()
+        self.assertIn("'TIMEOUT'", message.hint)
+        self.assertIn("'TIMEOUTS'", message.msg)
+
+    def test_manage_py_check_fails_on_a_malformed_setting(self):
+        with override_settings(MODELD={"default": {"URL": "grpc://h:1", "RETRIES": -2}}):
+            with self.assertRaisesMessage(SystemCheckError, "modeld.E006"):
+                call_command("check", stdout=StringIO(), stderr=StringIO())
+
+    def test_manage_py_check_passes_on_a_sound_setting(self):
+        out = StringIO()
+        call_command("check", stdout=out, stderr=StringIO())
+        self.assertIn("no issues", out.getvalue())
+
+
+class DeployCheckDeadServerTests(DeadServerMixin, SimpleTestCase):
+    def test_unreachable_server_is_w001(self):
+        with override_settings(MODELD={"default": {"URL": self.dead_url, "TIMEOUT": 5.0,
+                                                   "MODELS": ["mlp"]}}):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W001"])
+        self.assertIn(self.dead_url, messages[0].msg)
+        self.assertFalse(messages[0].is_serious())
+
+    def test_deploy_checks_are_only_run_with_deploy(self):
+        with override_settings(MODELD={"default": {"URL": self.dead_url}}):
+            out = StringIO()
+            call_command("check", stdout=out, stderr=StringIO())
+            self.assertNotIn("W001", out.getvalue())
+            out, err = StringIO(), StringIO()
+            call_command("check", deploy=True, tags=["modeld"], stdout=out, stderr=err)
+            self.assertIn("modeld.W001", err.getvalue() + out.getvalue())
+
+    def test_malformed_setting_skips_the_deploy_checks(self):
+        with override_settings(MODELD={"default": {"URL": "tcp://nowhere"}}):
+            self.assertEqual(check_servers(), [])
+
+
+class DeployCheckLiveServerTests(ModeldServerTestCase):
+    def test_ready_server_and_models_give_no_warning(self):
+        self.assertEqual(check_servers(), [])
+
+    def test_model_not_served_is_w003(self):
+        setting = {"default": {"URL": self.grpc_url, "MODELS": ["linear", "no_such_model"]}}
+        with override_settings(MODELD=setting):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W003"])
+        self.assertIn("'no_such_model'", messages[0].msg)
+
+    def test_each_alias_is_checked(self):
+        setting = {"default": {"URL": self.grpc_url, "MODELS": ["mlp"]},
+                   "down": {"URL": self.dead_url},
+                   "rest": {"URL": self.http_url, "MODELS": ["missing"]}}
+        with override_settings(MODELD=setting):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W001", "modeld.W003"])
+        self.assertIn("'down'", messages[0].msg)
+        self.assertIn("'rest'", messages[1].obj)
+
+
+class DeployCheckLoadingServerTests(LoadingServerTestCase):
+    def test_server_not_ready_is_w002_and_its_loading_model_w003(self):
+        with override_settings(MODELD={"default": {"URL": self.url, "MODELS": ["slow"]}}):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W002", "modeld.W003"])
+        self.assertIn("'slow'", messages[1].msg)
