@@ -169,6 +169,8 @@ class ServerProcess:
                 f"modeld did not exit within {timeout:.0f}s; killed it. Its log:\n{self.log}"
             )
         self._reader.join(timeout=STOP_TIMEOUT_S)
+        if not self._reader.is_alive():
+            self.proc.stdout.close()  # the reader has seen EOF; no ResourceWarning
         return self.returncode
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT_S):

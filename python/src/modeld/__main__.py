@@ -17,8 +17,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike

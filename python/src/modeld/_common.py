@@ -8,9 +8,9 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from ._codec import ModelSpec, Tensor, encode_inputs, version_string

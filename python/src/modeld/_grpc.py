@@ -7,8 +7,8 @@ then shares no connection with the parent's. The parent's channel is never close
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 import numpy as np

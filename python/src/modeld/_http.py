@@ -11,8 +11,8 @@ from __future__ import annotations
 import http.client
 import os
 import threading
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -6,9 +6,9 @@ Used by the sync HTTP transport (http.client) and the asyncio one (raw sockets).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Sequence
 from urllib.parse import quote
 
 import numpy as np

@@ -113,6 +113,7 @@ _GRPC_CLASSES: dict[str, type[ModeldError]] = {
 _HTTP_CLASSES: dict[int, type[ModeldError]] = {
     400: InvalidInput,
     404: ModelNotFound,
+    413: InvalidInput,  # the body is over the server's --http-max-body-bytes
     429: ServerBusy,
     503: Unavailable,
     504: DeadlineExceeded,
@@ -121,6 +122,10 @@ _HTTP_CLASSES: dict[int, type[ModeldError]] = {
 
 def error_for_grpc(code_name: str, message: str) -> ModeldError:
     """The exception for a gRPC status, given by name (``grpc.StatusCode.X.name``)."""
+    if code_name == "RESOURCE_EXHAUSTED" and "larger than max" in message:
+        # gRPC's own refusal of a message over --grpc-max-message-bytes: retrying later
+        # cannot help, unlike a full queue.
+        return InvalidInput(message, code_name)
     return _GRPC_CLASSES.get(code_name, ModeldError)(message, code_name)
 
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 
-from modeld_server import EXAMPLE_MODELS, ServerProcess, start_server  # noqa: E402
-
-import modeld  # noqa: E402
 from client_support import (  # noqa: E402
     FAKE_TYPES,
     QUEUE_SLEEP_MS,
@@ -32,7 +29,9 @@ from client_support import (  # noqa: E402
     stop_server,
     write_fake_model,
 )
+from modeld_server import EXAMPLE_MODELS, ServerProcess, start_server  # noqa: E402
 
+import modeld  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from client_support import SLOW_MS, count_calls
 
 import modeld
 import modeld.aio
-from client_support import SLOW_MS, count_calls
 
 W = np.array([[0.5], [-1.25], [2.0]], dtype=np.float32)
 B = np.array([0.75], dtype=np.float32)

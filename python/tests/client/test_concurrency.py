@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 import pytest
-
-import modeld
 from client_support import count_calls, stop_server
 from modeld_server import ServerProcess, start_server
+
+import modeld
 
 W = np.array([[0.5], [-1.25], [2.0]], dtype=np.float32)
 B = np.array([0.75], dtype=np.float32)

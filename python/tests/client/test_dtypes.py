@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from client_support import FAKE_TYPES
 
 import modeld
-from client_support import FAKE_TYPES
 
 VALUES = {
     "BOOL": np.array([[True, False, True], [False, False, True]]),

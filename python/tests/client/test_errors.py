@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 import pytest
+from client_support import QUEUE_SLEEP_MS, SLOW_MS, count_calls
 
 import modeld
-from client_support import QUEUE_SLEEP_MS, SLOW_MS, count_calls
 
 
 def expected_code(transport, grpc_code, http_status):
@@ -95,6 +95,16 @@ def test_predict_needs_one_input_and_one_output(client):
 def test_dtype_the_protocol_cannot_carry(client):
     with pytest.raises(modeld.InvalidInput, match="complex"):
         client.infer("linear", {"x": np.ones((1, 3), np.complex64)})
+
+
+def test_oversize_request_is_invalid_input_not_server_busy(client, transport):
+    # 65 MiB of FP32: over modeld's default message and body limits (64 MiB). Retrying later
+    # cannot help, so it must not look like a full queue.
+    x = np.zeros((1, 65 * 1024 * 1024 // 4), np.float32)
+    with pytest.raises(modeld.InvalidInput) as info:
+        client.infer("identity_fp32", {"INPUT0": x})
+    assert info.value.code == expected_code(transport, "RESOURCE_EXHAUSTED", 413)
+    assert client.predict("identity_fp32", [[1.0]]).tolist() == [[1.0]]
 
 
 def test_model_failure_is_a_plain_modeld_error(fake_client, transport):

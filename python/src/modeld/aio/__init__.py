@@ -13,8 +13,8 @@ other or at once (Django runs an async view of a WSGI site in a fresh loop for e
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike

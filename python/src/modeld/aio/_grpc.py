@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from typing import Any
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 import grpc.aio
