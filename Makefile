@@ -65,9 +65,10 @@ python-test:
 	@$(PY) python/tests/django/runtests.py
 	@cd examples/django_demo && ../../$(PY) manage.py test
 
-# modeld against its baselines (bench/README.md): bench/results/<date>.md, .json and PNG plots.
+# modeld against its baselines (bench/README.md): bench/results/<date>*.md, .json and PNG plots.
 bench: build models
 	@$(PY) bench/run.py $(BENCH_ARGS)
+	@$(PY) bench/redis_bench.py
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
 
 format:

@@ -125,6 +125,41 @@ def start_redis(log_dir):
         time.sleep(0.05)
 
 
+def process_cpu_seconds(pid):
+    """CPU seconds (user + system, all threads) `pid` has used, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name (field 2) may hold spaces: split after its closing parenthesis.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU seconds that processes use between two CLOCK_MONOTONIC times, sampled on a thread:
+    ``CpuWindow({"modeld": [pid], ...}, start_ns, end_ns)``, then ``cores()``."""
+
+    def __init__(self, pids, start_ns, end_ns):
+        self._pids, self._start, self._end = dict(pids), start_ns, end_ns
+        self._samples = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        return {name: sum(process_cpu_seconds(pid) for pid in pids)
+                for name, pids in self._pids.items()}
+
+    def _run(self):
+        for key, at in (("start", self._start), ("end", self._end)):
+            time.sleep(max(0.0, (at - time.monotonic_ns()) / 1e9))
+            self._samples[key] = self._sample()
+
+    def cores(self):
+        """{name: CPU cores used on average over the window}."""
+        self._thread.join()
+        seconds = (self._end - self._start) / 1e9
+        return {name: (self._samples["end"][name] - self._samples["start"][name]) / seconds
+                for name in self._pids}
+
+
 def rss_bytes(pid):
     """Resident set size of `pid` from /proc/<pid>/status (VmRSS)."""
     with open(f"/proc/{pid}/status") as status:

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kserve/grpc_service.grpc.pb.h"
+#include "load_generator/clock.h"
 #include "load_generator/model_input.h"
 #include "load_generator/report.h"
 
@@ -41,9 +42,5 @@ LevelResult RunClosedLoop(const Stubs& stubs, const PreparedRequest& request, in
 
 LevelResult RunOpenLoop(const Stubs& stubs, const PreparedRequest& request, double rate,
                         const LoadOptions& options);
-
-// Steady-clock nanoseconds, and sleeping until such a time.
-int64_t NowNs();
-void SleepUntilNs(int64_t time_ns);
 
 }  // namespace modeld::bench

@@ -56,7 +56,8 @@ std::string Level(const LevelResult& r) {
       ",\n     \"offered_rate\": ", Number(r.offered_rate),
       ", \"client_skipped\": ", r.client_skipped,
       ", \"max_send_lag_us\": ", Number(r.max_send_lag_us),
-      ", \"client_cpu_cores\": ", Number(r.client_cpu_cores), "}");
+      ", \"client_cpu_cores\": ", Number(r.client_cpu_cores), ", \"misrouted\": ", r.misrouted,
+      "}");
 }
 
 }  // namespace

@@ -28,6 +28,8 @@ struct LevelResult {
   int64_t client_skipped = 0;   // open loop: arrivals not sent, the in-flight cap was reached
   double max_send_lag_us = 0;   // open loop: how late the client sent, at worst
   double client_cpu_cores = 0;  // this process's CPU time / wall time in the window
+  // Answers that went to another request than the one they answer (modeld-bench-redis).
+  int64_t misrouted = 0;
 };
 
 struct RunInfo {

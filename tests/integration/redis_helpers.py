@@ -8,11 +8,6 @@ Python package. Every wait is on a condition with a bounded timeout.
 """
 
 import importlib.util
-import os
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -25,6 +20,7 @@ import pytest
 import redis
 
 from modeld_server import STUBS_DIR
+from redis_server import WAIT_S, RedisServer, wait_until  # noqa: F401  (re-exported)
 
 # Importing the KServe messages first registers kserve/grpc_service.proto, which redis.proto
 # imports; infer_helpers puts them in the same descriptor pool.
@@ -32,7 +28,6 @@ from infer_helpers import pb  # noqa: F401
 
 REDIS_PB2 = STUBS_DIR / "modeld" / "redis_pb2.py"
 STREAM = "modeld:requests"
-WAIT_S = 30.0
 
 # google.rpc.Code numbers in ReplyEnvelope.code.
 OK, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ABORTED = 0, 3, 4, 5, 10
@@ -81,74 +76,11 @@ def write_fake_repository(path):
     return path
 
 
-def wait_until(condition, timeout=WAIT_S, what="condition"):
-    """Polls `condition` until it returns a true value, which is returned; fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout:.0f}s")
-        time.sleep(0.02)
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RedisServer:
-    """redis-server on a loopback port, no persistence. stop() / start() keep the port."""
-
-    def __init__(self):
-        self.port = _free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix="redis-", suffix=".log", delete=False)
-        self.proc = None
-        self.start()
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self):
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--loglevel", "warning"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-        def answers():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"redis-server exited: {Path(self._log.name).read_text()}")
-            try:
-                return self.client().ping()
-            except redis.ConnectionError:
-                return False
-
-        wait_until(answers, 20, "redis-server answering PING")
-        return self
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=WAIT_S + 5)
-
-
 @pytest.fixture
 def redis_server():
     server = RedisServer()
     yield server
-    server.stop()
-    os.unlink(server._log.name)
+    server.close()
 
 
 def start_modeld(launch, repository, redis_server, *extra_args):

@@ -6,15 +6,20 @@ import uuid
 
 import numpy as np
 
+from infer_helpers import make_stub, pb
+from modeld_server import EXAMPLE_MODELS
 from redis_helpers import (  # noqa: F401  (redis_server is a fixture)
     ABORTED,
     DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
     NOT_FOUND,
+    OK,
     STREAM,
+    WAIT_S,
     check_echo,
     envelope,
     infer_request,
+    lpush,
     metric,
     output,
     ready,
@@ -215,3 +220,69 @@ def test_a_large_tensor_travels_whole(launch, example_repository, redis_server):
     xadd(client, message)
     np.testing.assert_array_equal(output(wait_reply(client, message.reply_key)),
                                   values.reshape(1, -1))
+
+
+def _query(**payload):
+    """An envelope carrying one query: metadata=..., model_ready=... or server_ready=...."""
+    message = envelope()
+    for field, request in payload.items():
+        getattr(message, field).CopyFrom(request)
+    return message
+
+
+def test_metadata_and_readiness_through_the_queue_match_grpc(launch, example_repository,
+                                                             redis_server):
+    """A client that talks only to Redis learns what a gRPC client learns: model metadata
+    (predict() takes the input and output names from it) and readiness."""
+    server = start_modeld(launch, example_repository, redis_server)
+    stub = make_stub(server.channel())
+    client = redis_server.client()
+    asked = {}
+    for model in EXAMPLE_MODELS:
+        asked[("metadata", model)] = _query(metadata=pb.ModelMetadataRequest(name=model))
+    asked[("metadata", "linear", "1")] = _query(
+        metadata=pb.ModelMetadataRequest(name="linear", version="1"))
+    asked[("metadata", "no_such_model")] = _query(
+        metadata=pb.ModelMetadataRequest(name="no_such_model"))
+    asked[("ready", "linear", "2")] = _query(
+        model_ready=pb.ModelReadyRequest(name="linear", version="2"))
+    asked[("ready", "linear", "3")] = _query(
+        model_ready=pb.ModelReadyRequest(name="linear", version="3"))
+    asked[("ready", "no_such_model")] = _query(
+        model_ready=pb.ModelReadyRequest(name="no_such_model"))
+    asked[("server",)] = _query(server_ready=pb.ServerReadyRequest())
+    xadd(client, *asked.values())
+    replies = {key: wait_reply(client, message.reply_key) for key, message in asked.items()}
+    for key, reply in replies.items():
+        assert reply.request_id == asked[key].request_id
+
+    for model in EXAMPLE_MODELS:
+        reply = replies[("metadata", model)]
+        assert reply.code == OK, reply.message
+        assert reply.WhichOneof("payload") == "metadata"
+        expected = stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=WAIT_S)
+        assert reply.metadata == expected
+    assert list(replies[("metadata", "linear", "1")].metadata.versions) == ["1", "2"]
+    unknown = replies[("metadata", "no_such_model")]
+    assert unknown.code == NOT_FOUND and "no_such_model" in unknown.message
+    assert unknown.WhichOneof("payload") is None
+    assert replies[("ready", "linear", "2")].model_ready.ready is True
+    assert replies[("ready", "linear", "3")].model_ready.ready is False
+    assert replies[("ready", "no_such_model")].model_ready.ready is False
+    assert replies[("server",)].server_ready.ready is True
+    assert metric(server, "modeld_redis_queries_total") == len(asked)
+    # None of them reached a model.
+    assert metric(server, 'modeld_requests_total{model="linear",version="2",outcome="ok"}') is None
+
+
+def test_queries_through_a_list(launch, tmp_path, redis_server):
+    start_modeld(launch, write_fake_repository(tmp_path), redis_server, "--redis-list=jobs")
+    client = redis_server.client()
+    ready_query = _query(server_ready=pb.ServerReadyRequest())
+    metadata_query = _query(metadata=pb.ModelMetadataRequest(name="echo"))
+    lpush(client, "jobs", ready_query, metadata_query)
+    assert wait_reply(client, ready_query.reply_key).server_ready.ready is True
+    metadata = wait_reply(client, metadata_query.reply_key).metadata
+    assert (metadata.name, [t.name for t in metadata.inputs]) == ("echo", ["INPUT0"])
+    assert list(metadata.inputs[0].shape) == [-1, 4]
+    assert client.llen("jobs") == 0

@@ -7,9 +7,10 @@
         outputs = client.infer("add_sub", {"INPUT0": a, "INPUT1": b})
 
 ``modeld.Client`` talks gRPC (``grpc://``) or HTTP/REST (``http://``), the KServe V2 protocol
-of modeld (and Triton); ``modeld.aio.Client`` is the same client for asyncio. Errors are
-:class:`ModeldError` and its subclasses. Importing this package loads neither torch nor
-TensorFlow (nor grpc, until a gRPC client is made).
+of modeld (and Triton), or goes through modeld's Redis queue (``redis://``, docs/redis.md;
+needs ``pip install "modeld[redis]"``); ``modeld.aio.Client`` is the same client for asyncio.
+Errors are :class:`ModeldError` and its subclasses. Importing this package loads neither torch
+nor TensorFlow (nor grpc, until a gRPC client is made, nor redis-py, until a Redis one is).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@
 
 Every command prints JSON on stdout. ``status`` exits 1 when the server is not live or not
 ready or a model named with --model is not ready. Errors print ``error: <message>`` on stderr
-and exit 1. The URL defaults to $MODELD_URL, else grpc://127.0.0.1:8001.
+and exit 1. The URL (grpc://, http:// or redis://, as modeld.Client takes) defaults to
+$MODELD_URL, else grpc://127.0.0.1:8001.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._client import Client
+from ._redis_url import redact_url
 from .errors import ModeldError
 
 DEFAULT_URL = "grpc://127.0.0.1:8001"
@@ -58,15 +60,18 @@ def _parse_input(text: str) -> tuple[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modeld",
-        description="Talk to a modeld server over gRPC or HTTP (KServe V2).",
+        description="Talk to a modeld server over gRPC or HTTP (KServe V2), or through its "
+                    "Redis queue.",
         epilog="Errors print 'error: <message>' on stderr and exit with status 1.",
     )
     parser.add_argument(
         "--url",
         default=os.environ.get("MODELD_URL", DEFAULT_URL),
-        help="grpc://host:port or http://host:port (default: $MODELD_URL, else %(default)s)"
+        help="grpc://host:port, http://host:port or redis://host:port/db[?stream=KEY|?list=KEY] "
+        "(default: $MODELD_URL, else %(default)s)"
         if "MODELD_URL" not in os.environ
-        else "grpc://host:port or http://host:port (default: $MODELD_URL = %(default)s)",
+        else "grpc://host:port, http://host:port or redis://host:port/db[?stream=KEY|?list=KEY] "
+        "(default: $MODELD_URL = %(default)s)",
     )
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds for each call, retries included (default: %(default)s)")
@@ -104,7 +109,8 @@ def _run(args: argparse.Namespace, client: Client) -> tuple[Any, int]:
         ready = client.ready()
         models = {name: client.model_ready(name) for name in args.model}
         ok = live and ready and all(models.values())
-        return {"url": client.url, "live": live, "ready": ready, "models": models}, 0 if ok else 1
+        url = redact_url(client.url)
+        return {"url": url, "live": live, "ready": ready, "models": models}, 0 if ok else 1
     if args.command == "infer":
         if args.json is not None:
             if args.output:
@@ -125,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(args.url, timeout=args.timeout) as client:
             result, status = _run(args, client)
-    except (ModeldError, ValueError) as error:
+    except (ModeldError, ValueError, ImportError) as error:  # ImportError: redis-py missing
         print(f"error: {error}", file=sys.stderr)
         return 1
     json.dump(result, sys.stdout)

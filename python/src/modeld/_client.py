@@ -19,11 +19,16 @@ T = TypeVar("T")
 
 
 def _transport(endpoint: Endpoint) -> Any:
-    # Imported here so that an HTTP client never loads grpc.
+    # Imported here so that an HTTP client never loads grpc, and only a Redis client loads
+    # redis-py (an optional dependency).
     if endpoint.scheme == "grpc":
         from ._grpc import GrpcTransport
 
         return GrpcTransport(endpoint)
+    if endpoint.scheme == "redis":
+        from ._redis import RedisTransport
+
+        return RedisTransport(endpoint)
     from ._http import HttpTransport
 
     return HttpTransport(endpoint)
@@ -31,19 +36,28 @@ def _transport(endpoint: Endpoint) -> Any:
 
 class Client(ClientBase):
     """A client of one modeld server, over gRPC (``grpc://host:port``) or HTTP
-    (``http://host:port``).
+    (``http://host:port``); or of the modeld processes that consume a Redis queue
+    (``redis://host:port/db``, see docs/redis.md).
 
     Thread-safe and fork-safe: share one client between threads, and keep using a client made
     before os.fork() in the child (Gunicorn, Celery); it reconnects there by itself.
 
+    Over Redis, each call is a request on modeld's queue (a stream, or a list with
+    ``?list=KEY``) answered on its own reply key; :meth:`live` asks Redis (PING), the other
+    calls ask modeld through the queue, so they time out (DeadlineExceeded) while no modeld
+    consumes it. :meth:`metadata` without a model is not available over Redis.
+
     Args:
-        url: ``grpc://host:port`` or ``http://host:port``.
+        url: ``grpc://host:port``, ``http://host:port`` or
+            ``redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N]``
+            (redis-py needed: ``pip install "modeld[redis]"``).
         timeout: default limit in seconds of each call, retries included (None: no limit).
         retries: how many times a call that met :class:`~modeld.Unavailable` is tried again.
         backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).
 
     Raises:
-        ValueError: for a URL that is not grpc:// or http://.
+        ValueError: for a URL that is not grpc://, http:// or redis:// (or a malformed one).
+        ImportError: for a redis:// URL without redis-py installed.
     """
 
     def __init__(

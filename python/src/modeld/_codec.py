@@ -1,8 +1,9 @@
-"""numpy <-> KServe V2 tensors, and the request and response messages of both transports.
+"""numpy <-> KServe V2 tensors, and the request and response messages of the transports.
 
-Shared by the gRPC and HTTP clients, sync and asyncio. Tensors always travel as raw bytes
-(gRPC ``raw_input_contents`` / ``raw_output_contents``, HTTP binary tensor extension), little
-endian, row major; a BYTES element is a 4-byte little-endian length followed by its bytes.
+Shared by the gRPC, HTTP and Redis clients, sync and asyncio (a Redis envelope carries the gRPC
+messages). Tensors always travel as raw bytes (gRPC ``raw_input_contents`` /
+``raw_output_contents``, HTTP binary tensor extension), little endian, row major; a BYTES
+element is a 4-byte little-endian length followed by its bytes.
 """
 
 from __future__ import annotations
@@ -315,12 +316,21 @@ _CONTENTS_FIELDS = {
 
 
 def grpc_infer_request(
-    model: str, version: str, tensors: Sequence[Tensor], outputs: Sequence[str] | None
+    model: str,
+    version: str,
+    tensors: Sequence[Tensor],
+    outputs: Sequence[str] | None,
+    request: Any = None,
 ) -> Any:
-    """A ``ModelInferRequest`` carrying every input in ``raw_input_contents``."""
-    from ._proto import grpc_service_pb2 as pb
+    """A ``ModelInferRequest`` carrying every input in ``raw_input_contents``: `request` (an
+    empty one, such as the ``infer`` field of a Redis envelope, filled in place so the tensors
+    are not copied again) or a new one."""
+    if request is None:
+        from ._proto import grpc_service_pb2 as pb
 
-    request = pb.ModelInferRequest(model_name=model, model_version=version)
+        request = pb.ModelInferRequest()
+    request.model_name = model
+    request.model_version = version
     for tensor in tensors:
         request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         request.raw_input_contents.append(tensor.data)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._codec import ModelSpec, Tensor, encode_inputs, version_string
+from ._redis_url import RedisTarget, parse_redis_url, redact_url
 from .errors import DeadlineExceeded, InvalidInput
 
 __all__ = [
@@ -26,18 +27,20 @@ __all__ = [
     "on_fork",
 ]
 
-SCHEMES = ("grpc", "http")
-DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+SCHEMES = ("grpc", "http", "redis")
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "redis": 6379}
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a client connects: the scheme, host and port (and an HTTP path prefix)."""
+    """Where a client connects: the scheme, host and port (and an HTTP path prefix, or the
+    Redis database, credentials and queue)."""
 
     scheme: str
     host: str
     port: int
     prefix: str = ""
+    redis: RedisTarget | None = None
 
     @property
     def target(self) -> str:
@@ -47,21 +50,21 @@ class Endpoint:
 
 
 def parse_url(url: str) -> Endpoint:
-    """Parses ``grpc://host:port`` or ``http://host:port[/prefix]``; ValueError otherwise."""
+    """Parses ``grpc://host:port``, ``http://host:port[/prefix]`` or ``redis://...`` (see
+    :mod:`modeld._redis_url`); ValueError otherwise."""
     if not isinstance(url, str):
         raise ValueError(f"the modeld URL must be a string, not {type(url).__name__}")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme in ("redis", "rediss"):
-        raise ValueError(
-            f"cannot use {url!r}: the Redis transport is not available yet; use grpc://host:port "
-            "or http://host:port"
-        )
+        target = parse_redis_url(url)
+        return Endpoint("redis", target.host, target.port, redis=target)
     if scheme not in SCHEMES:
         raise ValueError(
             f"cannot use {url!r}: the modeld URL must start with one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
-            + " (for example grpc://127.0.0.1:8001 or http://127.0.0.1:8000)"
+            + " (for example grpc://127.0.0.1:8001, http://127.0.0.1:8000 or "
+            "redis://127.0.0.1:6379/0)"
         )
     try:
         port = parts.port
@@ -191,7 +194,7 @@ class ClientBase:
         return self._policy.backoff
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r}, timeout={self.timeout!r})"
+        return f"{type(self).__name__}({redact_url(self.url)!r}, timeout={self.timeout!r})"
 
     def _deadline(self, timeout: float | None) -> Deadline:
         return Deadline(self.timeout if timeout is None else timeout)

@@ -4,7 +4,7 @@ Every error a client raises is a :class:`ModeldError`; the subclasses name the c
 usually handles differently:
 
 ==========================  ==========================================  =================
-exception                   gRPC status                                 HTTP status
+exception                   gRPC status (and Redis reply code)          HTTP status
 ==========================  ==========================================  =================
 :class:`ModelNotFound`      NOT_FOUND                                   404
 :class:`InvalidInput`       INVALID_ARGUMENT, FAILED_PRECONDITION,      400
@@ -12,9 +12,15 @@ exception                   gRPC status                                 HTTP sta
 :class:`ServerBusy`         RESOURCE_EXHAUSTED                          429
 :class:`DeadlineExceeded`   DEADLINE_EXCEEDED, or the client's timeout  504
 :class:`Unavailable`        UNAVAILABLE, or the server cannot be        503
-                            reached (refused, reset)
+                            reached (refused, reset), or Redis cannot
 :class:`ModeldError`        anything else                               anything else
 ==========================  ==========================================  =================
+
+Over Redis, a reply's ``code`` (a ``google.rpc.Code``, numbered as gRPC's status codes) maps as
+the gRPC status of the same name. Errors of the Redis transport itself are ModeldErrors with
+the codes ``"MISROUTED"`` (a reply that answers another request), ``"REDIS_ERROR"`` (Redis
+refused a command: WRONGTYPE, NOPERM, OOM, ...), ``"UNAUTHENTICATED"`` (Redis refused the
+credentials) and ``"UNIMPLEMENTED"`` (server metadata, which the queue does not carry).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ __all__ = [
     "DeadlineExceeded",
     "Unavailable",
     "error_for_grpc",
+    "error_for_rpc_code",
     "client_timeout",
     "error_for_http",
 ]
@@ -37,9 +44,10 @@ class ModeldError(Exception):
 
     Attributes:
         message: the server's message (or the client's, for errors found locally).
-        code: a short string: the gRPC status name (``"NOT_FOUND"``) over gRPC, the HTTP status
-            (``"404"``) over HTTP, ``"UNAVAILABLE"`` / ``"DEADLINE_EXCEEDED"`` for connection
-            errors and client-side timeouts, ``"INVALID_ARGUMENT"`` for inputs refused locally.
+        code: a short string: the gRPC status name (``"NOT_FOUND"``) over gRPC and Redis, the
+            HTTP status (``"404"``) over HTTP, ``"UNAVAILABLE"`` / ``"DEADLINE_EXCEEDED"`` for
+            connection errors and client-side timeouts, ``"INVALID_ARGUMENT"`` for inputs
+            refused locally.
     """
 
     #: The code used when none is given.
@@ -127,6 +135,36 @@ def error_for_grpc(code_name: str, message: str) -> ModeldError:
         # cannot help, unlike a full queue.
         return InvalidInput(message, code_name)
     return _GRPC_CLASSES.get(code_name, ModeldError)(message, code_name)
+
+
+#: google.rpc.Code number -> name; the numbers of grpc.StatusCode (not imported: a Redis client
+#: never loads grpc).
+RPC_CODE_NAMES: dict[int, str] = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
+
+
+def error_for_rpc_code(code: int, message: str) -> ModeldError:
+    """The exception for a ``google.rpc.Code`` number (a Redis reply's ``code``), as for the
+    gRPC status of the same name; an unknown number is a plain ModeldError with the number as
+    its code."""
+    return error_for_grpc(RPC_CODE_NAMES.get(code, str(code)), message)
 
 
 def error_for_http(status: int, message: str) -> ModeldError:

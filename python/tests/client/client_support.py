@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 
-TRANSPORTS = ("grpc", "http")
+from modeld_server import ServerProcess, start_server
+from redis_server import wait_until
+
+TRANSPORTS = ("grpc", "http", "redis")
 
 #: KServe datatype -> config data type; every one gets a fake identity model "id_<datatype>".
 FAKE_TYPES = {
@@ -65,3 +69,29 @@ def stop_server(process) -> None:
     finally:
         if process.proc.stdout is not None:
             process.proc.stdout.close()
+
+
+def http_ready(process: ServerProcess) -> bool:
+    """Whether modeld's /v2/health/ready answers 200 (with --redis-url: Redis linked too)."""
+    try:
+        url = f"http://{process.http_address}/v2/health/ready"
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:  # urllib's HTTPError and URLError are OSErrors
+        return False
+
+
+def start_modeld_on_redis(repository: Path, redis_url: str, extra_args: tuple[str, ...] = (),
+                          client_url: str | None = None) -> ServerProcess:
+    """modeld on `repository`, also consuming the queue at `redis_url` (`extra_args`: more
+    flags, --redis-list=KEY say); returns once it is ready, its worker linked to Redis. Its
+    `redis_url` attribute is the client's URL of that queue (`client_url`, else `redis_url`)."""
+    process = start_server(repository, [f"--redis-url={redis_url}", *extra_args])
+    try:
+        process.wait_for_log(r"redis: consuming")
+        wait_until(lambda: http_ready(process), what="modeld ready with its Redis worker")
+    except BaseException:
+        stop_server(process)
+        raise
+    process.redis_url = client_url or redis_url
+    return process

@@ -2,8 +2,10 @@
 
 Two servers run for the whole session: one on the example repository (examples/models) and
 one on a repository of fake models (backend "fake": identity models for every datatype, a
-slow model, a model with a small queue, a failing model). The `transport` fixture runs a test
-once over gRPC and once over HTTP.
+slow model, a model with a small queue, a failing model). Both also consume a Redis queue on
+one redis-server of the session (a free port, no persistence): the example server the stream
+of database 0, the fake server that of database 1. The `transport` fixture runs a test once
+over gRPC, once over HTTP and once through Redis.
 
 Environment (as tests/integration): MODELD_BINARY, MODELD_EXAMPLE_MODELS.
 """
@@ -26,10 +28,12 @@ from client_support import (  # noqa: E402
     QUEUE_SLEEP_MS,
     SLOW_MS,
     TRANSPORTS,
+    start_modeld_on_redis,
     stop_server,
     write_fake_model,
 )
-from modeld_server import EXAMPLE_MODELS, ServerProcess, start_server  # noqa: E402
+from modeld_server import EXAMPLE_MODELS, ServerProcess  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
 
 import modeld  # noqa: E402
 
@@ -59,22 +63,32 @@ def fake_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(example_repository: Path) -> Iterator[ServerProcess]:
+def redis_server() -> Iterator[RedisServer]:
+    """redis-server for the session (tests that stop Redis start their own)."""
+    server = RedisServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def server(example_repository: Path, redis_server: RedisServer) -> Iterator[ServerProcess]:
     """modeld on the example repository, shared by the session."""
-    process = start_server(example_repository)
+    process = start_modeld_on_redis(example_repository, f"{redis_server.url}/0")
     yield process
     stop_server(process)
 
 
 @pytest.fixture(scope="session")
-def fake_server(fake_repository: Path) -> Iterator[ServerProcess]:
+def fake_server(fake_repository: Path, redis_server: RedisServer) -> Iterator[ServerProcess]:
     """modeld on the fake repository, shared by the session."""
-    process = start_server(fake_repository)
+    process = start_modeld_on_redis(fake_repository, f"{redis_server.url}/1")
     yield process
     stop_server(process)
 
 
 def url_of(process: ServerProcess, transport: str) -> str:
+    if transport == "redis":
+        return process.redis_url
     address = process.address if transport == "grpc" else process.http_address
     return f"{transport}://{address}"
 

@@ -1,4 +1,5 @@
-"""modeld.aio.Client over gRPC and HTTP: the main paths, errors, concurrency and event loops."""
+"""modeld.aio.Client over gRPC, HTTP and Redis: the main paths, errors, concurrency and event
+loops."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_lazy_attribute():
     assert issubclass(modeld.aio.Client, object)
 
 
-def test_main_paths(url, example_repository):
+def test_main_paths(url, transport, example_repository):
     async def main():
         async with modeld.aio.Client(url, timeout=20) as client:
             assert client.url == url and client.timeout == 20
@@ -43,7 +44,11 @@ def test_main_paths(url, example_repository):
             assert await client.model_ready("linear") is True
             assert await client.model_ready("linear", 3) is False
             assert await client.model_ready("no_such_model") is False
-            assert (await client.metadata())["name"] == "modeld"
+            if transport == "redis":  # the queue carries no server metadata
+                with pytest.raises(modeld.ModeldError, match="grpc://"):
+                    await client.metadata()
+            else:
+                assert (await client.metadata())["name"] == "modeld"
             metadata = await client.metadata("linear")
             assert metadata["versions"] == ["1", "2"]
             assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
@@ -71,7 +76,7 @@ def test_errors(url, transport):
         async with modeld.aio.Client(url) as client:
             with pytest.raises(modeld.ModelNotFound) as info:
                 await client.predict("no_such_model", [[1.0]])
-            assert info.value.code == ("NOT_FOUND" if transport == "grpc" else "404")
+            assert info.value.code == ("404" if transport == "http" else "NOT_FOUND")
             with pytest.raises(modeld.InvalidInput, match=r"shape \[1, 2\]"):
                 await client.predict("linear", [[1.0, 2.0]])
             with pytest.raises(modeld.InvalidInput, match="INPUT0, INPUT1"):
@@ -232,14 +237,15 @@ print(json.dumps(report))
 
 
 def test_fork(url, transport):
-    """Over HTTP the child reconnects; over gRPC (grpc.aio does not survive fork) the child
-    gets a clear error instead of a crash. Run in a fresh interpreter: a crash stays there."""
+    """Over HTTP and Redis the child reconnects; over gRPC (grpc.aio does not survive fork) the
+    child gets a clear error instead of a crash. Run in a fresh interpreter: a crash stays
+    there."""
     result = subprocess.run([sys.executable, "-c", FORK_SCRIPT, url], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["parent"] == report["parent_again"] == [[9.5]]
-    if transport == "http":
+    if transport in ("http", "redis"):
         assert report["child"] == [[4.0]]  # 2 * (0.5 - 1.25 + 2.0) + 2 * 0.75
     else:
         assert report["child"]["error"] == "ModeldError"

@@ -1,4 +1,4 @@
-"""Every method of modeld.Client against the real server, over gRPC and HTTP."""
+"""Every method of modeld.Client against the real server, over gRPC, HTTP and Redis."""
 
 from __future__ import annotations
 
@@ -39,7 +39,13 @@ def test_model_ready(client):
     assert client.model_ready("no_such_model") is False
 
 
-def test_server_metadata(client):
+def test_server_metadata(client, transport):
+    if transport == "redis":
+        # The queue carries model metadata and readiness only (docs/redis.md).
+        with pytest.raises(modeld.ModeldError) as info:
+            client.metadata()
+        assert info.value.code == "UNIMPLEMENTED" and "grpc://" in info.value.message
+        return
     metadata = client.metadata()
     assert metadata["name"] == "modeld"
     assert isinstance(metadata["version"], str) and metadata["version"]

@@ -60,10 +60,13 @@ def test_infer_with_several_inputs(url):
     assert json.loads(result.stdout) == {"positive": [[True]]}
 
 
-def test_metadata(url):
+def test_metadata(url, transport):
     result = cli("metadata", url=url)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["name"] == "modeld"
+    if transport == "redis":  # the queue carries no server metadata
+        assert result.returncode == 1 and "grpc://" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["name"] == "modeld"
     result = cli("metadata", "linear", "--version", "1", url=url)
     assert json.loads(result.stdout)["outputs"] == [{"name": "y", "datatype": "FP32",
                                                      "shape": [-1, 1]}]
@@ -84,7 +87,7 @@ def test_errors_print_the_message_and_exit_1(url, args, message):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("transport", ["grpc", "http"])
+@pytest.mark.parametrize("transport", ["grpc", "http", "redis"])
 def test_unreachable_server(transport, closed_port):
     result = cli("--timeout", "2", "status", url=f"{transport}://127.0.0.1:{closed_port}")
     assert result.returncode == 1
@@ -92,9 +95,12 @@ def test_unreachable_server(transport, closed_port):
 
 
 def test_bad_url():
-    result = cli("status", url="redis://localhost:6379")
+    result = cli("status", url="redis://localhost:6379?queue=jobs")
     assert result.returncode == 1
-    assert "Redis transport is not available yet" in result.stderr
+    assert "unknown option 'queue'" in result.stderr
+    result = cli("status", url="redis://:hunter2@localhost:6379/db")
+    assert "is not a number" in result.stderr
+    assert "hunter2" not in result.stderr  # passwords never printed
 
 
 def test_default_url_without_environment():

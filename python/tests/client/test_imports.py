@@ -24,7 +24,7 @@ def test_import_is_light():
         import modeld
         print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
     """)
-    for name in HEAVY + ("grpc", "asyncio", "django"):
+    for name in HEAVY + ("grpc", "asyncio", "django", "redis"):
         assert name not in loaded, name
 
 

@@ -52,7 +52,7 @@ class LoadTests(SimpleTestCase):
         self.assertEqual(conf.DEFAULT_URL, "grpc://127.0.0.1:8001")
 
     def test_malformed_setting_raises_improperly_configured(self):
-        with override_settings(MODELD={"default": {"URL": "redis://x:1", "TIMEOUT": -1}}):
+        with override_settings(MODELD={"default": {"URL": "redis://x:1?queue=a", "TIMEOUT": -1}}):
             with self.assertRaisesMessage(ImproperlyConfigured, "modeld.E004"):
                 conf.load()
             with self.assertRaisesMessage(ImproperlyConfigured, "modeld.E005"):
@@ -70,7 +70,13 @@ class SettingsCheckTests(SimpleTestCase):
         ("no URL", {"default": {"TIMEOUT": 1}}, ["modeld.E003"]),
         ("URL not a string", {"default": {"URL": 8001}}, ["modeld.E004"]),
         ("bad scheme", {"default": {"URL": "tcp://127.0.0.1:8001"}}, ["modeld.E004"]),
-        ("redis not yet", {"default": {"URL": "redis://127.0.0.1:6379"}}, ["modeld.E004"]),
+        ("redis: TLS", {"default": {"URL": "rediss://127.0.0.1:6379"}}, ["modeld.E004"]),
+        ("redis: unknown option", {"default": {"URL": "redis://h?queue=jobs"}}, ["modeld.E004"]),
+        ("redis: stream and list", {"default": {"URL": "redis://h?stream=a&list=b"}},
+         ["modeld.E004"]),
+        ("redis: db not a number", {"default": {"URL": "redis://h/jobs"}}, ["modeld.E004"]),
+        ("redis: bad maxlen", {"default": {"URL": "redis://h?maxlen=lots"}}, ["modeld.E004"]),
+        ("redis: no host", {"default": {"URL": "redis://:pw@:6379"}}, ["modeld.E004"]),
         ("no scheme", {"default": {"URL": "127.0.0.1:8001"}}, ["modeld.E004"]),
         ("grpc with a path", {"default": {"URL": "grpc://127.0.0.1:1/v2"}}, ["modeld.E004"]),
         ("user in URL", {"default": {"URL": "http://me:pw@127.0.0.1:1"}}, ["modeld.E004"]),
@@ -114,9 +120,22 @@ class SettingsCheckTests(SimpleTestCase):
             {"default": {"URL": "grpc://modeld.internal"}},
             {"default": {"URL": "http://modeld.internal/prefix/"},
              "fraud": {"URL": "grpc://[::1]:9001", "MODELS": ("a", "b")}},
+            {"default": {"URL": "redis://127.0.0.1:6379/0"}},
+            {"default": {"URL": "redis://:p%40ss@redis.internal/2?stream=jobs&maxlen=5000"},
+             "batch": {"URL": "redis://app:pw@redis.internal?list=batch:jobs"}},
         ]:
             with self.subTest(setting), override_settings(MODELD=setting):
                 self.assertEqual(check_settings(), [])
+
+    def test_a_redis_url_is_checked_by_the_clients_rules_and_hides_its_password(self):
+        setting = {"default": {"URL": "redis://app:hunter2@h:6379/0?list=a&maxlen=9"}}
+        with override_settings(MODELD=setting):
+            (message,) = check_settings()
+        self.assertEqual(message.id, "modeld.E004")
+        self.assertIn("a list has no cap", message.msg)
+        self.assertIn("redis://app:***@h:6379/0", message.msg)
+        self.assertNotIn("hunter2", message.msg)
+        self.assertIn("?stream=KEY | ?list=KEY", message.hint)
 
     def test_unknown_key_hint_suggests_the_close_one(self):
         with override_settings(MODELD={"default": {"URL": "grpc://h:1", "TIMEOUTS": 1}}):

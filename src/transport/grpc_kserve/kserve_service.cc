@@ -3,6 +3,7 @@
 #include "common/status_macros.h"
 #include "core/model_version.h"
 #include "transport/grpc_kserve/codec.h"
+#include "transport/grpc_kserve/kserve_answers.h"
 #include "transport/status_codes.h"
 
 #ifndef MODELD_VERSION
@@ -18,17 +19,6 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const abs
   return reactor;
 }
 
-void AddTensors(
-    const std::vector<server::TensorMetadata>& tensors,
-    google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
-  for (const server::TensorMetadata& tensor : tensors) {
-    auto* meta = out->Add();
-    meta->set_name(tensor.name);
-    meta->set_datatype(std::string(core::DataTypeName(tensor.type)));
-    for (int64_t dim : tensor.shape) meta->add_shape(dim);
-  }
-}
-
 }  // namespace
 
 grpc::ServerUnaryReactor* KServeGrpcService::ServerLive(grpc::CallbackServerContext* context,
@@ -41,16 +31,14 @@ grpc::ServerUnaryReactor* KServeGrpcService::ServerLive(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(grpc::CallbackServerContext* context,
                                                          const inference::ServerReadyRequest*,
                                                          inference::ServerReadyResponse* response) {
-  response->set_ready(service_.Ready());
+  *response = AnswerServerReady(service_);
   return Finish(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelReady(grpc::CallbackServerContext* context,
                                                         const inference::ModelReadyRequest* request,
                                                         inference::ModelReadyResponse* response) {
-  // A version that is not a number cannot be ready; health RPCs answer false, not an error.
-  absl::StatusOr<std::optional<int64_t>> version = core::ParseModelVersion(request->version());
-  response->set_ready(version.ok() && service_.ModelReady(request->name(), *version));
+  *response = AnswerModelReady(service_, *request);
   return Finish(context, absl::OkStatus());
 }
 
@@ -66,17 +54,10 @@ grpc::ServerUnaryReactor* KServeGrpcService::ServerMetadata(
 grpc::ServerUnaryReactor* KServeGrpcService::ModelMetadata(
     grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
-  absl::Status status = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::optional<int64_t> version, core::ParseModelVersion(request->version()));
-    ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(request->name(), version));
-    response->set_name(metadata.name);
-    for (int64_t v : metadata.versions) response->add_versions(std::to_string(v));
-    response->set_platform(metadata.platform);
-    AddTensors(metadata.inputs, response->mutable_inputs());
-    AddTensors(metadata.outputs, response->mutable_outputs());
-    return absl::OkStatus();
-  }();
-  return Finish(context, status);
+  absl::StatusOr<inference::ModelMetadataResponse> metadata =
+      AnswerModelMetadata(service_, *request);
+  if (metadata.ok()) *response = *std::move(metadata);
+  return Finish(context, metadata.status());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "transport/grpc_kserve/codec.h"
+#include "transport/grpc_kserve/kserve_answers.h"
 #include "transport/status_codes.h"
 
 namespace modeld::transport::redis {
@@ -20,9 +21,57 @@ absl::Time Deadline(const wire::RequestEnvelope& envelope) {
                                          : absl::InfiniteFuture();
 }
 
+bool IsQuery(const wire::RequestEnvelope& envelope) {
+  switch (envelope.payload_case()) {
+    case wire::RequestEnvelope::kMetadata:
+    case wire::RequestEnvelope::kModelReady:
+    case wire::RequestEnvelope::kServerReady:
+      return true;
+    case wire::RequestEnvelope::kInfer:
+    case wire::RequestEnvelope::PAYLOAD_NOT_SET:
+      return false;
+  }
+  return false;
+}
+
+std::string AnswerQuery(const wire::RequestEnvelope& envelope,
+                        const server::InferenceService& service) {
+  wire::ReplyEnvelope reply;
+  reply.set_request_id(envelope.request_id());
+  absl::Status status;
+  switch (envelope.payload_case()) {
+    case wire::RequestEnvelope::kMetadata: {
+      absl::StatusOr<inference::ModelMetadataResponse> metadata =
+          grpc_kserve::AnswerModelMetadata(service, envelope.metadata());
+      if (metadata.ok()) {
+        *reply.mutable_metadata() = *std::move(metadata);
+      } else {
+        status = metadata.status();
+      }
+      break;
+    }
+    case wire::RequestEnvelope::kModelReady:
+      *reply.mutable_model_ready() = grpc_kserve::AnswerModelReady(service, envelope.model_ready());
+      break;
+    case wire::RequestEnvelope::kServerReady:
+      *reply.mutable_server_ready() = grpc_kserve::AnswerServerReady(service);
+      break;
+    case wire::RequestEnvelope::kInfer:
+    case wire::RequestEnvelope::PAYLOAD_NOT_SET:
+      status = absl::InternalError("AnswerQuery called on an envelope that is not a query");
+      break;
+  }
+  reply.set_code(ToRpcCode(status));
+  reply.set_message(std::string(status.message()));
+  return reply.SerializeAsString();
+}
+
 absl::StatusOr<core::InferRequest> DecodeEnvelopeRequest(const wire::RequestEnvelope& envelope) {
   if (!envelope.has_infer()) {
-    return absl::InvalidArgumentError("the envelope carries no request (field 'infer' is unset)");
+    // Also what a newer producer's payload looks like here: an unknown field.
+    return absl::InvalidArgumentError(
+        "the envelope carries no request (none of the payload fields infer, metadata, "
+        "model_ready, server_ready is set)");
   }
   absl::StatusOr<core::InferRequest> request = grpc_kserve::DecodeInferRequest(envelope.infer());
   if (!request.ok()) return request.status();

@@ -1,5 +1,7 @@
 // The Redis transport's wire format (proto/modeld/redis.proto) <-> what the worker needs:
 // parsing a RequestEnvelope taken from the queue, and encoding the ReplyEnvelope for it.
+// An envelope carries either an inference request (run through the scheduler) or a query
+// (model metadata, model or server readiness) answered at once from InferenceService.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include "absl/time/time.h"
 #include "core/infer_request.h"
 #include "modeld/redis.pb.h"
+#include "server/inference_service.h"
 
 namespace modeld::transport::redis {
 
@@ -26,9 +29,21 @@ absl::StatusOr<wire::RequestEnvelope> ParseRequestEnvelope(absl::string_view byt
 // The envelope's deadline (InfiniteFuture when it has none).
 absl::Time Deadline(const wire::RequestEnvelope& envelope);
 
+// Whether the envelope is a query (metadata, model_ready, server_ready): answered by
+// AnswerQuery, never queued. An envelope without a payload is not one: it goes the inference
+// way and is refused by DecodeEnvelopeRequest.
+bool IsQuery(const wire::RequestEnvelope& envelope);
+
+// The serialized ReplyEnvelope answering a query, exactly as the gRPC call would: code 0 and
+// the response, or NOT_FOUND / INVALID_ARGUMENT (model metadata of an unknown model, a version
+// that is not a number). Quick: reads the service's state, touches no scheduler.
+std::string AnswerQuery(const wire::RequestEnvelope& envelope,
+                        const server::InferenceService& service);
+
 // Decodes the envelope's inference request with the gRPC codec, with the envelope's deadline
-// as the request's. INVALID_ARGUMENT when the envelope carries no request or the codec
-// refuses it. The request views `envelope`'s bytes, which must outlive it.
+// as the request's. INVALID_ARGUMENT when the envelope carries no request (no payload this
+// modeld knows) or the codec refuses it. The request views `envelope`'s bytes, which must outlive
+// it.
 absl::StatusOr<core::InferRequest> DecodeEnvelopeRequest(const wire::RequestEnvelope& envelope);
 
 // A serialized ReplyEnvelope for `request_id`: code 0 and the encoded response, or the

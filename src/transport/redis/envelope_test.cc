@@ -72,6 +72,33 @@ TEST(EnvelopeTest, EmptyBytesAreAnEmptyEnvelopeWithoutARequest) {
   EXPECT_THAT(request.status().message(), HasSubstr("carries no request"));
 }
 
+TEST(EnvelopeTest, OnlyMetadataAndReadinessAreQueries) {
+  wire::RequestEnvelope envelope;
+  EXPECT_FALSE(IsQuery(envelope));  // no payload: refused on the inference path
+  EXPECT_FALSE(IsQuery(GoodEnvelope()));
+  envelope.mutable_metadata()->set_name("m");
+  EXPECT_TRUE(IsQuery(envelope));
+  envelope.mutable_model_ready()->set_name("m");
+  EXPECT_TRUE(IsQuery(envelope));
+  envelope.mutable_server_ready();
+  EXPECT_TRUE(IsQuery(envelope));
+  // A query is no inference request.
+  EXPECT_THAT(DecodeEnvelopeRequest(envelope).status().message(), HasSubstr("carries no request"));
+}
+
+TEST(EnvelopeTest, APayloadFromANewerProducerIsNoRequest) {
+  // Field 15 of the oneof does not exist (yet): it parses as an unknown field.
+  wire::RequestEnvelope header;
+  header.set_request_id("r-9");
+  const std::string bytes =
+      header.SerializeAsString() + std::string("\x7a\x02\x08\x01", 4);  // field 15, len 2
+  absl::StatusOr<wire::RequestEnvelope> envelope = ParseRequestEnvelope(bytes);
+  ASSERT_TRUE(envelope.ok()) << envelope.status();
+  EXPECT_EQ(envelope->request_id(), "r-9");
+  EXPECT_FALSE(IsQuery(*envelope));
+  EXPECT_EQ(DecodeEnvelopeRequest(*envelope).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EnvelopeTest, CodecErrorsComeThrough) {
   wire::RequestEnvelope envelope = GoodEnvelope();
   envelope.mutable_infer()->mutable_inputs(0)->set_datatype("FP33");

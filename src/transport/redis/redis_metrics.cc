@@ -42,6 +42,10 @@ RedisMetrics::RedisMetrics(metrics::Registry* registry)
                                "Entries answered DEADLINE_EXCEEDED without running: taken after "
                                "their deadline.",
                                {})),
+      queries(registry_.GetCounter("modeld_redis_queries_total",
+                                   "Envelopes asking for model metadata or readiness (not "
+                                   "inference), answered at once.",
+                                   {})),
       reply_failures(registry_.GetCounter("modeld_redis_reply_failures_total",
                                           "Replies Redis refused to store (the entry is removed "
                                           "anyway), and completions Redis refused as a whole.",

@@ -29,6 +29,7 @@ class RedisMetrics {
   metrics::Counter& bad_envelope;         // envelopes that are not a RequestEnvelope
   metrics::Counter& bad_request;          // envelopes whose request the codec refused
   metrics::Counter& expired;              // answered DEADLINE_EXCEEDED before running
+  metrics::Counter& queries;              // metadata and readiness queries answered at once
   metrics::Counter& reply_failures;       // replies Redis refused (entry still removed)
   metrics::Counter& stale;                // answers dropped: another consumer took the entry
   metrics::Counter& lost;                 // pending entries deleted (trimmed) before an answer

@@ -22,7 +22,8 @@ struct RedisWorker::Job {
   std::string reply_key;
   absl::StatusOr<core::InferResponse> result = absl::UnknownError("not run");
   std::string dead_reason;  // set: the entry goes to the dead-letter stream
-  std::string reply;        // the encoded ReplyEnvelope (by the writer)
+  // The encoded ReplyEnvelope: by the writer from `result`, or at once for a query.
+  std::string reply;
 };
 
 // Finished jobs on their way to the writer. Shared with the inference callbacks, which may
@@ -367,6 +368,14 @@ void RedisWorker::Dispatch(QueueEntry entry) {
     metrics_.expired.Increment();
     job->result = absl::DeadlineExceededError(
         "the request's deadline passed before modeld took it from the queue");
+    Finish(std::move(job));
+    return;
+  }
+  if (IsQuery(*shared)) {
+    // Metadata and readiness are answered here and now, from the service's state: they never
+    // wait behind inference in a model's queue.
+    metrics_.queries.Increment();
+    if (!job->reply_key.empty()) job->reply = AnswerQuery(*shared, service_);
     Finish(std::move(job));
     return;
   }

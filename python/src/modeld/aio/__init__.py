@@ -6,8 +6,9 @@
         y = await client.predict("linear", [[1.0, 2.0, 3.0]])
 
 gRPC uses grpc.aio; HTTP uses a small built-in HTTP/1.1 client (no extra dependency) with a
-pool of keep-alive connections. One client may be used from several event loops, one after the
-other or at once (Django runs an async view of a WSGI site in a fresh loop for each request).
+pool of keep-alive connections; Redis uses redis.asyncio (``pip install "modeld[redis]"``).
+One client may be used from several event loops, one after the other or at once (Django runs
+an async view of a WSGI site in a fresh loop for each request).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def _transport(endpoint: Endpoint) -> Any:
         from ._grpc import AioGrpcTransport
 
         return AioGrpcTransport(endpoint)
+    if endpoint.scheme == "redis":
+        from ._redis import AioRedisTransport
+
+        return AioRedisTransport(endpoint)
     from ._http import AioHttpTransport
 
     return AioHttpTransport(endpoint)
@@ -43,7 +48,8 @@ class Client(ClientBase):
     :class:`modeld.Client`, and every method is a coroutine.
 
     Args:
-        url: ``grpc://host:port`` or ``http://host:port``.
+        url: ``grpc://host:port``, ``http://host:port`` or ``redis://...`` (see
+            :class:`modeld.Client`).
         timeout: default limit in seconds of each call, retries included (None: no limit).
         retries: how many times a call that met :class:`~modeld.Unavailable` is tried again.
         backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).

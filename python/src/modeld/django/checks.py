@@ -8,8 +8,10 @@ id              problem
 modeld.E001     ``MODELD`` is not a dict
 modeld.E002     an alias is not a non-empty string, or its value is not a dict
 modeld.E003     an alias has no ``URL``
-modeld.E004     ``URL`` is not a string, has a scheme other than grpc/http, or no host
-                (or, as the client refuses: a grpc:// path, a query, fragment or user)
+modeld.E004     ``URL`` is not a string, has a scheme other than grpc/http/redis, or no
+                host (or, as the client refuses: a grpc:// path, a query, fragment or user
+                in a grpc/http URL; a redis:// database that is not a number, an unknown
+                or repeated query option, both stream= and list=)
 modeld.E005     ``TIMEOUT`` is not a positive number
 modeld.E006     ``RETRIES`` is not a non-negative integer
 modeld.E007     ``MODELS`` is not a list (or tuple) of non-empty strings
@@ -62,14 +64,15 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         finally:
             client.close()
         obj = f"settings.MODELD[{alias!r}]"
+        url = status.url  # without its password
         if status.error and not status.live:
             messages.append(CheckWarning(
-                f"modeld at {config.url} (alias {alias!r}) cannot be reached: {status.error}",
+                f"modeld at {url} (alias {alias!r}) cannot be reached: {status.error}",
                 hint="Start modeld, or correct the URL.", obj=obj, id="modeld.W001"))
             continue
         if not status.ready:
             messages.append(CheckWarning(
-                f"modeld at {config.url} (alias {alias!r}) is not ready.",
+                f"modeld at {url} (alias {alias!r}) is not ready.",
                 hint="It is still loading models, or some failed to load; see its log.",
                 obj=obj, id="modeld.W002"))
         for name, ready in status.models.items():
@@ -77,7 +80,7 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 reason = status.model_errors.get(name, "the server says it is not ready")
                 messages.append(CheckWarning(
                     f"Model {name!r} in MODELD[{alias!r}]['MODELS'] is not ready at "
-                    f"{config.url}: {reason}",
+                    f"{url}: {reason}",
                     hint="Add it to the model repository, or remove it from MODELS.",
                     obj=obj, id="modeld.W003"))
     return messages

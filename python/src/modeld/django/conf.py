@@ -5,7 +5,10 @@ upper-case keys::
 
     MODELD = {
         "default": {
-            "URL": "grpc://127.0.0.1:8001",   # required: grpc://host[:port] or http://host[:port][/prefix]
+            "URL": "grpc://127.0.0.1:8001",   # required, one of: grpc://host[:port],
+                                              # http://host[:port][/prefix],
+                                              # redis://[[user]:password@]host[:port][/db]
+                                              #   [?stream=KEY | ?list=KEY][&maxlen=N]
             "TIMEOUT": 2.0,                   # seconds per call (default 10.0)
             "RETRIES": 3,                     # retries of UNAVAILABLE calls (default 3)
             "BACKOFF": 0.05,                  # first retry delay in seconds (default 0.05)
@@ -29,13 +32,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from .._redis_url import parse_redis_url, redact_url
+
 DEFAULT_ALIAS = "default"
 DEFAULT_URL = "grpc://127.0.0.1:8001"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.05
 KNOWN_KEYS = ("URL", "TIMEOUT", "RETRIES", "BACKOFF", "MODELS")
-SCHEMES = ("grpc", "http")
+REDIS_HINT = ("redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N], "
+              "naming the queue modeld reads (--redis-stream / --redis-list); docs/redis.md.")
+SCHEMES = ("grpc", "http", "redis")
 
 
 @dataclass(frozen=True)
@@ -70,14 +77,21 @@ def _is_number(value: Any) -> bool:
 def _url_problem(alias: str, url: Any) -> Problem | None:
     """The rules of the client's own URL parser, checked before any client is made."""
     where = f"MODELD[{alias!r}]['URL']"
-    hint = "Use grpc://host:port or http://host:port (the port defaults to 8001 / 8000)."
+    hint = ("Use grpc://host:port, http://host:port or redis://host:port/db (the port defaults "
+            "to 8001 / 8000 / 6379).")
     if not isinstance(url, str) or not url.strip():
         return Problem("modeld.E004", f"{where} must be a non-empty string, not {url!r}.", hint)
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme in ("redis", "rediss"):
-        return Problem("modeld.E004", f"{where} = {url!r}: the Redis transport is not "
-                       "available yet.", hint)
+        # The client's own parser: the same rules, the query options (stream=, list=, maxlen=)
+        # included. Its message never shows the password.
+        try:
+            parse_redis_url(url)
+        except ValueError as error:
+            return Problem("modeld.E004", f"{where}: {error}.", REDIS_HINT)
+        return None
+    url = redact_url(url)
     if scheme not in SCHEMES:
         return Problem("modeld.E004", f"{where} = {url!r} has an unsupported scheme "
                        f"{parts.scheme!r}.", hint)

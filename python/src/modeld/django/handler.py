@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 
+from .._redis_url import redact_url
 from . import _overrides
 from .conf import AliasSettings, load
 
@@ -114,7 +115,7 @@ class _AliasClientBase:
         return getattr(self.client, name)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.alias!r} {self.url}>"
+        return f"<{type(self).__name__} {self.alias!r} {redact_url(self.url)}>"
 
 
 class AliasClient(_AliasClientBase):

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._redis_url import redact_url
+
 logger = logging.getLogger("modeld.django")
 
 
@@ -15,6 +17,7 @@ class AliasStatus:
     """What one alias's server said about itself and about the alias's ``MODELS``."""
 
     alias: str
+    #: the alias's URL, its password (if any) replaced by ``***``
     url: str
     live: bool = False
     ready: bool = False
@@ -49,14 +52,15 @@ def probe(
     Never raises: any error (unreachable server, timeout) is recorded in the status, and
     logged as a warning of logger ``modeld.django`` when ``log``.
     """
-    status = AliasStatus(alias=alias, url=url, models={name: False for name in models})
+    status = AliasStatus(alias=alias, url=redact_url(url),
+                         models={name: False for name in models})
     try:
         status.live = bool(client.live())
         status.ready = status.live and bool(client.ready())
     except Exception as error:  # a probe reports, it never raises
         status.error = _describe(error)
         if log:
-            logger.warning("modeld alias %r (%s) is unreachable: %s", alias, url,
+            logger.warning("modeld alias %r (%s) is unreachable: %s", alias, status.url,
                            status.error)
         return status
     if not status.live:
