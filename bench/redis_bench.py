@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import re
 import shlex
 import shutil
@@ -384,25 +383,11 @@ def tuned_note(results, top):
             "often (misrouted column)."]
 
 
-def tree_commit():
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout
-    commit = git("log", "--oneline", "-1").strip()
-    dirty = [line for line in git("status", "--porcelain").splitlines()
-             if not line[3:].startswith("bench/results")]
-    if dirty:
-        commit += f" plus {len(dirty)} uncommitted change(s)"
-    return commit
-
-
 def main():
     args = parse_args()
     started = time.monotonic()
-    load_before = os.getloadavg()
+    load_before = processes.warn_if_loaded("redis_bench")
     machine_start, ours_start = processes.cpu_seconds()
-    if load_before[0] > 0.5:
-        print(f"redis_bench: warning: load average {load_before[0]:.2f} before the run; other "
-              "work on this machine skews every figure", flush=True)
     work = args.build_dir / "bench-redis"
     shutil.rmtree(work, ignore_errors=True)
     bench = RedisBench(args, work)
@@ -415,13 +400,13 @@ def main():
                                    text=True).stdout.split()[2]
     info = {
         "command": shlex.join([".venv/bin/python", "bench/redis_bench.py", *sys.argv[1:]]),
-        "commit": tree_commit(), "nproc": processes.nproc(), "cpu": processes.cpu_model(),
+        "commit": processes.commit_line(ROOT, "bench/results"), "nproc": processes.nproc(), "cpu": processes.cpu_model(),
         "memory_gib": processes.memory_gib(), "redis_version": redis_version,
         "warmup_seconds": args.warmup_seconds, "seconds": args.seconds,
         "python_processes": args.python_processes, "dims": bench.dims,
         "instances": bench.instances, "threads": bench.threads, "notes": bench.notes,
         "elapsed_seconds": elapsed,
-        "load": f"load average {load_before[0]:.2f} before the run; other processes used "
+        "load": f"load average {load_before:.2f} before the run; other processes used "
                 f"{others:.0f} CPU-seconds during it ({others / (elapsed * processes.nproc()):.1%}"
                 " of the machine)"}
     args.out.mkdir(parents=True, exist_ok=True)

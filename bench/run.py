@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import re
 import shlex
 import shutil
@@ -231,13 +230,7 @@ def batch_source(results):
 
 
 def tree_info(binary):
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout
-    commit = git("log", "--oneline", "-1").strip()
-    dirty = [line for line in git("status", "--porcelain").splitlines()
-             if not line[3:].startswith("bench/")]
-    if dirty:
-        commit += f" plus {len(dirty)} uncommitted change(s) outside bench/"
+    commit = processes.commit_line(ROOT, "bench/")
     in_source = any("class DynamicBatcher" in p.read_text(errors="replace")
                     for p in (ROOT / "src" / "batching").glob("*.h"))
     in_binary = b"DynamicBatcher" in Path(binary).read_bytes()
@@ -248,11 +241,8 @@ def tree_info(binary):
 def main():
     args = parse_args()
     started = time.monotonic()
-    load_before = os.getloadavg()
+    load_before = processes.warn_if_loaded("bench")
     machine_start, ours_start = processes.cpu_seconds()
-    if load_before[0] > 0.5:
-        print(f"bench: warning: load average {load_before[0]:.2f} before the run; other work "
-              "on this machine skews every figure", flush=True)
     models = args.models.split(",")
     work = args.build_dir / "bench-run"
     shutil.rmtree(work, ignore_errors=True)
@@ -286,7 +276,7 @@ def main():
         "channels": args.channels, "models": models, "notes": notes, "setups": SETUPS,
         "batch_source": batch_source(results),
         "elapsed_seconds": elapsed,
-        "load": f"{load_before[0]:.2f} before the run (1-minute load average). Other processes "
+        "load": f"{load_before:.2f} before the run (1-minute load average). Other processes "
                 f"(not this run's) used {others:.0f} CPU-seconds during it, "
                 f"{others / (elapsed * processes.nproc()):.1%} of the machine; near 0 % "
                 "means the figures are this run's alone"}

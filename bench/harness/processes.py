@@ -230,3 +230,25 @@ def cpu_seconds():
     times = os.times()
     ours = times.user + times.system + times.children_user + times.children_system
     return busy / os.sysconf("SC_CLK_TCK"), ours
+
+
+def commit_line(root, ignore_prefix):
+    """`git log --oneline -1` of `root`, plus how many uncommitted changes lie outside
+    `ignore_prefix` (a run's own results are written there)."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True).stdout
+    commit = git("log", "--oneline", "-1").strip()
+    dirty = [line for line in git("status", "--porcelain").splitlines()
+             if not line[3:].startswith(ignore_prefix)]
+    if dirty:
+        commit += f" plus {len(dirty)} uncommitted change(s) outside {ignore_prefix}"
+    return commit
+
+
+def warn_if_loaded(name):
+    """The 1-minute load average now; warns first when other work would skew the figures."""
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"{name}: warning: load average {load:.2f} before the run; other work on this "
+              "machine skews every figure", flush=True)
+    return load
