@@ -168,3 +168,61 @@ def test_a_dead_list_consumers_work_is_taken_over_and_a_poison_item_dead_lettere
     assert client.sismember(f"{LIST}:consumers", "ghost") == 0
     assert client.hlen(f"{LIST}:deliveries") == 0
     assert metric(server, "modeld_redis_entries_requeued_total") == 2
+
+
+# 100 ms per batch of at most 4: 40 requests keep modeld busy for about a second.
+SLOWER_ECHO = """\
+name: "slower_echo"
+backend: "fake"
+max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { }
+parameters { key: "sleep_ms" value { string_value: "100" } }
+"""
+
+
+def test_redis_restarted_with_work_in_flight_loses_nothing(launch, tmp_path):
+    """Redis (with an append-only file, as a queue that must not lose work runs it) restarts
+    while modeld holds running requests and more are queued: once it is back, every request
+    gets exactly its own answer."""
+    from redis_server import RedisServer
+
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    redis_server = RedisServer(["--appendonly", "yes", "--appendfsync", "always",
+                                "--dir", str(data)])
+    try:
+        repository = write_fake_repository(tmp_path / "models")
+        (repository / "slower_echo" / "1").mkdir(parents=True)
+        (repository / "slower_echo" / "config.pbtxt").write_text(SLOWER_ECHO)
+        server = start_modeld(launch, repository, redis_server)
+        client = redis_server.client()
+        expected, messages = {}, []
+        for i in range(40):
+            values = [i, -i, 2 * i, 5]
+            message = envelope(infer_request("slower_echo", values), request_id=f"r{i}")
+            expected[message.request_id] = values
+            messages.append(message)
+        xadd(client, *messages)
+        first = wait_reply(client, messages[0].reply_key)  # modeld is working through them
+        check_echo(first, "r0", expected["r0"])
+        # Work is outstanding as Redis goes: the last request is not answered yet.
+        assert client.exists(messages[-1].reply_key) == 0
+
+        redis_server.stop()
+        wait_until(lambda: not ready(server), what="not ready while Redis is away")
+        redis_server.start()
+        wait_until(lambda: ready(server), what="ready again once Redis is back")
+
+        client = redis_server.client()
+        for message in messages[1:]:
+            check_echo(wait_reply(client, message.reply_key), message.request_id,
+                       expected[message.request_id])
+        for message in messages:  # exactly one answer each
+            assert client.llen(message.reply_key) == 0
+        assert client.xlen(f"{STREAM}:dead") == 0
+        wait_until(lambda: client.xlen(STREAM) == 0, what="every entry acknowledged and deleted")
+        assert metric(server, "modeld_redis_reconnects_total") >= 1
+    finally:
+        redis_server.close()
