@@ -60,16 +60,7 @@ class Client(ClientBase):
         ImportError: for a redis:// URL without redis-py installed.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float | None = 10.0,
-        retries: int = 3,
-        backoff: float = 0.05,
-    ) -> None:
-        super().__init__(url, timeout=timeout, retries=retries, backoff=backoff)
-        self._transport = _transport(self._endpoint)
+    _make_transport = staticmethod(_transport)
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -160,7 +160,9 @@ if hasattr(os, "register_at_fork"):
 
 
 class ClientBase:
-    """Constructor, metadata cache and request preparation of the sync and asyncio clients."""
+    """Constructor, metadata cache and request preparation of the sync and asyncio clients.
+
+    A subclass gives `_make_transport(endpoint)`, the transport of its kind for the URL."""
 
     def __init__(
         self,
@@ -182,6 +184,11 @@ class ClientBase:
         # lock: a race at worst fetches the same metadata twice.
         self._specs: dict[tuple[str, str], ModelSpec] = {}
         self._closed = False
+        self._transport: Any = self._make_transport(self._endpoint)
+
+    @staticmethod
+    def _make_transport(endpoint: Endpoint) -> Any:
+        raise NotImplementedError
 
     @property
     def retries(self) -> int:

@@ -55,16 +55,7 @@ class Client(ClientBase):
         backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float | None = 10.0,
-        retries: int = 3,
-        backoff: float = 0.05,
-    ) -> None:
-        super().__init__(url, timeout=timeout, retries=retries, backoff=backoff)
-        self._transport = _transport(self._endpoint)
+    _make_transport = staticmethod(_transport)
 
     # --- plumbing ---------------------------------------------------------------------------
 
