@@ -5,7 +5,8 @@ PY        := .venv/bin/python
 GRPC_ADDRESS ?= 127.0.0.1:8001
 HTTP_ADDRESS ?= 127.0.0.1:8000
 DEMO_ADDRESS ?= 127.0.0.1:8080
-PROTOS    := $(wildcard proto/*/*.proto)
+# The KServe and Redis messages (Python tests use TensorFlow's own for proto/tensorflow).
+PROTOS    := $(wildcard proto/kserve/*.proto proto/modeld/*.proto)
 # ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
 export CCACHE_BASEDIR := $(CURDIR)
 

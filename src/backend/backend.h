@@ -38,6 +38,25 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
+  // Whether `version_dir` holds a model this backend serves without a config.pbtxt (a
+  // TensorFlow Serving model base path, say). The model manager then writes a config naming
+  // only this backend's platform and leaves the rest to CompleteConfig. Default: never.
+  virtual bool ServesWithoutConfig(const std::filesystem::path& version_dir) {
+    (void)version_dir;
+    return false;
+  }
+
+  // Called once per model, before the config is validated, with the newest version folder the
+  // version policy selects: fills in what `config` leaves out from the model file itself and
+  // checks what it states against the model. Errors name the tensor or field and both values
+  // (INVALID_ARGUMENT), or the framework's message (INTERNAL). Default: nothing to complete.
+  virtual absl::Status CompleteConfig(const std::filesystem::path& version_dir,
+                                      inference::ModelConfig& config) {
+    (void)version_dir;
+    (void)config;
+    return absl::OkStatus();
+  }
+
   // Loads one instance of the version in `version_dir`. INVALID_ARGUMENT when the config asks
   // for something this backend cannot do (named), NOT_FOUND when the model file is missing,
   // INTERNAL when the framework fails to load it (with the framework's message).

@@ -1,7 +1,9 @@
 // BackendRegistry: which Backend serves a model, chosen from its config's backend or platform.
 #pragma once
 
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,9 +24,21 @@ class BackendRegistry {
   // The backend named by config.backend if set, else the one serving config.platform.
   // INVALID_ARGUMENT naming the unknown value and listing what is available.
   absl::StatusOr<Backend*> Find(const core::ModelConfig& config) const;
+  absl::StatusOr<Backend*> Find(const inference::ModelConfig& config) const;
+
+  // The platform of the first registered backend that serves `version_dir` without a
+  // config.pbtxt (Backend::ServesWithoutConfig), or nullopt.
+  std::optional<std::string> PlatformWithoutConfig(const std::filesystem::path& version_dir) const;
 
  private:
-  std::vector<std::unique_ptr<Backend>> backends_;
+  absl::StatusOr<Backend*> Find(const std::string& backend_name,
+                                const std::string& platform) const;
+
+  struct Entry {
+    std::unique_ptr<Backend> backend;
+    std::string platform;  // the first platform it was registered with; may be empty
+  };
+  std::vector<Entry> backends_;
   absl::flat_hash_map<std::string, Backend*> by_backend_name_;
   absl::flat_hash_map<std::string, Backend*> by_platform_;
 };

@@ -110,25 +110,6 @@ absl::StatusOr<int> InstanceCount(absl::string_view source, const inference::Mod
   return count;
 }
 
-absl::Status ValidateVersionPolicy(absl::string_view source, const inference::ModelConfig& proto) {
-  const auto& policy = proto.version_policy();
-  if (policy.has_latest() && policy.latest().num_versions() == 0) {
-    return ConfigError(source, "version_policy latest.num_versions must be at least 1");
-  }
-  if (policy.has_specific()) {
-    if (policy.specific().versions().empty()) {
-      return ConfigError(source, "version_policy specific lists no versions");
-    }
-    for (int64_t version : policy.specific().versions()) {
-      if (version < 1) {
-        return ConfigError(source, absl::StrCat("version_policy specific version ", version,
-                                                " is not a positive number"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateQueuePolicy(absl::string_view source, absl::string_view where,
                                  const inference::ModelQueuePolicy& policy) {
   if (policy.timeout_action() != inference::ModelQueuePolicy::REJECT) {
@@ -182,6 +163,25 @@ absl::Status ValidateDynamicBatching(absl::string_view source,
 
 }  // namespace
 
+absl::Status ValidateVersionPolicy(absl::string_view source, const inference::ModelConfig& proto) {
+  const auto& policy = proto.version_policy();
+  if (policy.has_latest() && policy.latest().num_versions() == 0) {
+    return ConfigError(source, "version_policy latest.num_versions must be at least 1");
+  }
+  if (policy.has_specific()) {
+    if (policy.specific().versions().empty()) {
+      return ConfigError(source, "version_policy specific lists no versions");
+    }
+    for (int64_t version : policy.specific().versions()) {
+      if (version < 1) {
+        return ConfigError(source, absl::StrCat("version_policy specific version ", version,
+                                                " is not a positive number"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 Shape ModelConfig::FullShape(const TensorSpec& spec) const {
   Shape shape;
   if (max_batch_size > 0) shape.push_back(-1);
@@ -209,7 +209,8 @@ std::optional<std::string> ModelConfig::Parameter(absl::string_view key) const {
   return it->second;
 }
 
-absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_dir) {
+absl::StatusOr<inference::ModelConfig> ReadModelConfigProto(
+    const std::filesystem::path& model_dir) {
   const std::filesystem::path path = model_dir / kConfigFileName;
   std::ifstream file(path);
   if (!file) {
@@ -217,11 +218,11 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_d
   }
   std::stringstream text;
   text << file.rdbuf();
-  return ParseModelConfig(text.str(), path.string(), model_dir.filename().string());
+  return ParseModelConfigProto(text.str(), path.string());
 }
 
-absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text, absl::string_view source,
-                                             absl::string_view model_name) {
+absl::StatusOr<inference::ModelConfig> ParseModelConfigProto(absl::string_view text,
+                                                             absl::string_view source) {
   inference::ModelConfig proto;
   google::protobuf::TextFormat::Parser parser;
   FirstErrorCollector errors;
@@ -229,6 +230,18 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text, absl::strin
   if (!parser.ParseFromString(std::string(text), &proto)) {
     return ConfigError(source, errors.error());
   }
+  return proto;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_dir) {
+  ASSIGN_OR_RETURN(inference::ModelConfig proto, ReadModelConfigProto(model_dir));
+  return ModelConfigFromProto(std::move(proto), (model_dir / kConfigFileName).string(),
+                              model_dir.filename().string());
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text, absl::string_view source,
+                                             absl::string_view model_name) {
+  ASSIGN_OR_RETURN(inference::ModelConfig proto, ParseModelConfigProto(text, source));
   return ModelConfigFromProto(std::move(proto), source, model_name);
 }
 

@@ -24,6 +24,11 @@ struct TensorSpec {
   DataType type = DataType::kFp32;
   Shape dims;                    // one item's dims as the API sees them; -1 = any size
   std::optional<Shape> reshape;  // one item's dims as the model sees them, when different
+
+  // An item of no dims of its own (a TensorFlow signature's [-1] tensor): config.pbtxt writes
+  // it as dims [1] with reshape [], so the KServe APIs see [batch, 1]. TensorFlow Serving's
+  // APIs show, take and answer it as [batch], as TensorFlow Serving does.
+  bool IsScalarItem() const { return reshape.has_value() && reshape->empty() && dims == Shape{1}; }
 };
 
 struct ModelConfig {
@@ -49,6 +54,17 @@ inline constexpr char kConfigFileName[] = "config.pbtxt";
 
 // Reads and validates <model_dir>/config.pbtxt; the model's name is the folder's name.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_dir);
+
+// The text of <model_dir>/config.pbtxt, parsed but not validated: NOT_FOUND when the file cannot
+// be read. A backend may complete the proto (from the model file) before it is validated.
+absl::StatusOr<inference::ModelConfig> ReadModelConfigProto(
+    const std::filesystem::path& model_dir);
+absl::StatusOr<inference::ModelConfig> ParseModelConfigProto(absl::string_view text,
+                                                             absl::string_view source);
+
+// Checks version_policy alone (ModelConfigFromProto checks it too), for callers that select
+// versions before the rest of the config can be validated.
+absl::Status ValidateVersionPolicy(absl::string_view source, const inference::ModelConfig& proto);
 
 // Parses config text; `source` names it in messages, `model_name` is the folder's name.
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text, absl::string_view source,

@@ -45,6 +45,12 @@ class Tensor {
   // Rows [first, first + count) of the first dimension, sharing this tensor's bytes (no
   // copy). INVALID_ARGUMENT for a scalar, rows out of range, or malformed BYTES data.
   absl::StatusOr<Tensor> SliceRows(int64_t first, int64_t count) const;
+  // The same bytes under another shape of as many elements (the caller checks that).
+  Tensor WithShape(Shape shape) const {
+    Tensor copy = *this;
+    copy.shape_ = std::move(shape);
+    return copy;
+  }
 
  private:
   DataType type_ = DataType::kFp32;

@@ -101,18 +101,39 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
     entry.status.reason = std::move(reason);
     return std::move(entry);
   };
-  absl::StatusOr<core::ModelConfig> config = core::LoadModelConfig(dir.path);
-  if (!config.ok()) return fail(std::string(config.status().message()));
-  entry.status.config = std::make_shared<const core::ModelConfig>(*std::move(config));
-  absl::StatusOr<backend::Backend*> backend = backends_.Find(*entry.status.config);
+  const std::vector<int64_t> on_disk = ListVersions(dir.path);
+  std::string source = (dir.path / core::kConfigFileName).string();
+  absl::StatusOr<inference::ModelConfig> proto = core::ReadModelConfigProto(dir.path);
+  if (absl::IsNotFound(proto.status()) && !on_disk.empty()) {
+    // No config.pbtxt: a backend may still recognise the newest version (a TensorFlow Serving
+    // model base path) and complete the config from the model itself.
+    const std::filesystem::path newest = dir.path / std::to_string(on_disk.back());
+    if (std::optional<std::string> platform = backends_.PlatformWithoutConfig(newest)) {
+      proto = inference::ModelConfig();
+      proto->set_platform(*platform);
+      source = absl::StrCat(dir.path.string(), " (no ", core::kConfigFileName, ")");
+    }
+  }
+  if (!proto.ok()) return fail(std::string(proto.status().message()));
+  absl::StatusOr<backend::Backend*> backend = backends_.Find(*proto);
   if (!backend.ok()) return fail(std::string(backend.status().message()));
+  if (absl::Status policy = core::ValidateVersionPolicy(source, *proto); !policy.ok()) {
+    return fail(std::string(policy.message()));
+  }
 
-  const std::vector<int64_t> versions =
-      SelectVersions(entry.status.config->proto.version_policy(), ListVersions(dir.path));
+  const std::vector<int64_t> versions = SelectVersions(proto->version_policy(), on_disk);
   if (versions.empty()) {
     return fail(
         absl::StrCat("no version folder (a positive number, such as 1/) in ", dir.path.string()));
   }
+  const std::filesystem::path newest = dir.path / std::to_string(versions.back());
+  if (absl::Status completed = (*backend)->CompleteConfig(newest, *proto); !completed.ok()) {
+    return fail(absl::StrCat(source, ": ", completed.message()));
+  }
+  absl::StatusOr<core::ModelConfig> config =
+      core::ModelConfigFromProto(*std::move(proto), source, dir.name);
+  if (!config.ok()) return fail(std::string(config.status().message()));
+  entry.status.config = std::make_shared<const core::ModelConfig>(*std::move(config));
   for (int64_t version : versions) {
     entry.status.versions.push_back({version, VersionState::kLoading, ""});
   }

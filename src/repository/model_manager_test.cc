@@ -190,5 +190,78 @@ TEST_F(ModelManagerTest, LoadingIsVisibleUntilEveryVersionHasLoaded) {
   EXPECT_TRUE(manager.Get("slow", std::nullopt).ok());
 }
 
+// A backend that completes configs the way the TensorFlow backend does from a signature:
+// folders holding `model.self` need no config.pbtxt.
+class SelfDescribingBackend : public backend::FakeBackend {
+ public:
+  bool ServesWithoutConfig(const std::filesystem::path& version_dir) override {
+    return std::filesystem::exists(version_dir / "model.self");
+  }
+  absl::Status CompleteConfig(const std::filesystem::path& version_dir,
+                              inference::ModelConfig& config) override {
+    completed_from_ = version_dir;
+    if (config.input().empty()) {
+      auto* input = config.add_input();
+      input->set_name("x");
+      input->set_data_type(inference::TYPE_FP32);
+      input->add_dims(2);
+    }
+    if (config.output().empty()) {
+      auto* output = config.add_output();
+      output->set_name("y");
+      output->set_data_type(inference::TYPE_FP32);
+      output->add_dims(2);
+    }
+    if (config.input(0).data_type() != inference::TYPE_FP32) {
+      return absl::InvalidArgumentError("input 'x' is declared otherwise than the model says");
+    }
+    return absl::OkStatus();
+  }
+  std::filesystem::path completed_from_;
+};
+
+class CompletionTest : public ModelManagerTest {
+ protected:
+  CompletionTest() {
+    auto backend = std::make_unique<SelfDescribingBackend>();
+    backend_ = backend.get();
+    backends_.Register("self", {"self_platform"}, std::move(backend));
+  }
+  SelfDescribingBackend* backend_;
+};
+
+TEST_F(CompletionTest, AFolderWithoutConfigIsServedWhenABackendRecognisesItsNewestVersion) {
+  repo_.WriteFile("auto/1/model.self", "");
+  repo_.WriteFile("auto/2/model.self", "");
+  repo_.WriteFile("plain/1/model.pt", "");  // recognised by nobody
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::StatusOr<ModelStatus> status = manager.Status("auto");
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(status->ready()) << status->UnavailableReason();
+  ASSERT_NE(status->config, nullptr);
+  EXPECT_EQ(status->config->platform, "self_platform");
+  EXPECT_EQ(status->config->inputs.at(0).name, "x");
+  EXPECT_EQ(backend_->completed_from_, repo_.path() / "auto" / "2");
+
+  absl::StatusOr<ModelStatus> plain = manager.Status("plain");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->ready());
+  EXPECT_THAT(plain->reason, HasSubstr("config.pbtxt: cannot be read"));
+}
+
+TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing) {
+  repo_.AddModel("bad", R"pb(platform: "self_platform"
+                             input { name: "x" data_type: TYPE_INT32 dims: [ 2 ] })pb");
+  repo_.AddModel("good", FakeConfig());
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::StatusOr<ModelStatus> bad = manager.Status("bad");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_FALSE(bad->ready());
+  EXPECT_THAT(bad->reason, HasSubstr("config.pbtxt: input 'x' is declared otherwise"));
+  EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
+}
+
 }  // namespace
 }  // namespace modeld::repository

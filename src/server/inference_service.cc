@@ -12,7 +12,8 @@ std::vector<TensorMetadata> Describe(const core::ModelConfig& config,
                                      const std::vector<core::TensorSpec>& specs) {
   std::vector<TensorMetadata> tensors;
   for (const core::TensorSpec& spec : specs) {
-    tensors.push_back({spec.name, spec.type, config.FullShape(spec)});
+    tensors.push_back({spec.name, spec.type, config.FullShape(spec),
+                       config.max_batch_size > 0 && spec.IsScalarItem()});
   }
   return tensors;
 }

@@ -28,6 +28,9 @@ struct TensorMetadata {
   std::string name;
   core::DataType type;
   core::Shape shape;  // API shape: -1 for any size, batch dimension included
+  // A batched item of no dims (core::TensorSpec::IsScalarItem): `shape` ends in a 1 that
+  // TensorFlow Serving's APIs leave out.
+  bool scalar_item = false;
 };
 
 struct ModelMetadata {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "absl/synchronization/mutex.h"
@@ -50,6 +51,10 @@ int WaitForStopSignal() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // TensorFlow (opened later, for the first SavedModel) logs its INFO lines to stderr between
+  // ours; warnings and errors are enough. Set before any thread could read the environment;
+  // a value the user set wins.
+  setenv("TF_CPP_MIN_LOG_LEVEL", "1", /*overwrite=*/0);
   absl::StatusOr<modeld::server::ParsedFlags> flags = modeld::server::ParseFlags(argc, argv);
   if (!flags.ok()) {
     std::cerr << "modeld: " << flags.status().message() << "\n";

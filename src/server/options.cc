@@ -103,6 +103,14 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return o.log_level; }},
+      {"tensorflow-library", "PATH",
+       "The libtensorflow_cc.so.2 opened for the first TensorFlow model; empty: the one found "
+       "when modeld was built (the tensorflow-cpu wheel in .venv).",
+       [](ServerOptions& o, absl::string_view v) {
+         o.tensorflow_library = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.tensorflow_library; }},
       {"redis-url", "URL",
        "Turns the Redis queue worker on: redis://[[user]:password@]host[:port][/db] "
        "(docs/redis.md).",

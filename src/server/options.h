@@ -31,6 +31,9 @@ struct ServerOptions {
   int64_t drain_timeout_seconds = 30;
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
+  // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:
+  // the one found when modeld was built (the tensorflow-cpu wheel in .venv).
+  std::string tensorflow_library;
 
   // Redis transport (docs/redis.md): a queue worker, off unless redis_url is set.
   // redis://[[user]:password@]host[:port][/db].

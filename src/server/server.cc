@@ -4,6 +4,9 @@
 #include "backend/fake/fake_backend.h"
 #include "backend/registry.h"
 #include "backend/torch/torch_backend.h"
+#ifdef MODELD_WITH_TENSORFLOW
+#include "backend/tensorflow/tensorflow_backend.h"
+#endif
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
@@ -19,9 +22,15 @@
 namespace modeld::server {
 namespace {
 
-std::unique_ptr<backend::BackendRegistry> MakeBackends() {
+std::unique_ptr<backend::BackendRegistry> MakeBackends(const ServerOptions& options) {
   auto backends = std::make_unique<backend::BackendRegistry>();
   backends->Register("pytorch", {"pytorch_libtorch"}, std::make_unique<backend::TorchBackend>());
+#ifdef MODELD_WITH_TENSORFLOW
+  backends->Register("tensorflow", {"tensorflow_savedmodel"},
+                     std::make_unique<backend::TensorFlowBackend>(options.tensorflow_library));
+#else
+  (void)options;
+#endif
   backends->Register("fake", {}, std::make_unique<backend::FakeBackend>());
   return backends;
 }
@@ -60,7 +69,7 @@ class ModeldServer : public Server {
  public:
   explicit ModeldServer(const ServerOptions& options)
       : options_(options),
-        backends_(MakeBackends()),
+        backends_(MakeBackends(options)),
         models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_),
                 &metrics_),
         service_(models_, clock_, &metrics_),

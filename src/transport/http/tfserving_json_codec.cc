@@ -166,7 +166,9 @@ void WriteTensorInfos(JsonWriter& writer, const std::vector<server::TensorMetada
     writer.Key("dtype");
     WriteString(writer, TfDataTypeName(tensor.type));
     writer.Key("tensor_shape");
-    WriteTensorShape(writer, tensor.shape);
+    core::Shape shape = tensor.shape;
+    if (tensor.scalar_item) shape.pop_back();
+    WriteTensorShape(writer, shape);
     writer.Key("name");
     WriteSanitizedString(writer, tensor.name);
     writer.EndObject();
@@ -222,10 +224,11 @@ absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
           absl::StrCat("\"signature_name\" must be a string, got ", JsonTypeName(*signature)));
     }
     const absl::string_view name(signature->GetString(), signature->GetStringLength());
-    if (!name.empty() && name != kDefaultSignature) {
+    const std::string served = config.Parameter("signature_name").value_or(kDefaultSignature);
+    if (!name.empty() && name != served) {
       return absl::InvalidArgumentError(absl::StrCat("signature_name '", name,
                                                      "' not found; model '", config.name,
-                                                     "' has only '", kDefaultSignature, "'"));
+                                                     "' has only '", served, "'"));
     }
   }
   const Value* instances = Member(doc, "instances");
@@ -244,13 +247,31 @@ absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
   } else {
     RETURN_IF_ERROR(DecodeColumns(*inputs, config, out.request));
   }
+  if (config.max_batch_size > 0) {
+    for (const core::TensorSpec& spec : config.inputs) {
+      auto it = out.request.inputs.find(spec.name);
+      if (spec.IsScalarItem() && it != out.request.inputs.end() &&
+          it->second.shape().size() == 1) {
+        it->second = it->second.WithShape({it->second.shape()[0], 1});
+      }
+    }
+  }
   return out;
 }
 
 absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& response,
-                                                  bool row_format) {
+                                                  bool row_format,
+                                                  const core::ModelConfig& config) {
   std::vector<TensorJsonWriter> writers;
+  std::vector<core::Shape> shapes;  // as TensorFlow Serving shows them
   for (const core::NamedTensor& output : response.outputs) {
+    core::Shape shape = output.tensor.shape();
+    const core::TensorSpec* spec = config.FindOutput(output.name);
+    if (config.max_batch_size > 0 && spec != nullptr && spec->IsScalarItem() &&
+        shape.size() == 2 && shape[1] == 1) {
+      shape.pop_back();
+    }
+    shapes.push_back(std::move(shape));
     const BytesStyle style =
         absl::EndsWith(output.name, "_bytes") ? BytesStyle::kB64 : BytesStyle::kStringOrB64;
     ASSIGN_OR_RETURN(
@@ -267,7 +288,7 @@ absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& res
     if (several) json.StartObject();
     for (size_t i = 0; i < writers.size(); ++i) {
       if (several) WriteSanitizedString(json, response.outputs[i].name);
-      writers[i].WriteNested(json, response.outputs[i].tensor.shape(), 0);
+      writers[i].WriteNested(json, shapes[i], 0);
     }
     if (several) json.EndObject();
     json.EndObject();
@@ -275,8 +296,9 @@ absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& res
   }
   // Row format: split every output along its first dimension.
   int64_t rows = -1;
-  for (const core::NamedTensor& output : response.outputs) {
-    const core::Shape& shape = output.tensor.shape();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const core::NamedTensor& output = response.outputs[i];
+    const core::Shape& shape = shapes[i];
     if (shape.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("output '", output.name,
@@ -298,8 +320,7 @@ absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& res
   for (int64_t row = 0; row < rows; ++row) {
     if (several) json.StartObject();
     for (size_t i = 0; i < writers.size(); ++i) {
-      const core::Shape& shape = response.outputs[i].tensor.shape();
-      const core::Shape inner(shape.begin() + 1, shape.end());
+      const core::Shape inner(shapes[i].begin() + 1, shapes[i].end());
       if (several) WriteSanitizedString(json, response.outputs[i].name);
       writers[i].WriteNested(json, inner, row * core::ElementCount(inner));
     }

@@ -31,10 +31,12 @@ struct TfPredictRequest {
 // one-input model, else objects naming every input. Columnar format: "inputs" is one tensor
 // (one-input models) or an object of tensors by input name; shapes are taken whole. BYTES
 // values are strings or {"b64": "..."}; NaN and Infinity are accepted. INVALID_ARGUMENT naming
-// the problem for: malformed JSON, a signature_name other than serving_default, both or
+// the problem for: malformed JSON, a signature_name other than the served one (the config's
+// signature_name parameter, else serving_default), both or
 // neither of instances/inputs, rows for a model without a batch dimension, unknown or missing
 // inputs, ragged lists, rows that disagree on an input's shape, and values of the wrong type
-// or range for the input's datatype.
+// or range for the input's datatype. A batched input whose items have no dims
+// (core::TensorSpec::IsScalarItem) is taken as [batch], as TensorFlow Serving takes it.
 absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
                                                       const core::ModelConfig& config);
 
@@ -42,9 +44,11 @@ absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
 // are several outputs; every output must share the batch dimension) or {"outputs": ...}
 // (columnar: the tensor, or an object of tensors by name). Outputs named *_bytes are written
 // as {"b64": ...}; other BYTES as strings, or b64 when not UTF-8. INVALID_ARGUMENT when row
-// format meets outputs without a common batch dimension.
+// format meets outputs without a common batch dimension. `config` is the model's: a batched
+// output whose items have no dims (core::TensorSpec::IsScalarItem) is written as [batch].
 absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& response,
-                                                  bool row_format);
+                                                  bool row_format,
+                                                  const core::ModelConfig& config);
 
 // One entry of GetModelStatus: state is START, LOADING, AVAILABLE, UNLOADING or END;
 // error_code a tensorflow.error.Code name ("OK" when healthy).

@@ -127,18 +127,64 @@ core::InferResponse TwoOutputs() {
 TEST(TfPredictEncodeTest, RowAndColumnarAnswers) {
   core::InferResponse one;
   one.outputs.push_back(TwoOutputs().outputs[0]);
-  EXPECT_EQ(*EncodePredictResponse(one, true), R"({"predictions":[[1.5,2],[3,-4]]})");
-  EXPECT_EQ(*EncodePredictResponse(one, false), R"({"outputs":[[1.5,2],[3,-4]]})");
-  EXPECT_EQ(*EncodePredictResponse(TwoOutputs(), true),
+  EXPECT_EQ(*EncodePredictResponse(one, true, kLinear), R"({"predictions":[[1.5,2],[3,-4]]})");
+  EXPECT_EQ(*EncodePredictResponse(one, false, kLinear), R"({"outputs":[[1.5,2],[3,-4]]})");
+  EXPECT_EQ(*EncodePredictResponse(TwoOutputs(), true, kLinear),
             R"({"predictions":[{"y":[1.5,2],"label_bytes":{"b64":"YQ=="}},)"
             R"({"y":[3,-4],"label_bytes":{"b64":"Yg=="}}]})");
-  EXPECT_EQ(*EncodePredictResponse(TwoOutputs(), false),
+  EXPECT_EQ(*EncodePredictResponse(TwoOutputs(), false, kLinear),
             R"({"outputs":{"y":[[1.5,2],[3,-4]],"label_bytes":[{"b64":"YQ=="},{"b64":"Yg=="}]}})");
 
   core::InferResponse mismatched = TwoOutputs();
   mismatched.outputs[1].tensor = core::Tensor::Owning(core::DataType::kBytes, {0}, "");
-  EXPECT_THAT(EncodePredictResponse(mismatched, true).status().message(),
+  EXPECT_THAT(EncodePredictResponse(mismatched, true, kLinear).status().message(),
               HasSubstr("output 'label_bytes' has shape [0], which does not share the batch"));
+}
+
+// A TensorFlow signature's [-1] string tensor: dims [1] reshaped to [] (config completion).
+TEST(TfPredictTest, ScalarItemsAreTakenAndAnsweredWithoutTheTrailingOne) {
+  core::ModelConfig config = Config(8, {{"text", core::DataType::kBytes, {1}, core::Shape{}}});
+  config.outputs = {{"length", core::DataType::kInt32, {1}, core::Shape{}},
+                    {"y", core::DataType::kFp32, {1}, std::nullopt}};
+  for (const char* body : {R"({"instances": ["ab", "c"]})", R"({"inputs": ["ab", "c"]})"}) {
+    absl::StatusOr<TfPredictRequest> decoded = DecodePredictRequest(body, config);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->request.inputs.at("text").shape(), (core::Shape{2, 1})) << body;
+  }
+  // The KServe form [batch, 1] is taken as it is.
+  absl::StatusOr<TfPredictRequest> decoded =
+      DecodePredictRequest(R"({"instances": [["ab"], ["c"]]})", config);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->request.inputs.at("text").shape(), (core::Shape{2, 1}));
+
+  core::InferResponse response;
+  const int32_t lengths[2] = {2, 1};
+  const float y[2] = {0.5f, 1.5f};
+  response.outputs.push_back(
+      {"length", core::Tensor::Owning(core::DataType::kInt32, {2, 1},
+                                      std::string(reinterpret_cast<const char*>(lengths), 8))});
+  // An output whose dims really are [1] keeps them.
+  response.outputs.push_back(
+      {"y", core::Tensor::Owning(core::DataType::kFp32, {2, 1},
+                                 std::string(reinterpret_cast<const char*>(y), 8))});
+  EXPECT_EQ(*EncodePredictResponse(response, true, config),
+            R"({"predictions":[{"length":2,"y":[0.5]},{"length":1,"y":[1.5]}]})");
+  EXPECT_EQ(*EncodePredictResponse(response, false, config),
+            R"({"outputs":{"length":[2,1],"y":[[0.5],[1.5]]}})");
+}
+
+TEST(TfPredictTest, TheServedSignatureNameIsAccepted) {
+  core::ModelConfig config = kLinear;
+  config.parameters["signature_name"] = "triple";
+  EXPECT_TRUE(DecodePredictRequest(R"({"signature_name": "triple", "instances": [[1, 2, 3]]})",
+                                   config)
+                  .ok());
+  EXPECT_THAT(
+      DecodePredictRequest(R"({"signature_name": "serving_default", "instances": [[1, 2, 3]]})",
+                           config)
+          .status()
+          .message(),
+      HasSubstr("signature_name 'serving_default' not found; model 'm' has only 'triple'"));
 }
 
 TEST(TfStatusAndMetadataTest, WriteTfServingShapes) {

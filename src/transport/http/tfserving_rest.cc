@@ -69,10 +69,11 @@ void TfServingRest::Metadata(absl::string_view model, absl::string_view version,
 
 void TfServingRest::Predict(std::shared_ptr<const Request> request, absl::string_view model,
                             absl::string_view version, Reply reply) {
+  std::shared_ptr<const core::ModelConfig> config;
   absl::StatusOr<TfPredictRequest> decoded = [&]() -> absl::StatusOr<TfPredictRequest> {
     ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     // The config says how to read the JSON: input names, datatypes, batching.
-    ASSIGN_OR_RETURN(auto config, service_.Config(model, wanted));
+    ASSIGN_OR_RETURN(config, service_.Config(model, wanted));
     ASSIGN_OR_RETURN(TfPredictRequest predict, DecodePredictRequest(request->body, *config));
     predict.request.model_name = std::string(model);
     predict.request.model_version = wanted;
@@ -83,10 +84,11 @@ void TfServingRest::Predict(std::shared_ptr<const Request> request, absl::string
     return;
   }
   service_.Infer(std::move(decoded->request),
-                 [row_format = decoded->row_format,
+                 [row_format = decoded->row_format, config = std::move(config),
                   reply = std::move(reply)](absl::StatusOr<core::InferResponse> result) mutable {
                    absl::StatusOr<std::string> body =
-                       result.ok() ? EncodePredictResponse(*result, row_format) : result.status();
+                       result.ok() ? EncodePredictResponse(*result, row_format, *config)
+                                   : result.status();
                    std::move(reply)(body.ok() ? JsonResponse(*std::move(body))
                                               : StatusResponse(body.status()));
                  });

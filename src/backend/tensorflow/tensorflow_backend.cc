@@ -1,0 +1,274 @@
+#include "backend/tensorflow/tensorflow_backend.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "backend/tensorflow/saved_model.h"
+#include "backend/tensorflow/tf_api.h"
+#include "backend/tensorflow/tf_tensor.h"
+#include "common/status_macros.h"
+#include "tensorflow/config.pb.h"
+
+namespace modeld::backend {
+namespace {
+
+constexpr char kIntraOpThreadsParameter[] = "intra_op_thread_count";
+constexpr char kInterOpThreadsParameter[] = "inter_op_thread_count";
+
+// A TF_Status, deleted on scope exit.
+class TfStatus {
+ public:
+  explicit TfStatus(const TfApi& api) : api_(api), status_(api.TF_NewStatus()) {}
+  ~TfStatus() { api_.TF_DeleteStatus(status_); }
+  TfStatus(const TfStatus&) = delete;
+  TfStatus& operator=(const TfStatus&) = delete;
+
+  TF_Status* get() const { return status_; }
+  bool ok() const { return api_.TF_GetCode(status_) == TF_OK; }
+  // TensorFlow's message as an INTERNAL error, after `context` when given.
+  absl::Status Error(absl::string_view context) const {
+    const absl::string_view message = absl::StripTrailingAsciiWhitespace(api_.TF_Message(status_));
+    return absl::InternalError(context.empty() ? std::string(message)
+                                               : absl::StrCat(context, ": ", message));
+  }
+
+ private:
+  const TfApi& api_;
+  TF_Status* const status_;
+};
+
+absl::StatusOr<int> ThreadCount(const core::ModelConfig& config, absl::string_view parameter,
+                                int fallback) {
+  const std::optional<std::string> text = config.Parameter(parameter);
+  if (!text.has_value()) return fallback;
+  int threads = 0;
+  if (!absl::SimpleAtoi(*text, &threads) || threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter ", parameter, " '", *text, "' is not a positive integer"));
+  }
+  return threads;
+}
+
+// Session options: this instance's own thread pools, sized from the config.
+absl::StatusOr<std::string> SessionConfig(const core::ModelConfig& config) {
+  const int hardware = static_cast<int>(std::thread::hardware_concurrency());
+  ASSIGN_OR_RETURN(const int intra,
+                   ThreadCount(config, kIntraOpThreadsParameter,
+                               std::max(1, hardware / std::max(1, config.instance_count))));
+  ASSIGN_OR_RETURN(const int inter, ThreadCount(config, kInterOpThreadsParameter, 1));
+  tensorflow::ConfigProto proto;
+  proto.set_intra_op_parallelism_threads(intra);
+  proto.set_inter_op_parallelism_threads(inter);
+  proto.set_use_per_session_threads(true);
+  return proto.SerializeAsString();
+}
+
+class TensorFlowModel : public Model {
+ public:
+  TensorFlowModel(const TfApi& api, core::ModelConfig config, TF_Graph* graph,
+                  TF_Session* session, std::vector<TF_Output> feeds,
+                  std::vector<TF_Output> fetches)
+      : api_(api),
+        config_(std::move(config)),
+        graph_(graph),
+        session_(session),
+        feeds_(std::move(feeds)),
+        fetches_(std::move(fetches)) {}
+
+  ~TensorFlowModel() override {
+    TfStatus status(api_);
+    api_.TF_CloseSession(session_, status.get());
+    api_.TF_DeleteSession(session_, status.get());
+    api_.TF_DeleteGraph(graph_);
+  }
+
+  absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) override {
+    const bool batched = config_.max_batch_size > 0;
+    std::optional<int64_t> batch;
+    std::vector<TfTensor> feed_tensors;
+    std::vector<TF_Tensor*> feed_values;
+    feed_tensors.reserve(config_.inputs.size());
+    for (const core::TensorSpec& spec : config_.inputs) {
+      auto it = inputs.find(spec.name);
+      if (it == inputs.end()) {
+        return absl::InternalError(absl::StrCat("input '", spec.name, "' is missing"));
+      }
+      if (batched && !batch.has_value() && !it->second.shape().empty()) {
+        batch = it->second.shape()[0];
+      }
+      ASSIGN_OR_RETURN(TfTensor tensor, ToTfTensor(api_, it->second, spec, batched));
+      feed_values.push_back(tensor.get());
+      feed_tensors.push_back(std::move(tensor));
+    }
+
+    std::vector<TF_Tensor*> fetched(fetches_.size(), nullptr);
+    TfStatus status(api_);
+    api_.TF_SessionRun(session_, /*run_options=*/nullptr, feeds_.data(), feed_values.data(),
+                       static_cast<int>(feeds_.size()), fetches_.data(), fetched.data(),
+                       static_cast<int>(fetches_.size()), /*target_opers=*/nullptr, 0,
+                       /*run_metadata=*/nullptr, status.get());
+    std::vector<TfTensor> results;
+    results.reserve(fetched.size());
+    for (TF_Tensor* tensor : fetched) results.emplace_back(api_, tensor);
+    if (!status.ok()) return status.Error("");
+
+    core::TensorMap outputs;
+    outputs.reserve(results.size());
+    for (size_t i = 0; i < results.size(); ++i) {
+      const core::TensorSpec& spec = config_.outputs[i];
+      ASSIGN_OR_RETURN(outputs[spec.name],
+                       FromTfTensor(api_, std::move(results[i]), spec, batch));
+    }
+    // Only now may the feeds go: a string output that aliases a feed was copied above.
+    feed_tensors.clear();
+    return outputs;
+  }
+
+ private:
+  const TfApi& api_;
+  const core::ModelConfig config_;
+  TF_Graph* const graph_;
+  TF_Session* const session_;
+  const std::vector<TF_Output> feeds_;    // one per config input, in config order
+  const std::vector<TF_Output> fetches_;  // one per config output, in config order
+};
+
+// The graph endpoint of a signature tensor ("operation:index").
+absl::StatusOr<TF_Output> Endpoint(const TfApi& api, TF_Graph* graph,
+                                   const tensorflow::TensorInfo& info, absl::string_view key) {
+  const std::string& name = info.name();
+  std::string operation = name;
+  int index = 0;
+  if (const size_t colon = name.rfind(':'); colon != std::string::npos) {
+    operation = name.substr(0, colon);
+    if (!absl::SimpleAtoi(absl::string_view(name).substr(colon + 1), &index) || index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("signature tensor '", key, "' names graph tensor '", name, "'"));
+    }
+  }
+  TF_Operation* op = api.TF_GraphOperationByName(graph, operation.c_str());
+  if (op == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("signature tensor '", key,
+                                                   "' names operation '", operation,
+                                                   "', which the graph does not have"));
+  }
+  return TF_Output{op, index};
+}
+
+}  // namespace
+
+TensorFlowBackend::TensorFlowBackend(std::string library)
+    : library_(library.empty() ? DefaultLibrary() : std::move(library)) {}
+
+std::string TensorFlowBackend::DefaultLibrary() {
+#ifdef MODELD_TENSORFLOW_LIBRARY
+  return MODELD_TENSORFLOW_LIBRARY;
+#else
+  return "";
+#endif
+}
+
+bool TensorFlowBackend::ServesWithoutConfig(const std::filesystem::path& version_dir) {
+  return savedmodel::FindSavedModelDir(version_dir).has_value();
+}
+
+absl::Status TensorFlowBackend::CompleteConfig(const std::filesystem::path& version_dir,
+                                               inference::ModelConfig& config) {
+  const std::optional<std::filesystem::path> dir = savedmodel::FindSavedModelDir(version_dir);
+  if (!dir.has_value()) {
+    return absl::NotFoundError(absl::StrCat("version folder ", version_dir.string(),
+                                            " holds no SavedModel (saved_model.pb in it or in "
+                                            "model.savedmodel/)"));
+  }
+  ASSIGN_OR_RETURN(const tensorflow::MetaGraphDef meta_graph,
+                   savedmodel::ReadServingMetaGraph(*dir));
+  const std::string signature_name = savedmodel::SignatureName(config);
+  ASSIGN_OR_RETURN(const tensorflow::SignatureDef signature,
+                   savedmodel::FindSignature(meta_graph, signature_name));
+  return savedmodel::CompleteConfigFromSignature(signature, signature_name, config);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
+    const core::ModelConfig& config, const std::filesystem::path& version_dir) {
+  const std::optional<std::filesystem::path> dir = savedmodel::FindSavedModelDir(version_dir);
+  if (!dir.has_value()) {
+    return absl::NotFoundError(absl::StrCat("no SavedModel (saved_model.pb) in ",
+                                            version_dir.string(), " or in its model.savedmodel/"));
+  }
+  ASSIGN_OR_RETURN(const std::string session_config, SessionConfig(config));
+  ASSIGN_OR_RETURN(const TfApi* api, LoadTfApi(library_));
+
+  TfStatus status(*api);
+  std::unique_ptr<TF_SessionOptions, decltype(api->TF_DeleteSessionOptions)> options(
+      api->TF_NewSessionOptions(), api->TF_DeleteSessionOptions);
+  api->TF_SetConfig(options.get(), session_config.data(), session_config.size(), status.get());
+  if (!status.ok()) return status.Error("setting the session's thread pools");
+
+  std::unique_ptr<TF_Graph, decltype(api->TF_DeleteGraph)> graph(api->TF_NewGraph(),
+                                                                 api->TF_DeleteGraph);
+  std::unique_ptr<TF_Buffer, decltype(api->TF_DeleteBuffer)> meta_graph_buffer(
+      api->TF_NewBuffer(), api->TF_DeleteBuffer);
+  const char* tags[] = {savedmodel::kServeTag};
+  TF_Session* session = api->TF_LoadSessionFromSavedModel(
+      options.get(), /*run_options=*/nullptr, dir->c_str(), tags, 1, graph.get(),
+      meta_graph_buffer.get(), status.get());
+  if (!status.ok()) return status.Error(absl::StrCat("loading ", dir->string()));
+  auto close_session = [&] {
+    TfStatus ignored(*api);
+    api->TF_CloseSession(session, ignored.get());
+    api->TF_DeleteSession(session, ignored.get());
+  };
+
+  tensorflow::MetaGraphDef meta_graph;
+  if (!meta_graph.ParseFromArray(meta_graph_buffer->data,
+                                 static_cast<int>(meta_graph_buffer->length))) {
+    close_session();
+    return absl::InternalError(
+        absl::StrCat("loading ", dir->string(), ": TensorFlow's MetaGraphDef does not parse"));
+  }
+  const std::string signature_name = savedmodel::SignatureName(config.proto);
+  absl::StatusOr<tensorflow::SignatureDef> signature =
+      savedmodel::FindSignature(meta_graph, signature_name);
+  std::vector<TF_Output> feeds;
+  std::vector<TF_Output> fetches;
+  absl::Status endpoints = signature.status();
+  auto resolve = [&](const google::protobuf::Map<std::string, tensorflow::TensorInfo>& map,
+                     const std::vector<core::TensorSpec>& specs, std::vector<TF_Output>& out) {
+    for (const core::TensorSpec& spec : specs) {
+      if (!endpoints.ok()) return;
+      auto it = map.find(spec.name);
+      if (it == map.end()) {
+        // CompleteConfig checked the newest version; an older one may differ.
+        endpoints = absl::InvalidArgumentError(absl::StrCat(
+            "signature '", signature_name, "' of ", dir->string(), " has no tensor '", spec.name,
+            "'"));
+        return;
+      }
+      absl::StatusOr<TF_Output> endpoint = Endpoint(*api, graph.get(), it->second, spec.name);
+      if (!endpoint.ok()) {
+        endpoints = endpoint.status();
+        return;
+      }
+      out.push_back(*endpoint);
+    }
+  };
+  if (signature.ok()) {
+    resolve(signature->inputs(), config.inputs, feeds);
+    resolve(signature->outputs(), config.outputs, fetches);
+  }
+  if (!endpoints.ok()) {
+    close_session();
+    return endpoints;
+  }
+  return std::make_unique<TensorFlowModel>(*api, config, graph.release(), session,
+                                           std::move(feeds), std::move(fetches));
+}
+
+}  // namespace modeld::backend

@@ -1,0 +1,57 @@
+#include "backend/tensorflow/tf_api.h"
+
+#include <dlfcn.h>
+
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+
+namespace modeld::backend {
+namespace {
+
+absl::Mutex mu;
+const TfApi* loaded ABSL_GUARDED_BY(mu) = nullptr;
+
+absl::StatusOr<const TfApi*> Open(const std::string& library) {
+  if (library.empty()) {
+    return absl::FailedPreconditionError(
+        "no TensorFlow library: modeld was built without the tensorflow-cpu wheel and "
+        "--tensorflow-library is not set");
+  }
+  void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  if (handle == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the TensorFlow library cannot be loaded: ", dlerror()));
+  }
+  auto api = std::make_unique<TfApi>();
+  api->library = library;
+  std::string missing;
+#define MODELD_TF_RESOLVE(name)                                                 \
+  api->name = reinterpret_cast<decltype(api->name)>(dlsym(handle, #name));      \
+  if (api->name == nullptr) absl::StrAppend(&missing, missing.empty() ? "" : ", ", #name);
+  MODELD_TF_FUNCTIONS(MODELD_TF_RESOLVE)
+#undef MODELD_TF_RESOLVE
+  if (!missing.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(library, " lacks TensorFlow C API functions: ", missing));
+  }
+  spdlog::info("TensorFlow {} loaded from {}", api->TF_Version(), library);
+  return api.release();  // lives as long as the process, like the library
+}
+
+}  // namespace
+
+absl::StatusOr<const TfApi*> LoadTfApi(const std::string& library) {
+  absl::MutexLock lock(&mu);
+  if (loaded == nullptr) {
+    absl::StatusOr<const TfApi*> api = Open(library);
+    if (!api.ok()) return api.status();
+    loaded = *api;
+  }
+  return loaded;
+}
+
+}  // namespace modeld::backend
