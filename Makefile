@@ -70,6 +70,7 @@ python-test:
 bench: build models
 	@$(PY) bench/run.py $(BENCH_ARGS)
 	@$(PY) bench/redis_bench.py
+	@$(PY) bench/tf_bench.py
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
 
 format:
