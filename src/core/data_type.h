@@ -6,6 +6,7 @@
 
 #include "absl/strings/string_view.h"
 #include "kserve/model_config.pb.h"
+#include "tensorflow/types.pb.h"
 
 namespace modeld::core {
 
@@ -35,6 +36,11 @@ std::optional<DataType> DataTypeFromName(absl::string_view name);
 // types modeld does not serve (TYPE_BF16).
 std::optional<DataType> DataTypeFromConfig(inference::DataType type);
 inference::DataType DataTypeToConfig(DataType type);
+
+// TensorFlow's dtypes (DT_STRING is BYTES); nullopt for those modeld does not serve
+// (bfloat16, complex, quantized, resource, variant).
+std::optional<DataType> DataTypeFromTf(tensorflow::DataType type);
+tensorflow::DataType DataTypeToTf(DataType type);
 
 // Bytes per element; 0 for BYTES, whose elements vary in size.
 int64_t DataTypeSize(DataType type);

@@ -12,7 +12,15 @@ TEST(DataTypeTest, NamesRoundTrip) {
         DataType::kFp32, DataType::kFp64, DataType::kBytes}) {
     EXPECT_EQ(DataTypeFromName(DataTypeName(type)), type) << DataTypeName(type);
     EXPECT_EQ(DataTypeFromConfig(DataTypeToConfig(type)), type) << DataTypeName(type);
+    EXPECT_EQ(DataTypeFromTf(DataTypeToTf(type)), type) << DataTypeName(type);
   }
+}
+
+TEST(DataTypeTest, TensorFlowTypes) {
+  EXPECT_EQ(DataTypeToTf(DataType::kFp16), tensorflow::DT_HALF);
+  EXPECT_EQ(DataTypeFromTf(tensorflow::DT_STRING), DataType::kBytes);
+  EXPECT_FALSE(DataTypeFromTf(tensorflow::DT_BFLOAT16).has_value());
+  EXPECT_FALSE(DataTypeFromTf(tensorflow::DT_COMPLEX64).has_value());
 }
 
 TEST(DataTypeTest, StringInConfigIsBytesOnTheWire) {

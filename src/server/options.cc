@@ -54,6 +54,14 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return o.grpc_address; }},
+      {"tfserving-grpc-address", "HOST:PORT",
+       "Also serve TensorFlow Serving's gRPC API (PredictionService, ModelService) alone here, "
+       "as on port 8500 (it is on --grpc-address too); empty: off.",
+       [](ServerOptions& o, absl::string_view v) {
+         o.tfserving_grpc_address = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.tfserving_grpc_address; }},
       {"grpc-max-message-bytes", "N",
        "Largest gRPC message received or sent; larger requests get RESOURCE_EXHAUSTED.",
        [](ServerOptions& o, absl::string_view v) {

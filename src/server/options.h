@@ -15,6 +15,9 @@ struct ServerOptions {
   std::string grpc_address = "127.0.0.1:8001";
   // Largest gRPC message received or sent; a bigger request gets RESOURCE_EXHAUSTED.
   int64_t grpc_max_message_bytes = int64_t{64} << 20;
+  // host:port for TensorFlow Serving's gRPC services alone (they are on grpc_address too);
+  // empty: off. For drop-in set-ups whose clients dial port 8500.
+  std::string tfserving_grpc_address;
   // host:port for HTTP/1.1 (KServe V2 REST, TensorFlow Serving REST, /metrics). Loopback by
   // default; port 0 picks a free port (logged).
   std::string http_address = "127.0.0.1:8000";

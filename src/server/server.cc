@@ -15,6 +15,7 @@
 #include "repository/model_manager.h"
 #include "server/inference_service.h"
 #include "transport/grpc_kserve/kserve_service.h"
+#include "transport/grpc_tfserving/tfserving_service.h"
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
 #include "transport/redis/redis_transport.h"
@@ -74,6 +75,10 @@ class ModeldServer : public Server {
                 &metrics_),
         service_(models_, clock_, &metrics_),
         kserve_(service_),
+        tfserving_predict_(service_),
+        tfserving_models_(service_),
+        tfserving_predict_only_(service_),
+        tfserving_models_only_(service_),
         // metrics: GET /metrics serves this registry's text.
         http_router_(service_, [this] { return metrics_.Render(); }) {
     metrics_.AddCollector(metrics::AppendProcessMetrics);
@@ -90,22 +95,21 @@ class ModeldServer : public Server {
       // Before any transport serves: ServerReady is false while the worker cannot reach Redis.
       service_.AddReadinessCondition([worker = redis_.get()] { return worker->Ready(); });
     }
-    grpc::ServerBuilder builder;
-    const int max_bytes = static_cast<int>(
-        std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
-    builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
-    // Without this, gRPC binds with SO_REUSEPORT and a second modeld on a taken port would
-    // silently share its connections instead of failing at start.
-    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    builder.SetMaxReceiveMessageSize(max_bytes);
-    builder.SetMaxSendMessageSize(max_bytes);
-    builder.RegisterService(&kserve_);
-    grpc_ = builder.BuildAndStart();
-    if (grpc_ == nullptr || grpc_port_ == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", options_.grpc_address,
-                                                 " (address in use or malformed?)"));
-    }
+    // One gRPC server for KServe V2 and TensorFlow Serving's services...
+    ASSIGN_OR_RETURN(grpc_, StartGrpc(options_.grpc_address,
+                                      {&kserve_, &tfserving_predict_, &tfserving_models_},
+                                      grpc_port_));
     spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
+    // ...and, when asked, TensorFlow Serving's alone on a port of its own (8500 in a drop-in
+    // set-up). A service object serves one server, hence the second pair.
+    if (!options_.tfserving_grpc_address.empty()) {
+      int port = 0;
+      ASSIGN_OR_RETURN(tfserving_grpc_,
+                       StartGrpc(options_.tfserving_grpc_address,
+                                 {&tfserving_predict_only_, &tfserving_models_only_}, port));
+      spdlog::info("TensorFlow Serving gRPC listening on {}:{}",
+                   HostOf(options_.tfserving_grpc_address), port);
+    }
 
     transport::http::HttpServerOptions http;
     http.address = options_.http_address;
@@ -123,6 +127,27 @@ class ModeldServer : public Server {
   }
 
   int grpc_port() const override { return grpc_port_; }
+
+  absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(const std::string& address,
+                                                          std::vector<grpc::Service*> services,
+                                                          int& port) const {
+    grpc::ServerBuilder builder;
+    const int max_bytes = static_cast<int>(
+        std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+    // Without this, gRPC binds with SO_REUSEPORT and a second modeld on a taken port would
+    // silently share its connections instead of failing at start.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.SetMaxReceiveMessageSize(max_bytes);
+    builder.SetMaxSendMessageSize(max_bytes);
+    for (grpc::Service* service : services) builder.RegisterService(service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (server == nullptr || port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve gRPC on ", address, " (address in use or malformed?)"));
+    }
+    return server;
+  }
 
   void Shutdown() override {
     spdlog::info("shutting down: finishing in-flight requests (up to {} s)",
@@ -143,6 +168,9 @@ class ModeldServer : public Server {
     if (redis_ != nullptr) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (tfserving_grpc_ != nullptr) {
+      tfserving_grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    }
     http_->Shutdown(absl::Seconds(1));
     models_.DrainAll();
     spdlog::info("shut down");
@@ -159,8 +187,14 @@ class ModeldServer : public Server {
   // them: their readiness checks call it.
   std::unique_ptr<transport::redis::RedisWorker> redis_;
   transport::grpc_kserve::KServeGrpcService kserve_;
+  transport::grpc_tfserving::TfServingPredictionService tfserving_predict_;
+  transport::grpc_tfserving::TfServingModelService tfserving_models_;
   std::unique_ptr<grpc::Server> grpc_;
   int grpc_port_ = 0;
+  // --tfserving-grpc-address: TensorFlow Serving's services on a port of their own.
+  transport::grpc_tfserving::TfServingPredictionService tfserving_predict_only_;
+  transport::grpc_tfserving::TfServingModelService tfserving_models_only_;
+  std::unique_ptr<grpc::Server> tfserving_grpc_;
   transport::http::Router http_router_;
   std::unique_ptr<transport::http::HttpServer> http_;  // after its router: destroyed first
 };

@@ -1,7 +1,6 @@
 #include "backend/tensorflow/saved_model.h"
 
 #include <algorithm>
-#include <array>
 #include <fstream>
 #include <system_error>
 #include <utility>
@@ -18,26 +17,6 @@ namespace {
 
 constexpr char kSavedModelFile[] = "saved_model.pb";
 constexpr char kTritonFolder[] = "model.savedmodel";
-
-struct TypePair {
-  core::DataType type;
-  tensorflow::DataType tf_type;
-};
-
-constexpr std::array<TypePair, 12> kTypePairs = {{
-    {core::DataType::kBool, tensorflow::DT_BOOL},
-    {core::DataType::kUint8, tensorflow::DT_UINT8},
-    {core::DataType::kUint16, tensorflow::DT_UINT16},
-    {core::DataType::kUint32, tensorflow::DT_UINT32},
-    {core::DataType::kUint64, tensorflow::DT_UINT64},
-    {core::DataType::kInt8, tensorflow::DT_INT8},
-    {core::DataType::kInt16, tensorflow::DT_INT16},
-    {core::DataType::kInt32, tensorflow::DT_INT32},
-    {core::DataType::kInt64, tensorflow::DT_INT64},
-    {core::DataType::kFp16, tensorflow::DT_HALF},
-    {core::DataType::kFp32, tensorflow::DT_FLOAT},
-    {core::DataType::kFp64, tensorflow::DT_DOUBLE},
-}};
 
 // One tensor of a signature as modeld sees it.
 struct SignatureTensor {
@@ -81,7 +60,7 @@ template <typename TensorProto>
 absl::Status FillTensor(const SignatureTensor& tensor, bool batched, absl::string_view kind,
                         TensorProto& out) {
   const std::string what = absl::StrCat("signature ", kind, " '", tensor.key, "'");
-  const std::optional<core::DataType> type = FromTfType(tensor.dtype);
+  const std::optional<core::DataType> type = core::DataTypeFromTf(tensor.dtype);
   if (!type.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " has dtype ", TfTypeName(tensor.dtype), ", which modeld does not serve"));
@@ -142,7 +121,7 @@ absl::Status CheckTensor(const TensorProto& declared, const std::vector<Signatur
         kind, " '", declared.name(), "' is not in signature '", signature_name, "', whose ", kind,
         "s are: ", absl::StrJoin(keys, ", ")));
   }
-  const std::optional<core::DataType> type = FromTfType(it->dtype);
+  const std::optional<core::DataType> type = core::DataTypeFromTf(it->dtype);
   const std::optional<core::DataType> declared_type = core::DataTypeFromConfig(declared.data_type());
   if (!type.has_value() || type != declared_type) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -212,21 +191,6 @@ std::string SignatureName(const inference::ModelConfig& config) {
     return kDefaultSignature;
   }
   return it->second.string_value();
-}
-
-std::optional<core::DataType> FromTfType(tensorflow::DataType type) {
-  for (const TypePair& pair : kTypePairs) {
-    if (pair.tf_type == type) return pair.type;
-  }
-  if (type == tensorflow::DT_STRING) return core::DataType::kBytes;
-  return std::nullopt;
-}
-
-tensorflow::DataType ToTfType(core::DataType type) {
-  for (const TypePair& pair : kTypePairs) {
-    if (pair.type == type) return pair.tf_type;
-  }
-  return tensorflow::DT_STRING;  // BYTES, the only type left
 }
 
 absl::Status CompleteConfigFromSignature(const tensorflow::SignatureDef& signature,

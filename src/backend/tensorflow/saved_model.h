@@ -40,11 +40,6 @@ absl::StatusOr<tensorflow::SignatureDef> FindSignature(const tensorflow::MetaGra
 // The signature a config asks for: its `signature_name` parameter, else serving_default.
 std::string SignatureName(const inference::ModelConfig& config);
 
-// modeld's type for a TensorFlow dtype; nullopt for those modeld does not serve (bfloat16,
-// complex, quantized, resource, variant).
-std::optional<core::DataType> FromTfType(tensorflow::DataType type);
-tensorflow::DataType ToTfType(core::DataType type);
-
 // Fills the inputs and outputs `config` leaves out from `signature` (both sides when it has
 // neither; max_batch_size and dynamic batching too when it sets neither and the signature
 // batches), then checks every declared tensor against the signature: its name is a key of the

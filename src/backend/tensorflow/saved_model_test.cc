@@ -221,13 +221,5 @@ TEST(SignatureName, ParameterOrServingDefault) {
   EXPECT_EQ(SignatureName(config), "triple");
 }
 
-TEST(DataTypes, EveryModeldTypeRoundTrips) {
-  for (int i = 0; i <= static_cast<int>(core::DataType::kBytes); ++i) {
-    const auto type = static_cast<core::DataType>(i);
-    EXPECT_EQ(FromTfType(ToTfType(type)), type) << core::DataTypeName(type);
-  }
-  EXPECT_EQ(FromTfType(tensorflow::DT_BFLOAT16), std::nullopt);
-}
-
 }  // namespace
 }  // namespace modeld::backend::savedmodel

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "backend/tensorflow/saved_model.h"
 #include "common/status_macros.h"
 
 namespace modeld::backend {
@@ -13,7 +12,7 @@ namespace {
 
 TF_DataType ToTfDataType(core::DataType type) {
   // TF_DataType and tensorflow.DataType share their numbers.
-  return static_cast<TF_DataType>(savedmodel::ToTfType(type));
+  return static_cast<TF_DataType>(core::DataTypeToTf(type));
 }
 
 // `expected` with its single -1 (if any) worked out from `elements`; nullopt when the elements
@@ -48,7 +47,7 @@ bool ShapeMatches(const core::Shape& actual, const core::Shape& expected) {
 
 std::string TypeName(TF_DataType type) {
   const auto tf_type = static_cast<tensorflow::DataType>(type);
-  const std::optional<core::DataType> ours = savedmodel::FromTfType(tf_type);
+  const std::optional<core::DataType> ours = core::DataTypeFromTf(tf_type);
   if (ours.has_value()) return std::string(core::DataTypeName(*ours));
   const std::string& name = tensorflow::DataType_Name(tf_type);
   return name.empty() ? absl::StrCat("TensorFlow dtype ", static_cast<int>(type)) : name;

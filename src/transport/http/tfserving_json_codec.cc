@@ -166,9 +166,7 @@ void WriteTensorInfos(JsonWriter& writer, const std::vector<server::TensorMetada
     writer.Key("dtype");
     WriteString(writer, TfDataTypeName(tensor.type));
     writer.Key("tensor_shape");
-    core::Shape shape = tensor.shape;
-    if (tensor.scalar_item) shape.pop_back();
-    WriteTensorShape(writer, shape);
+    WriteTensorShape(writer, tfserving::ShownSignatureShape(tensor));
     writer.Key("name");
     WriteSanitizedString(writer, tensor.name);
     writer.EndObject();
@@ -179,35 +177,7 @@ void WriteTensorInfos(JsonWriter& writer, const std::vector<server::TensorMetada
 }  // namespace
 
 absl::string_view TfDataTypeName(core::DataType type) {
-  switch (type) {
-    case core::DataType::kBool:
-      return "DT_BOOL";
-    case core::DataType::kUint8:
-      return "DT_UINT8";
-    case core::DataType::kUint16:
-      return "DT_UINT16";
-    case core::DataType::kUint32:
-      return "DT_UINT32";
-    case core::DataType::kUint64:
-      return "DT_UINT64";
-    case core::DataType::kInt8:
-      return "DT_INT8";
-    case core::DataType::kInt16:
-      return "DT_INT16";
-    case core::DataType::kInt32:
-      return "DT_INT32";
-    case core::DataType::kInt64:
-      return "DT_INT64";
-    case core::DataType::kFp16:
-      return "DT_HALF";
-    case core::DataType::kFp32:
-      return "DT_FLOAT";
-    case core::DataType::kFp64:
-      return "DT_DOUBLE";
-    case core::DataType::kBytes:
-      return "DT_STRING";
-  }
-  return "DT_INVALID";
+  return tensorflow::DataType_Name(core::DataTypeToTf(type));
 }
 
 absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
@@ -223,13 +193,8 @@ absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
       return absl::InvalidArgumentError(
           absl::StrCat("\"signature_name\" must be a string, got ", JsonTypeName(*signature)));
     }
-    const absl::string_view name(signature->GetString(), signature->GetStringLength());
-    const std::string served = config.Parameter("signature_name").value_or(kDefaultSignature);
-    if (!name.empty() && name != served) {
-      return absl::InvalidArgumentError(absl::StrCat("signature_name '", name,
-                                                     "' not found; model '", config.name,
-                                                     "' has only '", served, "'"));
-    }
+    RETURN_IF_ERROR(tfserving::CheckSignature(
+        absl::string_view(signature->GetString(), signature->GetStringLength()), config));
   }
   const Value* instances = Member(doc, "instances");
   const Value* inputs = Member(doc, "inputs");
@@ -247,15 +212,7 @@ absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
   } else {
     RETURN_IF_ERROR(DecodeColumns(*inputs, config, out.request));
   }
-  if (config.max_batch_size > 0) {
-    for (const core::TensorSpec& spec : config.inputs) {
-      auto it = out.request.inputs.find(spec.name);
-      if (spec.IsScalarItem() && it != out.request.inputs.end() &&
-          it->second.shape().size() == 1) {
-        it->second = it->second.WithShape({it->second.shape()[0], 1});
-      }
-    }
-  }
+  tfserving::TakeScalarItems(config, out.request.inputs);
   return out;
 }
 
@@ -265,13 +222,7 @@ absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& res
   std::vector<TensorJsonWriter> writers;
   std::vector<core::Shape> shapes;  // as TensorFlow Serving shows them
   for (const core::NamedTensor& output : response.outputs) {
-    core::Shape shape = output.tensor.shape();
-    const core::TensorSpec* spec = config.FindOutput(output.name);
-    if (config.max_batch_size > 0 && spec != nullptr && spec->IsScalarItem() &&
-        shape.size() == 2 && shape[1] == 1) {
-      shape.pop_back();
-    }
-    shapes.push_back(std::move(shape));
+    shapes.push_back(tfserving::ShownOutputShape(config, output.name, output.tensor.shape()));
     const BytesStyle style =
         absl::EndsWith(output.name, "_bytes") ? BytesStyle::kB64 : BytesStyle::kStringOrB64;
     ASSIGN_OR_RETURN(
@@ -331,22 +282,22 @@ absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& res
   return BufferText(buffer);
 }
 
-std::string EncodeModelStatus(const std::vector<TfVersionStatus>& versions) {
+std::string EncodeModelStatus(const std::vector<tfserving::VersionStatus>& versions) {
   rapidjson::StringBuffer buffer;
   JsonWriter writer(buffer);
   writer.StartObject();
   writer.Key("model_version_status");
   writer.StartArray();
-  for (const TfVersionStatus& version : versions) {
+  for (const tfserving::VersionStatus& version : versions) {
     writer.StartObject();
     writer.Key("version");
     WriteString(writer, absl::StrCat(version.version));
     writer.Key("state");
-    WriteString(writer, version.state);
+    WriteString(writer, tfserving::VersionStateName(version.state));
     writer.Key("status");
     writer.StartObject();
     writer.Key("error_code");
-    WriteString(writer, version.error_code);
+    WriteString(writer, absl::StatusCodeToString(version.error_code));
     writer.Key("error_message");
     WriteSanitizedString(writer, version.error_message);
     writer.EndObject();
@@ -357,7 +308,8 @@ std::string EncodeModelStatus(const std::vector<TfVersionStatus>& versions) {
   return BufferText(buffer);
 }
 
-std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version) {
+std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version,
+                                absl::string_view signature) {
   rapidjson::StringBuffer buffer;
   JsonWriter writer(buffer);
   writer.StartObject();
@@ -376,14 +328,14 @@ std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t v
   writer.StartObject();
   writer.Key("signature_def");
   writer.StartObject();
-  writer.Key(kDefaultSignature);
+  WriteSanitizedString(writer, signature);
   writer.StartObject();
   writer.Key("inputs");
   WriteTensorInfos(writer, metadata.inputs);
   writer.Key("outputs");
   WriteTensorInfos(writer, metadata.outputs);
   writer.Key("method_name");
-  writer.String("tensorflow/serving/predict");
+  writer.String(tfserving::kPredictMethod);
   writer.EndObject();
   writer.EndObject();
   writer.EndObject();

@@ -1,9 +1,10 @@
 // TensorFlow Serving REST bodies <-> core requests and responses (protocols.md §3): predict
 // in row ("instances") and columnar ("inputs") form, model status and metadata.
 //
-// A model served by modeld has one signature, "serving_default" (method
-// tensorflow/serving/predict), made from its config: its inputs and outputs by name, with
-// DT_* dtypes from the config datatypes and -1 for the batch dimension.
+// A model served by modeld has one signature (tfserving::ServedSignature: serving_default
+// unless its config names another; method tensorflow/serving/predict), made from its config:
+// its inputs and outputs by name, with DT_* dtypes from the config datatypes and -1 for the
+// batch dimension.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +16,9 @@
 #include "core/infer_request.h"
 #include "core/model_config.h"
 #include "server/inference_service.h"
+#include "transport/tfserving/tfserving_model.h"
 
 namespace modeld::transport::http {
-
-inline constexpr char kDefaultSignature[] = "serving_default";
 
 struct TfPredictRequest {
   core::InferRequest request;  // model name and version are left for the caller (the URL)
@@ -50,21 +50,14 @@ absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& res
                                                   bool row_format,
                                                   const core::ModelConfig& config);
 
-// One entry of GetModelStatus: state is START, LOADING, AVAILABLE, UNLOADING or END;
-// error_code a tensorflow.error.Code name ("OK" when healthy).
-struct TfVersionStatus {
-  int64_t version = 0;
-  std::string state;
-  std::string error_code = "OK";
-  std::string error_message;
-};
+// {"model_version_status": [{"version": "2", "state": "AVAILABLE", "status": {"error_code":
+// "OK", ...}}, ...]}
+std::string EncodeModelStatus(const std::vector<tfserving::VersionStatus>& versions);
 
-// {"model_version_status": [{"version": "2", "state": "AVAILABLE", "status": {...}}, ...]}
-std::string EncodeModelStatus(const std::vector<TfVersionStatus>& versions);
-
-// GetModelMetadata's JSON for `version` of the model: model_spec and the serving_default
-// signature_def.
-std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version);
+// GetModelMetadata's JSON for `version` of the model: model_spec and the signature_def of
+// its one signature, named `signature`.
+std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version,
+                                absl::string_view signature);
 
 // "DT_FLOAT" for FP32, ...: the TensorFlow dtype name of a datatype.
 absl::string_view TfDataTypeName(core::DataType type);

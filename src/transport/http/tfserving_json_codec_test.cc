@@ -189,7 +189,9 @@ TEST(TfPredictTest, TheServedSignatureNameIsAccepted) {
 
 TEST(TfStatusAndMetadataTest, WriteTfServingShapes) {
   EXPECT_EQ(
-      EncodeModelStatus({{2, "AVAILABLE", "OK", ""}, {3, "END", "UNKNOWN", "bad file"}}),
+      EncodeModelStatus({{2, tfserving::VersionState::kAvailable, absl::StatusCode::kOk, ""},
+                         {3, tfserving::VersionState::kEnd, absl::StatusCode::kUnknown,
+                          "bad file"}}),
       R"({"model_version_status":[)"
       R"({"version":"2","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}},)"
       R"({"version":"3","state":"END","status":{"error_code":"UNKNOWN","error_message":"bad file"}}]})");
@@ -199,7 +201,7 @@ TEST(TfStatusAndMetadataTest, WriteTfServingShapes) {
   metadata.inputs = {{"x", core::DataType::kFp32, {-1, 3}}};
   metadata.outputs = {{"y", core::DataType::kInt64, {-1}}};
   EXPECT_EQ(
-      EncodeModelMetadata(metadata, 2),
+      EncodeModelMetadata(metadata, 2, "serving_default"),
       R"({"model_spec":{"name":"linear","signature_name":"","version":"2"},)"
       R"("metadata":{"signature_def":{"signature_def":{"serving_default":{)"
       R"("inputs":{"x":{"dtype":"DT_FLOAT","tensor_shape":{"dim":[{"size":"-1","name":""},)"

@@ -10,46 +10,13 @@
 #include "transport/http/tfserving_json_codec.h"
 
 namespace modeld::transport::http {
-namespace {
-
-TfVersionStatus ToTf(const repository::VersionStatus& version) {
-  TfVersionStatus tf;
-  tf.version = version.version;
-  switch (version.state) {
-    case repository::VersionState::kLoading:
-      tf.state = "LOADING";
-      break;
-    case repository::VersionState::kReady:
-      tf.state = "AVAILABLE";
-      break;
-    case repository::VersionState::kUnavailable:
-      // TF Serving reports a version that failed to load as END with the load error.
-      tf.state = "END";
-      tf.error_code = "UNKNOWN";
-      tf.error_message = version.reason;
-      break;
-  }
-  return tf;
-}
-
-}  // namespace
 
 void TfServingRest::Status(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     ASSIGN_OR_RETURN(repository::ModelStatus status, service_.Status(model));
-    std::vector<TfVersionStatus> versions;
-    for (const repository::VersionStatus& v : status.versions) {
-      if (!wanted.has_value() || v.version == *wanted) versions.push_back(ToTf(v));
-    }
-    if (wanted.has_value() && versions.empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("Could not find version ", *wanted, " of model '", model, "'"));
-    }
-    if (versions.empty()) {
-      return absl::UnavailableError(
-          absl::StrCat("model '", model, "' has no versions: ", status.UnavailableReason()));
-    }
+    ASSIGN_OR_RETURN(std::vector<tfserving::VersionStatus> versions,
+                     tfserving::VersionStatuses(status, wanted));
     return EncodeModelStatus(versions);
   }();
   std::move(reply)(body.ok() ? JsonResponse(*std::move(body)) : StatusResponse(body.status()));
@@ -59,10 +26,11 @@ void TfServingRest::Metadata(absl::string_view model, absl::string_view version,
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(model, wanted));
+    ASSIGN_OR_RETURN(auto config, service_.Config(model, wanted));
     // Without a version the newest ready one answers, as for inference.
     const int64_t served =
         wanted.value_or(metadata.versions.empty() ? 0 : metadata.versions.back());
-    return EncodeModelMetadata(metadata, served);
+    return EncodeModelMetadata(metadata, served, tfserving::ServedSignature(*config));
   }();
   std::move(reply)(body.ok() ? JsonResponse(*std::move(body)) : StatusResponse(body.status()));
 }

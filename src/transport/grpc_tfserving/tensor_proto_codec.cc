@@ -1,0 +1,210 @@
+#include "transport/grpc_tfserving/tensor_proto_codec.h"
+
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace modeld::transport::grpc_tfserving {
+namespace {
+
+template <typename T>
+void Append(std::string& bytes, T value) {
+  char raw[sizeof(T)];
+  std::memcpy(raw, &value, sizeof(T));
+  bytes.append(raw, sizeof(T));
+}
+
+template <typename T>
+T Load(const char* data) {
+  T value;
+  std::memcpy(&value, data, sizeof(T));
+  return value;
+}
+
+// The values of one typed field as `count` elements of T: as many values as elements, or one
+// value for them all.
+template <typename T, typename Field, typename Convert>
+absl::StatusOr<std::string> FromField(const Field& field, int64_t count, absl::string_view what,
+                                      absl::string_view field_name, Convert convert) {
+  const int64_t given = field.size();
+  if (given != count && !(given == 1 && count > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " holds ", given, " values in ", field_name, " for ", count,
+                     " elements of its shape"));
+  }
+  std::string bytes;
+  bytes.reserve(count * sizeof(T));
+  for (int64_t i = 0; i < count; ++i) {
+    ASSIGN_OR_RETURN(const T value, convert(field.Get(given == 1 ? 0 : i)));
+    Append<T>(bytes, value);
+  }
+  return bytes;
+}
+
+// int_val entries narrowed to T, refusing values T cannot hold.
+template <typename T>
+auto Narrow(absl::string_view what) {
+  return [what](int32_t value) -> absl::StatusOr<T> {
+    if (value < std::numeric_limits<T>::min() || value > std::numeric_limits<T>::max()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " holds ", value,
+                                                     ", outside the range of its dtype"));
+    }
+    return static_cast<T>(value);
+  };
+}
+
+template <typename T>
+absl::StatusOr<T> Same(T value) {
+  return value;
+}
+
+absl::StatusOr<std::string> TypedValues(const tensorflow::TensorProto& proto, core::DataType type,
+                                        int64_t count, absl::string_view what) {
+  switch (type) {
+    case core::DataType::kFp32:
+      return FromField<float>(proto.float_val(), count, what, "float_val", Same<float>);
+    case core::DataType::kFp64:
+      return FromField<double>(proto.double_val(), count, what, "double_val", Same<double>);
+    case core::DataType::kInt32:
+      return FromField<int32_t>(proto.int_val(), count, what, "int_val", Same<int32_t>);
+    case core::DataType::kInt16:
+      return FromField<int16_t>(proto.int_val(), count, what, "int_val", Narrow<int16_t>(what));
+    case core::DataType::kInt8:
+      return FromField<int8_t>(proto.int_val(), count, what, "int_val", Narrow<int8_t>(what));
+    case core::DataType::kUint8:
+      return FromField<uint8_t>(proto.int_val(), count, what, "int_val", Narrow<uint8_t>(what));
+    case core::DataType::kUint16:
+      return FromField<uint16_t>(proto.int_val(), count, what, "int_val",
+                                 Narrow<uint16_t>(what));
+    case core::DataType::kFp16:
+      // Each half_val holds the 16-bit pattern of one value.
+      return FromField<uint16_t>(proto.half_val(), count, what, "half_val",
+                                 Narrow<uint16_t>(what));
+    case core::DataType::kInt64:
+      return FromField<int64_t>(proto.int64_val(), count, what, "int64_val", Same<int64_t>);
+    case core::DataType::kBool:
+      return FromField<uint8_t>(proto.bool_val(), count, what, "bool_val",
+                                [](bool value) -> absl::StatusOr<uint8_t> { return value; });
+    case core::DataType::kUint32:
+      return FromField<uint32_t>(proto.uint32_val(), count, what, "uint32_val", Same<uint32_t>);
+    case core::DataType::kUint64:
+      return FromField<uint64_t>(proto.uint64_val(), count, what, "uint64_val", Same<uint64_t>);
+    case core::DataType::kBytes: {
+      const int64_t given = proto.string_val_size();
+      if (given != count && !(given == 1 && count > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(what, " holds ", given,
+                                                       " values in string_val for ", count,
+                                                       " elements of its shape"));
+      }
+      std::string bytes;
+      for (int64_t i = 0; i < count; ++i) {
+        core::AppendBytesElement(proto.string_val(given == 1 ? 0 : i), bytes);
+      }
+      return bytes;
+    }
+  }
+  return absl::InternalError("unknown datatype");
+}
+
+}  // namespace
+
+absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& proto,
+                                               absl::string_view what) {
+  const std::optional<core::DataType> type = core::DataTypeFromTf(proto.dtype());
+  if (!type.has_value()) {
+    const std::string& name = tensorflow::DataType_Name(proto.dtype());
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has dtype ",
+                     name.empty() ? absl::StrCat(static_cast<int>(proto.dtype())) : name,
+                     ", which modeld does not serve"));
+  }
+  if (proto.tensor_shape().unknown_rank()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has a shape of unknown rank"));
+  }
+  core::Shape shape;
+  for (const auto& dim : proto.tensor_shape().dim()) {
+    if (dim.size() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has a dimension of size ", dim.size()));
+    }
+    shape.push_back(dim.size());
+  }
+  const int64_t count = core::ElementCount(shape);
+  if (count < 0) return absl::InvalidArgumentError(absl::StrCat(what, " has too many elements"));
+  if (!proto.tensor_content().empty()) {
+    if (*type == core::DataType::kBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " is DT_STRING: send its values in string_val, not tensor_content"));
+    }
+    const uint64_t expected = static_cast<uint64_t>(count) * core::DataTypeSize(*type);
+    if (proto.tensor_content().size() != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " has ", proto.tensor_content().size(), " bytes of tensor_content; shape ",
+          core::ShapeToString(shape), " of ", tensorflow::DataType_Name(proto.dtype()),
+          " needs ", expected));
+    }
+    return core::Tensor::Viewing(*type, std::move(shape), proto.tensor_content(), nullptr);
+  }
+  ASSIGN_OR_RETURN(std::string bytes, TypedValues(proto, *type, count, what));
+  return core::Tensor::Owning(*type, std::move(shape), std::move(bytes));
+}
+
+absl::Status EncodeTensorProto(const core::Tensor& tensor, const core::Shape& shape,
+                               tensorflow::TensorProto* out) {
+  out->set_dtype(core::DataTypeToTf(tensor.type()));
+  for (int64_t dim : shape) out->mutable_tensor_shape()->add_dim()->set_size(dim);
+  const absl::string_view bytes = tensor.bytes();
+  const char* data = bytes.data();
+  const size_t size = core::DataTypeSize(tensor.type());
+  const size_t count = size == 0 ? 0 : bytes.size() / size;
+  switch (tensor.type()) {
+    case core::DataType::kFp32:
+      for (size_t i = 0; i < count; ++i) out->add_float_val(Load<float>(data + i * size));
+      break;
+    case core::DataType::kFp64:
+      for (size_t i = 0; i < count; ++i) out->add_double_val(Load<double>(data + i * size));
+      break;
+    case core::DataType::kInt32:
+      for (size_t i = 0; i < count; ++i) out->add_int_val(Load<int32_t>(data + i * size));
+      break;
+    case core::DataType::kInt16:
+      for (size_t i = 0; i < count; ++i) out->add_int_val(Load<int16_t>(data + i * size));
+      break;
+    case core::DataType::kInt8:
+      for (size_t i = 0; i < count; ++i) out->add_int_val(Load<int8_t>(data + i * size));
+      break;
+    case core::DataType::kUint8:
+      for (size_t i = 0; i < count; ++i) out->add_int_val(Load<uint8_t>(data + i * size));
+      break;
+    case core::DataType::kUint16:
+      for (size_t i = 0; i < count; ++i) out->add_int_val(Load<uint16_t>(data + i * size));
+      break;
+    case core::DataType::kFp16:
+      for (size_t i = 0; i < count; ++i) out->add_half_val(Load<uint16_t>(data + i * size));
+      break;
+    case core::DataType::kInt64:
+      for (size_t i = 0; i < count; ++i) out->add_int64_val(Load<int64_t>(data + i * size));
+      break;
+    case core::DataType::kBool:
+      for (size_t i = 0; i < count; ++i) out->add_bool_val(data[i] != 0);
+      break;
+    case core::DataType::kUint32:
+      for (size_t i = 0; i < count; ++i) out->add_uint32_val(Load<uint32_t>(data + i * size));
+      break;
+    case core::DataType::kUint64:
+      for (size_t i = 0; i < count; ++i) out->add_uint64_val(Load<uint64_t>(data + i * size));
+      break;
+    case core::DataType::kBytes: {
+      ASSIGN_OR_RETURN(std::vector<absl::string_view> elements, core::SplitBytesElements(bytes));
+      for (absl::string_view element : elements) out->add_string_val(std::string(element));
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace modeld::transport::grpc_tfserving

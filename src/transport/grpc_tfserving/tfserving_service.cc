@@ -1,0 +1,199 @@
+#include "transport/grpc_tfserving/tfserving_service.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "transport/grpc_tfserving/tensor_proto_codec.h"
+#include "transport/status_codes.h"
+#include "transport/tfserving/tfserving_model.h"
+
+namespace modeld::transport::grpc_tfserving {
+namespace {
+
+namespace tfs = ::tensorflow::serving;
+
+constexpr char kSignatureDefField[] = "signature_def";
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// The model a ModelSpec names, with the version it asks for (nullopt: the newest ready one).
+struct Selected {
+  std::string name;
+  std::optional<int64_t> version;
+};
+
+absl::StatusOr<Selected> Select(const tfs::ModelSpec& spec) {
+  if (spec.name().empty()) {
+    return absl::InvalidArgumentError("model_spec.name is empty: name the model to use");
+  }
+  Selected selected{spec.name(), std::nullopt};
+  switch (spec.version_choice_case()) {
+    case tfs::ModelSpec::kVersion:
+      selected.version = spec.version().value();
+      break;
+    case tfs::ModelSpec::kVersionLabel: {
+      // modeld has no version labels; a numeric label names that version.
+      int64_t version = 0;
+      if (!absl::SimpleAtoi(spec.version_label(), &version) || version < 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "version_label '", spec.version_label(), "' of model '", spec.name(),
+            "' is not known: modeld has no version labels; use version, or a numeric label"));
+      }
+      selected.version = version;
+      break;
+    }
+    case tfs::ModelSpec::VERSION_CHOICE_NOT_SET:
+      break;
+  }
+  return selected;
+}
+
+void FillSpec(const std::string& name, int64_t version, const std::string& signature,
+              tfs::ModelSpec* spec) {
+  spec->set_name(name);
+  spec->mutable_version()->set_value(version);
+  if (!signature.empty()) spec->set_signature_name(signature);
+}
+
+void FillTensorInfos(const std::vector<server::TensorMetadata>& tensors,
+                     google::protobuf::Map<std::string, tensorflow::TensorInfo>* out) {
+  for (const server::TensorMetadata& tensor : tensors) {
+    tensorflow::TensorInfo& info = (*out)[tensor.name];
+    info.set_name(tensor.name);
+    info.set_dtype(core::DataTypeToTf(tensor.type));
+    for (int64_t dim : tfserving::ShownSignatureShape(tensor)) {
+      info.mutable_tensor_shape()->add_dim()->set_size(dim);
+    }
+  }
+}
+
+grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* context,
+                                        const tfs::ModelSpec& spec, absl::string_view method) {
+  return Finish(context,
+                absl::UnimplementedError(absl::StrCat(
+                    method, " is not offered: modeld serves each model's one signature "
+                            "(method tensorflow/serving/predict) through Predict; model '",
+                    spec.name(), "' has no ", method, " signature")));
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* TfServingPredictionService::Predict(
+    grpc::CallbackServerContext* context, const tfs::PredictRequest* request,
+    tfs::PredictResponse* response) {
+  std::shared_ptr<const core::ModelConfig> config;
+  absl::StatusOr<core::InferRequest> decoded = [&]() -> absl::StatusOr<core::InferRequest> {
+    ASSIGN_OR_RETURN(Selected selected, Select(request->model_spec()));
+    ASSIGN_OR_RETURN(config, service_.Config(selected.name, selected.version));
+    RETURN_IF_ERROR(tfserving::CheckSignature(request->model_spec().signature_name(), *config));
+    core::InferRequest infer;
+    infer.model_name = selected.name;
+    infer.model_version = selected.version;
+    for (const auto& [name, tensor] : request->inputs()) {
+      // The tensors may view the request's bytes: it outlives the call (Finish comes last).
+      ASSIGN_OR_RETURN(infer.inputs[name],
+                       DecodeTensorProto(tensor, absl::StrCat("input '", name, "'")));
+    }
+    tfserving::TakeScalarItems(*config, infer.inputs);
+    infer.requested_outputs.assign(request->output_filter().begin(),
+                                   request->output_filter().end());
+    return infer;
+  }();
+  if (!decoded.ok()) return Finish(context, decoded.status());
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    decoded->deadline = absl::FromChrono(context->deadline());
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  service_.Infer(*std::move(decoded), [reactor, response, config = std::move(config)](
+                                          absl::StatusOr<core::InferResponse> result) {
+    absl::Status status = result.status();
+    if (status.ok()) {
+      FillSpec(result->model_name, result->model_version, tfserving::ServedSignature(*config),
+               response->mutable_model_spec());
+      for (const core::NamedTensor& output : result->outputs) {
+        status = EncodeTensorProto(
+            output.tensor, tfserving::ShownOutputShape(*config, output.name, output.tensor.shape()),
+            &(*response->mutable_outputs())[output.name]);
+        if (!status.ok()) break;
+      }
+    }
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TfServingPredictionService::GetModelMetadata(
+    grpc::CallbackServerContext* context, const tfs::GetModelMetadataRequest* request,
+    tfs::GetModelMetadataResponse* response) {
+  const absl::Status status = [&]() -> absl::Status {
+    if (request->metadata_field().empty()) {
+      return absl::InvalidArgumentError(
+          "GetModelMetadataRequest must name at least one metadata_field (signature_def)");
+    }
+    for (const std::string& field : request->metadata_field()) {
+      if (field != kSignatureDefField) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "metadata_field '", field, "' is not supported; modeld answers signature_def"));
+      }
+    }
+    ASSIGN_OR_RETURN(Selected selected, Select(request->model_spec()));
+    ASSIGN_OR_RETURN(server::ModelMetadata metadata,
+                     service_.Metadata(selected.name, selected.version));
+    ASSIGN_OR_RETURN(auto config, service_.Config(selected.name, selected.version));
+    const std::string signature = tfserving::ServedSignature(*config);
+    tfs::SignatureDefMap signatures;
+    tensorflow::SignatureDef& def = (*signatures.mutable_signature_def())[signature];
+    FillTensorInfos(metadata.inputs, def.mutable_inputs());
+    FillTensorInfos(metadata.outputs, def.mutable_outputs());
+    def.set_method_name(tfserving::kPredictMethod);
+    // Without a version the newest ready one answers, as for inference.
+    const int64_t version =
+        selected.version.value_or(metadata.versions.empty() ? 0 : metadata.versions.back());
+    FillSpec(selected.name, version, "", response->mutable_model_spec());
+    (*response->mutable_metadata())[kSignatureDefField].PackFrom(signatures);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* TfServingPredictionService::Classify(
+    grpc::CallbackServerContext* context, const tfs::ClassificationRequest* request,
+    tfs::ClassificationResponse*) {
+  return Unimplemented(context, request->model_spec(), "Classify");
+}
+
+grpc::ServerUnaryReactor* TfServingPredictionService::Regress(
+    grpc::CallbackServerContext* context, const tfs::RegressionRequest* request,
+    tfs::RegressionResponse*) {
+  return Unimplemented(context, request->model_spec(), "Regress");
+}
+
+grpc::ServerUnaryReactor* TfServingModelService::GetModelStatus(
+    grpc::CallbackServerContext* context, const tfs::GetModelStatusRequest* request,
+    tfs::GetModelStatusResponse* response) {
+  const absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Selected selected, Select(request->model_spec()));
+    ASSIGN_OR_RETURN(repository::ModelStatus model, service_.Status(selected.name));
+    ASSIGN_OR_RETURN(std::vector<tfserving::VersionStatus> versions,
+                     tfserving::VersionStatuses(model, selected.version));
+    for (const tfserving::VersionStatus& version : versions) {
+      tfs::ModelVersionStatus* out = response->add_model_version_status();
+      out->set_version(version.version);
+      out->set_state(static_cast<tfs::ModelVersionStatus::State>(version.state));
+      out->mutable_status()->set_error_code(
+          static_cast<tensorflow::error::Code>(version.error_code));
+      out->mutable_status()->set_error_message(version.error_message);
+    }
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+}  // namespace modeld::transport::grpc_tfserving

@@ -1,0 +1,56 @@
+// TensorFlow Serving's gRPC API (tensorflow.serving.PredictionService and ModelService) on
+// gRPC's callback API, over the same InferenceService as KServe V2. Handlers run on gRPC's
+// threads and only decode, call InferenceService, and encode; Predict finishes from the
+// worker thread that ran the model.
+//
+// Each model has one signature (tfserving::ServedSignature). Predict takes inputs in
+// tensor_content or typed fields, honours output_filter, version and a numeric
+// version_label (modeld has no labels), and answers with typed fields as TensorFlow Serving
+// does. GetModelMetadata answers the signature_def map (an Any of SignatureDefMap) made from
+// the config, for every backend. GetModelStatus reports version states. Classify and Regress
+// answer UNIMPLEMENTED: modeld serves a model's one signature through Predict.
+#pragma once
+
+#include "server/inference_service.h"
+#include "tensorflow_serving/prediction_service.grpc.pb.h"
+
+namespace modeld::transport::grpc_tfserving {
+
+// Thread-safe. `service` must outlive this object and every RPC it has started.
+class TfServingPredictionService : public tensorflow::serving::PredictionService::CallbackService {
+ public:
+  explicit TfServingPredictionService(server::InferenceService& service) : service_(service) {}
+
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
+                                    const tensorflow::serving::PredictRequest* request,
+                                    tensorflow::serving::PredictResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelMetadata(
+      grpc::CallbackServerContext* context,
+      const tensorflow::serving::GetModelMetadataRequest* request,
+      tensorflow::serving::GetModelMetadataResponse* response) override;
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
+                                     const tensorflow::serving::ClassificationRequest* request,
+                                     tensorflow::serving::ClassificationResponse* response) override;
+  grpc::ServerUnaryReactor* Regress(grpc::CallbackServerContext* context,
+                                    const tensorflow::serving::RegressionRequest* request,
+                                    tensorflow::serving::RegressionResponse* response) override;
+
+ private:
+  server::InferenceService& service_;
+};
+
+// Thread-safe. `service` must outlive this object.
+class TfServingModelService : public tensorflow::serving::ModelService::CallbackService {
+ public:
+  explicit TfServingModelService(server::InferenceService& service) : service_(service) {}
+
+  grpc::ServerUnaryReactor* GetModelStatus(
+      grpc::CallbackServerContext* context,
+      const tensorflow::serving::GetModelStatusRequest* request,
+      tensorflow::serving::GetModelStatusResponse* response) override;
+
+ private:
+  server::InferenceService& service_;
+};
+
+}  // namespace modeld::transport::grpc_tfserving
