@@ -310,3 +310,59 @@ if __name__ == "__main__":
     args = parser.parse_args()
     for name, folder in generate(args.out).items():
         print(name, folder)
+
+
+# --- classify and regress signatures (TensorFlow Serving's Classify and Regress) --------------
+
+EXAMPLE_WEIGHTS = ((1.0, -1.0), (2.0, 0.5))  # x[2] @ W -> two logits
+EXAMPLE_LABELS = (b"low", b"high")
+
+
+def write_examples_model(folder):
+    """A graph-mode SavedModel taking serialized tf.Examples (feature x: float[2]), in
+    TensorFlow Serving's layout (<folder>/1), with two signatures:
+      serving_default  method tensorflow/serving/classify: inputs [-1] string ->
+                       classes [-1, 2] string (EXAMPLE_LABELS), scores = softmax(x @ W)
+      regress          method tensorflow/serving/regress: inputs -> outputs [-1] = sum(x)
+    Built with tf.compat.v1's SavedModelBuilder, as Estimator exports were."""
+    tf = _tf()
+    tf.get_logger().setLevel("ERROR")  # the v1 builder's deprecation notices
+    tf1 = tf.compat.v1
+    path = Path(folder) / "1"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        serialized = tf1.placeholder(tf.string, [None], name="tf_example")
+        x = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([2], tf.float32)})["x"]
+        scores = tf.nn.softmax(tf.matmul(x, tf.constant(EXAMPLE_WEIGHTS, tf.float32)))
+        classes = tf.tile(tf.constant([list(EXAMPLE_LABELS)]), [tf.shape(x)[0], 1])
+        value = tf.reduce_sum(x, axis=1)
+        with tf1.Session(graph=graph) as session:
+            builder = tf1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+                "serving_default": tf1.saved_model.classification_signature_def(
+                    serialized, classes, scores),
+                "regress": tf1.saved_model.regression_signature_def(serialized, value),
+            })
+            builder.save()
+
+
+def example_bytes(x, extra=None):
+    """A serialized tf.Example with feature x (floats; None: no x) and, optionally, more float
+    features."""
+    tf = _tf()
+    features = {}
+    for name, values in ({} if x is None else {"x": x}).items():
+        features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+    for name, values in (extra or {}).items():
+        features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def expected_examples(xs):
+    """(labels, scores, values) write_examples_model answers for rows xs [n, 2]."""
+    xs = np.asarray(xs, np.float32)
+    logits = xs @ np.asarray(EXAMPLE_WEIGHTS, np.float32)
+    scores = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scores /= scores.sum(axis=1, keepdims=True)
+    return [list(EXAMPLE_LABELS)] * len(xs), scores, xs.sum(axis=1)

@@ -202,6 +202,11 @@ absl::Status CompleteConfigFromSignature(const tensorflow::SignatureDef& signatu
     return absl::InvalidArgumentError(
         absl::StrCat("signature '", signature_name, "' has no outputs"));
   }
+  if (!signature.method_name().empty()) {
+    (*config.mutable_parameters())[kMethodParameter].set_string_value(signature.method_name());
+  } else {
+    config.mutable_parameters()->erase(kMethodParameter);
+  }
   const bool fill_inputs = config.input().empty();
   const bool fill_outputs = config.output().empty();
   if (fill_inputs && fill_outputs && config.max_batch_size() == 0 &&

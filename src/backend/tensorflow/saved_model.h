@@ -19,6 +19,9 @@ inline constexpr char kPlatform[] = "tensorflow_savedmodel";
 inline constexpr char kServeTag[] = "serve";
 inline constexpr char kDefaultSignature[] = "serving_default";
 inline constexpr char kSignatureParameter[] = "signature_name";
+// Written by completion: the served signature's method_name ("tensorflow/serving/predict",
+// ".../classify", ".../regress"), which TensorFlow Serving's Classify and Regress look for.
+inline constexpr char kMethodParameter[] = "signature_method_name";
 // max_batch_size given to a model whose config comes from a signature that batches (every
 // input and output has a leading -1), together with dynamic batching.
 inline constexpr int kCompletedMaxBatchSize = 256;
@@ -44,7 +47,8 @@ std::string SignatureName(const inference::ModelConfig& config);
 // neither; max_batch_size and dynamic batching too when it sets neither and the signature
 // batches), then checks every declared tensor against the signature: its name is a key of the
 // signature, its datatype is the signature's, its shape can match, and every signature input
-// is declared. INVALID_ARGUMENT naming the tensor and both values.
+// is declared. INVALID_ARGUMENT naming the tensor and both values. Sets the
+// signature_method_name parameter to the signature's method_name (replacing any given).
 absl::Status CompleteConfigFromSignature(const tensorflow::SignatureDef& signature,
                                          absl::string_view signature_name,
                                          inference::ModelConfig& config);

@@ -68,6 +68,10 @@ TEST(CompleteConfigFromSignature, EmptyConfigBatchesWhenEveryTensorHasALeadingMi
     platform: "tensorflow_savedmodel"
     max_batch_size: 256
     dynamic_batching {}
+    parameters {
+      key: "signature_method_name"
+      value { string_value: "tensorflow/serving/predict" }
+    }
     input { name: "words" data_type: TYPE_STRING dims: 1 reshape {} }
     input { name: "x" data_type: TYPE_FP32 dims: 4 }
     output { name: "y" data_type: TYPE_FP32 dims: 2 }

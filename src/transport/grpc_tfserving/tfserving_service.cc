@@ -1,11 +1,13 @@
 #include "transport/grpc_tfserving/tfserving_service.h"
 
+#include <functional>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "transport/grpc_tfserving/examples.h"
 #include "transport/grpc_tfserving/tensor_proto_codec.h"
 #include "transport/status_codes.h"
 #include "transport/tfserving/tfserving_model.h"
@@ -74,13 +76,61 @@ void FillTensorInfos(const std::vector<server::TensorMetadata>& tensors,
   }
 }
 
-grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* context,
-                                        const tfs::ModelSpec& spec, absl::string_view method) {
-  return Finish(context,
-                absl::UnimplementedError(absl::StrCat(
-                    method, " is not offered: modeld serves each model's one signature "
-                            "(method tensorflow/serving/predict) through Predict; model '",
-                    spec.name(), "' has no ", method, " signature")));
+// The model, version and config a request's ModelSpec selects, its signature checked.
+struct Target {
+  Selected selected;
+  std::shared_ptr<const core::ModelConfig> config;
+};
+
+absl::StatusOr<Target> Resolve(server::InferenceService& service, const tfs::ModelSpec& spec) {
+  ASSIGN_OR_RETURN(Selected selected, Select(spec));
+  ASSIGN_OR_RETURN(auto config, service.Config(selected.name, selected.version));
+  RETURN_IF_ERROR(tfserving::CheckSignature(spec.signature_name(), *config));
+  return Target{std::move(selected), std::move(config)};
+}
+
+// Queues `request` for `target` (with the call's deadline) and finishes the call from its
+// callback; `fill` writes the response of a result (and may fail, as encoding may).
+using Fill = std::function<absl::Status(const core::InferResponse&)>;
+grpc::ServerUnaryReactor* Dispatch(server::InferenceService& service,
+                                   grpc::CallbackServerContext* context,
+                                   absl::StatusOr<core::InferRequest> request, const Target& target,
+                                   Fill fill) {
+  if (!request.ok()) return Finish(context, request.status());
+  request->model_name = target.selected.name;
+  request->model_version = target.selected.version;
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    request->deadline = absl::FromChrono(context->deadline());
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  service.Infer(*std::move(request), [reactor, fill = std::move(fill)](
+                                         absl::StatusOr<core::InferResponse> result) {
+    reactor->Finish(ToGrpcStatus(result.ok() ? fill(*result) : result.status()));
+  });
+  return reactor;
+}
+
+// Classify and Regress: `input`'s tf.Examples through a signature of `method`; `fill` turns
+// the outputs into the response.
+template <typename Request, typename Response, typename ResultOf>
+grpc::ServerUnaryReactor* RunExamples(server::InferenceService& service,
+                                      grpc::CallbackServerContext* context,
+                                      const Request& request, Response* response,
+                                      absl::string_view method, absl::string_view rpc,
+                                      ResultOf result_of) {
+  absl::StatusOr<Target> target = Resolve(service, request.model_spec());
+  if (!target.ok()) return Finish(context, target.status());
+  if (absl::Status served = CheckServesMethod(*target->config, method, rpc); !served.ok()) {
+    return Finish(context, served);
+  }
+  return Dispatch(service, context, ExamplesRequest(request.input(), *target->config), *target,
+                  [response, config = target->config, result_of](
+                      const core::InferResponse& result) -> absl::Status {
+                    ASSIGN_OR_RETURN(*response->mutable_result(), result_of(result));
+                    FillSpec(result.model_name, result.model_version,
+                             tfserving::ServedSignature(*config), response->mutable_model_spec());
+                    return absl::OkStatus();
+                  });
 }
 
 }  // namespace
@@ -88,45 +138,32 @@ grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* TfServingPredictionService::Predict(
     grpc::CallbackServerContext* context, const tfs::PredictRequest* request,
     tfs::PredictResponse* response) {
-  std::shared_ptr<const core::ModelConfig> config;
+  absl::StatusOr<Target> target = Resolve(service_, request->model_spec());
+  if (!target.ok()) return Finish(context, target.status());
   absl::StatusOr<core::InferRequest> decoded = [&]() -> absl::StatusOr<core::InferRequest> {
-    ASSIGN_OR_RETURN(Selected selected, Select(request->model_spec()));
-    ASSIGN_OR_RETURN(config, service_.Config(selected.name, selected.version));
-    RETURN_IF_ERROR(tfserving::CheckSignature(request->model_spec().signature_name(), *config));
     core::InferRequest infer;
-    infer.model_name = selected.name;
-    infer.model_version = selected.version;
     for (const auto& [name, tensor] : request->inputs()) {
       // The tensors may view the request's bytes: it outlives the call (Finish comes last).
       ASSIGN_OR_RETURN(infer.inputs[name],
                        DecodeTensorProto(tensor, absl::StrCat("input '", name, "'")));
     }
-    tfserving::TakeScalarItems(*config, infer.inputs);
+    tfserving::TakeScalarItems(*target->config, infer.inputs);
     infer.requested_outputs.assign(request->output_filter().begin(),
                                    request->output_filter().end());
     return infer;
   }();
-  if (!decoded.ok()) return Finish(context, decoded.status());
-  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-    decoded->deadline = absl::FromChrono(context->deadline());
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  service_.Infer(*std::move(decoded), [reactor, response, config = std::move(config)](
-                                          absl::StatusOr<core::InferResponse> result) {
-    absl::Status status = result.status();
-    if (status.ok()) {
-      FillSpec(result->model_name, result->model_version, tfserving::ServedSignature(*config),
-               response->mutable_model_spec());
-      for (const core::NamedTensor& output : result->outputs) {
-        status = EncodeTensorProto(
-            output.tensor, tfserving::ShownOutputShape(*config, output.name, output.tensor.shape()),
-            &(*response->mutable_outputs())[output.name]);
-        if (!status.ok()) break;
-      }
-    }
-    reactor->Finish(ToGrpcStatus(status));
-  });
-  return reactor;
+  return Dispatch(
+      service_, context, std::move(decoded), *target,
+      [response, config = target->config](const core::InferResponse& result) -> absl::Status {
+        FillSpec(result.model_name, result.model_version, tfserving::ServedSignature(*config),
+                 response->mutable_model_spec());
+        for (const core::NamedTensor& output : result.outputs) {
+          RETURN_IF_ERROR(EncodeTensorProto(
+              output.tensor, tfserving::ShownOutputShape(*config, output.name, output.tensor.shape()),
+              &(*response->mutable_outputs())[output.name]));
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* TfServingPredictionService::GetModelMetadata(
@@ -165,14 +202,16 @@ grpc::ServerUnaryReactor* TfServingPredictionService::GetModelMetadata(
 
 grpc::ServerUnaryReactor* TfServingPredictionService::Classify(
     grpc::CallbackServerContext* context, const tfs::ClassificationRequest* request,
-    tfs::ClassificationResponse*) {
-  return Unimplemented(context, request->model_spec(), "Classify");
+    tfs::ClassificationResponse* response) {
+  return RunExamples(service_, context, *request, response, kClassifyMethod, "Classify",
+                     ClassificationResultOf);
 }
 
 grpc::ServerUnaryReactor* TfServingPredictionService::Regress(
     grpc::CallbackServerContext* context, const tfs::RegressionRequest* request,
-    tfs::RegressionResponse*) {
-  return Unimplemented(context, request->model_spec(), "Regress");
+    tfs::RegressionResponse* response) {
+  return RunExamples(service_, context, *request, response, kRegressMethod, "Regress",
+                     RegressionResultOf);
 }
 
 grpc::ServerUnaryReactor* TfServingModelService::GetModelStatus(

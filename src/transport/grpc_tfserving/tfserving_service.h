@@ -8,7 +8,8 @@
 // version_label (modeld has no labels), and answers with typed fields as TensorFlow Serving
 // does. GetModelMetadata answers the signature_def map (an Any of SignatureDefMap) made from
 // the config, for every backend. GetModelStatus reports version states. Classify and Regress
-// answer UNIMPLEMENTED: modeld serves a model's one signature through Predict.
+// run tf.Examples through a model served with a classify or regress signature (examples.h),
+// and answer UNIMPLEMENTED for any other model.
 #pragma once
 
 #include "server/inference_service.h"
