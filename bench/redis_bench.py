@@ -57,18 +57,6 @@ def parse_args():
     return parser.parse_args()
 
 
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def percentile(sorted_values, quantile):
-    """Nearest rank, as modeld-bench."""
-    if not sorted_values:
-        return 0.0
-    rank = min(len(sorted_values), max(1, math.ceil(quantile * len(sorted_values))))
-    return sorted_values[rank - 1]
-
-
 def model_settings(config_text):
     """(input dims of one item, instance_count, intra-op threads as TorchBackend sets them)."""
     dims = [int(d) for d in re.search(r"input\s*\[\s*\{[^}]*?dims:\s*\[([^\]]*)\]",
@@ -178,9 +166,9 @@ class RedisBench:
             "successes": len(latencies), "throughput": len(latencies) / seconds,
             "latency": {"count": len(latencies),
                         "mean_us": sum(latencies) / len(latencies) if latencies else 0,
-                        "p50_us": percentile(latencies, 0.5),
-                        "p90_us": percentile(latencies, 0.9),
-                        "p99_us": percentile(latencies, 0.99),
+                        "p50_us": processes.percentile(latencies, 0.5),
+                        "p90_us": processes.percentile(latencies, 0.9),
+                        "p99_us": processes.percentile(latencies, 0.99),
                         "max_us": latencies[-1] if latencies else 0},
             "errors": {k: v for k, v in errors.items() if k != "MISROUTED"},
             "misrouted": errors.get("MISROUTED", 0),
@@ -246,7 +234,7 @@ class RedisBench:
             server.stop()
 
     def report_level(self, name, level):
-        log(f"  {name} c={level['level']:.0f}: {level['throughput']:.0f} req/s, "
+        processes.log(f"  {name} c={level['level']:.0f}: {level['throughput']:.0f} req/s, "
             f"p50 {level['latency']['p50_us']:.0f} µs, p99 {level['latency']['p99_us']:.0f} µs, "
             f"misrouted {level['misrouted']}, client CPU {level['client_cpu_cores']:.2f}")
 
@@ -254,16 +242,16 @@ class RedisBench:
         server, self.redis_port = processes.start_redis(self.logs)
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}"
         try:
-            log(f"baseline: {self.instances} Python worker(s), {self.threads} intra-op thread(s)")
+            processes.log(f"baseline: {self.instances} Python worker(s), {self.threads} intra-op thread(s)")
             baseline = self.baseline(server.pid, self.instances, self.threads, True)
             # The baseline tuned for this machine: a single-threaded worker per core.
             tuned = None
             if processes.nproc() > self.instances:
-                log(f"baseline, tuned: {processes.nproc()} workers of 1 intra-op thread")
+                processes.log(f"baseline, tuned: {processes.nproc()} workers of 1 intra-op thread")
                 tuned = self.baseline(server.pid, processes.nproc(), 1, False)
             # Same redis-server, emptied: the baseline's lists must not linger beside the stream.
             redis.Redis(host="127.0.0.1", port=self.redis_port).flushall()
-            log("modeld: streams mode, dynamic batching")
+            processes.log("modeld: streams mode, dynamic batching")
             modeld = self.modeld(server.pid)
         finally:
             server.stop()
@@ -416,7 +404,7 @@ def main():
         {"info": info, "targets": computed, "results": results}, indent=1))
     for t in computed:
         print(f"{'pass' if t['pass'] else 'MISS'}  {t['name']}: {t['measured']} ({t['value']})")
-    log(f"wrote {stem}.md in {elapsed:.0f} s")
+    processes.log(f"wrote {stem}.md in {elapsed:.0f} s")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ bench/results/<date>-tensorflow.md (and .json); logs go to build/bench-tf/.
 import argparse
 import datetime
 import json
-import math
 import os
 import shlex
 import shutil
@@ -57,18 +56,6 @@ def parse_args():
     parser.add_argument("--seconds", type=float, default=4.0, help="measured per level")
     parser.add_argument("--date", default=datetime.date.today().isoformat())
     return parser.parse_args()
-
-
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def percentile(sorted_values, quantile):
-    """Nearest rank, as modeld-bench."""
-    if not sorted_values:
-        return 0.0
-    rank = min(len(sorted_values), max(1, math.ceil(quantile * len(sorted_values))))
-    return sorted_values[rank - 1]
 
 
 def close(got, expected):
@@ -125,8 +112,8 @@ def closed_loop(call, x, expected, concurrency, warmup, seconds, cpu_pids):
         "clients": concurrency,
         "requests": len(merged),
         "req_per_s": len(merged) / seconds,
-        "p50_us": percentile(merged, 0.50) / 1e3,
-        "p99_us": percentile(merged, 0.99) / 1e3,
+        "p50_us": processes.percentile(merged, 0.50) / 1e3,
+        "p99_us": processes.percentile(merged, 0.99) / 1e3,
         "errors": sum(errors),
         "first_error": first_error[0] if first_error else None,
         "wrong_answers": sum(wrong),
@@ -147,7 +134,7 @@ class TfBench:
         self.levels = [int(c) for c in args.concurrency.split(",")]
         self.native = []  # modeld under the C++ load generator
         self.repository = work / "repository"
-        log(f"writing {MODEL} with TensorFlow into {self.repository}")
+        processes.log(f"writing {MODEL} with TensorFlow into {self.repository}")
         tf_models.write_keras_mlp(self.repository / MODEL)
         self.config = (self.repository / MODEL / "config.pbtxt").read_text()
         self.x = np.random.default_rng(5).standard_normal((ROWS, 64)).astype(np.float32)
@@ -225,7 +212,7 @@ class TfBench:
     @staticmethod
     def report(name, level):
         batch = f", mean batch {level['mean_batch']:.1f}" if "mean_batch" in level else ""
-        log(f"{name} c={level['clients']}: {level['req_per_s']:.0f} req/s, p50 "
+        processes.log(f"{name} c={level['clients']}: {level['req_per_s']:.0f} req/s, p50 "
             f"{level['p50_us']:.0f} µs, p99 {level['p99_us']:.0f} µs, {level['errors']} errors, "
             f"{level['wrong_answers']} wrong{batch}")
 
@@ -334,7 +321,7 @@ def main():
     print(report)
     failures = sum(level["errors"] + level["wrong_answers"]
                    for level in modeld_levels + inprocess_levels + bench.native)
-    log(f"wrote {stem}.md in {elapsed:.0f} s")
+    processes.log(f"wrote {stem}.md in {elapsed:.0f} s")
     if failures:
         sys.exit(f"tf_bench: {failures} errors or wrong answers (see the table)")
 

@@ -1,5 +1,6 @@
 """Starting and stopping the processes a benchmark run needs, and watching their memory."""
 
+import math
 import os
 import re
 import signal
@@ -252,3 +253,16 @@ def warn_if_loaded(name):
         print(f"{name}: warning: load average {load:.2f} before the run; other work on this "
               "machine skews every figure", flush=True)
     return load
+
+
+def log(message):
+    """A progress line with the time, flushed at once."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def percentile(sorted_values, quantile):
+    """Nearest rank, as modeld-bench."""
+    if not sorted_values:
+        return 0.0
+    rank = min(len(sorted_values), max(1, math.ceil(quantile * len(sorted_values))))
+    return sorted_values[rank - 1]

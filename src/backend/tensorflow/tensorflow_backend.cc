@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "backend/model_inputs.h"
 #include "backend/tensorflow/saved_model.h"
 #include "backend/tensorflow/tf_api.h"
 #include "backend/tensorflow/tf_tensor.h"
@@ -91,19 +92,13 @@ class TensorFlowModel : public Model {
 
   absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) override {
     const bool batched = config_.max_batch_size > 0;
-    std::optional<int64_t> batch;
+    ASSIGN_OR_RETURN(const OrderedInputs ordered, OrderInputs(config_, inputs));
     std::vector<TfTensor> feed_tensors;
     std::vector<TF_Tensor*> feed_values;
     feed_tensors.reserve(config_.inputs.size());
-    for (const core::TensorSpec& spec : config_.inputs) {
-      auto it = inputs.find(spec.name);
-      if (it == inputs.end()) {
-        return absl::InternalError(absl::StrCat("input '", spec.name, "' is missing"));
-      }
-      if (batched && !batch.has_value() && !it->second.shape().empty()) {
-        batch = it->second.shape()[0];
-      }
-      ASSIGN_OR_RETURN(TfTensor tensor, ToTfTensor(api_, it->second, spec, batched));
+    for (size_t i = 0; i < config_.inputs.size(); ++i) {
+      ASSIGN_OR_RETURN(TfTensor tensor,
+                       ToTfTensor(api_, *ordered.tensors[i], config_.inputs[i], batched));
       feed_values.push_back(tensor.get());
       feed_tensors.push_back(std::move(tensor));
     }
@@ -124,7 +119,7 @@ class TensorFlowModel : public Model {
     for (size_t i = 0; i < results.size(); ++i) {
       const core::TensorSpec& spec = config_.outputs[i];
       ASSIGN_OR_RETURN(outputs[spec.name],
-                       FromTfTensor(api_, std::move(results[i]), spec, batch));
+                       FromTfTensor(api_, std::move(results[i]), spec, ordered.batch));
     }
     // Only now may the feeds go: a string output that aliases a feed was copied above.
     feed_tensors.clear();

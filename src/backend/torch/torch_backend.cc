@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "backend/model_inputs.h"
 #include "backend/torch/torch_tensor.h"
 #include "common/status_macros.h"
 
@@ -83,18 +84,12 @@ class TorchModel : public Model {
 
   absl::StatusOr<core::TensorMap> RunForward(const core::TensorMap& inputs) {
     const bool batched = config_.max_batch_size > 0;
-    std::optional<int64_t> batch;
+    ASSIGN_OR_RETURN(const OrderedInputs ordered, OrderInputs(config_, inputs));
     std::vector<c10::IValue> arguments;
     arguments.reserve(config_.inputs.size());
-    for (const core::TensorSpec& spec : config_.inputs) {
-      auto it = inputs.find(spec.name);
-      if (it == inputs.end()) {
-        return absl::InternalError(absl::StrCat("input '", spec.name, "' is missing"));
-      }
-      if (batched && !batch.has_value() && !it->second.shape().empty()) {
-        batch = it->second.shape()[0];
-      }
-      ASSIGN_OR_RETURN(at::Tensor tensor, ToAtenTensor(it->second, spec, batched));
+    for (size_t i = 0; i < config_.inputs.size(); ++i) {
+      ASSIGN_OR_RETURN(at::Tensor tensor,
+                       ToAtenTensor(*ordered.tensors[i], config_.inputs[i], batched));
       arguments.emplace_back(std::move(tensor));
     }
 
@@ -105,7 +100,7 @@ class TorchModel : public Model {
     outputs.reserve(tensors.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
       const core::TensorSpec& spec = config_.outputs[i];
-      ASSIGN_OR_RETURN(outputs[spec.name], FromAtenTensor(tensors[i], spec, batch));
+      ASSIGN_OR_RETURN(outputs[spec.name], FromAtenTensor(tensors[i], spec, ordered.batch));
     }
     return outputs;
   }
