@@ -126,13 +126,21 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
     return fail(
         absl::StrCat("no version folder (a positive number, such as 1/) in ", dir.path.string()));
   }
+  // From here on the versions are known: a failure is reported on each of them too, as
+  // TensorFlow Serving's status reports a version that cannot load.
+  auto fail_versions = [&](std::string reason) {
+    for (int64_t version : versions) {
+      entry.status.versions.push_back({version, VersionState::kUnavailable, reason});
+    }
+    return fail(std::move(reason));
+  };
   const std::filesystem::path newest = dir.path / std::to_string(versions.back());
   if (absl::Status completed = (*backend)->CompleteConfig(newest, *proto); !completed.ok()) {
-    return fail(absl::StrCat(source, ": ", completed.message()));
+    return fail_versions(absl::StrCat(source, ": ", completed.message()));
   }
   absl::StatusOr<core::ModelConfig> config =
       core::ModelConfigFromProto(*std::move(proto), source, dir.name);
-  if (!config.ok()) return fail(std::string(config.status().message()));
+  if (!config.ok()) return fail_versions(std::string(config.status().message()));
   entry.status.config = std::make_shared<const core::ModelConfig>(*std::move(config));
   for (int64_t version : versions) {
     entry.status.versions.push_back({version, VersionState::kLoading, ""});

@@ -260,6 +260,10 @@ TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing)
   ASSERT_TRUE(bad.ok());
   EXPECT_FALSE(bad->ready());
   EXPECT_THAT(bad->reason, HasSubstr("config.pbtxt: input 'x' is declared otherwise"));
+  // The version that could not be served is reported with the reason too.
+  ASSERT_EQ(bad->versions.size(), 1u);
+  EXPECT_EQ(bad->versions[0].state, VersionState::kUnavailable);
+  EXPECT_THAT(bad->versions[0].reason, HasSubstr("input 'x' is declared otherwise"));
   EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
 }
 
