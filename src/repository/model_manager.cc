@@ -1,5 +1,7 @@
 #include "repository/model_manager.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +12,20 @@
 #include "repository/version_policy.h"
 
 namespace modeld::repository {
+
+namespace {
+
+// What a rescan compares: config.pbtxt's text and the fingerprint of every version folder.
+template <typename Entry>
+void ReadDiskState(const std::filesystem::path& model_dir, Entry& entry) {
+  entry.config_text = ReadFileOrEmpty(model_dir / core::kConfigFileName);
+  entry.disk.clear();
+  for (int64_t version : ListVersions(model_dir)) {
+    entry.disk[version] = Fingerprint(model_dir / std::to_string(version));
+  }
+}
+
+}  // namespace
 
 absl::string_view VersionStateName(VersionState state) {
   switch (state) {
@@ -39,6 +55,15 @@ std::string ModelStatus::UnavailableReason() const {
     }
   }
   return absl::StrJoin(reasons, "; ");
+}
+
+ServedVersion::~ServedVersion() {
+  // Drains (queued requests finish), joins the workers (or detaches the one this runs on),
+  // and frees the instances...
+  scheduler_.reset();
+  // ...then gives the freed pages back: glibc keeps them otherwise, and a model reloaded
+  // twenty times would look like a leak to whoever watches the RSS.
+  malloc_trim(0);
 }
 
 ModelManager::ModelManager(std::filesystem::path repository,
@@ -78,13 +103,19 @@ absl::Status ModelManager::LoadAll() {
 }
 
 void ModelManager::Publish(std::shared_ptr<const Snapshot> next) {
-  absl::MutexLock lock(&mu_);
-  snapshot_ = std::move(next);
+  std::shared_ptr<const Snapshot> previous;
+  {
+    absl::MutexLock lock(&mu_);
+    previous = std::exchange(snapshot_, std::move(next));
+  }
+  // Released outside the lock: the last reference to a retired version drains it, and its
+  // requests' callbacks may call Get().
 }
 
 bool ModelManager::Loading() const {
   if (!loaded_once_.load()) return true;
-  for (const auto& [name, entry] : *snapshot()) {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  for (const auto& [name, entry] : *models) {
     for (const VersionStatus& v : entry.status.versions) {
       if (v.state == VersionState::kLoading) return true;
     }
@@ -102,6 +133,7 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
     return std::move(entry);
   };
   const std::vector<int64_t> on_disk = ListVersions(dir.path);
+  ReadDiskState(dir.path, entry);
   std::string source = (dir.path / core::kConfigFileName).string();
   absl::StatusOr<inference::ModelConfig> proto = core::ReadModelConfigProto(dir.path);
   if (absl::IsNotFound(proto.status()) && !on_disk.empty()) {
@@ -150,8 +182,24 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
 }
 
 void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend,
-                                ModelEntry& entry) const {
+                                ModelEntry& entry, const ModelEntry* previous) const {
+  const bool same_config = previous != nullptr && previous->config_text == entry.config_text;
   for (VersionStatus& status : entry.status.versions) {
+    if (cancelled_.load()) {
+      status.state = VersionState::kUnavailable;
+      status.reason = "modeld is shutting down";
+      continue;
+    }
+    if (same_config) {
+      auto served = previous->ready.find(status.version);
+      auto was = previous->disk.find(status.version);
+      if (served != previous->ready.end() && was != previous->disk.end() &&
+          was->second == entry.disk[status.version]) {
+        entry.ready[status.version] = served->second;
+        status.state = VersionState::kReady;
+        continue;
+      }
+    }
     absl::StatusOr<ModelHandle> handle =
         LoadVersion(entry.status.config, backend, dir.path, status.version);
     if (handle.ok()) {
@@ -178,16 +226,17 @@ absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
         absl::StrCat("version folder ", version_dir.string(), " does not exist"));
   }
   std::vector<std::unique_ptr<backend::Model>> instances;
+  auto runs = std::make_shared<backend::RunWatch>(config->instance_count);
   for (int i = 0; i < config->instance_count; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
-    instances.push_back(std::move(model));
+    instances.push_back(std::make_unique<backend::WatchedModel>(std::move(model), runs, i));
   }
   auto metrics = registry_ != nullptr ? std::make_shared<const metrics::VersionMetrics>(
                                             *registry_, config->name, std::to_string(version))
                                       : std::make_shared<const metrics::VersionMetrics>();
   auto scheduler = make_scheduler_(config, version, std::move(instances), metrics);
   return std::make_shared<const ServedVersion>(std::move(config), version, std::move(metrics),
-                                               std::move(scheduler));
+                                               std::move(scheduler), std::move(runs));
 }
 
 std::shared_ptr<const ModelManager::Snapshot> ModelManager::snapshot() const {
@@ -240,6 +289,162 @@ std::vector<ModelStatus> ModelManager::StatusAll() const {
   std::sort(all.begin(), all.end(),
             [](const ModelStatus& a, const ModelStatus& b) { return a.name < b.name; });
   return all;
+}
+
+void ModelManager::Replace(const std::string& name, std::optional<ModelEntry> entry) {
+  auto next = std::make_shared<Snapshot>(*snapshot());
+  if (entry.has_value()) {
+    (*next)[name] = *std::move(entry);
+  } else {
+    next->erase(name);
+  }
+  Publish(std::move(next));
+}
+
+absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
+  std::optional<ModelEntry> current;
+  {
+    const std::shared_ptr<const Snapshot> models = snapshot();
+    if (auto it = models->find(dir.name); it != models->end()) current = it->second;
+  }
+  if (current.has_value() && !force) {
+    ModelEntry now;
+    ReadDiskState(dir.path, now);
+    if (current->config_text == now.config_text && current->disk == now.disk) {
+      return absl::OkStatus();  // nothing changed since it was planned
+    }
+  }
+  backend::Backend* backend = nullptr;
+  ModelEntry next = PlanModel(dir, &backend);
+  const bool serving = current.has_value() && !current->ready.empty();
+  if (backend != nullptr) {
+    spdlog::info("model '{}': loading {}", dir.name, current.has_value() ? "changes" : "new model");
+    LoadVersions(dir, *backend, next, current.has_value() ? &*current : nullptr);
+  }
+  if (next.ready.empty() && serving) {
+    // Keep what serves; remember the folder as it is, so the same failure is not retried on
+    // every rescan (a change to the folder retries it).
+    std::string reason = next.status.UnavailableReason();
+    spdlog::error("model '{}' could not be reloaded, versions {} keep serving: {}", dir.name,
+                  absl::StrJoin(current->ready, ", ",
+                                [](std::string* out, const auto& v) {
+                                  absl::StrAppend(out, v.first);
+                                }),
+                  reason);
+    current->status.reload_error = reason;
+    current->config_text = next.config_text;
+    current->disk = next.disk;
+    Replace(dir.name, *std::move(current));
+    return absl::UnavailableError(absl::StrCat("model '", dir.name, "' could not be reloaded (",
+                                               reason, "); its loaded versions keep serving"));
+  }
+  if (current.has_value()) {
+    for (const auto& [version, handle] : current->ready) {
+      if (!next.ready.contains(version) || next.ready[version] != handle) {
+        spdlog::info("model '{}' version {} retired; it drains as its requests end", dir.name,
+                     version);
+      }
+    }
+  }
+  const bool ready = !next.ready.empty();
+  const std::string reason = next.status.UnavailableReason();
+  Replace(dir.name, std::move(next));
+  if (!ready) {
+    return absl::UnavailableError(
+        absl::StrCat("model '", dir.name, "' could not be loaded: ", reason));
+  }
+  return absl::OkStatus();
+}
+
+void ModelManager::Rescan() {
+  absl::MutexLock reload(&reload_mu_);
+  absl::StatusOr<std::vector<ModelDir>> dirs = ListModelDirs(repository_);
+  if (!dirs.ok()) {
+    spdlog::error("rescan: {}", dirs.status().message());
+    return;
+  }
+  absl::flat_hash_map<std::string, bool> on_disk;
+  for (const ModelDir& dir : *dirs) {
+    on_disk[dir.name] = true;
+    (void)Reconcile(dir, /*force=*/false);  // failures are logged and kept in the status
+  }
+  std::vector<std::string> gone;
+  const std::shared_ptr<const Snapshot> served = snapshot();
+  for (const auto& [name, entry] : *served) {
+    if (!on_disk.contains(name)) gone.push_back(name);
+  }
+  for (const std::string& name : gone) {
+    spdlog::info("model '{}': its folder is gone; unloading it", name);
+    Replace(name, std::nullopt);
+  }
+}
+
+absl::Status ModelManager::LoadModel(absl::string_view name) {
+  absl::MutexLock reload(&reload_mu_);
+  const std::filesystem::path path = repository_ / std::string(name);
+  std::error_code error;
+  if (name.empty() || name.front() == '.' || name.find('/') != absl::string_view::npos ||
+      !std::filesystem::is_directory(path, error)) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no folder in the repository ",
+                                            repository_.string()));
+  }
+  return Reconcile({std::string(name), path}, /*force=*/true);
+}
+
+absl::Status ModelManager::UnloadModel(absl::string_view name) {
+  absl::MutexLock reload(&reload_mu_);
+  if (!snapshot()->contains(name)) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+  }
+  spdlog::info("model '{}' unloaded; its versions drain as their requests end", name);
+  Replace(std::string(name), std::nullopt);
+  return absl::OkStatus();
+}
+
+std::vector<ModelManager::IndexEntry> ModelManager::Index() const {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  std::vector<IndexEntry> index;
+  absl::StatusOr<std::vector<ModelDir>> dirs = ListModelDirs(repository_);
+  std::vector<std::string> names;
+  if (dirs.ok()) {
+    for (const ModelDir& dir : *dirs) names.push_back(dir.name);
+  }
+  for (const auto& [name, entry] : *models) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    auto it = models->find(name);
+    if (it == models->end()) {
+      index.push_back({name, "", VersionState::kUnavailable, "unloaded"});
+      continue;
+    }
+    const ModelStatus& status = it->second.status;
+    if (status.versions.empty()) {
+      index.push_back({name, "", VersionState::kUnavailable, status.reason});
+    }
+    for (const VersionStatus& version : status.versions) {
+      index.push_back({name, absl::StrCat(version.version), version.state,
+                       version.state == VersionState::kReady ? status.reload_error
+                                                              : version.reason});
+    }
+  }
+  return index;
+}
+
+std::vector<ModelManager::StuckRun> ModelManager::StuckRuns(absl::Time now,
+                                                            absl::Duration limit) const {
+  std::vector<StuckRun> stuck;
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  for (const auto& [name, entry] : *models) {
+    for (const auto& [version, handle] : entry.ready) {
+      const absl::Time since = handle->OldestRunStart();
+      if (since != absl::InfiniteFuture() && now - since > limit) {
+        stuck.push_back({name, version, since});
+      }
+    }
+  }
+  return stuck;
 }
 
 void ModelManager::DrainAll() {

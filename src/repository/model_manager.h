@@ -3,7 +3,8 @@
 //
 // Readers take an immutable snapshot of the version map, so Get() never waits for a load. A
 // ModelHandle keeps its version (config, scheduler, instances) alive until the last request
-// holding it has finished, so retiring a version never pulls a model from under a request.
+// holding it has finished, so retiring a version never pulls a model from under a request:
+// a reload publishes the new map and the old version drains as its last requests end.
 #pragma once
 
 #include <atomic>
@@ -22,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "backend/registry.h"
+#include "backend/watched_model.h"
 #include "batching/scheduler.h"
 #include "core/model_config.h"
 #include "metrics/registry.h"
@@ -40,22 +42,32 @@ class ServedVersion {
  public:
   ServedVersion(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                 std::shared_ptr<const metrics::VersionMetrics> metrics,
-                std::unique_ptr<batching::Scheduler> scheduler)
+                std::unique_ptr<batching::Scheduler> scheduler,
+                std::shared_ptr<const backend::RunWatch> runs = nullptr)
       : config_(std::move(config)),
         version_(version),
         metrics_(std::move(metrics)),
+        runs_(std::move(runs)),
         scheduler_(std::move(scheduler)) {}
+  // Drains the scheduler (queued requests finish), frees the instances, and hands the freed
+  // memory back to the system (glibc keeps freed pages otherwise).
+  ~ServedVersion();
 
   const core::ModelConfig& config() const { return *config_; }
   int64_t version() const { return version_; }
   const metrics::VersionMetrics& metrics() const { return *metrics_; }
   batching::Scheduler& scheduler() const { return *scheduler_; }
+  // When the oldest Run() of its instances still in progress began; InfiniteFuture if none.
+  absl::Time OldestRunStart() const {
+    return runs_ != nullptr ? runs_->OldestRunStart() : absl::InfiniteFuture();
+  }
 
  private:
   const std::shared_ptr<const core::ModelConfig> config_;
   const int64_t version_;
   const std::shared_ptr<const metrics::VersionMetrics> metrics_;
-  const std::unique_ptr<batching::Scheduler> scheduler_;
+  const std::shared_ptr<const backend::RunWatch> runs_;
+  std::unique_ptr<batching::Scheduler> scheduler_;
 };
 
 using ModelHandle = std::shared_ptr<const ServedVersion>;
@@ -71,6 +83,8 @@ struct ModelStatus {
   std::shared_ptr<const core::ModelConfig> config;  // null when config.pbtxt failed
   std::string reason;  // why the model as a whole cannot serve (config, backend, no versions)
   std::vector<VersionStatus> versions;  // ascending
+  // Why the last reload failed while the versions above kept serving; empty otherwise.
+  std::string reload_error;
 
   bool ready() const;
   // The model's reason, else every unavailable version's, joined: for error messages.
@@ -103,34 +117,85 @@ class ModelManager {
   // Whether LoadAll() has not finished yet or some version is still loading.
   bool Loading() const;
 
+  // Reloading while serving. Each brings one model (or all) in line with the repository as
+  // it is now; they run one at a time. A new or changed version is loaded (and warmed up)
+  // before it is published; a version that is no longer wanted is dropped from the map and
+  // drains as its last requests end. A load that fails keeps the versions that were serving
+  // (ModelStatus::reload_error says why). A config.pbtxt that changed reloads every version.
+  //
+  // Rescan: every model folder (new ones load, changed ones reload, unchanged ones are left
+  // alone) and every served model whose folder is gone (unloaded). Errors are logged.
+  void Rescan();
+  // Loads or reloads model `name` from its folder. NOT_FOUND when there is no such folder;
+  // the load's error (UNAVAILABLE with the reason) when no version could be served.
+  absl::Status LoadModel(absl::string_view name);
+  // Stops serving model `name` (its versions drain). NOT_FOUND when it is not served.
+  absl::Status UnloadModel(absl::string_view name);
+
+  // The repository's model folders with the state of each version (Triton's repository
+  // index): served versions as they are, folders not served as UNAVAILABLE "unloaded".
+  struct IndexEntry {
+    std::string name;
+    std::string version;  // empty for a model without versions
+    VersionState state;
+    std::string reason;
+  };
+  std::vector<IndexEntry> Index() const;
+
   // Stops intake on every version and waits for queued requests to finish.
   void DrainAll();
+
+  // Makes a LoadAll() in progress stop before its next version (the rest are reported
+  // UNAVAILABLE "modeld is shutting down"); the version loading now finishes first.
+  void CancelLoading() { cancelled_.store(true); }
+
+  // Versions with an instance inside one Run() since before `now - limit`: stuck.
+  struct StuckRun {
+    std::string model;
+    int64_t version;
+    absl::Time since;
+  };
+  std::vector<StuckRun> StuckRuns(absl::Time now, absl::Duration limit) const;
 
  private:
   struct ModelEntry {
     ModelStatus status;
     std::map<int64_t, ModelHandle> ready;
+    // What the folder looked like when it was planned: config.pbtxt's text and each
+    // on-disk version's Fingerprint. A rescan reloads the model when either differs, and
+    // reuses a loaded version whose text and fingerprint are unchanged.
+    std::string config_text;
+    std::map<int64_t, std::string> disk;
   };
   using Snapshot = absl::flat_hash_map<std::string, ModelEntry>;
 
   // Reads the config, finds the backend and picks the versions (all LOADING); a failure is
   // recorded in the entry and leaves *backend null.
   ModelEntry PlanModel(const ModelDir& dir, backend::Backend** backend) const;
-  // Loads the entry's versions, marking each READY or UNAVAILABLE with the reason.
-  void LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry) const;
+  // Loads the entry's versions, marking each READY or UNAVAILABLE with the reason. A version
+  // `previous` serves with the same config text and fingerprint is reused, not reloaded.
+  void LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry,
+                    const ModelEntry* previous = nullptr) const;
   void Publish(std::shared_ptr<const Snapshot> next);
   absl::StatusOr<ModelHandle> LoadVersion(std::shared_ptr<const core::ModelConfig> config,
                                           backend::Backend& backend,
                                           const std::filesystem::path& model_dir,
                                           int64_t version) const;
   std::shared_ptr<const Snapshot> snapshot() const;
+  // One model's folder against what is served; `force` reloads it even when unchanged.
+  // Callers hold reload_mu_.
+  absl::Status Reconcile(const ModelDir& dir, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // Publishes a copy of the map with `name` set to `entry`, or removed when it is nullopt.
+  void Replace(const std::string& name, std::optional<ModelEntry> entry);
 
   const std::filesystem::path repository_;
   const backend::BackendRegistry& backends_;
   const batching::SchedulerFactory make_scheduler_;
   metrics::Registry* const registry_;
   std::atomic<bool> loaded_once_{false};
+  std::atomic<bool> cancelled_{false};
 
+  absl::Mutex reload_mu_;  // one reload at a time
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
 };

@@ -267,5 +267,102 @@ TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing)
   EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
 }
 
+
+// --- reloading while serving ---------------------------------------------------------------
+
+TEST_F(ModelManagerTest, RescanLoadsNewVersionsAndModelsAndUnloadsRemovedOnes) {
+  repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::StatusOr<ModelHandle> first = manager.Get("m", 1);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(fake_->load_count(), 1);
+
+  manager.Rescan();  // nothing changed: nothing reloads
+  EXPECT_EQ(fake_->load_count(), 1);
+  EXPECT_EQ(*manager.Get("m", 1), *first);
+
+  repo_.WriteFile("m/2/model.bin", "v2");
+  repo_.AddModel("n", FakeConfig());
+  manager.Rescan();
+  EXPECT_EQ(fake_->load_count(), 3);  // m/2 and n/1; m/1 is reused
+  EXPECT_EQ(*manager.Get("m", 1), *first);
+  EXPECT_EQ((*manager.Get("m", std::nullopt))->version(), 2);
+  EXPECT_TRUE(manager.Get("n", std::nullopt).ok());
+
+  std::filesystem::remove_all(repo_.path() / "m" / "1");
+  std::filesystem::remove_all(repo_.path() / "n");
+  manager.Rescan();
+  EXPECT_EQ(manager.Get("m", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager.Get("n", std::nullopt).status().code(), absl::StatusCode::kNotFound);
+  // A request that held version 1 keeps it until it is done.
+  EXPECT_EQ((*first)->version(), 1);
+}
+
+TEST_F(ModelManagerTest, AChangedVersionFolderOrConfigReloadsIt) {
+  repo_.AddModel("m", FakeConfig(), {1});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  const ModelHandle before = *manager.Get("m", std::nullopt);
+  repo_.WriteFile("m/1/model.bin", "new weights");
+  manager.Rescan();
+  const ModelHandle after = *manager.Get("m", std::nullopt);
+  EXPECT_NE(after, before);
+  EXPECT_EQ(fake_->load_count(), 2);
+
+  repo_.AddModel("m", FakeConfig("instance_group [ { count: 2 } ]"), {1});
+  manager.Rescan();
+  EXPECT_EQ((*manager.Get("m", std::nullopt))->config().instance_count, 2);
+  EXPECT_EQ(fake_->load_count(), 4);
+}
+
+TEST_F(ModelManagerTest, AFailedReloadKeepsTheServingVersionsAndSaysWhy) {
+  repo_.AddModel("m", FakeConfig(), {1});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  const ModelHandle serving = *manager.Get("m", std::nullopt);
+  repo_.AddModel("m", "backend: \"fake\"\nmax_batch_size: -1\n", {1});
+  const absl::Status reload = manager.LoadModel("m");
+  EXPECT_EQ(reload.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(reload.message(), HasSubstr("its loaded versions keep serving"));
+  EXPECT_EQ(*manager.Get("m", std::nullopt), serving);
+  absl::StatusOr<ModelStatus> status = manager.Status("m");
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(status->ready());
+  EXPECT_THAT(status->reload_error, HasSubstr("max_batch_size must not be negative"));
+  manager.Rescan();  // the same failing folder is not retried
+  EXPECT_EQ(fake_->load_count(), 1);
+
+  repo_.AddModel("m", FakeConfig(), {1});  // fixed: the next rescan reloads it
+  manager.Rescan();
+  status = manager.Status("m");
+  EXPECT_TRUE(status->reload_error.empty());
+  EXPECT_NE(*manager.Get("m", std::nullopt), serving);
+}
+
+TEST_F(ModelManagerTest, ExplicitLoadUnloadAndIndex) {
+  repo_.AddModel("a", FakeConfig(), {1});
+  repo_.AddModel("b", FakeConfig(), {1, 2});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  ASSERT_TRUE(manager.UnloadModel("a").ok());
+  EXPECT_EQ(manager.Get("a", std::nullopt).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager.UnloadModel("a").code(), absl::StatusCode::kNotFound);
+
+  std::vector<ModelManager::IndexEntry> index = manager.Index();
+  ASSERT_EQ(index.size(), 2u);
+  EXPECT_EQ(index[0].name, "a");
+  EXPECT_EQ(index[0].state, VersionState::kUnavailable);
+  EXPECT_EQ(index[0].reason, "unloaded");
+  EXPECT_EQ(index[1].name, "b");
+  EXPECT_EQ(index[1].version, "2");
+  EXPECT_EQ(index[1].state, VersionState::kReady);
+
+  ASSERT_TRUE(manager.LoadModel("a").ok());
+  EXPECT_TRUE(manager.Get("a", std::nullopt).ok());
+  EXPECT_EQ(manager.LoadModel("missing").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager.LoadModel("../a").code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace modeld::repository

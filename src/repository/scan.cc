@@ -1,10 +1,13 @@
 #include "repository/scan.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace modeld::repository {
 namespace {
@@ -48,6 +51,29 @@ std::vector<int64_t> ListVersions(const std::filesystem::path& model_dir) {
   }
   std::sort(versions.begin(), versions.end());
   return versions;
+}
+
+std::string Fingerprint(const std::filesystem::path& dir) {
+  std::vector<std::string> files;
+  std::error_code error;
+  for (std::filesystem::recursive_directory_iterator it(dir, error), end; !error && it != end;
+       it.increment(error)) {
+    if (!it->is_regular_file(error)) continue;
+    const auto size = it->file_size(error);
+    const auto modified = it->last_write_time(error).time_since_epoch().count();
+    files.push_back(absl::StrCat(it->path().lexically_relative(dir).string(), ":", size, ":",
+                                 modified));
+  }
+  std::sort(files.begin(), files.end());
+  return absl::StrJoin(files, "\n");
+}
+
+std::string ReadFileOrEmpty(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return "";
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
 }
 
 }  // namespace modeld::repository

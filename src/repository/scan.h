@@ -23,4 +23,11 @@ absl::StatusOr<std::vector<ModelDir>> ListModelDirs(const std::filesystem::path&
 // number without leading zeros (Triton's rule); other entries are ignored.
 std::vector<int64_t> ListVersions(const std::filesystem::path& model_dir);
 
+// What a rescan compares to see whether a folder changed: every regular file below `dir`
+// (relative path, size, modification time), sorted. Cheap: nothing is read but metadata.
+std::string Fingerprint(const std::filesystem::path& dir);
+
+// The contents of a small file, or "" when it cannot be read (a config.pbtxt that is absent).
+std::string ReadFileOrEmpty(const std::filesystem::path& path);
+
 }  // namespace modeld::repository

@@ -70,8 +70,15 @@ bool InferenceService::WaitUntilIdle(absl::Duration timeout) {
       timeout);
 }
 
+bool InferenceService::Live() const { return Stuck().empty(); }
+
+std::vector<repository::ModelManager::StuckRun> InferenceService::Stuck() const {
+  if (watchdog_limit_ <= absl::ZeroDuration()) return {};
+  return models_.StuckRuns(absl::Now(), watchdog_limit_);
+}
+
 bool InferenceService::Ready() const {
-  if (draining_.load() || models_.Loading()) return false;
+  if (draining_.load() || models_.Loading() || !Live()) return false;
   for (const std::function<bool()>& condition : readiness_conditions_) {
     if (!condition()) return false;
   }
@@ -79,7 +86,12 @@ bool InferenceService::Ready() const {
 }
 
 bool InferenceService::ModelReady(absl::string_view name, std::optional<int64_t> version) const {
-  return models_.Get(name, version).ok();
+  absl::StatusOr<repository::ModelHandle> handle = models_.Get(name, version);
+  if (!handle.ok()) return false;
+  // A stuck instance: the model's requests would wait behind it (the watchdog).
+  return watchdog_limit_ <= absl::ZeroDuration() ||
+         (*handle)->OldestRunStart() == absl::InfiniteFuture() ||
+         absl::Now() - (*handle)->OldestRunStart() <= watchdog_limit_;
 }
 
 absl::StatusOr<ModelMetadata> InferenceService::Metadata(absl::string_view name,
@@ -103,6 +115,38 @@ absl::StatusOr<std::shared_ptr<const core::ModelConfig>> InferenceService::Confi
   ASSIGN_OR_RETURN(repository::ModelHandle handle, models_.Get(name, version));
   // The aliasing constructor shares the handle's ownership, so the config lives on with it.
   return std::shared_ptr<const core::ModelConfig>(handle, &handle->config());
+}
+
+absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> InferenceService::RepositoryIndex(
+    bool ready_only) const {
+  if (control_ == nullptr || control_->mode() != ControlMode::kExplicit) {
+    return absl::UnavailableError(
+        "model control is off (--model-control-mode=explicit turns on the repository index, "
+        "load and unload)");
+  }
+  std::vector<repository::ModelManager::IndexEntry> index = models_.Index();
+  if (ready_only) {
+    std::erase_if(index, [](const repository::ModelManager::IndexEntry& entry) {
+      return entry.state != repository::VersionState::kReady;
+    });
+  }
+  return index;
+}
+
+void InferenceService::LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
+  if (control_ == nullptr) {
+    return done(absl::UnavailableError(
+        "model control is off (--model-control-mode=explicit turns on load and unload)"));
+  }
+  control_->Load(std::move(name), std::move(done));
+}
+
+void InferenceService::UnloadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
+  if (control_ == nullptr) {
+    return done(absl::UnavailableError(
+        "model control is off (--model-control-mode=explicit turns on load and unload)"));
+  }
+  control_->Unload(std::move(name), std::move(done));
 }
 
 }  // namespace modeld::server

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -21,6 +22,7 @@
 #include "metrics/registry.h"
 #include "metrics/version_metrics.h"
 #include "repository/model_manager.h"
+#include "server/model_control.h"
 
 namespace modeld::server {
 
@@ -54,12 +56,17 @@ class InferenceService {
   // (the model failed). Never blocks on inference.
   void Infer(core::InferRequest&& request, core::InferCallback&& done);
 
-  // Whether the process can answer at all.
-  bool Live() const { return true; }
+  // Whether the process works: false while a model instance is stuck, inside one Run() for
+  // longer than the watchdog limit (SetWatchdog), so a liveness probe restarts it.
+  bool Live() const;
   // Whether it takes inference requests: false while a model that should load is still
   // loading (failed ones do not count: ModelReady reports them), once draining has begun,
-  // and while any readiness condition is false.
+  // while an instance is stuck, and while any readiness condition is false.
   bool Ready() const;
+  // The watchdog's limit on one Run(); zero or less: off. Set before serving.
+  void SetWatchdog(absl::Duration limit) { watchdog_limit_ = limit; }
+  // The versions with a stuck instance now.
+  std::vector<repository::ModelManager::StuckRun> Stuck() const;
   // Adds a condition Ready() also requires: a queue transport's link to its broker, say (the
   // Redis worker is not ready while it cannot reach Redis). Call before any transport serves:
   // the conditions are read without a lock. `condition` must be thread-safe and quick.
@@ -67,7 +74,7 @@ class InferenceService {
     readiness_conditions_.push_back(std::move(condition));
   }
   // Whether the model (or that version) is ready; false for an unknown one, as the health
-  // RPCs of the protocol answer.
+  // RPCs of the protocol answer, and for one whose served version has a stuck instance.
   bool ModelReady(absl::string_view name, std::optional<int64_t> version) const;
   // Errors as for Infer's model lookup.
   absl::StatusOr<ModelMetadata> Metadata(absl::string_view name,
@@ -80,15 +87,28 @@ class InferenceService {
     return models_.Status(name);
   }
 
+  // The repository extension (model control): the index of the repository's models and
+  // versions with their states (only READY ones when `ready_only`), and loading or unloading
+  // one model. UNAVAILABLE, naming the flag, unless modeld runs with
+  // --model-control-mode=explicit (SetModelControl). `done` may run on another thread.
+  void SetModelControl(ModelControl* control) { control_ = control; }
+  absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> RepositoryIndex(
+      bool ready_only) const;
+  void LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done);
+  void UnloadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done);
+
   // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already accepted
   // still finish.
   void StartDraining() { draining_.store(true); }
+  bool Draining() const { return draining_.load(); }
 
   // Waits until no accepted request is unanswered, or `timeout` passes; true when idle.
   bool WaitUntilIdle(absl::Duration timeout);
 
  private:
   repository::ModelManager& models_;
+  ModelControl* control_ = nullptr;  // set before serving; null: model control is off
+  absl::Duration watchdog_limit_ = absl::ZeroDuration();  // set before serving
   const common::Clock& clock_;
   const metrics::VersionMetrics unresolved_;  // requests that named no servable version
   std::atomic<bool> draining_{false};

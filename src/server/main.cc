@@ -14,7 +14,7 @@
 
 namespace {
 
-// Stop signals are written to a pipe that main() reads. A handler is used rather than
+// Stop and reload signals are written to a pipe that main() reads. A handler is used rather than
 // sigwait() with a blocked mask because libraries start threads before main() (OpenBLAS
 // does), and a signal delivered to such a thread would otherwise kill the process.
 int stop_pipe[2] = {-1, -1};
@@ -34,14 +34,15 @@ absl::Status InstallStopHandlers() {
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
-  if (sigaction(SIGTERM, &action, nullptr) != 0 || sigaction(SIGINT, &action, nullptr) != 0) {
-    return absl::InternalError("cannot install the SIGTERM/SIGINT handlers");
+  if (sigaction(SIGTERM, &action, nullptr) != 0 || sigaction(SIGINT, &action, nullptr) != 0 ||
+      sigaction(SIGHUP, &action, nullptr) != 0) {
+    return absl::InternalError("cannot install the SIGTERM/SIGINT/SIGHUP handlers");
   }
   return absl::OkStatus();
 }
 
-// Blocks until SIGTERM or SIGINT has arrived (possibly long ago, e.g. during loading).
-int WaitForStopSignal() {
+// Blocks until SIGTERM, SIGINT or SIGHUP has arrived (possibly long ago).
+int WaitForSignal() {
   unsigned char byte = 0;
   while (read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
   }
@@ -84,8 +85,12 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", server.status().message());
     return 1;
   }
-  spdlog::info("modeld is ready");
-  const int signal = WaitForStopSignal();
+  // SIGHUP rescans the repository (--model-control-mode=poll); SIGTERM and SIGINT stop.
+  int signal = 0;
+  while ((signal = WaitForSignal()) == SIGHUP) {
+    spdlog::info("received SIGHUP");
+    (*server)->Rescan();
+  }
   spdlog::info("received {}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
   return 0;

@@ -105,6 +105,36 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("drain-timeout-seconds", v, &o.drain_timeout_seconds);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.drain_timeout_seconds); }},
+      {"model-control-mode", "MODE",
+       "none: load the repository once at start; poll: rescan it every "
+       "--repository-poll-secs (and on SIGHUP) and load, reload or unload what changed; "
+       "explicit: load and unload through the repository API (index, load, unload).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (v != "none" && v != "poll" && v != "explicit") {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--model-control-mode expects none, poll or explicit, got '", v, "'"));
+         }
+         o.model_control_mode = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.model_control_mode; }},
+      {"repository-poll-secs", "N", "With --model-control-mode=poll: seconds between rescans.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("repository-poll-secs", v, &o.repository_poll_secs);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.repository_poll_secs); }},
+      {"watchdog-seconds", "N",
+       "A model instance inside one run for longer than this is stuck: the model and the "
+       "server report not ready and not live (a supervised server exits to be restarted). "
+       "0: off.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.watchdog_seconds) || o.watchdog_seconds < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--watchdog-seconds expects a whole number of seconds (0: off), got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.watchdog_seconds); }},
       {"log-level", "LEVEL", "trace, debug, info, warn, error, critical or off.",
        [](ServerOptions& o, absl::string_view v) {
          o.log_level = std::string(v);

@@ -32,6 +32,15 @@ struct ServerOptions {
   int64_t http_idle_timeout_seconds = 60;
   // After SIGTERM, how long in-flight requests may take to finish before they are cancelled.
   int64_t drain_timeout_seconds = 30;
+  // How the repository changes while modeld runs: "none" (loaded once at start), "poll"
+  // (rescanned every repository_poll_secs, and on SIGHUP) or "explicit" (the repository
+  // extension: index, load, unload over gRPC and HTTP).
+  std::string model_control_mode = "none";
+  int64_t repository_poll_secs = 15;
+  // A model instance inside Run() for longer than this is stuck: its model, and the server,
+  // report not ready and not live; a supervised server (MODELD_SUPERVISED=1 in its
+  // environment, set by modeld-supervisor) exits so that it is restarted. 0: off.
+  int64_t watchdog_seconds = 120;
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
   // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:

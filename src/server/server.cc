@@ -1,6 +1,12 @@
 #include "server/server.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "backend/fake/fake_backend.h"
 #include "backend/registry.h"
 #include "backend/torch/torch_backend.h"
@@ -13,7 +19,9 @@
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
 #include "repository/model_manager.h"
+#include "repository/scan.h"
 #include "server/inference_service.h"
+#include "server/model_control.h"
 #include "transport/grpc_kserve/kserve_service.h"
 #include "transport/grpc_tfserving/tfserving_service.h"
 #include "transport/http/http_server.h"
@@ -81,6 +89,11 @@ class ModeldServer : public Server {
         tfserving_models_only_(service_),
         // metrics: GET /metrics serves this registry's text.
         http_router_(service_, [this] { return metrics_.Render(); }) {
+    control_ = std::make_unique<ModelControl>(models_,
+                                              ControlModeFromFlag(options.model_control_mode),
+                                              absl::Seconds(options.repository_poll_secs));
+    service_.SetModelControl(control_.get());
+    service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
     metrics_.AddCollector(metrics::AppendProcessMetrics);
     metrics_.AddCollector(
         [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
@@ -119,12 +132,15 @@ class ModeldServer : public Server {
     http.idle_timeout = absl::Seconds(options_.http_idle_timeout_seconds);
     ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, http_router_));
     spdlog::info("HTTP listening on {}:{}", HostOf(options_.http_address), http_->port());
-    RETURN_IF_ERROR(models_.LoadAll());
-    // Only once the models are loaded: work queued in Redis would otherwise be answered
-    // "model not found" while they load.
-    if (redis_ != nullptr) redis_->Start();
+    // The repository must be readable now; its models load on a thread of their own, so a
+    // stop signal that comes meanwhile is answered at once (after the version loading then).
+    RETURN_IF_ERROR(repository::ListModelDirs(options_.model_repository).status());
+    loader_ = std::thread([this] { LoadModels(); });
+    if (options_.watchdog_seconds > 0) watchdog_ = std::thread([this] { Watch(); });
     return absl::OkStatus();
   }
+
+  void Rescan() override { control_->Rescan(); }
 
   int grpc_port() const override { return grpc_port_; }
 
@@ -153,9 +169,17 @@ class ModeldServer : public Server {
     spdlog::info("shutting down: finishing in-flight requests (up to {} s)",
                  options_.drain_timeout_seconds);
     const absl::Time deadline = absl::Now() + absl::Seconds(options_.drain_timeout_seconds);
+    // Not ready at once (and new requests refused) while loading stops after the version in
+    // progress and model control stops after the change in progress.
+    service_.StartDraining();
+    models_.CancelLoading();
+    if (loader_.joinable()) loader_.join();
+    control_.reset();
+    stop_watch_.Notify();
+    if (watchdog_.joinable()) watchdog_.join();
     // The Redis worker stops taking entries first: what it has not taken stays queued for
     // another modeld instead of being answered UNAVAILABLE.
-    if (redis_ != nullptr) redis_->StopReading();
+    if (redis_started_) redis_->StopReading();
     // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
     // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
@@ -165,7 +189,7 @@ class ModeldServer : public Server {
     }
     // Replies and acknowledgements of what the worker took; what it cannot write by the
     // deadline stays pending in Redis for another consumer.
-    if (redis_ != nullptr) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
+    if (redis_started_) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     if (tfserving_grpc_ != nullptr) {
@@ -177,15 +201,55 @@ class ModeldServer : public Server {
   }
 
  private:
+  // On loader_: the first load of the repository, then what may only start after it.
+  void LoadModels() {
+    (void)models_.LoadAll();  // a model that fails is logged and reported, the rest serve
+    if (service_.Draining()) return;  // stopped while loading
+    // Only now: work queued in Redis would otherwise be answered "model not found".
+    if (redis_ != nullptr) {
+      redis_->Start();
+      redis_started_ = true;
+    }
+    control_->Start();
+    spdlog::info("modeld is ready");
+  }
+
+  // On watchdog_: reports each stuck instance once; a supervised modeld exits so that
+  // modeld-supervisor restarts it (a stuck framework call cannot be drained).
+  void Watch() {
+    const char* supervised = std::getenv("MODELD_SUPERVISED");
+    absl::flat_hash_set<std::string> reported;
+    while (!stop_watch_.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
+      for (const repository::ModelManager::StuckRun& stuck : service_.Stuck()) {
+        if (!reported.insert(absl::StrCat(stuck.model, "/", stuck.version)).second) continue;
+        spdlog::error(
+            "model '{}' version {}: an instance has been inside one run for {} s (over "
+            "--watchdog-seconds={}); modeld reports not live and not ready",
+            stuck.model, stuck.version, absl::ToInt64Seconds(absl::Now() - stuck.since),
+            options_.watchdog_seconds);
+        if (supervised != nullptr && absl::string_view(supervised) == "1") {
+          spdlog::critical("exiting with status 3 so that modeld-supervisor restarts modeld");
+          spdlog::shutdown();
+          std::_Exit(3);
+        }
+      }
+    }
+  }
+
   const ServerOptions options_;
   const common::RealClock clock_;
   metrics::Registry metrics_;
   const std::unique_ptr<backend::BackendRegistry> backends_;
   repository::ModelManager models_;
   InferenceService service_;
+  std::unique_ptr<ModelControl> control_;  // reset at shutdown, before the models drain
+  std::thread loader_;
+  std::thread watchdog_;
+  absl::Notification stop_watch_;
   // Null unless --redis-url. Declared before the other transports, so it is destroyed after
   // them: their readiness checks call it.
   std::unique_ptr<transport::redis::RedisWorker> redis_;
+  std::atomic<bool> redis_started_{false};
   transport::grpc_kserve::KServeGrpcService kserve_;
   transport::grpc_tfserving::TfServingPredictionService tfserving_predict_;
   transport::grpc_tfserving::TfServingModelService tfserving_models_;

@@ -1,5 +1,6 @@
 #include "transport/grpc_kserve/kserve_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/model_version.h"
 #include "transport/grpc_kserve/codec.h"
@@ -89,6 +90,60 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerCont
                    if (result.ok()) EncodeInferResponse(*result, response);
                    reactor->Finish(ToGrpcStatus(result.status()));
                  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::RepositoryIndex(
+    grpc::CallbackServerContext* context, const inference::RepositoryIndexRequest* request,
+    inference::RepositoryIndexResponse* response) {
+  absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> index =
+      service_.RepositoryIndex(request->ready());
+  if (index.ok()) {
+    for (const repository::ModelManager::IndexEntry& entry : *index) {
+      inference::RepositoryIndexResponse::ModelIndex* model = response->add_models();
+      model->set_name(entry.name);
+      model->set_version(entry.version);
+      model->set_state(std::string(repository::VersionStateName(entry.state)));
+      model->set_reason(entry.reason);
+    }
+  }
+  return Finish(context, index.status());
+}
+
+namespace {
+
+// Load and unload: no parameters (Triton's config override and files are not offered).
+template <typename Request>
+absl::Status CheckNoParameters(const Request& request) {
+  if (request.parameters().empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "parameter '", request.parameters().begin()->first,
+      "' is not supported: modeld loads a model from its folder in the repository as it is"));
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
+    grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
+    inference::RepositoryModelLoadResponse*) {
+  if (absl::Status status = CheckNoParameters(*request); !status.ok()) {
+    return Finish(context, status);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  service_.LoadModel(request->model_name(),
+                     [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelUnload(
+    grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
+    inference::RepositoryModelUnloadResponse*) {
+  if (absl::Status status = CheckNoParameters(*request); !status.ok()) {
+    return Finish(context, status);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  service_.UnloadModel(request->model_name(),
+                       [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 

@@ -9,7 +9,7 @@
 namespace modeld::transport::grpc_kserve {
 
 // The extensions listed by ServerMetadata.
-inline constexpr const char* kExtensions[] = {"model_configuration"};
+inline constexpr const char* kExtensions[] = {"model_configuration", "model_repository"};
 
 // Thread-safe. `service` must outlive this object and every RPC it has started.
 class KServeGrpcService : public inference::GRPCInferenceService::CallbackService {
@@ -37,6 +37,18 @@ class KServeGrpcService : public inference::GRPCInferenceService::CallbackServic
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
                                         const inference::ModelConfigRequest* request,
                                         inference::ModelConfigResponse* response) override;
+  // The repository extension: UNAVAILABLE unless --model-control-mode=explicit. Load and
+  // unload take no parameters (INVALID_ARGUMENT naming them) and finish once the change is
+  // done (a load that fails answers UNAVAILABLE with the reason).
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context,
+                                            const inference::RepositoryIndexRequest* request,
+                                            inference::RepositoryIndexResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelLoad(
+      grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
+      inference::RepositoryModelLoadResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelUnload(
+      grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
+      inference::RepositoryModelUnloadResponse* response) override;
 
  private:
   server::InferenceService& service_;

@@ -217,4 +217,77 @@ void KServeRest::Infer(std::shared_ptr<const Request> request, absl::string_view
       });
 }
 
+namespace {
+
+// The body of a repository request: empty, or a JSON object.
+absl::StatusOr<rapidjson::Document> RepositoryBody(const Request& request) {
+  rapidjson::Document doc;
+  doc.SetObject();
+  if (request.body.empty()) return doc;
+  RETURN_IF_ERROR(ParseJson(request.body, doc));
+  if (!doc.IsObject()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request body must be a JSON object, got ", JsonTypeName(doc)));
+  }
+  return doc;
+}
+
+}  // namespace
+
+void KServeRest::RepositoryIndex(std::shared_ptr<const Request> request, Reply reply) {
+  absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
+    ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request));
+    bool ready = false;
+    if (auto it = doc.FindMember("ready"); it != doc.MemberEnd()) {
+      if (!it->value.IsBool()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("\"ready\" must be a boolean, got ", JsonTypeName(it->value)));
+      }
+      ready = it->value.GetBool();
+    }
+    ASSIGN_OR_RETURN(auto index, service_.RepositoryIndex(ready));
+    rapidjson::StringBuffer buffer;
+    JsonWriter writer(buffer);
+    writer.StartArray();
+    for (const repository::ModelManager::IndexEntry& entry : index) {
+      writer.StartObject();
+      writer.Key("name");
+      WriteSanitizedString(writer, entry.name);
+      writer.Key("version");
+      WriteString(writer, entry.version);
+      writer.Key("state");
+      WriteString(writer, repository::VersionStateName(entry.state));
+      writer.Key("reason");
+      WriteSanitizedString(writer, entry.reason);
+      writer.EndObject();
+    }
+    writer.EndArray();
+    return BufferText(buffer);
+  }();
+  std::move(reply)(body.ok() ? JsonResponse(*std::move(body)) : StatusResponse(body.status()));
+}
+
+void KServeRest::RepositoryLoad(std::shared_ptr<const Request> request, std::string model,
+                                bool load, Reply reply) {
+  absl::Status checked = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request));
+    if (auto it = doc.FindMember("parameters");
+        it != doc.MemberEnd() && !(it->value.IsObject() && it->value.ObjectEmpty())) {
+      return absl::InvalidArgumentError(
+          "\"parameters\" (a config override or files) are not supported: modeld loads a model "
+          "from its folder in the repository as it is");
+    }
+    return absl::OkStatus();
+  }();
+  if (!checked.ok()) {
+    std::move(reply)(StatusResponse(checked));
+    return;
+  }
+  auto done = [reply = std::move(reply)](absl::Status status) mutable {
+    std::move(reply)(status.ok() ? JsonResponse("{}") : StatusResponse(status));
+  };
+  load ? service_.LoadModel(std::move(model), std::move(done))
+       : service_.UnloadModel(std::move(model), std::move(done));
+}
+
 }  // namespace modeld::transport::http

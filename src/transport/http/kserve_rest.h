@@ -36,6 +36,12 @@ class KServeRest {
   // Triton's GET .../config: the config.pbtxt as protobuf JSON with snake_case names and
   // 64-bit integers as numbers (as Triton prints them).
   void ModelConfig(absl::string_view model, absl::string_view version, Reply reply);
+  // POST /v2/repository/index ({"ready": bool} optional) -> [{"name", "version", "state",
+  // "reason"}]; POST /v2/repository/models/{m}/load and /unload -> {} once done. 503 unless
+  // --model-control-mode=explicit; a load or unload body may not carry "parameters" (400).
+  void RepositoryIndex(std::shared_ptr<const Request> request, Reply reply);
+  void RepositoryLoad(std::shared_ptr<const Request> request, std::string model, bool load,
+                      Reply reply);
   void Infer(std::shared_ptr<const Request> request, absl::string_view model,
              absl::string_view version, Reply reply);
 

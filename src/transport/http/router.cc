@@ -112,6 +112,10 @@ void Router::RouteKServe(std::shared_ptr<const Request> request, Reply reply) {
     }
     return;
   }
+  if (segments[1] == "repository") {
+    RouteRepository(std::move(request), segments, std::move(reply));
+    return;
+  }
   if (n < 3 || segments[1] != "models" || segments[2].empty()) {
     std::move(reply)(NotFound());
     return;
@@ -151,6 +155,33 @@ void Router::RouteKServe(std::shared_ptr<const Request> request, Reply reply) {
   } else {
     kserve_.ModelMetadata(*model, version, std::move(reply));
   }
+}
+
+void Router::RouteRepository(std::shared_ptr<const Request> request,
+                             const std::vector<absl::string_view>& segments, Reply reply) {
+  const size_t n = segments.size();
+  const bool index = n == 3 && segments[2] == "index";
+  const bool change = n == 5 && segments[2] == "models" &&
+                      (segments[4] == "load" || segments[4] == "unload");
+  if (!index && !change) {
+    std::move(reply)(NotFound());
+    return;
+  }
+  if (request->method != "POST") {
+    std::move(reply)(MethodNotAllowed(*request, "POST"));
+    return;
+  }
+  if (index) {
+    kserve_.RepositoryIndex(std::move(request), std::move(reply));
+    return;
+  }
+  const std::optional<std::string> model = PercentDecode(segments[3]);
+  if (!model.has_value() || model->empty()) {
+    std::move(reply)(ErrorResponse(400, absl::StrCat("model name '", segments[3],
+                                                     "' is empty or has a malformed %-escape")));
+    return;
+  }
+  kserve_.RepositoryLoad(std::move(request), *model, segments[4] == "load", std::move(reply));
 }
 
 void Router::RouteTfServing(std::shared_ptr<const Request> request, Reply reply) {

@@ -40,6 +40,8 @@ class Router : public Handler {
 
  private:
   void RouteKServe(std::shared_ptr<const Request> request, Reply reply);
+  void RouteRepository(std::shared_ptr<const Request> request,
+                       const std::vector<absl::string_view>& segments, Reply reply);
   void RouteTfServing(std::shared_ptr<const Request> request, Reply reply);
 
   KServeRest kserve_;
