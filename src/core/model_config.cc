@@ -161,6 +161,56 @@ absl::Status ValidateDynamicBatching(absl::string_view source,
   return absl::OkStatus();
 }
 
+// model_warmup: every entry names every input once, with its datatype and fixed dims that fit
+// the input's, and a batch size the model takes.
+absl::Status ValidateWarmup(absl::string_view source, const inference::ModelConfig& proto,
+                            const ModelConfig& config) {
+  for (const inference::ModelWarmup& warmup : proto.model_warmup()) {
+    const std::string what = absl::StrCat("model_warmup '", warmup.name(), "'");
+    if (warmup.name().empty()) return ConfigError(source, "a model_warmup has no name");
+    const uint32_t most = config.max_batch_size > 0 ? config.max_batch_size : 1;
+    if (warmup.batch_size() < 1 || warmup.batch_size() > most) {
+      return ConfigError(source, absl::StrCat(what, ": batch_size ", warmup.batch_size(),
+                                              " is outside 1..", most));
+    }
+    for (const auto& [name, input] : warmup.inputs()) {
+      const TensorSpec* spec = config.FindInput(name);
+      if (spec == nullptr) {
+        return ConfigError(source, absl::StrCat(what, ": the model has no input '", name, "'"));
+      }
+      if (DataTypeFromConfig(input.data_type()) != spec->type) {
+        return ConfigError(
+            source, absl::StrCat(what, ": input '", name, "' is ",
+                                 inference::DataType_Name(input.data_type()), " but the model's is ",
+                                 inference::DataType_Name(DataTypeToConfig(spec->type))));
+      }
+      const Shape dims(input.dims().begin(), input.dims().end());
+      bool fits = dims.size() == spec->dims.size();
+      for (size_t i = 0; fits && i < dims.size(); ++i) {
+        fits = dims[i] > 0 && (spec->dims[i] == -1 || spec->dims[i] == dims[i]);
+      }
+      if (!fits) {
+        return ConfigError(source, absl::StrCat(what, ": input '", name, "' dims ",
+                                                ShapeToString(dims), " do not fit the input's ",
+                                                ShapeToString(spec->dims),
+                                                " (fixed sizes, no batch dimension)"));
+      }
+      if (input.input_data_type_case() ==
+          inference::ModelWarmup::Input::INPUT_DATA_TYPE_NOT_SET) {
+        return ConfigError(source, absl::StrCat(what, ": input '", name,
+                                                "' sets none of zero_data, random_data and "
+                                                "input_data_file"));
+      }
+    }
+    for (const TensorSpec& spec : config.inputs) {
+      if (!warmup.inputs().contains(spec.name)) {
+        return ConfigError(source, absl::StrCat(what, ": input '", spec.name, "' is not given"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateVersionPolicy(absl::string_view source, const inference::ModelConfig& proto) {
@@ -271,6 +321,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromProto(inference::ModelConfig proto,
   ASSIGN_OR_RETURN(config.inputs, ToTensorSpecs(source, "input", proto.input()));
   ASSIGN_OR_RETURN(config.outputs, ToTensorSpecs(source, "output", proto.output()));
   ASSIGN_OR_RETURN(config.instance_count, InstanceCount(source, proto));
+  RETURN_IF_ERROR(ValidateWarmup(source, proto, config));
   for (const auto& [key, value] : proto.parameters()) {
     config.parameters[key] = value.string_value();
   }

@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "repository/version_policy.h"
+#include "repository/warmup.h"
 
 namespace modeld::repository {
 
@@ -234,7 +235,14 @@ absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
   auto metrics = registry_ != nullptr ? std::make_shared<const metrics::VersionMetrics>(
                                             *registry_, config->name, std::to_string(version))
                                       : std::make_shared<const metrics::VersionMetrics>();
+  ASSIGN_OR_RETURN(const std::vector<WarmupRequest> warmup, WarmupRequests(*config, model_dir));
   auto scheduler = make_scheduler_(config, version, std::move(instances), metrics);
+  // Not published, so not ready, until its warm-up has run.
+  RETURN_IF_ERROR(RunWarmup(*scheduler, warmup));
+  if (!warmup.empty()) {
+    spdlog::info("model '{}' version {}: warm-up done ({} request{})", config->name, version,
+                 warmup.size(), warmup.size() == 1 ? "" : "s");
+  }
   return std::make_shared<const ServedVersion>(std::move(config), version, std::move(metrics),
                                                std::move(scheduler), std::move(runs));
 }

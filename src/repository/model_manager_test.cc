@@ -364,5 +364,40 @@ TEST_F(ModelManagerTest, ExplicitLoadUnloadAndIndex) {
   EXPECT_EQ(manager.LoadModel("../a").code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(ModelManagerTest, WarmupRunsBeforeAVersionServesAndAFailingOneFailsTheLoad) {
+  const std::string warmup = R"pb(
+    model_warmup {
+      name: "zeros"
+      batch_size: 4
+      inputs {
+        key: "x"
+        value { data_type: TYPE_FP32 dims: [ 2 ] zero_data: true }
+      }
+      count: 3
+    }
+    model_warmup {
+      name: "random"
+      batch_size: 1
+      inputs {
+        key: "x"
+        value { data_type: TYPE_FP32 dims: [ 2 ] random_data: true }
+      }
+    }
+  )pb";
+  repo_.AddModel("warm", FakeConfig(warmup));
+  repo_.AddModel("cold", FakeConfig(absl::StrCat(
+                             warmup, "parameters { key: \"behavior\" value { string_value: "
+                                     "\"fail\" } }")));
+  metrics::Registry registry;
+  ModelManager manager(repo_.path(), backends_, factory_, &registry);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  ASSERT_TRUE(manager.Get("warm", std::nullopt).ok());
+  // 3 + 1 warm-up runs went through the version before it was published.
+  EXPECT_THAT(registry.Render(), HasSubstr("modeld_batch_size_count{model=\"warm\",version=\"1\"} 4"));
+  absl::Status cold = manager.Get("cold", std::nullopt).status();
+  EXPECT_EQ(cold.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(cold.message(), HasSubstr("warm-up 'zeros' failed: fake model failure"));
+}
+
 }  // namespace
 }  // namespace modeld::repository
