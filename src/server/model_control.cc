@@ -48,26 +48,23 @@ void ModelControl::Enqueue(absl::AnyInvocable<void()> work) {
 }
 
 void ModelControl::Load(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
-  if (mode_ != ControlMode::kExplicit) return done(ControlOff());
-  Enqueue([this, name = std::move(name), done = std::move(done)]() mutable {
-    bool stopping = false;
-    {
-      absl::MutexLock lock(&mu_);
-      stopping = stopping_;
-    }
-    done(stopping ? absl::UnavailableError("modeld is shutting down") : models_.LoadModel(name));
-  });
+  Change(std::move(name), std::move(done), &repository::ModelManager::LoadModel);
 }
 
 void ModelControl::Unload(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
+  Change(std::move(name), std::move(done), &repository::ModelManager::UnloadModel);
+}
+
+void ModelControl::Change(std::string name, absl::AnyInvocable<void(absl::Status)> done,
+                          absl::Status (repository::ModelManager::*change)(absl::string_view)) {
   if (mode_ != ControlMode::kExplicit) return done(ControlOff());
-  Enqueue([this, name = std::move(name), done = std::move(done)]() mutable {
+  Enqueue([this, name = std::move(name), done = std::move(done), change]() mutable {
     bool stopping = false;
     {
       absl::MutexLock lock(&mu_);
       stopping = stopping_;
     }
-    done(stopping ? absl::UnavailableError("modeld is shutting down") : models_.UnloadModel(name));
+    done(stopping ? absl::UnavailableError("modeld is shutting down") : (models_.*change)(name));
   });
 }
 

@@ -50,6 +50,9 @@ class ModelControl {
 
  private:
   void Enqueue(absl::AnyInvocable<void()> work);
+  // Queues `change` (LoadModel or UnloadModel) of model `name`, answering `done`.
+  void Change(std::string name, absl::AnyInvocable<void(absl::Status)> done,
+              absl::Status (repository::ModelManager::*change)(absl::string_view));
   void Loop();
 
   repository::ModelManager& models_;

@@ -11,8 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 
 import numpy as np
@@ -20,6 +18,7 @@ import pytest
 
 import modeld
 from modeld_server import REPO_ROOT
+from process_log import ProcessLog
 
 DEMO_DIR = REPO_ROOT / "examples" / "django_demo"
 SCREENSHOT = REPO_ROOT / "build" / "test-output" / "demo-page.png"
@@ -47,40 +46,15 @@ class Gunicorn:
             cwd=DEMO_DIR, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        self._lines = []
-        self._eof = False
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, name="gunicorn-log", daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            with self._cond:
-                self._lines.append(raw.decode("utf-8", "replace"))
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
+        self.output = ProcessLog(self.proc, "gunicorn")
 
     @property
     def log(self):
-        with self._cond:
-            return "".join(self._lines)
+        return self.output.text
 
     def wait_for(self, regex, count=1, timeout=START_TIMEOUT_S):
         """Waits until `regex` has matched `count` times in the log; returns the matches."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                matches = list(regex.finditer("".join(self._lines)))
-                if len(matches) >= count:
-                    return matches
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    why = "exited" if self._eof else f"timed out after {timeout:.0f}s"
-                    raise AssertionError(f"gunicorn {why} before {count}x {regex.pattern!r}; "
-                                         f"its log:\n{''.join(self._lines)}")
-                self._cond.wait(remaining)
+        return self.output.wait_for(regex, count, timeout)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -90,7 +64,7 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=STOP_TIMEOUT_S)
-        self._reader.join(timeout=STOP_TIMEOUT_S)
+        self.output.join(timeout=STOP_TIMEOUT_S)
         self.proc.stdout.close()
         return self.proc.returncode
 

@@ -13,13 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from modeld_server import BINARY, REPO_ROOT
+from process_log import ProcessLog
 
 SUPERVISOR = Path(
     os.environ.get(
@@ -101,45 +101,18 @@ class Supervisor:
     def __init__(self, command, flags=()):
         require_binaries()
         self.args = [str(SUPERVISOR), *flags, "--", *command]
-        self._lines = []
-        self._eof = False
-        self._cond = threading.Condition()
         self.proc = subprocess.Popen(
             self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for raw in iter(self.proc.stdout.readline, b""):
-            with self._cond:
-                self._lines.append(raw.decode("utf-8", "replace"))
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
+        self.output = ProcessLog(self.proc, "modeld-supervisor")
 
     @property
     def log(self):
-        with self._cond:
-            return "".join(self._lines)
+        return self.output.text
 
     def wait_for_log(self, pattern, count=1, timeout=STARTUP_TIMEOUT_S):
         """Waits until `pattern` has matched `count` times; returns the matches."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                matches = list(regex.finditer("".join(self._lines)))
-                if len(matches) >= count:
-                    return matches
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    raise AssertionError(
-                        f"no {count} x {pattern!r} in the log (exited: {self._eof}):\n"
-                        + "".join(self._lines)
-                    )
-                self._cond.wait(remaining)
+        return self.output.wait_for(pattern, count, timeout)
 
     def child_pids(self):
         """The pids the log says were started, in order."""
@@ -158,7 +131,7 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"the supervisor did not exit within {timeout}s:\n{self.log}")
-        self._reader.join(timeout=EXIT_TIMEOUT_S)
+        self.output.join(timeout=EXIT_TIMEOUT_S)
         self.proc.stdout.close()
         return code
 
@@ -189,7 +162,7 @@ def supervise():
         if supervisor.proc.poll() is None:
             supervisor.kill()
         if supervisor.proc.stdout and not supervisor.proc.stdout.closed:
-            supervisor._reader.join(timeout=5)
+            supervisor.output.join(timeout=5)
             supervisor.proc.stdout.close()
 
 

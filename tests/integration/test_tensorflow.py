@@ -29,9 +29,11 @@ from infer_helpers import (
     RPC_TIMEOUT_S,
     linear_expected,
     make_stub,
+    matches,
     mc,
     pb,
 )
+from infer_helpers import expect_rpc_error as expect_error
 from modeld_server import start_server
 
 # float32 results are compared with TensorFlow in Python at rtol 1e-5, atol 1e-6: the same
@@ -172,26 +174,6 @@ def assert_same(got, expected, context=""):
         else:
             assert value.dtype == want.dtype, f"{context} '{name}': {value.dtype} vs {want.dtype}"
             np.testing.assert_array_equal(value, want, err_msg=f"{context} {name}")
-
-
-def matches(text, fragment):
-    """A fragment is a substring, a compiled regex, or a tuple of alternatives."""
-    if isinstance(fragment, tuple):
-        return any(matches(text, f) for f in fragment)
-    if isinstance(fragment, re.Pattern):
-        return fragment.search(text) is not None
-    return fragment in text
-
-
-def expect_error(rpc, request, code, *fragments):
-    with pytest.raises(grpc.RpcError) as info:
-        rpc(request, timeout=RPC_TIMEOUT_S)
-    details = info.value.details() or ""
-    got = info.value.code()
-    assert got == code, f"expected {code.name}, got {got.name}: {details!r}"
-    missing = [f for f in fragments if not matches(details, f)]
-    assert not missing, f"{code.name} message {details!r} lacks {missing}"
-    return details
 
 
 # --- inputs ----------------------------------------------------------------------------------

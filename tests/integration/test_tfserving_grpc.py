@@ -34,7 +34,8 @@ import numpy as np
 import pytest
 
 import tf_models
-from infer_helpers import LINEAR_WEIGHTS, linear_expected
+from infer_helpers import LINEAR_WEIGHTS, linear_expected, matches
+from infer_helpers import expect_rpc_error as expect_error
 from infer_helpers import make_stub as make_kserve_stub
 from infer_helpers import pb as kserve_pb
 from modeld_server import start_server
@@ -313,23 +314,6 @@ def assert_same(got, expected, context=""):
                                        err_msg=f"{context} {name}")
         else:
             np.testing.assert_array_equal(value, want, err_msg=f"{context} {name}")
-
-
-def matches(text, fragment):
-    if isinstance(fragment, re.Pattern):
-        return fragment.search(text) is not None
-    return fragment in text
-
-
-def expect_error(rpc, request, code, *fragments):
-    with pytest.raises(grpc.RpcError) as info:
-        rpc(request, timeout=RPC_TIMEOUT_S)
-    details = info.value.details() or ""
-    assert info.value.code() == code, (
-        f"expected {code.name}, got {info.value.code().name}: {details!r}")
-    missing = [f for f in fragments if not matches(details, f)]
-    assert not missing, f"{code.name} message {details!r} lacks {missing}"
-    return details
 
 
 def word(name):
