@@ -117,13 +117,16 @@ absl::StatusOr<std::shared_ptr<const core::ModelConfig>> InferenceService::Confi
   return std::shared_ptr<const core::ModelConfig>(handle, &handle->config());
 }
 
+absl::Status InferenceService::ModelControlOn() const {
+  if (control_ != nullptr && control_->mode() == ControlMode::kExplicit) return absl::OkStatus();
+  return absl::UnavailableError(
+      "model control is off (--model-control-mode=explicit turns on the repository index, "
+      "load and unload)");
+}
+
 absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> InferenceService::RepositoryIndex(
     bool ready_only) const {
-  if (control_ == nullptr || control_->mode() != ControlMode::kExplicit) {
-    return absl::UnavailableError(
-        "model control is off (--model-control-mode=explicit turns on the repository index, "
-        "load and unload)");
-  }
+  RETURN_IF_ERROR(ModelControlOn());
   std::vector<repository::ModelManager::IndexEntry> index = models_.Index();
   if (ready_only) {
     std::erase_if(index, [](const repository::ModelManager::IndexEntry& entry) {
@@ -134,18 +137,12 @@ absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> InferenceServi
 }
 
 void InferenceService::LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
-  if (control_ == nullptr) {
-    return done(absl::UnavailableError(
-        "model control is off (--model-control-mode=explicit turns on load and unload)"));
-  }
+  if (absl::Status on = ModelControlOn(); !on.ok()) return done(on);
   control_->Load(std::move(name), std::move(done));
 }
 
 void InferenceService::UnloadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
-  if (control_ == nullptr) {
-    return done(absl::UnavailableError(
-        "model control is off (--model-control-mode=explicit turns on load and unload)"));
-  }
+  if (absl::Status on = ModelControlOn(); !on.ok()) return done(on);
   control_->Unload(std::move(name), std::move(done));
 }
 

@@ -92,6 +92,8 @@ class InferenceService {
   // one model. UNAVAILABLE, naming the flag, unless modeld runs with
   // --model-control-mode=explicit (SetModelControl). `done` may run on another thread.
   void SetModelControl(ModelControl* control) { control_ = control; }
+  // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
+  absl::Status ModelControlOn() const;
   absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> RepositoryIndex(
       bool ready_only) const;
   void LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done);

@@ -183,8 +183,9 @@ class ModeldServer : public Server {
     // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
     // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
-    if (!service_.WaitUntilIdle(deadline - absl::Now())) {
-      spdlog::warn("requests still running after {} s; cancelling them",
+    const bool idle = service_.WaitUntilIdle(deadline - absl::Now());
+    if (!idle) {
+      spdlog::warn("requests still running after {} s; closing the ports without them",
                    options_.drain_timeout_seconds);
     }
     // Replies and acknowledgements of what the worker took; what it cannot write by the
@@ -196,6 +197,13 @@ class ModeldServer : public Server {
       tfserving_grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     }
     http_->Shutdown(absl::Seconds(1));
+    if (!idle) {
+      // A run still going past the drain timeout may never return (a stuck framework call):
+      // waiting for it would hang the stop until the process is killed. Leave without it.
+      spdlog::warn("shut down with requests still running (exit status 1)");
+      spdlog::shutdown();
+      std::_Exit(1);
+    }
     models_.DrainAll();
     spdlog::info("shut down");
   }

@@ -5,7 +5,6 @@ build/bin/modeld (MODELD_BINARY) on the example repository. modeld is given fixe
 (picked free by binding port 0 first), since every restart must come back on the same ones.
 """
 
-import http.client
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from modeld_server import BINARY, REPO_ROOT
+from lifecycle_helpers import http_call
 from process_log import ProcessLog
 
 SUPERVISOR = Path(
@@ -58,18 +58,8 @@ def run_supervisor(*args, timeout=EXIT_TIMEOUT_S):
 
 def http_request(port, method, path, body=None, timeout=5.0):
     """(status, parsed JSON or None); raises OSError when nothing listens."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        payload = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=payload)
-        response = conn.getresponse()
-        data = response.read()
-        try:
-            return response.status, json.loads(data) if data else None
-        except ValueError:
-            return response.status, None
-    finally:
-        conn.close()
+    status, data = http_call(f"127.0.0.1:{port}", method, path, body, timeout)
+    return status, data if not isinstance(data, bytes) else None
 
 
 def is_ready(port):

@@ -112,13 +112,18 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryIndex(
 
 namespace {
 
-// Load and unload: no parameters (Triton's config override and files are not offered).
+// Load and unload take no parameters (Triton's config override and files are not offered),
+// except unload_dependents, which Triton's clients always send: modeld has no ensembles, so a
+// model has no dependents to unload.
 template <typename Request>
-absl::Status CheckNoParameters(const Request& request) {
-  if (request.parameters().empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "parameter '", request.parameters().begin()->first,
-      "' is not supported: modeld loads a model from its folder in the repository as it is"));
+absl::Status CheckParameters(const Request& request) {
+  for (const auto& [name, value] : request.parameters()) {
+    if (name == "unload_dependents") continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "parameter '", name,
+        "' is not supported: modeld loads a model from its folder in the repository as it is"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -126,7 +131,10 @@ absl::Status CheckNoParameters(const Request& request) {
 grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
     grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse*) {
-  if (absl::Status status = CheckNoParameters(*request); !status.ok()) {
+  if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
+    return Finish(context, status);
+  }
+  if (absl::Status status = CheckParameters(*request); !status.ok()) {
     return Finish(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -138,7 +146,10 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
 grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelUnload(
     grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse*) {
-  if (absl::Status status = CheckNoParameters(*request); !status.ok()) {
+  if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
+    return Finish(context, status);
+  }
+  if (absl::Status status = CheckParameters(*request); !status.ok()) {
     return Finish(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

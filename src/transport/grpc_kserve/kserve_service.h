@@ -38,8 +38,8 @@ class KServeGrpcService : public inference::GRPCInferenceService::CallbackServic
                                         const inference::ModelConfigRequest* request,
                                         inference::ModelConfigResponse* response) override;
   // The repository extension: UNAVAILABLE unless --model-control-mode=explicit. Load and
-  // unload take no parameters (INVALID_ARGUMENT naming them) and finish once the change is
-  // done (a load that fails answers UNAVAILABLE with the reason).
+  // unload take no parameters but unload_dependents (INVALID_ARGUMENT naming any other) and
+  // finish once the change is done (a load that fails answers UNAVAILABLE with the reason).
   grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context,
                                             const inference::RepositoryIndexRequest* request,
                                             inference::RepositoryIndexResponse* response) override;

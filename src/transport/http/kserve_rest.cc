@@ -270,12 +270,21 @@ void KServeRest::RepositoryIndex(std::shared_ptr<const Request> request, Reply r
 void KServeRest::RepositoryLoad(std::shared_ptr<const Request> request, std::string model,
                                 bool load, Reply reply) {
   absl::Status checked = [&]() -> absl::Status {
+    RETURN_IF_ERROR(service_.ModelControlOn());
     ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request));
-    if (auto it = doc.FindMember("parameters");
-        it != doc.MemberEnd() && !(it->value.IsObject() && it->value.ObjectEmpty())) {
+    auto it = doc.FindMember("parameters");
+    if (it == doc.MemberEnd()) return absl::OkStatus();
+    if (!it->value.IsObject()) {
       return absl::InvalidArgumentError(
-          "\"parameters\" (a config override or files) are not supported: modeld loads a model "
-          "from its folder in the repository as it is");
+          absl::StrCat("\"parameters\" must be an object, got ", JsonTypeName(it->value)));
+    }
+    // unload_dependents is what Triton's clients always send; modeld has no ensembles.
+    for (const auto& parameter : it->value.GetObject()) {
+      if (absl::string_view(parameter.name.GetString()) == "unload_dependents") continue;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"parameters\" holds \"", parameter.name.GetString(),
+          "\", which is not supported (a config override or files): modeld loads a model from "
+          "its folder in the repository as it is"));
     }
     return absl::OkStatus();
   }();

@@ -38,7 +38,8 @@ class KServeRest {
   void ModelConfig(absl::string_view model, absl::string_view version, Reply reply);
   // POST /v2/repository/index ({"ready": bool} optional) -> [{"name", "version", "state",
   // "reason"}]; POST /v2/repository/models/{m}/load and /unload -> {} once done. 503 unless
-  // --model-control-mode=explicit; a load or unload body may not carry "parameters" (400).
+  // --model-control-mode=explicit; a load or unload body may carry no "parameters" but
+  // unload_dependents, which Triton's clients send (400 naming any other).
   void RepositoryIndex(std::shared_ptr<const Request> request, Reply reply);
   void RepositoryLoad(std::shared_ptr<const Request> request, std::string model, bool load,
                       Reply reply);
