@@ -399,5 +399,21 @@ TEST_F(ModelManagerTest, WarmupRunsBeforeAVersionServesAndAFailingOneFailsTheLoa
   EXPECT_THAT(cold.message(), HasSubstr("warm-up 'zeros' failed: fake model failure"));
 }
 
+TEST_F(ModelManagerTest, AVersionPolicyChangeTakesEffectOnReload) {
+  repo_.AddModel("m", FakeConfig(), {1, 2});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  EXPECT_EQ(manager.Get("m", 1).status().code(), absl::StatusCode::kNotFound);  // newest only
+  repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1, 2});
+  manager.Rescan();
+  EXPECT_TRUE(manager.Get("m", 1).ok());
+  EXPECT_TRUE(manager.Get("m", 2).ok());
+  repo_.AddModel("m", FakeConfig("version_policy { specific { versions: [ 1 ] } }"), {1, 2});
+  manager.Rescan();
+  EXPECT_TRUE(manager.Get("m", 1).ok());
+  EXPECT_EQ(manager.Get("m", 2).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*manager.Get("m", std::nullopt))->version(), 1);
+}
+
 }  // namespace
 }  // namespace modeld::repository
