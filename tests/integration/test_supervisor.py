@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -201,6 +202,36 @@ def test_killed_child_is_restarted_and_serves_again(serving):
     assert not pid_exists(first)
     # The default backoff is 0.5 s; the rest is modeld loading the repository again.
     assert restart_time <= 2.0 + load_time + 1.0, (restart_time, load_time, supervisor.log)
+
+
+def test_a_stuck_model_run_gets_modeld_restarted(supervise, tmp_path):
+    # The watchdog and the supervisor together: a run that never returns makes modeld exit 3
+    # (MODELD_SUPERVISED=1), and the supervisor starts a fresh one that serves again.
+    repository = tmp_path / "repo"
+    (repository / "hang" / "1").mkdir(parents=True)
+    (repository / "hang" / "config.pbtxt").write_text(
+        'backend: "fake"\n'
+        'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+        'parameters { key: "sleep_ms" value { string_value: "60000" } }\n')
+    port = free_port()
+    supervisor = supervise([*modeld_command(repository, port), "--watchdog-seconds=1"])
+    wait_until_ready(supervisor, port)
+    (first,) = supervisor.child_pids()
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1], "data": [1]}]}
+
+    def hang():
+        try:
+            http_request(port, "POST", "/v2/models/hang/infer", body, timeout=30)
+        except OSError:
+            pass  # expected: modeld exits under this request
+
+    threading.Thread(target=hang, daemon=True).start()
+    supervisor.wait_for_log(rf"child pid {first} exited with status 3; restarting in", timeout=10)
+    second = int(supervisor.wait_for_log(STARTED_RE.pattern, count=2)[1].group(1))
+    assert second != first
+    wait_until_ready(supervisor, port)
+    assert "an instance has been inside one run" in supervisor.log
 
 
 def test_sigterm_is_forwarded_and_nothing_restarts(serving):
