@@ -3,7 +3,9 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
@@ -371,9 +373,9 @@ void ModelManager::Rescan() {
     spdlog::error("rescan: {}", dirs.status().message());
     return;
   }
-  absl::flat_hash_map<std::string, bool> on_disk;
+  absl::flat_hash_set<std::string> on_disk;
   for (const ModelDir& dir : *dirs) {
-    on_disk[dir.name] = true;
+    on_disk.insert(dir.name);
     (void)Reconcile(dir, /*force=*/false);  // failures are logged and kept in the status
   }
   std::vector<std::string> gone;
@@ -413,14 +415,11 @@ std::vector<ModelManager::IndexEntry> ModelManager::Index() const {
   const std::shared_ptr<const Snapshot> models = snapshot();
   std::vector<IndexEntry> index;
   absl::StatusOr<std::vector<ModelDir>> dirs = ListModelDirs(repository_);
-  std::vector<std::string> names;
+  std::set<std::string> names;  // the folders and the served models, sorted
   if (dirs.ok()) {
-    for (const ModelDir& dir : *dirs) names.push_back(dir.name);
+    for (const ModelDir& dir : *dirs) names.insert(dir.name);
   }
-  for (const auto& [name, entry] : *models) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
-  }
-  std::sort(names.begin(), names.end());
+  for (const auto& [name, entry] : *models) names.insert(name);
   for (const std::string& name : names) {
     auto it = models->find(name);
     if (it == models->end()) {
@@ -446,10 +445,7 @@ std::vector<ModelManager::StuckRun> ModelManager::StuckRuns(absl::Time now,
   const std::shared_ptr<const Snapshot> models = snapshot();
   for (const auto& [name, entry] : *models) {
     for (const auto& [version, handle] : entry.ready) {
-      const absl::Time since = handle->OldestRunStart();
-      if (since != absl::InfiniteFuture() && now - since > limit) {
-        stuck.push_back({name, version, since});
-      }
+      if (handle->Stuck(now, limit)) stuck.push_back({name, version, handle->OldestRunStart()});
     }
   }
   return stuck;

@@ -61,6 +61,12 @@ class ServedVersion {
   absl::Time OldestRunStart() const {
     return runs_ != nullptr ? runs_->OldestRunStart() : absl::InfiniteFuture();
   }
+  // Whether an instance has been inside one Run() for longer than `limit` at `now` (the
+  // watchdog); never when `limit` is zero or less.
+  bool Stuck(absl::Time now, absl::Duration limit) const {
+    const absl::Time since = OldestRunStart();
+    return limit > absl::ZeroDuration() && since != absl::InfiniteFuture() && now - since > limit;
+  }
 
  private:
   const std::shared_ptr<const core::ModelConfig> config_;

@@ -73,7 +73,6 @@ bool InferenceService::WaitUntilIdle(absl::Duration timeout) {
 bool InferenceService::Live() const { return Stuck().empty(); }
 
 std::vector<repository::ModelManager::StuckRun> InferenceService::Stuck() const {
-  if (watchdog_limit_ <= absl::ZeroDuration()) return {};
   return models_.StuckRuns(absl::Now(), watchdog_limit_);
 }
 
@@ -89,9 +88,7 @@ bool InferenceService::ModelReady(absl::string_view name, std::optional<int64_t>
   absl::StatusOr<repository::ModelHandle> handle = models_.Get(name, version);
   if (!handle.ok()) return false;
   // A stuck instance: the model's requests would wait behind it (the watchdog).
-  return watchdog_limit_ <= absl::ZeroDuration() ||
-         (*handle)->OldestRunStart() == absl::InfiniteFuture() ||
-         absl::Now() - (*handle)->OldestRunStart() <= watchdog_limit_;
+  return !(*handle)->Stuck(absl::Now(), watchdog_limit_);
 }
 
 absl::StatusOr<ModelMetadata> InferenceService::Metadata(absl::string_view name,
@@ -119,9 +116,7 @@ absl::StatusOr<std::shared_ptr<const core::ModelConfig>> InferenceService::Confi
 
 absl::Status InferenceService::ModelControlOn() const {
   if (control_ != nullptr && control_->mode() == ControlMode::kExplicit) return absl::OkStatus();
-  return absl::UnavailableError(
-      "model control is off (--model-control-mode=explicit turns on the repository index, "
-      "load and unload)");
+  return ModelControlOff();
 }
 
 absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> InferenceService::RepositoryIndex(

@@ -102,7 +102,6 @@ class InferenceService {
   // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already accepted
   // still finish.
   void StartDraining() { draining_.store(true); }
-  bool Draining() const { return draining_.load(); }
 
   // Waits until no accepted request is unanswered, or `timeout` passes; true when idle.
   bool WaitUntilIdle(absl::Duration timeout);

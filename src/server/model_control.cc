@@ -6,14 +6,11 @@
 #include "common/logging.h"
 
 namespace modeld::server {
-namespace {
-
-absl::Status ControlOff() {
+absl::Status ModelControlOff() {
   return absl::UnavailableError(
-      "model control is off (--model-control-mode=explicit turns on load and unload)");
+      "model control is off (--model-control-mode=explicit turns on the repository index, "
+      "load and unload)");
 }
-
-}  // namespace
 
 ControlMode ControlModeFromFlag(absl::string_view flag) {
   if (flag == "poll") return ControlMode::kPoll;
@@ -57,7 +54,7 @@ void ModelControl::Unload(std::string name, absl::AnyInvocable<void(absl::Status
 
 void ModelControl::Change(std::string name, absl::AnyInvocable<void(absl::Status)> done,
                           absl::Status (repository::ModelManager::*change)(absl::string_view)) {
-  if (mode_ != ControlMode::kExplicit) return done(ControlOff());
+  if (mode_ != ControlMode::kExplicit) return done(ModelControlOff());
   Enqueue([this, name = std::move(name), done = std::move(done), change]() mutable {
     bool stopping = false;
     {

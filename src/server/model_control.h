@@ -65,6 +65,10 @@ class ModelControl {
   std::thread thread_;
 };
 
+// The answer to the repository API when --model-control-mode is not explicit: UNAVAILABLE
+// naming the flag.
+absl::Status ModelControlOff();
+
 // "none", "poll", "explicit" (the flag's values); nullopt-like kNone for anything else is the
 // caller's business: ServerOptions validates the flag.
 ControlMode ControlModeFromFlag(absl::string_view flag);

@@ -1,11 +1,11 @@
 #include "server/server.h"
 
-#include <atomic>
 #include <cstdlib>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "backend/fake/fake_backend.h"
 #include "backend/registry.h"
@@ -169,20 +169,25 @@ class ModeldServer : public Server {
     spdlog::info("shutting down: finishing in-flight requests (up to {} s)",
                  options_.drain_timeout_seconds);
     const absl::Time deadline = absl::Now() + absl::Seconds(options_.drain_timeout_seconds);
-    // Not ready at once (and new requests refused) while loading stops after the version in
-    // progress and model control stops after the change in progress.
+    // The Redis worker stops taking entries first: what it has not taken stays queued for
+    // another modeld instead of being answered UNAVAILABLE. (A loader still at work will not
+    // start it any more.)
+    bool redis_started = false;
+    {
+      absl::MutexLock lock(&start_mu_);
+      stopping_ = true;
+      redis_started = redis_started_;
+    }
+    if (redis_started) redis_->StopReading();
+    // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
+    // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
+    // Loading stops after the version in progress, model control after the change in progress.
     models_.CancelLoading();
     if (loader_.joinable()) loader_.join();
     control_.reset();
     stop_watch_.Notify();
     if (watchdog_.joinable()) watchdog_.join();
-    // The Redis worker stops taking entries first: what it has not taken stays queued for
-    // another modeld instead of being answered UNAVAILABLE.
-    if (redis_started_) redis_->StopReading();
-    // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
-    // load balancer can act on) while the transports stay open for the accepted ones.
-    service_.StartDraining();
     const bool idle = service_.WaitUntilIdle(deadline - absl::Now());
     if (!idle) {
       spdlog::warn("requests still running after {} s; closing the ports without them",
@@ -190,7 +195,7 @@ class ModeldServer : public Server {
     }
     // Replies and acknowledgements of what the worker took; what it cannot write by the
     // deadline stays pending in Redis for another consumer.
-    if (redis_started_) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
+    if (redis_started) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     if (tfserving_grpc_ != nullptr) {
@@ -212,7 +217,8 @@ class ModeldServer : public Server {
   // On loader_: the first load of the repository, then what may only start after it.
   void LoadModels() {
     (void)models_.LoadAll();  // a model that fails is logged and reported, the rest serve
-    if (service_.Draining()) return;  // stopped while loading
+    absl::MutexLock lock(&start_mu_);
+    if (stopping_) return;  // stopped while loading
     // Only now: work queued in Redis would otherwise be answered "model not found".
     if (redis_ != nullptr) {
       redis_->Start();
@@ -257,7 +263,11 @@ class ModeldServer : public Server {
   // Null unless --redis-url. Declared before the other transports, so it is destroyed after
   // them: their readiness checks call it.
   std::unique_ptr<transport::redis::RedisWorker> redis_;
-  std::atomic<bool> redis_started_{false};
+  // What the loader has started, and whether a stop has begun; the loader starts nothing
+  // once it has.
+  absl::Mutex start_mu_;
+  bool redis_started_ ABSL_GUARDED_BY(start_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(start_mu_) = false;
   transport::grpc_kserve::KServeGrpcService kserve_;
   transport::grpc_tfserving::TfServingPredictionService tfserving_predict_;
   transport::grpc_tfserving::TfServingModelService tfserving_models_;
