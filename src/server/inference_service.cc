@@ -119,6 +119,17 @@ absl::Status InferenceService::ModelControlOn() const {
   return ModelControlOff();
 }
 
+absl::Status InferenceService::CheckControlParameters(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    if (name == "unload_dependents") continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"parameters\" holds '", name,
+        "', which is not supported (a config override or files): modeld loads a model from "
+        "its folder in the repository as it is"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> InferenceService::RepositoryIndex(
     bool ready_only) const {
   RETURN_IF_ERROR(ModelControlOn());

@@ -94,6 +94,10 @@ class InferenceService {
   void SetModelControl(ModelControl* control) { control_ = control; }
   // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
   absl::Status ModelControlOn() const;
+  // The parameters a load or unload request may carry: none but unload_dependents, which
+  // Triton's clients always send (modeld has no ensembles, so a model has no dependents).
+  // INVALID_ARGUMENT naming any other (a config override, files).
+  static absl::Status CheckControlParameters(const std::vector<std::string>& names);
   absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> RepositoryIndex(
       bool ready_only) const;
   void LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done);

@@ -157,5 +157,14 @@ TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {
   EXPECT_THAT(status.message(), HasSubstr("shutting down"));
 }
 
+TEST(ControlParametersTest, OnlyUnloadDependentsIsTaken) {
+  EXPECT_TRUE(InferenceService::CheckControlParameters({}).ok());
+  EXPECT_TRUE(InferenceService::CheckControlParameters({"unload_dependents"}).ok());
+  const absl::Status config =
+      InferenceService::CheckControlParameters({"unload_dependents", "config"});
+  EXPECT_EQ(config.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.message(), HasSubstr("\"parameters\" holds 'config', which is not supported"));
+}
+
 }  // namespace
 }  // namespace modeld::server

@@ -112,18 +112,11 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryIndex(
 
 namespace {
 
-// Load and unload take no parameters (Triton's config override and files are not offered),
-// except unload_dependents, which Triton's clients always send: modeld has no ensembles, so a
-// model has no dependents to unload.
 template <typename Request>
-absl::Status CheckParameters(const Request& request) {
-  for (const auto& [name, value] : request.parameters()) {
-    if (name == "unload_dependents") continue;
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parameter '", name,
-        "' is not supported: modeld loads a model from its folder in the repository as it is"));
-  }
-  return absl::OkStatus();
+std::vector<std::string> ParameterNames(const Request& request) {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : request.parameters()) names.push_back(name);
+  return names;
 }
 
 }  // namespace
@@ -134,7 +127,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
   if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
     return Finish(context, status);
   }
-  if (absl::Status status = CheckParameters(*request); !status.ok()) {
+  if (absl::Status status = server::InferenceService::CheckControlParameters(ParameterNames(*request)); !status.ok()) {
     return Finish(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -149,7 +142,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelUnload(
   if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
     return Finish(context, status);
   }
-  if (absl::Status status = CheckParameters(*request); !status.ok()) {
+  if (absl::Status status = server::InferenceService::CheckControlParameters(ParameterNames(*request)); !status.ok()) {
     return Finish(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

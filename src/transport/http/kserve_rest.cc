@@ -278,15 +278,9 @@ void KServeRest::RepositoryLoad(std::shared_ptr<const Request> request, std::str
       return absl::InvalidArgumentError(
           absl::StrCat("\"parameters\" must be an object, got ", JsonTypeName(it->value)));
     }
-    // unload_dependents is what Triton's clients always send; modeld has no ensembles.
-    for (const auto& parameter : it->value.GetObject()) {
-      if (absl::string_view(parameter.name.GetString()) == "unload_dependents") continue;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "\"parameters\" holds \"", parameter.name.GetString(),
-          "\", which is not supported (a config override or files): modeld loads a model from "
-          "its folder in the repository as it is"));
-    }
-    return absl::OkStatus();
+    std::vector<std::string> names;
+    for (const auto& parameter : it->value.GetObject()) names.push_back(parameter.name.GetString());
+    return server::InferenceService::CheckControlParameters(names);
   }();
   if (!checked.ok()) {
     std::move(reply)(StatusResponse(checked));
