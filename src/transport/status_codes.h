@@ -3,11 +3,18 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
 
 namespace modeld::transport {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Ends a callback-API unary call at once with `status`; returns its reactor for the handler
+// to return.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const absl::Status& status);
 
 // The google.rpc.Code number for `status` (0 for OK), as the Redis transport's ReplyEnvelope
 // carries it. absl::StatusCode follows google.rpc.Code, so the number is the status's code.

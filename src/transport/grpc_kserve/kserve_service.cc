@@ -12,35 +12,25 @@
 #endif
 
 namespace modeld::transport::grpc_kserve {
-namespace {
-
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* KServeGrpcService::ServerLive(grpc::CallbackServerContext* context,
                                                         const inference::ServerLiveRequest*,
                                                         inference::ServerLiveResponse* response) {
   response->set_live(service_.Live());
-  return Finish(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(grpc::CallbackServerContext* context,
                                                          const inference::ServerReadyRequest*,
                                                          inference::ServerReadyResponse* response) {
   *response = AnswerServerReady(service_);
-  return Finish(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelReady(grpc::CallbackServerContext* context,
                                                         const inference::ModelReadyRequest* request,
                                                         inference::ModelReadyResponse* response) {
   *response = AnswerModelReady(service_, *request);
-  return Finish(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ServerMetadata(
@@ -49,7 +39,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ServerMetadata(
   response->set_name("modeld");
   response->set_version(MODELD_VERSION);
   for (const char* extension : kExtensions) response->add_extensions(extension);
-  return Finish(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelMetadata(
@@ -58,7 +48,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelMetadata(
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
       AnswerModelMetadata(service_, *request);
   if (metadata.ok()) *response = *std::move(metadata);
-  return Finish(context, metadata.status());
+  return FinishUnary(context, metadata.status());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(
@@ -70,14 +60,14 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(
     *response->mutable_config() = config->proto;
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerContext* context,
                                                         const inference::ModelInferRequest* request,
                                                         inference::ModelInferResponse* response) {
   absl::StatusOr<core::InferRequest> decoded = DecodeInferRequest(*request);
-  if (!decoded.ok()) return Finish(context, decoded.status());
+  if (!decoded.ok()) return FinishUnary(context, decoded.status());
   // A client that stops waiting should not have its request run for nothing.
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
     decoded->deadline = absl::FromChrono(context->deadline());
@@ -107,7 +97,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryIndex(
       model->set_reason(entry.reason);
     }
   }
-  return Finish(context, index.status());
+  return FinishUnary(context, index.status());
 }
 
 namespace {
@@ -125,10 +115,10 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
     grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse*) {
   if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
-    return Finish(context, status);
+    return FinishUnary(context, status);
   }
   if (absl::Status status = server::InferenceService::CheckControlParameters(ParameterNames(*request)); !status.ok()) {
-    return Finish(context, status);
+    return FinishUnary(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   service_.LoadModel(request->model_name(),
@@ -140,10 +130,10 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelUnload(
     grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse*) {
   if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
-    return Finish(context, status);
+    return FinishUnary(context, status);
   }
   if (absl::Status status = server::InferenceService::CheckControlParameters(ParameterNames(*request)); !status.ok()) {
-    return Finish(context, status);
+    return FinishUnary(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   service_.UnloadModel(request->model_name(),

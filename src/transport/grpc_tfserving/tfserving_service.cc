@@ -19,12 +19,6 @@ namespace tfs = ::tensorflow::serving;
 
 constexpr char kSignatureDefField[] = "signature_def";
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 // The model a ModelSpec names, with the version it asks for (nullopt: the newest ready one).
 struct Selected {
   std::string name;
@@ -96,7 +90,7 @@ grpc::ServerUnaryReactor* Dispatch(server::InferenceService& service,
                                    grpc::CallbackServerContext* context,
                                    absl::StatusOr<core::InferRequest> request, const Target& target,
                                    Fill fill) {
-  if (!request.ok()) return Finish(context, request.status());
+  if (!request.ok()) return FinishUnary(context, request.status());
   request->model_name = target.selected.name;
   request->model_version = target.selected.version;
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
@@ -119,9 +113,9 @@ grpc::ServerUnaryReactor* RunExamples(server::InferenceService& service,
                                       absl::string_view method, absl::string_view rpc,
                                       ResultOf result_of) {
   absl::StatusOr<Target> target = Resolve(service, request.model_spec());
-  if (!target.ok()) return Finish(context, target.status());
+  if (!target.ok()) return FinishUnary(context, target.status());
   if (absl::Status served = CheckServesMethod(*target->config, method, rpc); !served.ok()) {
-    return Finish(context, served);
+    return FinishUnary(context, served);
   }
   return Dispatch(service, context, ExamplesRequest(request.input(), *target->config), *target,
                   [response, config = target->config, result_of](
@@ -139,7 +133,7 @@ grpc::ServerUnaryReactor* TfServingPredictionService::Predict(
     grpc::CallbackServerContext* context, const tfs::PredictRequest* request,
     tfs::PredictResponse* response) {
   absl::StatusOr<Target> target = Resolve(service_, request->model_spec());
-  if (!target.ok()) return Finish(context, target.status());
+  if (!target.ok()) return FinishUnary(context, target.status());
   absl::StatusOr<core::InferRequest> decoded = [&]() -> absl::StatusOr<core::InferRequest> {
     core::InferRequest infer;
     for (const auto& [name, tensor] : request->inputs()) {
@@ -197,7 +191,7 @@ grpc::ServerUnaryReactor* TfServingPredictionService::GetModelMetadata(
     (*response->mutable_metadata())[kSignatureDefField].PackFrom(signatures);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* TfServingPredictionService::Classify(
@@ -232,7 +226,7 @@ grpc::ServerUnaryReactor* TfServingModelService::GetModelStatus(
     }
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 }  // namespace modeld::transport::grpc_tfserving
