@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -69,5 +70,13 @@ absl::StatusOr<std::vector<absl::string_view>> SplitBytesElements(absl::string_v
 
 // Appends one BYTES element (length prefix + bytes) to `buffer`.
 void AppendBytesElement(absl::string_view element, std::string& buffer);
+
+// Appends one fixed-size element (a number; little-endian, as modeld's hosts store it).
+template <typename T>
+void AppendElement(T value, std::string& buffer) {
+  char raw[sizeof(T)];
+  std::memcpy(raw, &value, sizeof(T));
+  buffer.append(raw, sizeof(T));
+}
 
 }  // namespace modeld::core

@@ -12,13 +12,6 @@
 namespace modeld::repository {
 namespace {
 
-template <typename T>
-void AppendValue(std::string& bytes, T value) {
-  char raw[sizeof(T)];
-  std::memcpy(raw, &value, sizeof(T));
-  bytes.append(raw, sizeof(T));
-}
-
 // `count` random elements of `type`: floats in [0, 1), integers 0..9, 0/1, short strings.
 std::string RandomBytes(core::DataType type, int64_t count, std::mt19937& random) {
   std::string bytes;
@@ -27,17 +20,17 @@ std::string RandomBytes(core::DataType type, int64_t count, std::mt19937& random
   for (int64_t i = 0; i < count; ++i) {
     switch (type) {
       case core::DataType::kFp32:
-        AppendValue<float>(bytes, static_cast<float>(unit(random)));
+        core::AppendElement<float>(static_cast<float>(unit(random)), bytes);
         break;
       case core::DataType::kFp64:
-        AppendValue<double>(bytes, unit(random));
+        core::AppendElement<double>(unit(random), bytes);
         break;
       case core::DataType::kFp16:
         // Halves in [1, 2): exponent 15, a random 10-bit mantissa.
-        AppendValue<uint16_t>(bytes, static_cast<uint16_t>(0x3C00 | (random() & 0x3FF)));
+        core::AppendElement<uint16_t>(static_cast<uint16_t>(0x3C00 | (random() & 0x3FF)), bytes);
         break;
       case core::DataType::kBool:
-        AppendValue<uint8_t>(bytes, static_cast<uint8_t>(random() & 1));
+        core::AppendElement<uint8_t>(static_cast<uint8_t>(random() & 1), bytes);
         break;
       case core::DataType::kBytes: {
         std::string text(static_cast<size_t>(digit(random)), '\0');
@@ -92,17 +85,16 @@ absl::StatusOr<std::vector<WarmupRequest>> WarmupRequests(const core::ModelConfi
         case inference::ModelWarmup::Input::kInputDataFile: {
           const std::filesystem::path path = model_dir / "warmup" / input.input_data_file();
           bytes = ReadFileOrEmpty(path);
-          const bool fits = spec->type == core::DataType::kBytes
-                                ? core::SplitBytesElements(bytes).ok() &&
-                                      core::SplitBytesElements(bytes)->size() ==
-                                          static_cast<size_t>(count)
-                                : bytes.size() ==
-                                      static_cast<size_t>(count * core::DataTypeSize(spec->type));
+          const bool fits =
+              spec->type == core::DataType::kBytes
+                  ? core::SplitBytesElements(bytes).ok() &&
+                        core::SplitBytesElements(bytes)->size() == static_cast<size_t>(count)
+                  : bytes.size() == static_cast<size_t>(count * core::DataTypeSize(spec->type));
           if (!fits) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "warm-up '", warmup.name(), "': ", path.string(),
-                " is missing or does not hold input '", name, "' of shape ",
-                core::ShapeToString(shape), " (raw bytes; strings length-prefixed)"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("warm-up '", warmup.name(), "': ", path.string(),
+                             " is missing or does not hold input '", name, "' of shape ",
+                             core::ShapeToString(shape), " (raw bytes; strings length-prefixed)"));
           }
           break;
         }
@@ -110,7 +102,8 @@ absl::StatusOr<std::vector<WarmupRequest>> WarmupRequests(const core::ModelConfi
           bytes = ZeroBytes(spec->type, count);
           break;
       }
-      out.request.inputs[name] = core::Tensor::Owning(spec->type, std::move(shape), std::move(bytes));
+      out.request.inputs[name] =
+          core::Tensor::Owning(spec->type, std::move(shape), std::move(bytes));
     }
     requests.push_back(std::move(out));
   }

@@ -12,13 +12,6 @@ namespace modeld::transport::grpc_tfserving {
 namespace {
 
 template <typename T>
-void Append(std::string& bytes, T value) {
-  char raw[sizeof(T)];
-  std::memcpy(raw, &value, sizeof(T));
-  bytes.append(raw, sizeof(T));
-}
-
-template <typename T>
 T Load(const char* data) {
   T value;
   std::memcpy(&value, data, sizeof(T));
@@ -32,15 +25,15 @@ absl::StatusOr<std::string> FromField(const Field& field, int64_t count, absl::s
                                       absl::string_view field_name, Convert convert) {
   const int64_t given = field.size();
   if (given != count && !(given == 1 && count > 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " holds ", given, " values in ", field_name, " for ", count,
-                     " elements of its shape"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " holds ", given, " values in ",
+                                                   field_name, " for ", count,
+                                                   " elements of its shape"));
   }
   std::string bytes;
   bytes.reserve(count * sizeof(T));
   for (int64_t i = 0; i < count; ++i) {
     ASSIGN_OR_RETURN(const T value, convert(field.Get(given == 1 ? 0 : i)));
-    Append<T>(bytes, value);
+    core::AppendElement<T>(value, bytes);
   }
   return bytes;
 }
@@ -50,8 +43,8 @@ template <typename T>
 auto Narrow(absl::string_view what) {
   return [what](int32_t value) -> absl::StatusOr<T> {
     if (value < std::numeric_limits<T>::min() || value > std::numeric_limits<T>::max()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " holds ", value,
-                                                     ", outside the range of its dtype"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " holds ", value, ", outside the range of its dtype"));
     }
     return static_cast<T>(value);
   };
@@ -78,12 +71,10 @@ absl::StatusOr<std::string> TypedValues(const tensorflow::TensorProto& proto, co
     case core::DataType::kUint8:
       return FromField<uint8_t>(proto.int_val(), count, what, "int_val", Narrow<uint8_t>(what));
     case core::DataType::kUint16:
-      return FromField<uint16_t>(proto.int_val(), count, what, "int_val",
-                                 Narrow<uint16_t>(what));
+      return FromField<uint16_t>(proto.int_val(), count, what, "int_val", Narrow<uint16_t>(what));
     case core::DataType::kFp16:
       // Each half_val holds the 16-bit pattern of one value.
-      return FromField<uint16_t>(proto.half_val(), count, what, "half_val",
-                                 Narrow<uint16_t>(what));
+      return FromField<uint16_t>(proto.half_val(), count, what, "half_val", Narrow<uint16_t>(what));
     case core::DataType::kInt64:
       return FromField<int64_t>(proto.int64_val(), count, what, "int64_val", Same<int64_t>);
     case core::DataType::kBool:
@@ -96,9 +87,8 @@ absl::StatusOr<std::string> TypedValues(const tensorflow::TensorProto& proto, co
     case core::DataType::kBytes: {
       const int64_t given = proto.string_val_size();
       if (given != count && !(given == 1 && count > 0)) {
-        return absl::InvalidArgumentError(absl::StrCat(what, " holds ", given,
-                                                       " values in string_val for ", count,
-                                                       " elements of its shape"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, " holds ", given, " values in string_val for ", count, " elements of its shape"));
       }
       std::string bytes;
       for (int64_t i = 0; i < count; ++i) {
@@ -117,10 +107,9 @@ absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& pr
   const std::optional<core::DataType> type = core::DataTypeFromTf(proto.dtype());
   if (!type.has_value()) {
     const std::string& name = tensorflow::DataType_Name(proto.dtype());
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " has dtype ",
-                     name.empty() ? absl::StrCat(static_cast<int>(proto.dtype())) : name,
-                     ", which modeld does not serve"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has dtype ", name.empty() ? absl::StrCat(static_cast<int>(proto.dtype())) : name,
+        ", which modeld does not serve"));
   }
   if (proto.tensor_shape().unknown_rank()) {
     return absl::InvalidArgumentError(absl::StrCat(what, " has a shape of unknown rank"));
@@ -142,10 +131,10 @@ absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& pr
     }
     const uint64_t expected = static_cast<uint64_t>(count) * core::DataTypeSize(*type);
     if (proto.tensor_content().size() != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, " has ", proto.tensor_content().size(), " bytes of tensor_content; shape ",
-          core::ShapeToString(shape), " of ", tensorflow::DataType_Name(proto.dtype()),
-          " needs ", expected));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has ", proto.tensor_content().size(),
+                       " bytes of tensor_content; shape ", core::ShapeToString(shape), " of ",
+                       tensorflow::DataType_Name(proto.dtype()), " needs ", expected));
     }
     return core::Tensor::Viewing(*type, std::move(shape), proto.tensor_content(), nullptr);
   }
