@@ -44,8 +44,8 @@ absl::StatusOr<Backend*> BackendRegistry::Find(const std::string& backend_name,
   }
   auto it = by_platform_.find(platform);
   if (it != by_platform_.end()) return it->second;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "platform '", platform, "' is not available; modeld has: ", Keys(by_platform_)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("platform '", platform, "' is not available; modeld has: ", Keys(by_platform_)));
 }
 
 std::optional<std::string> BackendRegistry::PlatformWithoutConfig(

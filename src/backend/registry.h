@@ -31,8 +31,7 @@ class BackendRegistry {
   std::optional<std::string> PlatformWithoutConfig(const std::filesystem::path& version_dir) const;
 
  private:
-  absl::StatusOr<Backend*> Find(const std::string& backend_name,
-                                const std::string& platform) const;
+  absl::StatusOr<Backend*> Find(const std::string& backend_name, const std::string& platform) const;
 
   struct Entry {
     std::unique_ptr<Backend> backend;

@@ -180,9 +180,10 @@ absl::Status ValidateWarmup(absl::string_view source, const inference::ModelConf
       }
       if (DataTypeFromConfig(input.data_type()) != spec->type) {
         return ConfigError(
-            source, absl::StrCat(what, ": input '", name, "' is ",
-                                 inference::DataType_Name(input.data_type()), " but the model's is ",
-                                 inference::DataType_Name(DataTypeToConfig(spec->type))));
+            source,
+            absl::StrCat(what, ": input '", name, "' is ",
+                         inference::DataType_Name(input.data_type()), " but the model's is ",
+                         inference::DataType_Name(DataTypeToConfig(spec->type))));
       }
       const Shape dims(input.dims().begin(), input.dims().end());
       bool fits = dims.size() == spec->dims.size();
@@ -190,13 +191,12 @@ absl::Status ValidateWarmup(absl::string_view source, const inference::ModelConf
         fits = dims[i] > 0 && (spec->dims[i] == -1 || spec->dims[i] == dims[i]);
       }
       if (!fits) {
-        return ConfigError(source, absl::StrCat(what, ": input '", name, "' dims ",
-                                                ShapeToString(dims), " do not fit the input's ",
-                                                ShapeToString(spec->dims),
-                                                " (fixed sizes, no batch dimension)"));
+        return ConfigError(source,
+                           absl::StrCat(what, ": input '", name, "' dims ", ShapeToString(dims),
+                                        " do not fit the input's ", ShapeToString(spec->dims),
+                                        " (fixed sizes, no batch dimension)"));
       }
-      if (input.input_data_type_case() ==
-          inference::ModelWarmup::Input::INPUT_DATA_TYPE_NOT_SET) {
+      if (input.input_data_type_case() == inference::ModelWarmup::Input::INPUT_DATA_TYPE_NOT_SET) {
         return ConfigError(source, absl::StrCat(what, ": input '", name,
                                                 "' sets none of zero_data, random_data and "
                                                 "input_data_file"));

@@ -57,8 +57,7 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& model_d
 
 // The text of <model_dir>/config.pbtxt, parsed but not validated: NOT_FOUND when the file cannot
 // be read. A backend may complete the proto (from the model file) before it is validated.
-absl::StatusOr<inference::ModelConfig> ReadModelConfigProto(
-    const std::filesystem::path& model_dir);
+absl::StatusOr<inference::ModelConfig> ReadModelConfigProto(const std::filesystem::path& model_dir);
 absl::StatusOr<inference::ModelConfig> ParseModelConfigProto(absl::string_view text,
                                                              absl::string_view source);
 

@@ -118,21 +118,26 @@ TEST(ModelConfigTest, RefusesWhatItCannotServe) {
       {p + io + "version_policy { specific { } }", "lists no versions"},
       {p + io + "version_policy { specific { versions: [0] } }", "is not a positive number"},
       {p + io + "dynamic_batching { }", "dynamic_batching needs max_batch_size greater than 0"},
-      {p + io + "model_warmup { name: \"w\" batch_size: 2 inputs { key: \"x\" value { "
-                "data_type: TYPE_FP32 dims: [1] zero_data: true } } }",
+      {p + io +
+           "model_warmup { name: \"w\" batch_size: 2 inputs { key: \"x\" value { "
+           "data_type: TYPE_FP32 dims: [1] zero_data: true } } }",
        "model_warmup 'w': batch_size 2 is outside 1..1"},
-      {p + io + "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"z\" value { "
-                "data_type: TYPE_FP32 dims: [1] zero_data: true } } }",
+      {p + io +
+           "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"z\" value { "
+           "data_type: TYPE_FP32 dims: [1] zero_data: true } } }",
        "model_warmup 'w': the model has no input 'z'"},
-      {p + io + "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"x\" value { "
-                "data_type: TYPE_INT32 dims: [1] zero_data: true } } }",
+      {p + io +
+           "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"x\" value { "
+           "data_type: TYPE_INT32 dims: [1] zero_data: true } } }",
        "input 'x' is TYPE_INT32 but the model's is TYPE_FP32"},
-      {p + io + "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"x\" value { "
-                "data_type: TYPE_FP32 dims: [2] zero_data: true } } }",
+      {p + io +
+           "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"x\" value { "
+           "data_type: TYPE_FP32 dims: [2] zero_data: true } } }",
        "input 'x' dims [2] do not fit the input's [1]"},
       {p + io + "model_warmup { name: \"w\" batch_size: 1 }", "input 'x' is not given"},
-      {p + io + "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"x\" value { "
-                "data_type: TYPE_FP32 dims: [1] } } }",
+      {p + io +
+           "model_warmup { name: \"w\" batch_size: 1 inputs { key: \"x\" value { "
+           "data_type: TYPE_FP32 dims: [1] } } }",
        "sets none of zero_data, random_data and input_data_file"},
       {p + "max_batch_size: 8\n" + io + "dynamic_batching { preferred_batch_size: [ 9 ] }",
        "preferred_batch_size 9 is outside 1..max_batch_size (8)"},

@@ -184,8 +184,8 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   return entry;
 }
 
-void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend,
-                                ModelEntry& entry, const ModelEntry* previous) const {
+void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry,
+                                const ModelEntry* previous) const {
   const bool same_config = previous != nullptr && previous->config_text == entry.config_text;
   for (VersionStatus& status : entry.status.versions) {
     if (cancelled_.load()) {
@@ -335,12 +335,11 @@ absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
     // Keep what serves; remember the folder as it is, so the same failure is not retried on
     // every rescan (a change to the folder retries it).
     std::string reason = next.status.UnavailableReason();
-    spdlog::error("model '{}' could not be reloaded, versions {} keep serving: {}", dir.name,
-                  absl::StrJoin(current->ready, ", ",
-                                [](std::string* out, const auto& v) {
-                                  absl::StrAppend(out, v.first);
-                                }),
-                  reason);
+    spdlog::error(
+        "model '{}' could not be reloaded, versions {} keep serving: {}", dir.name,
+        absl::StrJoin(current->ready, ", ",
+                      [](std::string* out, const auto& v) { absl::StrAppend(out, v.first); }),
+        reason);
     current->status.reload_error = reason;
     current->config_text = next.config_text;
     current->disk = next.disk;
@@ -395,8 +394,8 @@ absl::Status ModelManager::LoadModel(absl::string_view name) {
   std::error_code error;
   if (name.empty() || name.front() == '.' || name.find('/') != absl::string_view::npos ||
       !std::filesystem::is_directory(path, error)) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' has no folder in the repository ",
-                                            repository_.string()));
+    return absl::NotFoundError(
+        absl::StrCat("model '", name, "' has no folder in the repository ", repository_.string()));
   }
   return Reconcile({std::string(name), path}, /*force=*/true);
 }
@@ -431,9 +430,9 @@ std::vector<ModelManager::IndexEntry> ModelManager::Index() const {
       index.push_back({name, "", VersionState::kUnavailable, status.reason});
     }
     for (const VersionStatus& version : status.versions) {
-      index.push_back({name, absl::StrCat(version.version), version.state,
-                       version.state == VersionState::kReady ? status.reload_error
-                                                              : version.reason});
+      index.push_back(
+          {name, absl::StrCat(version.version), version.state,
+           version.state == VersionState::kReady ? status.reload_error : version.reason});
     }
   }
   return index;

@@ -252,7 +252,11 @@ TEST_F(CompletionTest, AFolderWithoutConfigIsServedWhenABackendRecognisesItsNewe
 
 TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing) {
   repo_.AddModel("bad", R"pb(platform: "self_platform"
-                             input { name: "x" data_type: TYPE_INT32 dims: [ 2 ] })pb");
+                             input {
+                               name: "x"
+                               data_type: TYPE_INT32
+                               dims: [ 2 ]
+                             })pb");
   repo_.AddModel("good", FakeConfig());
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
@@ -266,7 +270,6 @@ TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing)
   EXPECT_THAT(bad->versions[0].reason, HasSubstr("input 'x' is declared otherwise"));
   EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
 }
-
 
 // --- reloading while serving ---------------------------------------------------------------
 
@@ -371,7 +374,11 @@ TEST_F(ModelManagerTest, WarmupRunsBeforeAVersionServesAndAFailingOneFailsTheLoa
       batch_size: 4
       inputs {
         key: "x"
-        value { data_type: TYPE_FP32 dims: [ 2 ] zero_data: true }
+        value {
+          data_type: TYPE_FP32
+          dims: [ 2 ]
+          zero_data: true
+        }
       }
       count: 3
     }
@@ -380,20 +387,26 @@ TEST_F(ModelManagerTest, WarmupRunsBeforeAVersionServesAndAFailingOneFailsTheLoa
       batch_size: 1
       inputs {
         key: "x"
-        value { data_type: TYPE_FP32 dims: [ 2 ] random_data: true }
+        value {
+          data_type: TYPE_FP32
+          dims: [ 2 ]
+          random_data: true
+        }
       }
     }
   )pb";
   repo_.AddModel("warm", FakeConfig(warmup));
-  repo_.AddModel("cold", FakeConfig(absl::StrCat(
-                             warmup, "parameters { key: \"behavior\" value { string_value: "
-                                     "\"fail\" } }")));
+  repo_.AddModel("cold",
+                 FakeConfig(absl::StrCat(warmup,
+                                         "parameters { key: \"behavior\" value { string_value: "
+                                         "\"fail\" } }")));
   metrics::Registry registry;
   ModelManager manager(repo_.path(), backends_, factory_, &registry);
   ASSERT_TRUE(manager.LoadAll().ok());
   ASSERT_TRUE(manager.Get("warm", std::nullopt).ok());
   // 3 + 1 warm-up runs went through the version before it was published.
-  EXPECT_THAT(registry.Render(), HasSubstr("modeld_batch_size_count{model=\"warm\",version=\"1\"} 4"));
+  EXPECT_THAT(registry.Render(),
+              HasSubstr("modeld_batch_size_count{model=\"warm\",version=\"1\"} 4"));
   absl::Status cold = manager.Get("cold", std::nullopt).status();
   EXPECT_EQ(cold.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(cold.message(), HasSubstr("warm-up 'zeros' failed: fake model failure"));

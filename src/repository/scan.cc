@@ -61,8 +61,8 @@ std::string Fingerprint(const std::filesystem::path& dir) {
     if (!it->is_regular_file(error)) continue;
     const auto size = it->file_size(error);
     const auto modified = it->last_write_time(error).time_since_epoch().count();
-    files.push_back(absl::StrCat(it->path().lexically_relative(dir).string(), ":", size, ":",
-                                 modified));
+    files.push_back(
+        absl::StrCat(it->path().lexically_relative(dir).string(), ":", size, ":", modified));
   }
   std::sort(files.begin(), files.end());
   return absl::StrJoin(files, "\n");

@@ -86,9 +86,8 @@ void ModelControl::Loop() {
                (mode_ == ControlMode::kPoll && absl::Now() >= next_poll);
       };
       // Woken by the condition or at the next poll (the condition is re-checked then).
-      mu_.AwaitWithDeadline(absl::Condition(&ready), mode_ == ControlMode::kPoll
-                                                         ? next_poll
-                                                         : absl::InfiniteFuture());
+      mu_.AwaitWithDeadline(absl::Condition(&ready),
+                            mode_ == ControlMode::kPoll ? next_poll : absl::InfiniteFuture());
       if (stopping_) return;
       if (!queue_.empty()) {
         work = std::move(queue_.front());

@@ -111,8 +111,8 @@ const std::vector<Flag>& Flags() {
        "explicit: load and unload through the repository API (index, load, unload).",
        [](ServerOptions& o, absl::string_view v) {
          if (v != "none" && v != "poll" && v != "explicit") {
-           return absl::InvalidArgumentError(absl::StrCat(
-               "--model-control-mode expects none, poll or explicit, got '", v, "'"));
+           return absl::InvalidArgumentError(
+               absl::StrCat("--model-control-mode expects none, poll or explicit, got '", v, "'"));
          }
          o.model_control_mode = std::string(v);
          return absl::OkStatus();

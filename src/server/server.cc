@@ -89,9 +89,9 @@ class ModeldServer : public Server {
         tfserving_models_only_(service_),
         // metrics: GET /metrics serves this registry's text.
         http_router_(service_, [this] { return metrics_.Render(); }) {
-    control_ = std::make_unique<ModelControl>(models_,
-                                              ControlModeFromFlag(options.model_control_mode),
-                                              absl::Seconds(options.repository_poll_secs));
+    control_ =
+        std::make_unique<ModelControl>(models_, ControlModeFromFlag(options.model_control_mode),
+                                       absl::Seconds(options.repository_poll_secs));
     service_.SetModelControl(control_.get());
     service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
     metrics_.AddCollector(metrics::AppendProcessMetrics);
@@ -109,9 +109,9 @@ class ModeldServer : public Server {
       service_.AddReadinessCondition([worker = redis_.get()] { return worker->Ready(); });
     }
     // One gRPC server for KServe V2 and TensorFlow Serving's services...
-    ASSIGN_OR_RETURN(grpc_, StartGrpc(options_.grpc_address,
-                                      {&kserve_, &tfserving_predict_, &tfserving_models_},
-                                      grpc_port_));
+    ASSIGN_OR_RETURN(
+        grpc_, StartGrpc(options_.grpc_address, {&kserve_, &tfserving_predict_, &tfserving_models_},
+                         grpc_port_));
     spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
     // ...and, when asked, TensorFlow Serving's alone on a port of its own (8500 in a drop-in
     // set-up). A service object serves one server, hence the second pair.

@@ -6,8 +6,8 @@
 //   batch_size          every output is INT64 [rows, 1] holding the rows of this Run, so a
 //                       client can see how requests were batched
 //   fail                INTERNAL "fake model failure"
-// "sleep_ms" makes every Run() sleep that long first; "load_sleep_ms" does so for Load(). A "load_error" parameter makes Load()
-// fail with INTERNAL and that message.
+// "sleep_ms" makes every Run() sleep that long first; "load_sleep_ms" does so for Load(). A
+// "load_error" parameter makes Load() fail with INTERNAL and that message.
 #pragma once
 
 #include <atomic>

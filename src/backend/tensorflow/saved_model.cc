@@ -32,7 +32,8 @@ std::vector<SignatureTensor> SortedTensors(
     SignatureTensor tensor{key, std::nullopt, info.dtype()};
     if (!info.tensor_shape().unknown_rank()) {
       core::Shape shape;
-      for (const auto& dim : info.tensor_shape().dim()) shape.push_back(dim.size() < 0 ? -1 : dim.size());
+      for (const auto& dim : info.tensor_shape().dim())
+        shape.push_back(dim.size() < 0 ? -1 : dim.size());
       tensor.shape = std::move(shape);
     }
     tensors.push_back(std::move(tensor));
@@ -62,12 +63,12 @@ absl::Status FillTensor(const SignatureTensor& tensor, bool batched, absl::strin
   const std::string what = absl::StrCat("signature ", kind, " '", tensor.key, "'");
   const std::optional<core::DataType> type = core::DataTypeFromTf(tensor.dtype);
   if (!type.has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " has dtype ", TfTypeName(tensor.dtype), ", which modeld does not serve"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " has dtype ", TfTypeName(tensor.dtype),
+                                                   ", which modeld does not serve"));
   }
   if (!tensor.shape.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " has a shape of unknown rank; declare its dims in config.pbtxt"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has a shape of unknown rank; declare its dims in config.pbtxt"));
   }
   if (batched && !Batches(tensor)) {
     return absl::InvalidArgumentError(
@@ -117,26 +118,29 @@ absl::Status CheckTensor(const TensorProto& declared, const std::vector<Signatur
   if (it == tensors.end()) {
     std::vector<std::string> keys;
     for (const SignatureTensor& t : tensors) keys.push_back(t.key);
-    return absl::InvalidArgumentError(absl::StrCat(
-        kind, " '", declared.name(), "' is not in signature '", signature_name, "', whose ", kind,
-        "s are: ", absl::StrJoin(keys, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind, " '", declared.name(), "' is not in signature '", signature_name,
+                     "', whose ", kind, "s are: ", absl::StrJoin(keys, ", ")));
   }
   const std::optional<core::DataType> type = core::DataTypeFromTf(it->dtype);
-  const std::optional<core::DataType> declared_type = core::DataTypeFromConfig(declared.data_type());
+  const std::optional<core::DataType> declared_type =
+      core::DataTypeFromConfig(declared.data_type());
   if (!type.has_value() || type != declared_type) {
     return absl::InvalidArgumentError(absl::StrCat(
         kind, " '", declared.name(), "' is declared ",
         inference::DataType_Name(declared.data_type()), " but signature '", signature_name,
         "' has ", TfTypeName(it->dtype),
-        type.has_value() ? absl::StrCat(" (", inference::DataType_Name(core::DataTypeToConfig(*type)), ")") : ""));
+        type.has_value()
+            ? absl::StrCat(" (", inference::DataType_Name(core::DataTypeToConfig(*type)), ")")
+            : ""));
   }
   if (!it->shape.has_value()) return absl::OkStatus();
   const core::Shape model_shape = ModelShape(declared, batched);
   if (!ShapesCanMatch(model_shape, *it->shape) || (batched && !Batches(*it))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kind, " '", declared.name(), "' has shape ", core::ShapeToString(model_shape),
-        batched ? " (with the batch dimension)" : "", " but signature '", signature_name,
-        "' has ", ShapeText(it->shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind, " '", declared.name(), "' has shape ", core::ShapeToString(model_shape),
+                     batched ? " (with the batch dimension)" : "", " but signature '",
+                     signature_name, "' has ", ShapeText(it->shape)));
   }
   return absl::OkStatus();
 }
@@ -167,9 +171,9 @@ absl::StatusOr<tensorflow::MetaGraphDef> ReadServingMetaGraph(
     if (std::find(tags.begin(), tags.end(), kServeTag) != tags.end()) return std::move(meta_graph);
     tag_sets.push_back(absl::StrCat("[", absl::StrJoin(tags, ", "), "]"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      path.string(), " has no meta graph tagged '", kServeTag, "' (it has ",
-      tag_sets.empty() ? "none" : absl::StrJoin(tag_sets, ", "), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path.string(), " has no meta graph tagged '", kServeTag, "' (it has ",
+                   tag_sets.empty() ? "none" : absl::StrJoin(tag_sets, ", "), ")"));
 }
 
 absl::StatusOr<tensorflow::SignatureDef> FindSignature(const tensorflow::MetaGraphDef& meta_graph,

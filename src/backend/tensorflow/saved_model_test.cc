@@ -28,7 +28,10 @@ tensorflow::SignatureDef BatchingSignature() {
       value {
         name: "serving_default_x:0"
         dtype: DT_FLOAT
-        tensor_shape { dim { size: -1 } dim { size: 4 } }
+        tensor_shape {
+          dim { size: -1 }
+          dim { size: 4 }
+        }
       }
     }
     inputs {
@@ -44,7 +47,10 @@ tensorflow::SignatureDef BatchingSignature() {
       value {
         name: "StatefulPartitionedCall:0"
         dtype: DT_FLOAT
-        tensor_shape { dim { size: -1 } dim { size: 2 } }
+        tensor_shape {
+          dim { size: -1 }
+          dim { size: 2 }
+        }
       }
     }
     method_name: "tensorflow/serving/predict"
@@ -72,7 +78,12 @@ TEST(CompleteConfigFromSignature, EmptyConfigBatchesWhenEveryTensorHasALeadingMi
       key: "signature_method_name"
       value { string_value: "tensorflow/serving/predict" }
     }
-    input { name: "words" data_type: TYPE_STRING dims: 1 reshape {} }
+    input {
+      name: "words"
+      data_type: TYPE_STRING
+      dims: 1
+      reshape {}
+    }
     input { name: "x" data_type: TYPE_FP32 dims: 4 }
     output { name: "y" data_type: TYPE_FP32 dims: 2 }
   )pb");
@@ -82,18 +93,36 @@ TEST(CompleteConfigFromSignature, FixedFirstDimensionMeansNoBatching) {
   auto signature = Parse<tensorflow::SignatureDef>(R"pb(
     inputs {
       key: "image"
-      value { dtype: DT_UINT8 tensor_shape { dim { size: 1 } dim { size: -1 } } }
+      value {
+        dtype: DT_UINT8
+        tensor_shape {
+          dim { size: 1 }
+          dim { size: -1 }
+        }
+      }
     }
     outputs {
       key: "score"
-      value { dtype: DT_DOUBLE tensor_shape {} }
+      value {
+        dtype: DT_DOUBLE
+        tensor_shape {}
+      }
     }
   )pb");
   inference::ModelConfig config;
   ASSERT_TRUE(CompleteConfigFromSignature(signature, "serving_default", config).ok());
   ExpectConfig(config, R"pb(
-    input { name: "image" data_type: TYPE_UINT8 dims: [ 1, -1 ] }
-    output { name: "score" data_type: TYPE_FP64 dims: 1 reshape {} }
+    input {
+      name: "image"
+      data_type: TYPE_UINT8
+      dims: [ 1, -1 ]
+    }
+    output {
+      name: "score"
+      data_type: TYPE_FP64
+      dims: 1
+      reshape {}
+    }
   )pb");
 }
 
@@ -111,7 +140,12 @@ TEST(CompleteConfigFromSignature, MissingOutputsAreFilledAndDeclaredInputsChecke
   auto config = Parse<inference::ModelConfig>(R"pb(
     max_batch_size: 4
     input { name: "x" data_type: TYPE_FP32 dims: 4 }
-    input { name: "words" data_type: TYPE_STRING dims: 1 reshape {} }
+    input {
+      name: "words"
+      data_type: TYPE_STRING
+      dims: 1
+      reshape {}
+    }
   )pb");
   ASSERT_TRUE(CompleteConfigFromSignature(BatchingSignature(), "serving_default", config).ok());
   ASSERT_EQ(config.output_size(), 1);
@@ -119,9 +153,10 @@ TEST(CompleteConfigFromSignature, MissingOutputsAreFilledAndDeclaredInputsChecke
 }
 
 TEST(CompleteConfigFromSignature, ConfigThatContradictsTheSignatureIsRefusedByName) {
-  const std::string base = "max_batch_size: 4\n"
-                           "input { name: \"words\" data_type: TYPE_STRING dims: 1 reshape {} }\n"
-                           "output { name: \"y\" data_type: TYPE_FP32 dims: 2 }\n";
+  const std::string base =
+      "max_batch_size: 4\n"
+      "input { name: \"words\" data_type: TYPE_STRING dims: 1 reshape {} }\n"
+      "output { name: \"y\" data_type: TYPE_FP32 dims: 2 }\n";
   struct Case {
     std::string extra;
     std::string message;
@@ -151,11 +186,17 @@ TEST(CompleteConfigFromSignature, BatchingNeedsALeadingMinusOne) {
   auto signature = Parse<tensorflow::SignatureDef>(R"pb(
     inputs {
       key: "x"
-      value { dtype: DT_FLOAT tensor_shape { dim { size: 3 } } }
+      value {
+        dtype: DT_FLOAT
+        tensor_shape { dim { size: 3 } }
+      }
     }
     outputs {
       key: "y"
-      value { dtype: DT_FLOAT tensor_shape { dim { size: 3 } } }
+      value {
+        dtype: DT_FLOAT
+        tensor_shape { dim { size: 3 } }
+      }
     }
   )pb");
   auto config = Parse<inference::ModelConfig>("max_batch_size: 4");
@@ -166,23 +207,51 @@ TEST(CompleteConfigFromSignature, BatchingNeedsALeadingMinusOne) {
 
 TEST(CompleteConfigFromSignature, UnservableSignaturesAreNamed) {
   auto complex = Parse<tensorflow::SignatureDef>(R"pb(
-    inputs { key: "c" value { dtype: DT_COMPLEX64 tensor_shape {} } }
-    outputs { key: "y" value { dtype: DT_FLOAT tensor_shape {} } }
+    inputs {
+      key: "c"
+      value {
+        dtype: DT_COMPLEX64
+        tensor_shape {}
+      }
+    }
+    outputs {
+      key: "y"
+      value {
+        dtype: DT_FLOAT
+        tensor_shape {}
+      }
+    }
   )pb");
   inference::ModelConfig config;
   EXPECT_THAT(CompleteConfigFromSignature(complex, "s", config).message(),
               HasSubstr("signature input 'c' has dtype DT_COMPLEX64, which modeld does not serve"));
 
   auto unknown_rank = Parse<tensorflow::SignatureDef>(R"pb(
-    inputs { key: "x" value { dtype: DT_FLOAT tensor_shape { unknown_rank: true } } }
-    outputs { key: "y" value { dtype: DT_FLOAT tensor_shape {} } }
+    inputs {
+      key: "x"
+      value {
+        dtype: DT_FLOAT
+        tensor_shape { unknown_rank: true }
+      }
+    }
+    outputs {
+      key: "y"
+      value {
+        dtype: DT_FLOAT
+        tensor_shape {}
+      }
+    }
   )pb");
   config.Clear();
   EXPECT_THAT(CompleteConfigFromSignature(unknown_rank, "s", config).message(),
               HasSubstr("signature input 'x' has a shape of unknown rank"));
   // Declared in the config, a tensor of unknown rank is accepted as declared.
   config = Parse<inference::ModelConfig>(R"pb(
-    input { name: "x" data_type: TYPE_FP32 dims: [ 2, 3 ] }
+    input {
+      name: "x"
+      data_type: TYPE_FP32
+      dims: [ 2, 3 ]
+    }
   )pb");
   EXPECT_TRUE(CompleteConfigFromSignature(unknown_rank, "s", config).ok());
 }

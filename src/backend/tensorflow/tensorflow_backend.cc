@@ -73,9 +73,8 @@ absl::StatusOr<std::string> SessionConfig(const core::ModelConfig& config) {
 
 class TensorFlowModel : public Model {
  public:
-  TensorFlowModel(const TfApi& api, core::ModelConfig config, TF_Graph* graph,
-                  TF_Session* session, std::vector<TF_Output> feeds,
-                  std::vector<TF_Output> fetches)
+  TensorFlowModel(const TfApi& api, core::ModelConfig config, TF_Graph* graph, TF_Session* session,
+                  std::vector<TF_Output> feeds, std::vector<TF_Output> fetches)
       : api_(api),
         config_(std::move(config)),
         graph_(graph),
@@ -150,9 +149,8 @@ absl::StatusOr<TF_Output> Endpoint(const TfApi& api, TF_Graph* graph,
   }
   TF_Operation* op = api.TF_GraphOperationByName(graph, operation.c_str());
   if (op == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("signature tensor '", key,
-                                                   "' names operation '", operation,
-                                                   "', which the graph does not have"));
+    return absl::InvalidArgumentError(absl::StrCat("signature tensor '", key, "' names operation '",
+                                                   operation, "', which the graph does not have"));
   }
   return TF_Output{op, index};
 }
@@ -211,9 +209,9 @@ absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
   std::unique_ptr<TF_Buffer, decltype(api->TF_DeleteBuffer)> meta_graph_buffer(
       api->TF_NewBuffer(), api->TF_DeleteBuffer);
   const char* tags[] = {savedmodel::kServeTag};
-  TF_Session* session = api->TF_LoadSessionFromSavedModel(
-      options.get(), /*run_options=*/nullptr, dir->c_str(), tags, 1, graph.get(),
-      meta_graph_buffer.get(), status.get());
+  TF_Session* session =
+      api->TF_LoadSessionFromSavedModel(options.get(), /*run_options=*/nullptr, dir->c_str(), tags,
+                                        1, graph.get(), meta_graph_buffer.get(), status.get());
   if (!status.ok()) return status.Error(absl::StrCat("loading ", dir->string()));
   auto close_session = [&] {
     TfStatus ignored(*api);
@@ -241,9 +239,9 @@ absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
       auto it = map.find(spec.name);
       if (it == map.end()) {
         // CompleteConfig checked the newest version; an older one may differ.
-        endpoints = absl::InvalidArgumentError(absl::StrCat(
-            "signature '", signature_name, "' of ", dir->string(), " has no tensor '", spec.name,
-            "'"));
+        endpoints = absl::InvalidArgumentError(absl::StrCat("signature '", signature_name, "' of ",
+                                                            dir->string(), " has no tensor '",
+                                                            spec.name, "'"));
         return;
       }
       absl::StatusOr<TF_Output> endpoint = Endpoint(*api, graph.get(), it->second, spec.name);
@@ -262,8 +260,8 @@ absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
     close_session();
     return endpoints;
   }
-  return std::make_unique<TensorFlowModel>(*api, config, graph.release(), session,
-                                           std::move(feeds), std::move(fetches));
+  return std::make_unique<TensorFlowModel>(*api, config, graph.release(), session, std::move(feeds),
+                                           std::move(fetches));
 }
 
 }  // namespace modeld::backend

@@ -54,9 +54,9 @@ class TensorFlowBackendTest : public ::testing::Test {
     setenv("TF_CPP_MIN_LOG_LEVEL", "1", /*overwrite=*/0);  // as modeld's main() does
     repo_ = new testing::TempRepository();
     repo_->WriteFile("write_models.py", kWriteModels);
-    const std::string command = absl::StrCat(MODELD_TEST_PYTHON, " ",
-                                             (repo_->path() / "write_models.py").string(), " ",
-                                             repo_->path().string());
+    const std::string command =
+        absl::StrCat(MODELD_TEST_PYTHON, " ", (repo_->path() / "write_models.py").string(), " ",
+                     repo_->path().string());
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
   }
   static void TearDownTestSuite() {
@@ -122,8 +122,7 @@ TEST_F(TensorFlowBackendTest, StringsInAndOutIncludingEmptyAndZeroBytes) {
   const core::ModelConfig config = Complete("strings");
   absl::StatusOr<std::unique_ptr<Model>> model = backend_.Load(config, Version("strings"));
   ASSERT_TRUE(model.ok()) << model.status();
-  const std::vector<std::string> words = {"abc", "", std::string("a\0b", 3),
-                                          std::string(100, 'x')};
+  const std::vector<std::string> words = {"abc", "", std::string("a\0b", 3), std::string(100, 'x')};
   std::string bytes;
   for (const std::string& word : words) core::AppendBytesElement(word, bytes);
   // API shape [4, 1]: the signature's [-1] is one item of dims [1], reshaped away.
@@ -132,11 +131,10 @@ TEST_F(TensorFlowBackendTest, StringsInAndOutIncludingEmptyAndZeroBytes) {
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   const core::Tensor& upper = outputs->at("upper");
   EXPECT_EQ(upper.shape(), (core::Shape{4, 1}));
-  absl::StatusOr<std::vector<absl::string_view>> elements =
-      core::SplitBytesElements(upper.bytes());
+  absl::StatusOr<std::vector<absl::string_view>> elements = core::SplitBytesElements(upper.bytes());
   ASSERT_TRUE(elements.ok());
-  EXPECT_THAT(*elements, ElementsAre("ABC", "", absl::string_view("A\0B", 3),
-                                     std::string(100, 'X')));
+  EXPECT_THAT(*elements,
+              ElementsAre("ABC", "", absl::string_view("A\0B", 3), std::string(100, 'X')));
   const core::Tensor& length = outputs->at("length");
   EXPECT_EQ(length.type(), core::DataType::kInt32);
   std::vector<int32_t> lengths(4);
@@ -173,8 +171,9 @@ TEST_F(TensorFlowBackendTest, MissingSavedModelAndBadParametersAreNamed) {
   core::ModelConfig config = Complete("linear");
   EXPECT_EQ(backend_.Load(config, repo_->path() / "nowhere").status().code(),
             absl::StatusCode::kNotFound);
-  config = Complete("linear", "parameters { key: \"intra_op_thread_count\" value { "
-                              "string_value: \"many\" } }");
+  config = Complete("linear",
+                    "parameters { key: \"intra_op_thread_count\" value { "
+                    "string_value: \"many\" } }");
   EXPECT_THAT(backend_.Load(config, Version("linear")).status().message(),
               HasSubstr("parameter intra_op_thread_count 'many' is not a positive integer"));
 }

@@ -29,8 +29,8 @@ absl::StatusOr<const TfApi*> Open(const std::string& library) {
   auto api = std::make_unique<TfApi>();
   api->library = library;
   std::string missing;
-#define MODELD_TF_RESOLVE(name)                                                 \
-  api->name = reinterpret_cast<decltype(api->name)>(dlsym(handle, #name));      \
+#define MODELD_TF_RESOLVE(name)                                            \
+  api->name = reinterpret_cast<decltype(api->name)>(dlsym(handle, #name)); \
   if (api->name == nullptr) absl::StrAppend(&missing, missing.empty() ? "" : ", ", #name);
   MODELD_TF_FUNCTIONS(MODELD_TF_RESOLVE)
 #undef MODELD_TF_RESOLVE

@@ -24,17 +24,16 @@
 namespace modeld::backend {
 
 // The C API functions modeld calls, each under its C name.
-#define MODELD_TF_FUNCTIONS(X)                                                             \
-  X(TF_Version)                                                                            \
-  X(TF_NewStatus) X(TF_DeleteStatus) X(TF_GetCode) X(TF_Message)                           \
-  X(TF_NewBuffer) X(TF_DeleteBuffer)                                                       \
-  X(TF_NewGraph) X(TF_DeleteGraph) X(TF_GraphOperationByName)                              \
-  X(TF_NewSessionOptions) X(TF_DeleteSessionOptions) X(TF_SetConfig)                       \
-  X(TF_LoadSessionFromSavedModel) X(TF_SessionRun) X(TF_CloseSession) X(TF_DeleteSession)  \
-  X(TF_AllocateTensor) X(TF_NewTensor) X(TF_DeleteTensor) X(TF_TensorType)                 \
-  X(TF_NumDims) X(TF_Dim) X(TF_TensorByteSize) X(TF_TensorData)                            \
-  X(TF_StringInit) X(TF_StringCopy) X(TF_StringGetDataPointer) X(TF_StringGetSize)         \
-  X(TF_StringDealloc)
+#define MODELD_TF_FUNCTIONS(X)                                                                     \
+  X(TF_Version)                                                                                    \
+  X(TF_NewStatus)                                                                                  \
+  X(TF_DeleteStatus) X(TF_GetCode) X(TF_Message) X(TF_NewBuffer) X(TF_DeleteBuffer) X(TF_NewGraph) \
+      X(TF_DeleteGraph) X(TF_GraphOperationByName) X(TF_NewSessionOptions)                         \
+          X(TF_DeleteSessionOptions) X(TF_SetConfig) X(TF_LoadSessionFromSavedModel)               \
+              X(TF_SessionRun) X(TF_CloseSession) X(TF_DeleteSession) X(TF_AllocateTensor)         \
+                  X(TF_NewTensor) X(TF_DeleteTensor) X(TF_TensorType) X(TF_NumDims) X(TF_Dim)      \
+                      X(TF_TensorByteSize) X(TF_TensorData) X(TF_StringInit) X(TF_StringCopy)      \
+                          X(TF_StringGetDataPointer) X(TF_StringGetSize) X(TF_StringDealloc)
 
 struct TfApi {
 #define MODELD_TF_DECLARE(name) decltype(&::name) name = nullptr;

@@ -73,8 +73,8 @@ absl::StatusOr<TfTensor> ToTfTensor(const TfApi& api, const core::Tensor& input,
   core::Shape shape = input.shape();
   const int64_t count = core::ElementCount(shape);
   if (count < 0) {
-    return absl::InternalError(absl::StrCat("input '", spec.name, "' has shape ",
-                                            core::ShapeToString(shape)));
+    return absl::InternalError(
+        absl::StrCat("input '", spec.name, "' has shape ", core::ShapeToString(shape)));
   }
   if (spec.reshape.has_value()) {
     std::optional<int64_t> batch;
@@ -82,8 +82,7 @@ absl::StatusOr<TfTensor> ToTfTensor(const TfApi& api, const core::Tensor& input,
     std::optional<core::Shape> reshaped = Resolve(WithBatch(batch, *spec.reshape), count);
     if (!reshaped.has_value()) {
       return absl::InternalError(absl::StrCat("input '", spec.name, "' of shape ",
-                                              core::ShapeToString(shape),
-                                              " cannot be reshaped to ",
+                                              core::ShapeToString(shape), " cannot be reshaped to ",
                                               core::ShapeToString(*spec.reshape)));
     }
     shape = *std::move(reshaped);
@@ -96,10 +95,10 @@ absl::StatusOr<TfTensor> ToTfTensor(const TfApi& api, const core::Tensor& input,
       return absl::InternalError(absl::StrCat("input '", spec.name, "' holds ", elements.size(),
                                               " strings for shape ", core::ShapeToString(shape)));
     }
-    TfTensor tensor(api,
-                    api.TF_AllocateTensor(TF_STRING, shape.data(), dims,
-                                          elements.size() * sizeof(TF_TString)),
-                    /*owns_strings=*/true);
+    TfTensor tensor(
+        api,
+        api.TF_AllocateTensor(TF_STRING, shape.data(), dims, elements.size() * sizeof(TF_TString)),
+        /*owns_strings=*/true);
     auto* strings = static_cast<TF_TString*>(api.TF_TensorData(tensor.get()));
     for (size_t i = 0; i < elements.size(); ++i) {
       api.TF_StringInit(&strings[i]);

@@ -22,5 +22,4 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
 // order), which every KServe client reads and Triton's clients require.
 void EncodeInferResponse(const core::InferResponse& response, inference::ModelInferResponse* out);
 
-
 }  // namespace modeld::transport::grpc_kserve

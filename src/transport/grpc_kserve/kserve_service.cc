@@ -117,7 +117,9 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
   if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
     return FinishUnary(context, status);
   }
-  if (absl::Status status = server::InferenceService::CheckControlParameters(ParameterNames(*request)); !status.ok()) {
+  if (absl::Status status =
+          server::InferenceService::CheckControlParameters(ParameterNames(*request));
+      !status.ok()) {
     return FinishUnary(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -132,7 +134,9 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelUnload(
   if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
     return FinishUnary(context, status);
   }
-  if (absl::Status status = server::InferenceService::CheckControlParameters(ParameterNames(*request)); !status.ok()) {
+  if (absl::Status status =
+          server::InferenceService::CheckControlParameters(ParameterNames(*request));
+      !status.ok()) {
     return FinishUnary(context, status);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -54,9 +54,9 @@ absl::Status CheckServesMethod(const core::ModelConfig& config, absl::string_vie
         "): call Predict, or serve a ", rpc, " signature with the signature_name parameter"));
   }
   if (config.inputs.size() != 1 || config.inputs[0].type != core::DataType::kBytes) {
-    return absl::UnimplementedError(absl::StrCat(
-        rpc, " needs a signature with one string input; model '", config.name, "' has ",
-        config.inputs.size(), " input(s)"));
+    return absl::UnimplementedError(
+        absl::StrCat(rpc, " needs a signature with one string input; model '", config.name,
+                     "' has ", config.inputs.size(), " input(s)"));
   }
   return absl::OkStatus();
 }
@@ -65,8 +65,7 @@ absl::StatusOr<core::InferRequest> ExamplesRequest(const tensorflow::serving::In
                                                    const core::ModelConfig& config) {
   std::vector<std::string> examples;
   if (input.has_example_list()) {
-    examples.assign(input.example_list().examples().begin(),
-                    input.example_list().examples().end());
+    examples.assign(input.example_list().examples().begin(), input.example_list().examples().end());
   } else if (input.has_example_list_with_context()) {
     const auto& with_context = input.example_list_with_context();
     // Serialized protobuf messages merge when concatenated: the context's features first, so

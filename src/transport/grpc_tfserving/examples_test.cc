@@ -50,7 +50,8 @@ TEST(ExamplesRequest, ContextIsMergedBeforeEachExample) {
   ASSERT_TRUE(request.ok()) << request.status();
   const core::Tensor& tensor = request->inputs.at("inputs");
   EXPECT_EQ(tensor.shape(), (core::Shape{2, 1}));  // [n] taken as the scalar items [n, 1]
-  absl::StatusOr<std::vector<absl::string_view>> examples = core::SplitBytesElements(tensor.bytes());
+  absl::StatusOr<std::vector<absl::string_view>> examples =
+      core::SplitBytesElements(tensor.bytes());
   ASSERT_TRUE(examples.ok());
   EXPECT_THAT(*examples, ::testing::ElementsAre("Ca", "Cbb"));
 

@@ -28,23 +28,23 @@ std::vector<T> Values(const core::Tensor& tensor) {
 }
 
 TEST(DecodeTensorProto, TypedFieldsOfEveryKind) {
-  absl::StatusOr<core::Tensor> t = DecodeTensorProto(
-      Proto("dtype: DT_FLOAT tensor_shape { dim { size: 2 } dim { size: 2 } } "
-            "float_val: [1, 2, 3, 4.5]"),
-      "input 'x'");
+  absl::StatusOr<core::Tensor> t =
+      DecodeTensorProto(Proto("dtype: DT_FLOAT tensor_shape { dim { size: 2 } dim { size: 2 } } "
+                              "float_val: [1, 2, 3, 4.5]"),
+                        "input 'x'");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->type(), core::DataType::kFp32);
   EXPECT_EQ(t->shape(), (core::Shape{2, 2}));
   EXPECT_THAT(Values<float>(*t), ElementsAre(1, 2, 3, 4.5f));
 
-  t = DecodeTensorProto(Proto("dtype: DT_INT8 tensor_shape { dim { size: 3 } } int_val: [-128, 0, 127]"),
-                        "x");
+  t = DecodeTensorProto(
+      Proto("dtype: DT_INT8 tensor_shape { dim { size: 3 } } int_val: [-128, 0, 127]"), "x");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_THAT(Values<int8_t>(*t), ElementsAre(-128, 0, 127));
 
   // FP16 travels as the 16-bit pattern in half_val: 0x3C00 is 1.0.
-  t = DecodeTensorProto(Proto("dtype: DT_HALF tensor_shape { dim { size: 2 } } half_val: [15360, 49152]"),
-                        "x");
+  t = DecodeTensorProto(
+      Proto("dtype: DT_HALF tensor_shape { dim { size: 2 } } half_val: [15360, 49152]"), "x");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->type(), core::DataType::kFp16);
   EXPECT_THAT(Values<uint16_t>(*t), ElementsAre(0x3C00, 0xC000));
@@ -57,8 +57,8 @@ TEST(DecodeTensorProto, TypedFieldsOfEveryKind) {
   ASSERT_TRUE(strings.ok());
   EXPECT_THAT(*strings, ElementsAre("a", ""));
 
-  t = DecodeTensorProto(Proto("dtype: DT_BOOL tensor_shape { dim { size: 2 } } bool_val: [true, false]"),
-                        "x");
+  t = DecodeTensorProto(
+      Proto("dtype: DT_BOOL tensor_shape { dim { size: 2 } } bool_val: [true, false]"), "x");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_THAT(Values<uint8_t>(*t), ElementsAre(1, 0));
 
@@ -75,8 +75,7 @@ TEST(DecodeTensorProto, OneValueFillsTheShapeAndContentIsViewed) {
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_THAT(Values<int64_t>(*t), ElementsAre(7, 7, 7));
 
-  tensorflow::TensorProto proto =
-      Proto("dtype: DT_DOUBLE tensor_shape { dim { size: 2 } }");
+  tensorflow::TensorProto proto = Proto("dtype: DT_DOUBLE tensor_shape { dim { size: 2 } }");
   const double values[2] = {0.25, -8};
   proto.set_tensor_content(std::string(reinterpret_cast<const char*>(values), sizeof(values)));
   t = DecodeTensorProto(proto, "x");
@@ -121,10 +120,11 @@ TEST(DecodeTensorProto, BadTensorsAreNamed) {
 TEST(EncodeTensorProto, TypedFieldsAsTensorFlowServingAnswers) {
   const int16_t shorts[3] = {-2, 0, 300};
   tensorflow::TensorProto out;
-  ASSERT_TRUE(EncodeTensorProto(core::Tensor::Owning(core::DataType::kInt16, {3},
-                                                     std::string(reinterpret_cast<const char*>(shorts), 6)),
-                                {3}, &out)
-                  .ok());
+  ASSERT_TRUE(
+      EncodeTensorProto(core::Tensor::Owning(core::DataType::kInt16, {3},
+                                             std::string(reinterpret_cast<const char*>(shorts), 6)),
+                        {3}, &out)
+          .ok());
   EXPECT_EQ(out.dtype(), tensorflow::DT_INT16);
   EXPECT_THAT(out.int_val(), ElementsAre(-2, 0, 300));
   EXPECT_TRUE(out.tensor_content().empty());
@@ -134,9 +134,9 @@ TEST(EncodeTensorProto, TypedFieldsAsTensorFlowServingAnswers) {
   core::AppendBytesElement(std::string("\0z", 2), bytes);
   out.Clear();
   // Shown as [2] although modeld holds [2, 1] (a signature's [-1] string output).
-  ASSERT_TRUE(EncodeTensorProto(core::Tensor::Owning(core::DataType::kBytes, {2, 1}, bytes), {2},
-                                &out)
-                  .ok());
+  ASSERT_TRUE(
+      EncodeTensorProto(core::Tensor::Owning(core::DataType::kBytes, {2, 1}, bytes), {2}, &out)
+          .ok());
   EXPECT_EQ(out.dtype(), tensorflow::DT_STRING);
   ASSERT_EQ(out.tensor_shape().dim_size(), 1);
   EXPECT_EQ(out.tensor_shape().dim(0).size(), 2);
@@ -144,10 +144,11 @@ TEST(EncodeTensorProto, TypedFieldsAsTensorFlowServingAnswers) {
 
   const uint16_t halves[1] = {0x3C00};
   out.Clear();
-  ASSERT_TRUE(EncodeTensorProto(core::Tensor::Owning(core::DataType::kFp16, {1},
-                                                     std::string(reinterpret_cast<const char*>(halves), 2)),
-                                {1}, &out)
-                  .ok());
+  ASSERT_TRUE(
+      EncodeTensorProto(core::Tensor::Owning(core::DataType::kFp16, {1},
+                                             std::string(reinterpret_cast<const char*>(halves), 2)),
+                        {1}, &out)
+          .ok());
   EXPECT_THAT(out.half_val(), ElementsAre(0x3C00));
 
   // Every type decodes back to what was encoded.

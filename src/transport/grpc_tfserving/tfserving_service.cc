@@ -97,10 +97,10 @@ grpc::ServerUnaryReactor* Dispatch(server::InferenceService& service,
     request->deadline = absl::FromChrono(context->deadline());
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  service.Infer(*std::move(request), [reactor, fill = std::move(fill)](
-                                         absl::StatusOr<core::InferResponse> result) {
-    reactor->Finish(ToGrpcStatus(result.ok() ? fill(*result) : result.status()));
-  });
+  service.Infer(*std::move(request),
+                [reactor, fill = std::move(fill)](absl::StatusOr<core::InferResponse> result) {
+                  reactor->Finish(ToGrpcStatus(result.ok() ? fill(*result) : result.status()));
+                });
   return reactor;
 }
 
@@ -108,18 +108,17 @@ grpc::ServerUnaryReactor* Dispatch(server::InferenceService& service,
 // the outputs into the response.
 template <typename Request, typename Response, typename ResultOf>
 grpc::ServerUnaryReactor* RunExamples(server::InferenceService& service,
-                                      grpc::CallbackServerContext* context,
-                                      const Request& request, Response* response,
-                                      absl::string_view method, absl::string_view rpc,
-                                      ResultOf result_of) {
+                                      grpc::CallbackServerContext* context, const Request& request,
+                                      Response* response, absl::string_view method,
+                                      absl::string_view rpc, ResultOf result_of) {
   absl::StatusOr<Target> target = Resolve(service, request.model_spec());
   if (!target.ok()) return FinishUnary(context, target.status());
   if (absl::Status served = CheckServesMethod(*target->config, method, rpc); !served.ok()) {
     return FinishUnary(context, served);
   }
   return Dispatch(service, context, ExamplesRequest(request.input(), *target->config), *target,
-                  [response, config = target->config, result_of](
-                      const core::InferResponse& result) -> absl::Status {
+                  [response, config = target->config,
+                   result_of](const core::InferResponse& result) -> absl::Status {
                     ASSIGN_OR_RETURN(*response->mutable_result(), result_of(result));
                     FillSpec(result.model_name, result.model_version,
                              tfserving::ServedSignature(*config), response->mutable_model_spec());
@@ -129,9 +128,9 @@ grpc::ServerUnaryReactor* RunExamples(server::InferenceService& service,
 
 }  // namespace
 
-grpc::ServerUnaryReactor* TfServingPredictionService::Predict(
-    grpc::CallbackServerContext* context, const tfs::PredictRequest* request,
-    tfs::PredictResponse* response) {
+grpc::ServerUnaryReactor* TfServingPredictionService::Predict(grpc::CallbackServerContext* context,
+                                                              const tfs::PredictRequest* request,
+                                                              tfs::PredictResponse* response) {
   absl::StatusOr<Target> target = Resolve(service_, request->model_spec());
   if (!target.ok()) return FinishUnary(context, target.status());
   absl::StatusOr<core::InferRequest> decoded = [&]() -> absl::StatusOr<core::InferRequest> {
@@ -153,7 +152,8 @@ grpc::ServerUnaryReactor* TfServingPredictionService::Predict(
                  response->mutable_model_spec());
         for (const core::NamedTensor& output : result.outputs) {
           RETURN_IF_ERROR(EncodeTensorProto(
-              output.tensor, tfserving::ShownOutputShape(*config, output.name, output.tensor.shape()),
+              output.tensor,
+              tfserving::ShownOutputShape(*config, output.name, output.tensor.shape()),
               &(*response->mutable_outputs())[output.name]));
         }
         return absl::OkStatus();
@@ -201,9 +201,9 @@ grpc::ServerUnaryReactor* TfServingPredictionService::Classify(
                      ClassificationResultOf);
 }
 
-grpc::ServerUnaryReactor* TfServingPredictionService::Regress(
-    grpc::CallbackServerContext* context, const tfs::RegressionRequest* request,
-    tfs::RegressionResponse* response) {
+grpc::ServerUnaryReactor* TfServingPredictionService::Regress(grpc::CallbackServerContext* context,
+                                                              const tfs::RegressionRequest* request,
+                                                              tfs::RegressionResponse* response) {
   return RunExamples(service_, context, *request, response, kRegressMethod, "Regress",
                      RegressionResultOf);
 }

@@ -29,9 +29,10 @@ class TfServingPredictionService : public tensorflow::serving::PredictionService
       grpc::CallbackServerContext* context,
       const tensorflow::serving::GetModelMetadataRequest* request,
       tensorflow::serving::GetModelMetadataResponse* response) override;
-  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
-                                     const tensorflow::serving::ClassificationRequest* request,
-                                     tensorflow::serving::ClassificationResponse* response) override;
+  grpc::ServerUnaryReactor* Classify(
+      grpc::CallbackServerContext* context,
+      const tensorflow::serving::ClassificationRequest* request,
+      tensorflow::serving::ClassificationResponse* response) override;
   grpc::ServerUnaryReactor* Regress(grpc::CallbackServerContext* context,
                                     const tensorflow::serving::RegressionRequest* request,
                                     tensorflow::serving::RegressionResponse* response) override;

@@ -13,7 +13,6 @@
 
 namespace modeld::transport::http {
 
-
 // 200 (or `status`) with a JSON body.
 Response JsonResponse(std::string body, int status = 200);
 

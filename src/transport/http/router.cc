@@ -161,8 +161,8 @@ void Router::RouteRepository(std::shared_ptr<const Request> request,
                              const std::vector<absl::string_view>& segments, Reply reply) {
   const size_t n = segments.size();
   const bool index = n == 3 && segments[2] == "index";
-  const bool change = n == 5 && segments[2] == "models" &&
-                      (segments[4] == "load" || segments[4] == "unload");
+  const bool change =
+      n == 5 && segments[2] == "models" && (segments[4] == "load" || segments[4] == "unload");
   if (!index && !change) {
     std::move(reply)(NotFound());
     return;
@@ -177,8 +177,8 @@ void Router::RouteRepository(std::shared_ptr<const Request> request,
   }
   const std::optional<std::string> model = PercentDecode(segments[3]);
   if (!model.has_value() || model->empty()) {
-    std::move(reply)(ErrorResponse(400, absl::StrCat("model name '", segments[3],
-                                                     "' is empty or has a malformed %-escape")));
+    std::move(reply)(ErrorResponse(
+        400, absl::StrCat("model name '", segments[3], "' is empty or has a malformed %-escape")));
     return;
   }
   kserve_.RepositoryLoad(std::move(request), *model, segments[4] == "load", std::move(reply));

@@ -47,8 +47,7 @@ absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
 // format meets outputs without a common batch dimension. `config` is the model's: a batched
 // output whose items have no dims (core::TensorSpec::IsScalarItem) is written as [batch].
 absl::StatusOr<std::string> EncodePredictResponse(const core::InferResponse& response,
-                                                  bool row_format,
-                                                  const core::ModelConfig& config);
+                                                  bool row_format, const core::ModelConfig& config);
 
 // {"model_version_status": [{"version": "2", "state": "AVAILABLE", "status": {"error_code":
 // "OK", ...}}, ...]}

@@ -176,22 +176,21 @@ TEST(TfPredictTest, ScalarItemsAreTakenAndAnsweredWithoutTheTrailingOne) {
 TEST(TfPredictTest, TheServedSignatureNameIsAccepted) {
   core::ModelConfig config = kLinear;
   config.parameters["signature_name"] = "triple";
-  EXPECT_TRUE(DecodePredictRequest(R"({"signature_name": "triple", "instances": [[1, 2, 3]]})",
-                                   config)
-                  .ok());
-  EXPECT_THAT(
-      DecodePredictRequest(R"({"signature_name": "serving_default", "instances": [[1, 2, 3]]})",
-                           config)
-          .status()
-          .message(),
-      HasSubstr("signature_name 'serving_default' not found; model 'm' has only 'triple'"));
+  EXPECT_TRUE(
+      DecodePredictRequest(R"({"signature_name": "triple", "instances": [[1, 2, 3]]})", config)
+          .ok());
+  EXPECT_THAT(DecodePredictRequest(
+                  R"({"signature_name": "serving_default", "instances": [[1, 2, 3]]})", config)
+                  .status()
+                  .message(),
+              HasSubstr("signature_name 'serving_default' not found; model 'm' has only 'triple'"));
 }
 
 TEST(TfStatusAndMetadataTest, WriteTfServingShapes) {
   EXPECT_EQ(
-      EncodeModelStatus({{2, tfserving::VersionState::kAvailable, absl::StatusCode::kOk, ""},
-                         {3, tfserving::VersionState::kEnd, absl::StatusCode::kUnknown,
-                          "bad file"}}),
+      EncodeModelStatus(
+          {{2, tfserving::VersionState::kAvailable, absl::StatusCode::kOk, ""},
+           {3, tfserving::VersionState::kEnd, absl::StatusCode::kUnknown, "bad file"}}),
       R"({"model_version_status":[)"
       R"({"version":"2","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}},)"
       R"({"version":"3","state":"END","status":{"error_code":"UNKNOWN","error_message":"bad file"}}]})");

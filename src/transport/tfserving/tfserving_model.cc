@@ -82,8 +82,8 @@ absl::StatusOr<std::vector<VersionStatus>> VersionStatuses(const repository::Mod
         absl::StrCat("Could not find version ", *wanted, " of model '", status.name, "'"));
   }
   if (versions.empty()) {
-    return absl::UnavailableError(absl::StrCat("model '", status.name,
-                                               "' has no versions: ", status.UnavailableReason()));
+    return absl::UnavailableError(
+        absl::StrCat("model '", status.name, "' has no versions: ", status.UnavailableReason()));
   }
   return versions;
 }
