@@ -142,13 +142,17 @@ absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> InferenceServi
   return index;
 }
 
-void InferenceService::LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
+void InferenceService::LoadModel(std::string name, const std::vector<std::string>& parameters,
+                                 absl::AnyInvocable<void(absl::Status)> done) {
   if (absl::Status on = ModelControlOn(); !on.ok()) return done(on);
+  if (absl::Status taken = CheckControlParameters(parameters); !taken.ok()) return done(taken);
   control_->Load(std::move(name), std::move(done));
 }
 
-void InferenceService::UnloadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done) {
+void InferenceService::UnloadModel(std::string name, const std::vector<std::string>& parameters,
+                                   absl::AnyInvocable<void(absl::Status)> done) {
   if (absl::Status on = ModelControlOn(); !on.ok()) return done(on);
+  if (absl::Status taken = CheckControlParameters(parameters); !taken.ok()) return done(taken);
   control_->Unload(std::move(name), std::move(done));
 }
 

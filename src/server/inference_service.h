@@ -92,16 +92,17 @@ class InferenceService {
   // one model. UNAVAILABLE, naming the flag, unless modeld runs with
   // --model-control-mode=explicit (SetModelControl). `done` may run on another thread.
   void SetModelControl(ModelControl* control) { control_ = control; }
-  // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
-  absl::Status ModelControlOn() const;
   // The parameters a load or unload request may carry: none but unload_dependents, which
   // Triton's clients always send (modeld has no ensembles, so a model has no dependents).
   // INVALID_ARGUMENT naming any other (a config override, files).
   static absl::Status CheckControlParameters(const std::vector<std::string>& names);
   absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> RepositoryIndex(
       bool ready_only) const;
-  void LoadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done);
-  void UnloadModel(std::string name, absl::AnyInvocable<void(absl::Status)> done);
+  // Load and unload take the names of the request's parameters (CheckControlParameters).
+  void LoadModel(std::string name, const std::vector<std::string>& parameters,
+                 absl::AnyInvocable<void(absl::Status)> done);
+  void UnloadModel(std::string name, const std::vector<std::string>& parameters,
+                   absl::AnyInvocable<void(absl::Status)> done);
 
   // Turns Ready() false and refuses new inference with UNAVAILABLE; requests already accepted
   // still finish.
@@ -111,6 +112,8 @@ class InferenceService {
   bool WaitUntilIdle(absl::Duration timeout);
 
  private:
+  // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
+  absl::Status ModelControlOn() const;
   repository::ModelManager& models_;
   ModelControl* control_ = nullptr;  // set before serving; null: model control is off
   absl::Duration watchdog_limit_ = absl::ZeroDuration();  // set before serving

@@ -114,16 +114,8 @@ std::vector<std::string> ParameterNames(const Request& request) {
 grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
     grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse*) {
-  if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  if (absl::Status status =
-          server::InferenceService::CheckControlParameters(ParameterNames(*request));
-      !status.ok()) {
-    return FinishUnary(context, status);
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  service_.LoadModel(request->model_name(),
+  service_.LoadModel(request->model_name(), ParameterNames(*request),
                      [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
@@ -131,16 +123,8 @@ grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelLoad(
 grpc::ServerUnaryReactor* KServeGrpcService::RepositoryModelUnload(
     grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse*) {
-  if (absl::Status status = service_.ModelControlOn(); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  if (absl::Status status =
-          server::InferenceService::CheckControlParameters(ParameterNames(*request));
-      !status.ok()) {
-    return FinishUnary(context, status);
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  service_.UnloadModel(request->model_name(),
+  service_.UnloadModel(request->model_name(), ParameterNames(*request),
                        [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }

@@ -269,28 +269,29 @@ void KServeRest::RepositoryIndex(std::shared_ptr<const Request> request, Reply r
 
 void KServeRest::RepositoryLoad(std::shared_ptr<const Request> request, std::string model,
                                 bool load, Reply reply) {
-  absl::Status checked = [&]() -> absl::Status {
-    RETURN_IF_ERROR(service_.ModelControlOn());
+  // The names of the body's "parameters"; the service says which it takes.
+  absl::StatusOr<std::vector<std::string>> parameters =
+      [&]() -> absl::StatusOr<std::vector<std::string>> {
     ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request));
+    std::vector<std::string> names;
     auto it = doc.FindMember("parameters");
-    if (it == doc.MemberEnd()) return absl::OkStatus();
+    if (it == doc.MemberEnd()) return names;
     if (!it->value.IsObject()) {
       return absl::InvalidArgumentError(
           absl::StrCat("\"parameters\" must be an object, got ", JsonTypeName(it->value)));
     }
-    std::vector<std::string> names;
     for (const auto& parameter : it->value.GetObject()) names.push_back(parameter.name.GetString());
-    return server::InferenceService::CheckControlParameters(names);
+    return names;
   }();
-  if (!checked.ok()) {
-    std::move(reply)(StatusResponse(checked));
+  if (!parameters.ok()) {
+    std::move(reply)(StatusResponse(parameters.status()));
     return;
   }
   auto done = [reply = std::move(reply)](absl::Status status) mutable {
     std::move(reply)(status.ok() ? JsonResponse("{}") : StatusResponse(status));
   };
-  load ? service_.LoadModel(std::move(model), std::move(done))
-       : service_.UnloadModel(std::move(model), std::move(done));
+  load ? service_.LoadModel(std::move(model), *parameters, std::move(done))
+       : service_.UnloadModel(std::move(model), *parameters, std::move(done));
 }
 
 }  // namespace modeld::transport::http
