@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Generates the protobuf messages of the modeld Python package from proto/kserve and
-proto/modeld/redis.proto.
+"""Generates the protobuf messages of the modeld Python package from proto/kserve,
+proto/modeld/training.proto and proto/modeld/redis.proto.
 
 The messages are registered under other proto packages and file names than the sources
-declare: `inference` (kserve/*.proto) becomes `modeld.kserve` and `modeld.redis`
+declare: `inference` (kserve/*.proto) becomes `modeld.kserve`, `modeld.training`
+(modeld/training.proto) becomes `modeld.kserve_training` and `modeld.redis`
 (modeld/redis.proto) becomes `modeld.kserve_redis`, every file `modeld/_proto/<name>.proto`.
 Field numbers are the wire contract; package names are not, except in gRPC method paths,
-which the client spells out itself (`/inference.GRPCInferenceService/...`). So the package
-can be imported beside tritonclient (which registers `inference.*` in the same protobuf
-descriptor pool) and beside stubs generated from the same files as they are (the integration
-tests load build/python/modeld/redis_pb2.py, `modeld.redis`) without a duplicate-symbol error.
+which the client spells out itself (`/inference.GRPCInferenceService/...`,
+`/modeld.training.Training/Train`). So the package can be imported beside tritonclient (which
+registers `inference.*` in the same protobuf descriptor pool) and beside stubs generated from
+the same files as they are (the integration tests load build/python/modeld/redis_pb2.py,
+`modeld.redis`) without a duplicate-symbol error.
 
 Usage: generate_protos.py [--out python/src]   (run with a Python that has grpcio-tools)
 """
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
     "kserve/grpc_service.proto": "grpc_service.proto",
     "kserve/model_config.proto": "model_config.proto",
+    "modeld/training.proto": "training.proto",
     "modeld/redis.proto": "redis.proto",
 }
 TARGET = "modeld/_proto"
@@ -36,9 +39,16 @@ TARGET = "modeld/_proto"
 def rewrite(text: str) -> str:
     text = re.sub(r"^package inference;", "package modeld.kserve;", text, flags=re.M)
     text = re.sub(r"^package modeld\.redis;", "package modeld.kserve_redis;", text, flags=re.M)
-    # redis.proto names the KServe messages by their full name, inference.X.
+    text = re.sub(
+        r"^package modeld\.training;", "package modeld.kserve_training;", text, flags=re.M
+    )
+    # redis.proto and training.proto name the messages of other files by their full name,
+    # inference.X and modeld.training.X.
     text = re.sub(r"(?<![\w.])inference\.(?=[A-Z])", "modeld.kserve.", text)
-    return re.sub(r'^import "kserve/', f'import "{TARGET}/', text, flags=re.M)
+    text = re.sub(r"(?<![\w.])modeld\.training\.(?=[A-Z])", "modeld.kserve_training.", text)
+    text = re.sub(r'^import "kserve/', f'import "{TARGET}/', text, flags=re.M)
+    return re.sub(r'^import "modeld/training\.proto";', f'import "{TARGET}/training.proto";',
+                  text, flags=re.M)
 
 
 def main() -> int:

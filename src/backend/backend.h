@@ -5,7 +5,9 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "core/model_config.h"
@@ -31,6 +33,36 @@ class Model {
   // bytes without copying; a model that writes to its arguments writes into that buffer,
   // which belongs to this one request and is never read again after encoding.
   virtual absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) = 0;
+
+  // Online learning (docs/online-learning.md). Loaded from a config with training on, a model
+  // that can train overrides all of these; the defaults refuse. They are never called
+  // concurrently with each other or with Run() on the same Model (backend::SharedInstance
+  // serialises them), so a Run() sees the weights before or after a step, never in between.
+
+  // OK when this instance can train; FAILED_PRECONDITION saying why not otherwise.
+  virtual absl::Status CanTrain() const {
+    return absl::FailedPreconditionError("this backend does not train models");
+  }
+  // One step: computes the loss of `inputs` (validated as for Run) against `targets` (each
+  // well-formed, with the inputs' batch size first) and updates the weights. Returns the loss
+  // before the update. INVALID_ARGUMENT naming a target the model does not take, or one it
+  // needs that is missing; INTERNAL with the framework's message.
+  virtual absl::StatusOr<double> Train(const core::TensorMap& inputs,
+                                       const core::TensorMap& targets) {
+    (void)inputs;
+    (void)targets;
+    return CanTrain();
+  }
+  // The state a checkpoint keeps (weights, optimizer state) as named byte sections, and back.
+  // RestoreState gets what SaveState of a model of the same config gave, possibly in an
+  // earlier process; INVALID_ARGUMENT when it does not fit this model (renamed or reshaped
+  // weights), leaving the weights as they were.
+  using State = std::map<std::string, std::string>;
+  virtual absl::StatusOr<State> SaveState() { return CanTrain(); }
+  virtual absl::Status RestoreState(const State& state) {
+    (void)state;
+    return CanTrain();
+  }
 };
 
 // A framework: turns a version directory into Models. Thread-safe.
@@ -62,6 +94,20 @@ class Backend {
   // INTERNAL when the framework fails to load it (with the framework's message).
   virtual absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                                       const std::filesystem::path& version_dir) = 0;
+
+  // Online learning's publishing: writes a trained model's State (Model::SaveState) as a
+  // version folder this backend serves, into the empty folder `out`. `loaded_from` is the
+  // version folder the trained instance was loaded from, for the files training does not
+  // change. Default: UNIMPLEMENTED.
+  virtual absl::Status ExportVersion(const core::ModelConfig& config, const Model::State& state,
+                                     const std::filesystem::path& loaded_from,
+                                     const std::filesystem::path& out) {
+    (void)config;
+    (void)state;
+    (void)loaded_from;
+    (void)out;
+    return absl::UnimplementedError("this backend cannot publish trained versions");
+  }
 };
 
 }  // namespace modeld::backend

@@ -49,36 +49,35 @@ absl::Status ShapeFits(const ModelConfig& config, const TensorSpec& spec, const 
   return absl::OkStatus();
 }
 
-absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
+// `kind` names what the tensor is to the caller: "input" or "target".
+absl::Status DataFits(absl::string_view kind, absl::string_view name, const Tensor& tensor) {
   const int64_t elements = ElementCount(tensor.shape());
   if (elements < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("input '", spec.name, "' has shape ",
-                                                   ShapeToString(tensor.shape()),
-                                                   ", which is too large"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        kind, " '", name, "' has shape ", ShapeToString(tensor.shape()), ", which is too large"));
   }
   if (tensor.type() == DataType::kBytes) {
     absl::StatusOr<std::vector<absl::string_view>> split = SplitBytesElements(tensor.bytes());
     if (!split.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("input '", spec.name, "': ", split.status().message()));
+          absl::StrCat(kind, " '", name, "': ", split.status().message()));
     }
     if (static_cast<int64_t>(split->size()) != elements) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "input '", spec.name, "' holds ", split->size(), " BYTES elements but its shape ",
+          kind, " '", name, "' holds ", split->size(), " BYTES elements but its shape ",
           ShapeToString(tensor.shape()), " needs ", elements));
     }
     return absl::OkStatus();
   }
   // Checked before multiplying: a huge shape must not wrap around to a small byte count.
   if (elements > std::numeric_limits<int64_t>::max() / DataTypeSize(tensor.type())) {
-    return absl::InvalidArgumentError(absl::StrCat("input '", spec.name, "' has shape ",
-                                                   ShapeToString(tensor.shape()),
-                                                   ", which is too large"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        kind, " '", name, "' has shape ", ShapeToString(tensor.shape()), ", which is too large"));
   }
   const int64_t expected = elements * DataTypeSize(tensor.type());
   if (static_cast<int64_t>(tensor.bytes().size()) != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "input '", spec.name, "' has ", tensor.bytes().size(), " bytes of data but shape ",
+        kind, " '", name, "' has ", tensor.bytes().size(), " bytes of data but shape ",
         ShapeToString(tensor.shape()), " of ", DataTypeName(tensor.type()), " needs ", expected));
   }
   if (tensor.type() == DataType::kBool) {
@@ -86,10 +85,9 @@ absl::Status DataFits(const TensorSpec& spec, const Tensor& tensor) {
     const absl::string_view bytes = tensor.bytes();
     for (size_t i = 0; i < bytes.size(); ++i) {
       if (static_cast<unsigned char>(bytes[i]) > 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("input '", spec.name, "' has byte ",
-                         static_cast<int>(static_cast<unsigned char>(bytes[i])), " at element ", i,
-                         "; BOOL elements are 0 or 1"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            kind, " '", name, "' has byte ", static_cast<int>(static_cast<unsigned char>(bytes[i])),
+            " at element ", i, "; BOOL elements are 0 or 1"));
       }
     }
   }
@@ -112,15 +110,16 @@ absl::Status ValidateOutputs(const ModelConfig& config, const InferRequest& requ
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request) {
-  if (request.inputs.empty()) {
+// Every input of the config, once, and nothing else; returns the batch size when the model
+// batches.
+absl::StatusOr<std::optional<int64_t>> ValidateInputs(const ModelConfig& config,
+                                                      const TensorMap& inputs) {
+  if (inputs.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("request for model '", config.name,
                                                    "' has no inputs; it expects ",
                                                    DescribeAll(config, config.inputs)));
   }
-  for (const auto& [name, tensor] : request.inputs) {
+  for (const auto& [name, tensor] : inputs) {
     if (config.FindInput(name) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown input '", name, "' for model '",
                                                      config.name, "'; its inputs are ",
@@ -130,8 +129,8 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
   std::optional<int64_t> batch_size;
   std::string batch_input;
   for (const TensorSpec& spec : config.inputs) {
-    auto it = request.inputs.find(spec.name);
-    if (it == request.inputs.end()) {
+    auto it = inputs.find(spec.name);
+    if (it == inputs.end()) {
       return absl::InvalidArgumentError(
           absl::StrCat("missing input ", Describe(config, spec), " for model '", config.name, "'"));
     }
@@ -142,7 +141,7 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
                        " but model '", config.name, "' expects ", DataTypeName(spec.type)));
     }
     RETURN_IF_ERROR(ShapeFits(config, spec, tensor.shape()));
-    RETURN_IF_ERROR(DataFits(spec, tensor));
+    RETURN_IF_ERROR(DataFits("input", spec.name, tensor));
     if (config.max_batch_size > 0) {
       if (batch_size.has_value() && *batch_size != tensor.shape()[0]) {
         return absl::InvalidArgumentError(absl::StrCat("inputs disagree on the batch size: '",
@@ -153,7 +152,39 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
       batch_input = spec.name;
     }
   }
+  return batch_size;
+}
+
+}  // namespace
+
+absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request) {
+  RETURN_IF_ERROR(ValidateInputs(config, request.inputs).status());
   return ValidateOutputs(config, request);
+}
+
+absl::Status ValidateTrainRequest(const ModelConfig& config, const TrainRequest& request) {
+  ASSIGN_OR_RETURN(const std::optional<int64_t> batch_size, ValidateInputs(config, request.inputs));
+  if (request.targets.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "training request for model '", config.name,
+        "' has no targets; name them after its outputs (or the remaining arguments of its "
+        "train_step or train signature)"));
+  }
+  for (const auto& [name, tensor] : request.targets) {
+    if (config.FindInput(name) != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("target '", name,
+                                                     "' has the name of an input of model '",
+                                                     config.name, "'; give it once, as an input"));
+    }
+    RETURN_IF_ERROR(DataFits("target", name, tensor));
+    if (batch_size.has_value() && (tensor.shape().empty() || tensor.shape()[0] != *batch_size)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target '", name, "' has shape ", ShapeToString(tensor.shape()),
+                       " but the inputs have batch size ", *batch_size,
+                       "; a target's first dimension is the batch size"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace modeld::core

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
+#include "core/train_request.h"
 
 namespace modeld::core {
 
@@ -14,5 +15,11 @@ namespace modeld::core {
 // dimension above max_batch_size or inputs that disagree on it), byte data whose size does
 // not match shape x datatype, a BOOL byte other than 0 or 1, or an unknown requested output.
 absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request);
+
+// A training step's request: the inputs as for inference; at least one target, each
+// well-formed (byte size fits shape x datatype), not named like an input, and with the inputs'
+// batch size first when the model batches. Whether the model takes each target is the
+// backend's to check, since that depends on how it trains.
+absl::Status ValidateTrainRequest(const ModelConfig& config, const TrainRequest& request);
 
 }  // namespace modeld::core

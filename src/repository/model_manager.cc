@@ -9,8 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "backend/shared_instance.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "core/training_options.h"
 #include "repository/version_policy.h"
 #include "repository/warmup.h"
 
@@ -64,6 +66,7 @@ ServedVersion::~ServedVersion() {
   // Drains (queued requests finish), joins the workers (or detaches the one this runs on),
   // and frees the instances...
   scheduler_.reset();
+  trainer_.reset();
   // ...then gives the freed pages back: glibc keeps them otherwise, and a model reloaded
   // twenty times would look like a leak to whoever watches the RSS.
   malloc_trim(0);
@@ -220,6 +223,14 @@ void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, 
   }
 }
 
+std::filesystem::path ModelManager::CheckpointDir(const core::ModelConfig& config,
+                                                  const core::TrainingOptions& training,
+                                                  const std::filesystem::path& model_dir) const {
+  if (!training.checkpoint_dir.empty()) return training.checkpoint_dir;
+  if (!checkpoint_root_.empty()) return checkpoint_root_ / config.name;
+  return model_dir / "checkpoints";
+}
+
 absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
     std::shared_ptr<const core::ModelConfig> config, backend::Backend& backend,
     const std::filesystem::path& model_dir, int64_t version) const {
@@ -230,9 +241,33 @@ absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
   }
   std::vector<std::unique_ptr<backend::Model>> instances;
   auto runs = std::make_shared<backend::RunWatch>(config->instance_count);
-  for (int i = 0; i < config->instance_count; ++i) {
+  ASSIGN_OR_RETURN(const core::TrainingOptions training, core::ParseTrainingOptions(*config));
+  std::unique_ptr<training::Trainer> trainer;
+  if (training.enabled) {
+    // One instance (ParseTrainingOptions checks), shared by the scheduler and the trainer.
     ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
-    instances.push_back(std::make_unique<backend::WatchedModel>(std::move(model), runs, i));
+    RETURN_IF_ERROR(model->CanTrain());
+    auto shared = std::make_shared<backend::SharedInstance>(std::move(model));
+    ASSIGN_OR_RETURN(trainer, training::Trainer::Start({
+                                  .config = config,
+                                  .version = version,
+                                  .options = training,
+                                  .checkpoint_dir = CheckpointDir(*config, training, model_dir),
+                                  .version_dir = version_dir,
+                                  .publish_dir = training.publish_dir.empty()
+                                                     ? model_dir
+                                                     : std::filesystem::path(training.publish_dir),
+                                  .instance = shared,
+                                  .backend = &backend,
+                                  .registry = registry_,
+                              }));
+    instances.push_back(std::make_unique<backend::WatchedModel>(
+        std::make_unique<backend::LockedModel>(std::move(shared)), runs, 0));
+  } else {
+    for (int i = 0; i < config->instance_count; ++i) {
+      ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
+      instances.push_back(std::make_unique<backend::WatchedModel>(std::move(model), runs, i));
+    }
   }
   auto metrics = registry_ != nullptr ? std::make_shared<const metrics::VersionMetrics>(
                                             *registry_, config->name, std::to_string(version))
@@ -246,7 +281,8 @@ absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
                  warmup.size(), warmup.size() == 1 ? "" : "s");
   }
   return std::make_shared<const ServedVersion>(std::move(config), version, std::move(metrics),
-                                               std::move(scheduler), std::move(runs));
+                                               std::move(scheduler), std::move(runs),
+                                               std::move(trainer));
 }
 
 std::shared_ptr<const ModelManager::Snapshot> ModelManager::snapshot() const {
@@ -453,7 +489,10 @@ std::vector<ModelManager::StuckRun> ModelManager::StuckRuns(absl::Time now,
 void ModelManager::DrainAll() {
   const std::shared_ptr<const Snapshot> models = snapshot();
   for (const auto& [name, entry] : *models) {
-    for (const auto& [version, handle] : entry.ready) handle->scheduler().Drain();
+    for (const auto& [version, handle] : entry.ready) {
+      handle->scheduler().Drain();
+      if (handle->trainer() != nullptr) handle->trainer()->Drain();
+    }
   }
 }
 

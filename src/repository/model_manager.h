@@ -26,9 +26,11 @@
 #include "backend/watched_model.h"
 #include "batching/scheduler.h"
 #include "core/model_config.h"
+#include "core/training_options.h"
 #include "metrics/registry.h"
 #include "metrics/version_metrics.h"
 #include "repository/scan.h"
+#include "training/trainer.h"
 
 namespace modeld::repository {
 
@@ -43,20 +45,25 @@ class ServedVersion {
   ServedVersion(std::shared_ptr<const core::ModelConfig> config, int64_t version,
                 std::shared_ptr<const metrics::VersionMetrics> metrics,
                 std::unique_ptr<batching::Scheduler> scheduler,
-                std::shared_ptr<const backend::RunWatch> runs = nullptr)
+                std::shared_ptr<const backend::RunWatch> runs = nullptr,
+                std::unique_ptr<training::Trainer> trainer = nullptr)
       : config_(std::move(config)),
         version_(version),
         metrics_(std::move(metrics)),
         runs_(std::move(runs)),
-        scheduler_(std::move(scheduler)) {}
-  // Drains the scheduler (queued requests finish), frees the instances, and hands the freed
-  // memory back to the system (glibc keeps freed pages otherwise).
+        scheduler_(std::move(scheduler)),
+        trainer_(std::move(trainer)) {}
+  // Drains the scheduler (queued requests finish) and the trainer (queued steps run, and a
+  // last checkpoint is written), frees the instances, and hands the freed memory back to the
+  // system (glibc keeps freed pages otherwise).
   ~ServedVersion();
 
   const core::ModelConfig& config() const { return *config_; }
   int64_t version() const { return version_; }
   const metrics::VersionMetrics& metrics() const { return *metrics_; }
   batching::Scheduler& scheduler() const { return *scheduler_; }
+  // The version's trainer when its config turns training on; null otherwise.
+  training::Trainer* trainer() const { return trainer_.get(); }
   // When the oldest Run() of its instances still in progress began; InfiniteFuture if none.
   absl::Time OldestRunStart() const {
     return runs_ != nullptr ? runs_->OldestRunStart() : absl::InfiniteFuture();
@@ -74,6 +81,7 @@ class ServedVersion {
   const std::shared_ptr<const metrics::VersionMetrics> metrics_;
   const std::shared_ptr<const backend::RunWatch> runs_;
   std::unique_ptr<batching::Scheduler> scheduler_;
+  std::unique_ptr<training::Trainer> trainer_;
 };
 
 using ModelHandle = std::shared_ptr<const ServedVersion>;
@@ -148,7 +156,13 @@ class ModelManager {
   };
   std::vector<IndexEntry> Index() const;
 
-  // Stops intake on every version and waits for queued requests to finish.
+  // Where trained models keep their checkpoints: <dir>/<model>; empty (the default):
+  // <model folder>/checkpoints. A model's checkpoint_dir parameter overrides both. Set before
+  // LoadAll().
+  void SetCheckpointRoot(std::filesystem::path dir) { checkpoint_root_ = std::move(dir); }
+
+  // Stops intake on every version and waits for queued requests and training steps to finish;
+  // trained models write their last checkpoint.
   void DrainAll();
 
   // Makes a LoadAll() in progress stop before its next version (the rest are reported
@@ -188,6 +202,10 @@ class ModelManager {
                                           const std::filesystem::path& model_dir,
                                           int64_t version) const;
   std::shared_ptr<const Snapshot> snapshot() const;
+  // A trained model's checkpoint folder (SetCheckpointRoot).
+  std::filesystem::path CheckpointDir(const core::ModelConfig& config,
+                                      const core::TrainingOptions& training,
+                                      const std::filesystem::path& model_dir) const;
   // One model's folder against what is served; `force` reloads it even when unchanged.
   // Callers hold reload_mu_.
   absl::Status Reconcile(const ModelDir& dir, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
@@ -195,6 +213,7 @@ class ModelManager {
   void Replace(const std::string& name, std::optional<ModelEntry> entry);
 
   const std::filesystem::path repository_;
+  std::filesystem::path checkpoint_root_;  // set before LoadAll
   const backend::BackendRegistry& backends_;
   const batching::SchedulerFactory make_scheduler_;
   metrics::Registry* const registry_;

@@ -62,6 +62,34 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
                     });
 }
 
+void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&& done) {
+  absl::StatusOr<repository::ModelHandle> handle =
+      draining_.load() ? absl::UnavailableError("modeld is shutting down")
+                       : models_.Get(request.model_name, request.model_version);
+  if (!handle.ok()) return std::move(done)(handle.status());
+  training::Trainer* trainer = (*handle)->trainer();
+  if (trainer == nullptr) {
+    return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
+        "model '", request.model_name,
+        "' is not trainable: its config.pbtxt needs parameters { key: \"training\" value { "
+        "string_value: \"true\" } } (docs/online-learning.md)")));
+  }
+  if (absl::Status valid = core::ValidateTrainRequest((*handle)->config(), request); !valid.ok()) {
+    return std::move(done)(valid);
+  }
+  {
+    absl::MutexLock lock(&in_flight_mu_);
+    ++in_flight_;
+  }
+  // The callback holds the handle, so the version outlives its queued steps.
+  trainer->Train(std::move(request), [this, handle = *std::move(handle), done = std::move(done)](
+                                         absl::StatusOr<core::TrainResponse> response) mutable {
+    std::move(done)(std::move(response));
+    absl::MutexLock lock(&in_flight_mu_);
+    --in_flight_;
+  });
+}
+
 bool InferenceService::WaitUntilIdle(absl::Duration timeout) {
   absl::MutexLock lock(&in_flight_mu_);
   return in_flight_mu_.AwaitWithTimeout(

@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
+#include "core/train_request.h"
 #include "metrics/registry.h"
 #include "metrics/version_metrics.h"
 #include "repository/model_manager.h"
@@ -55,6 +56,14 @@ class InferenceService {
   // UNAVAILABLE (not ready, draining), INVALID_ARGUMENT (bad input, named) or INTERNAL
   // (the model failed). Never blocks on inference.
   void Infer(core::InferRequest&& request, core::InferCallback&& done);
+
+  // One online-learning step (docs/online-learning.md). Finds the version as Infer does,
+  // validates the request (core::ValidateTrainRequest) and queues it on the version's
+  // trainer. `done` runs exactly once: with the step and its loss, or NOT_FOUND, UNAVAILABLE,
+  // INVALID_ARGUMENT as for Infer, FAILED_PRECONDITION when the model does not train (its
+  // config has no training: true), or INTERNAL (the step failed; the weights are unchanged
+  // unless the framework changed them before failing). Never blocks on training.
+  void Train(core::TrainRequest&& request, core::TrainCallback&& done);
 
   // Whether the process works: false while a model instance is stuck, inside one Run() for
   // longer than the watchdog limit (SetWatchdog), so a liveness probe restarts it.

@@ -135,6 +135,14 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return absl::StrCat(o.watchdog_seconds); }},
+      {"checkpoint-dir", "DIR",
+       "Where models with training on keep their checkpoints, one folder per model; empty: "
+       "a checkpoints folder inside each model's folder.",
+       [](ServerOptions& o, absl::string_view v) {
+         o.checkpoint_dir = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.checkpoint_dir; }},
       {"log-level", "LEVEL", "trace, debug, info, warn, error, critical or off.",
        [](ServerOptions& o, absl::string_view v) {
          o.log_level = std::string(v);

@@ -41,6 +41,9 @@ struct ServerOptions {
   // report not ready and not live; a supervised server (MODELD_SUPERVISED=1 in its
   // environment, set by modeld-supervisor) exits so that it is restarted. 0: off.
   int64_t watchdog_seconds = 120;
+  // Where trained models keep their checkpoints (docs/online-learning.md): <dir>/<model>;
+  // empty: <model folder>/checkpoints. A model's checkpoint_dir parameter overrides it.
+  std::string checkpoint_dir;
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
   // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:

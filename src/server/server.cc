@@ -23,6 +23,7 @@
 #include "server/inference_service.h"
 #include "server/model_control.h"
 #include "transport/grpc_kserve/kserve_service.h"
+#include "transport/grpc_kserve/training_service.h"
 #include "transport/grpc_tfserving/tfserving_service.h"
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
@@ -83,6 +84,7 @@ class ModeldServer : public Server {
                 &metrics_),
         service_(models_, clock_, &metrics_),
         kserve_(service_),
+        training_(service_),
         tfserving_predict_(service_),
         tfserving_models_(service_),
         tfserving_predict_only_(service_),
@@ -93,6 +95,7 @@ class ModeldServer : public Server {
         std::make_unique<ModelControl>(models_, ControlModeFromFlag(options.model_control_mode),
                                        absl::Seconds(options.repository_poll_secs));
     service_.SetModelControl(control_.get());
+    models_.SetCheckpointRoot(options.checkpoint_dir);
     service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
     metrics_.AddCollector(metrics::AppendProcessMetrics);
     metrics_.AddCollector(
@@ -108,10 +111,12 @@ class ModeldServer : public Server {
       // Before any transport serves: ServerReady is false while the worker cannot reach Redis.
       service_.AddReadinessCondition([worker = redis_.get()] { return worker->Ready(); });
     }
-    // One gRPC server for KServe V2 and TensorFlow Serving's services...
+    // One gRPC server for KServe V2, modeld's training extension and TensorFlow Serving's
+    // services...
     ASSIGN_OR_RETURN(
-        grpc_, StartGrpc(options_.grpc_address, {&kserve_, &tfserving_predict_, &tfserving_models_},
-                         grpc_port_));
+        grpc_,
+        StartGrpc(options_.grpc_address,
+                  {&kserve_, &training_, &tfserving_predict_, &tfserving_models_}, grpc_port_));
     spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
     // ...and, when asked, TensorFlow Serving's alone on a port of its own (8500 in a drop-in
     // set-up). A service object serves one server, hence the second pair.
@@ -269,6 +274,7 @@ class ModeldServer : public Server {
   bool redis_started_ ABSL_GUARDED_BY(start_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(start_mu_) = false;
   transport::grpc_kserve::KServeGrpcService kserve_;
+  transport::grpc_kserve::TrainingGrpcService training_;
   transport::grpc_tfserving::TfServingPredictionService tfserving_predict_;
   transport::grpc_tfserving::TfServingModelService tfserving_models_;
   std::unique_ptr<grpc::Server> grpc_;

@@ -25,6 +25,8 @@ from redis_server import WAIT_S, RedisServer, wait_until  # noqa: F401  (re-expo
 # Importing the KServe messages first registers kserve/grpc_service.proto, which redis.proto
 # imports; infer_helpers puts them in the same descriptor pool.
 from infer_helpers import pb  # noqa: F401
+# redis.proto imports modeld/training.proto, registered as modeld.training_pb2 there.
+from train_helpers import tpb  # noqa: F401
 
 REDIS_PB2 = STUBS_DIR / "modeld" / "redis_pb2.py"
 STREAM = "modeld:requests"

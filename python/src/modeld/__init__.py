@@ -5,6 +5,7 @@
     with modeld.Client("grpc://127.0.0.1:8001", timeout=2.0) as client:
         y = client.predict("linear", [[1.0, 2.0, 3.0]])
         outputs = client.infer("add_sub", {"INPUT0": a, "INPUT1": b})
+        result = client.train("scorer", {"x": x}, {"y": y})   # one step of online learning
 
 ``modeld.Client`` talks gRPC (``grpc://``) or HTTP/REST (``http://``), the KServe V2 protocol
 of modeld (and Triton), or goes through modeld's Redis queue (``redis://``, docs/redis.md;
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import Client
+from ._training import TrainResult
 from .errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Client",
+    "TrainResult",
     "ModeldError",
     "ModelNotFound",
     "InvalidInput",

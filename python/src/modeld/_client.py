@@ -11,6 +11,7 @@ from numpy.typing import ArrayLike
 
 from ._codec import ModelSpec
 from ._common import ClientBase, Deadline, Endpoint
+from ._training import TrainResult, train_id
 from .errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
 
 __all__ = ["Client"]
@@ -64,8 +65,16 @@ class Client(ClientBase):
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _retrying(self, what: str, call: Callable[[float | None], T], deadline: Deadline) -> T:
-        """Runs call(seconds left), retrying on Unavailable with backoff within the deadline."""
+    def _retrying(
+        self,
+        what: str,
+        call: Callable[[float | None], T],
+        deadline: Deadline,
+        *,
+        idempotent: bool = True,
+    ) -> T:
+        """Runs call(seconds left), retrying on Unavailable with backoff within the deadline;
+        a call that is not `idempotent` runs once."""
         retry = 0
         while True:
             if self._closed:
@@ -76,7 +85,7 @@ class Client(ClientBase):
             except DeadlineExceeded as error:
                 raise self._timed_out(what, error, deadline) from None
             except Unavailable:
-                wait = self._policy.delay(retry, deadline)
+                wait = self._policy.delay(retry, deadline) if idempotent else None
                 if wait is None:
                     raise
                 time.sleep(wait)
@@ -164,6 +173,69 @@ class Client(ClientBase):
         deadline = self._deadline(timeout)
         input_name, output_name = self._single(self._spec(model, version, deadline))
         return self._infer(model, {input_name: x}, version, [output_name], deadline)[output_name]
+
+    def train(
+        self,
+        model: str,
+        inputs: Mapping[str, ArrayLike],
+        targets: Mapping[str, ArrayLike],
+        *,
+        version: int | str | None = None,
+        timeout: float | None = None,
+        id: str | None = None,  # noqa: A002 (the protocol's name)
+    ) -> TrainResult:
+        """Runs one training step of `model` on a batch: the server computes the loss of the
+        model's outputs for `inputs` against `targets` and updates the weights with the
+        model's optimizer. Inference sees the weights before or after a step, never between.
+
+        The model must be configured as trainable (``parameters { key: "training" ... }`` in
+        its config.pbtxt); the targets are named after its outputs.
+
+        Unlike the other calls, a step is **never retried**, whatever ``retries`` says: an
+        Unavailable may come after the step was taken (the connection broke before the answer
+        arrived) and the client cannot tell, so sending it again could apply it twice. Nor
+        does a DeadlineExceeded tell whether the step was taken. The step numbers of
+        :class:`~modeld.TrainResult` show which steps were: each is one more than the one
+        before. (Fetching the model's metadata first, once per client, is retried as usual.)
+
+        Args:
+            model: the model's name.
+            inputs: input name -> numpy array or nested list, batch dimension first, cast as
+                :meth:`infer` casts them.
+            targets: output name -> what the model should have answered for `inputs`, with the
+                same batch size, cast to the datatype of that output.
+            version: the model version; None for the newest.
+            timeout: seconds for the whole call; None: the client's.
+            id: a request id of your choosing, which the server logs and echoes.
+
+        Returns:
+            The step's :class:`~modeld.TrainResult`: its number, its loss (computed before the
+            update) and the step of the newest durable checkpoint.
+
+        Raises:
+            ModelNotFound: the model or version is not served.
+            InvalidInput: a wrong, missing or extra input or target (named in the message), or
+                the model is not trainable (the message says so).
+            ServerBusy, DeadlineExceeded, Unavailable, ModeldError: as :meth:`infer`, except
+                that nothing is retried.
+        """
+        deadline = self._deadline(timeout)
+        request_id = train_id(id)
+        key = self._key(model, version)
+        spec = self._spec(model, version, deadline)
+        tensors, target_tensors = self._prepare_train(spec, inputs, targets)
+        try:
+            return self._retrying(
+                f"train on model '{model}'",
+                lambda t: self._transport.train(
+                    key[0], key[1], request_id, tensors, target_tensors, t
+                ),
+                deadline,
+                idempotent=False,
+            )
+        except (InvalidInput, ModelNotFound):
+            self._forget(key)
+            raise
 
     def live(self, *, timeout: float | None = None) -> bool:
         """Whether the server is live. Raises Unavailable when it cannot be reached."""

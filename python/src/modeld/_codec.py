@@ -77,13 +77,19 @@ class ModelSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     _inputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _outputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inputs_by_name", {t.name: t for t in self.inputs})
+        object.__setattr__(self, "_outputs_by_name", {t.name: t for t in self.outputs})
 
     def input(self, name: str) -> TensorSpec | None:
         """The declared input called `name`, or None."""
         return self._inputs_by_name.get(name)
+
+    def output(self, name: str) -> TensorSpec | None:
+        """The declared output called `name`, or None."""
+        return self._outputs_by_name.get(name)
 
     def as_dict(self) -> dict[str, Any]:
         """The metadata as the client returns it (the KServe V2 model metadata fields)."""
@@ -152,14 +158,15 @@ def version_string(version: int | str | None) -> str:
 # --- numpy -> KServe ------------------------------------------------------------------------
 
 
-def datatype_of(dtype: np.dtype, name: str = "") -> str:
-    """The KServe datatype of a numpy dtype; InvalidInput for one KServe cannot carry."""
+def datatype_of(dtype: np.dtype, name: str = "", kind: str = "input") -> str:
+    """The KServe datatype of a numpy dtype; InvalidInput for one KServe cannot carry (the
+    message names the `kind` of tensor: "input", or "target" for a training step's targets)."""
     if dtype.kind in "OSU":
         return "BYTES"
     datatype = _KIND_SIZE_TO_DATATYPE.get((dtype.kind, dtype.itemsize))
     if datatype is None:
         raise InvalidInput(
-            f"input '{name}' has numpy dtype {dtype}, which KServe cannot carry; use bool, "
+            f"{kind} '{name}' has numpy dtype {dtype}, which KServe cannot carry; use bool, "
             "(u)int8-64, float16/32/64 or bytes/str"
         )
     return datatype
@@ -192,7 +199,7 @@ def _cast(array: np.ndarray, datatype: str) -> np.ndarray:
     return array
 
 
-def to_array(value: Any, spec: TensorSpec | None = None) -> np.ndarray:
+def to_array(value: Any, spec: TensorSpec | None = None, kind: str = "input") -> np.ndarray:
     """An input value (array, nested list, scalar) as a numpy array of the declared type."""
     if isinstance(value, np.ndarray):
         array = value
@@ -203,7 +210,7 @@ def to_array(value: Any, spec: TensorSpec | None = None) -> np.ndarray:
             array = np.asarray(value)
         except ValueError as error:  # ragged nested lists
             name = spec.name if spec is not None else "?"
-            raise InvalidInput(f"input '{name}' is not a rectangular array: {error}") from None
+            raise InvalidInput(f"{kind} '{name}' is not a rectangular array: {error}") from None
     return _cast(array, spec.datatype) if spec is not None else array
 
 
@@ -246,17 +253,26 @@ def deserialize_bytes(buffer: bytes | bytearray | memoryview, count: int) -> np.
     return out
 
 
-def encode_inputs(inputs: Mapping[str, Any], model: ModelSpec | None) -> list[Tensor]:
-    """The inputs as raw tensors, each cast to its declared datatype where that is safe."""
+def encode_inputs(
+    inputs: Mapping[str, Any], model: ModelSpec | None, *, kind: str = "input"
+) -> list[Tensor]:
+    """The inputs as raw tensors, each cast to its declared datatype where that is safe.
+
+    With ``kind="target"``, a training step's targets: named after the model's outputs, so each
+    is cast to the datatype of the output of its name.
+    """
     if not isinstance(inputs, Mapping):
         raise TypeError(
-            f"inputs must be a mapping of input name to array, not {type(inputs).__name__}"
+            f"{kind}s must be a mapping of {kind} name to array, not {type(inputs).__name__}"
         )
+    declared = None
+    if model is not None:
+        declared = model.output if kind == "target" else model.input
     tensors = []
     for name, value in inputs.items():
-        spec = model.input(name) if model is not None else None
-        array = to_array(value, spec)
-        datatype = datatype_of(array.dtype, name)
+        spec = declared(name) if declared is not None else None
+        array = to_array(value, spec, kind)
+        datatype = datatype_of(array.dtype, name, kind)
         if datatype == "BYTES":
             data = serialize_bytes(array)
         else:
@@ -315,6 +331,14 @@ _CONTENTS_FIELDS = {
 }
 
 
+def add_grpc_tensors(fields: Any, raw_contents: Any, tensors: Sequence[Tensor]) -> None:
+    """Appends each tensor's ``InferInputTensor`` to `fields` and its bytes to `raw_contents`
+    (the repeated fields of a ``ModelInferRequest``, or of a ``TrainRequest``)."""
+    for tensor in tensors:
+        fields.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        raw_contents.append(tensor.data)
+
+
 def grpc_infer_request(
     model: str,
     version: str,
@@ -331,9 +355,7 @@ def grpc_infer_request(
         request = pb.ModelInferRequest()
     request.model_name = model
     request.model_version = version
-    for tensor in tensors:
-        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        request.raw_input_contents.append(tensor.data)
+    add_grpc_tensors(request.inputs, request.raw_input_contents, tensors)
     for name in outputs or ():
         request.outputs.add(name=name)
     return request

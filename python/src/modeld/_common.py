@@ -235,6 +235,14 @@ class ClientBase:
         return encode_inputs(inputs, spec), (list(outputs) if outputs is not None else None)
 
     @staticmethod
+    def _prepare_train(
+        spec: ModelSpec, inputs: Mapping[str, Any], targets: Mapping[str, Any]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """A training step's inputs and targets as raw tensors: the inputs cast as the model
+        declares its inputs, the targets as it declares the outputs they are named after."""
+        return encode_inputs(inputs, spec), encode_inputs(targets, spec, kind="target")
+
+    @staticmethod
     def _single(spec: ModelSpec) -> tuple[str, str]:
         """The names of the only input and output of a model; InvalidInput otherwise."""
         if len(spec.inputs) != 1 or len(spec.outputs) != 1:

@@ -13,10 +13,12 @@ from typing import Any
 import grpc
 import numpy as np
 
-from . import _codec
+from . import _codec, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint, ForkLocal
 from ._proto import grpc_service_pb2 as pb
+from ._proto import training_pb2
+from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, client_timeout, error_for_grpc
 
 __all__ = ["GrpcTransport", "CHANNEL_OPTIONS", "METHODS", "grpc_error"]
@@ -43,11 +45,13 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
     "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
 }
+#: The path of Train, the method of modeld's own Training service (proto/modeld/training.proto).
+TRAIN_METHOD = "/modeld.training.Training/Train"
 
 
 def stubs(channel: Any) -> dict[str, Callable[..., Any]]:
     """The unary-unary callables of every method on `channel` (sync or grpc.aio)."""
-    return {
+    rpcs = {
         name: channel.unary_unary(
             _SERVICE + name,
             request_serializer=request.SerializeToString,
@@ -55,6 +59,12 @@ def stubs(channel: Any) -> dict[str, Callable[..., Any]]:
         )
         for name, (request, response) in METHODS.items()
     }
+    rpcs["Train"] = channel.unary_unary(
+        TRAIN_METHOD,
+        request_serializer=training_pb2.TrainRequest.SerializeToString,
+        response_deserializer=training_pb2.TrainResponse.FromString,
+    )
+    return rpcs
 
 
 def grpc_error(error: grpc.RpcError, timeout: float | None) -> ModeldError:
@@ -124,6 +134,11 @@ class GrpcTransport:
             "ModelInfer", _codec.grpc_infer_request(model, version, tensors, outputs), timeout
         )
         return _codec.grpc_infer_outputs(response)
+
+    def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+              targets: Sequence[Tensor], timeout: float | None) -> TrainResult:
+        request = _training.grpc_train_request(model, version, request_id, inputs, targets)
+        return _training.grpc_train_result(self._call("Train", request, timeout))
 
     def close(self) -> None:
         value = self._channel.pop()

@@ -3,7 +3,9 @@
 Connections live in a threading.local together with the pid that opened them. A connection
 inherited across os.fork() is dropped in the child (closing only the child's copy of the
 socket; the parent keeps using it) and a new one is opened. A request on a kept-alive
-connection that the server has closed meanwhile is sent again once on a new connection.
+connection that the server has closed meanwhile is sent again once on a new connection; one
+that must not run twice (a training step) is never sent again, and its kept-alive connection
+is checked before it goes out instead.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint
-from ._rest import Request, Response, RestApi
+from ._rest import Request, Response, RestApi, closed_by_peer
+from ._training import TrainResult
 from .errors import Unavailable, client_timeout
 
 __all__ = ["HttpTransport"]
@@ -74,6 +77,9 @@ class HttpTransport:
     def _send(self, request: Request, timeout: float | None) -> Response:
         for attempt in range(2):
             connection, reused = self._connection(timeout)
+            if reused and not request.idempotent and closed_by_peer(connection.sock):
+                self._discard(connection)
+                connection, reused = self._connection(timeout)
             try:
                 connection.request(request.method, request.path, request.body, request.headers)
                 response = connection.getresponse()
@@ -85,7 +91,7 @@ class HttpTransport:
                 raise client_timeout(f"{request.method} {request.path}: socket timeout") from None
             except (OSError, http.client.HTTPException) as error:
                 self._discard(connection)
-                if reused and attempt == 0 and isinstance(error, _STALE):
+                if reused and attempt == 0 and isinstance(error, _STALE) and request.idempotent:
                     continue  # the server closed the idle connection; use a new one
                 raise Unavailable(f"cannot reach modeld at {self._url}: {error!r}") from None
         raise AssertionError("unreachable")
@@ -113,6 +119,11 @@ class HttpTransport:
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         response = self._send(self._api.infer(model, version, tensors, outputs), timeout)
         return self._api.infer_result(response)
+
+    def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+              targets: Sequence[Tensor], timeout: float | None) -> TrainResult:
+        request = self._api.train(model, version, request_id, inputs, targets)
+        return self._api.train_result(self._send(request, timeout))
 
     def close(self) -> None:
         """Closes every thread's connection (a later call opens a new one)."""

@@ -4,6 +4,8 @@ Each call takes a connection from the client's pool, sends its envelope and the 
 own reply key in one write (_redis_wire), reads both answers, and gives the connection back
 only when nothing is left unread on it (any failure disconnects it instead). A connection that
 Redis closed while it was idle is replaced once at no cost: the request never reached Redis.
+A call that must not run twice (a training step) is never written again: its idle connection
+is checked before use instead, since the failure of a write cannot tell whether Redis took it.
 
 The pool belongs to one process (ForkLocal): after os.fork() the child makes its own, and the
 parent's connections are dropped there. redis-py shuts a socket down only in the process that
@@ -21,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _codec, _redis_wire
+from . import _codec, _redis_wire, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint, ForkLocal
 from ._redis_url import RedisTarget
+from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, Unavailable, client_timeout
 
 __all__ = ["RedisTransport", "import_redis", "auth_errors", "connect_error", "unauthenticated",
@@ -136,14 +139,19 @@ class RedisTransport:
         self._target: RedisTarget = endpoint.redis
         self._pool = ForkLocal(lambda: _Pool(self._redis, self._target))
 
-    def _roundtrip(self, commands: list[tuple[Any, ...]], timeout: float | None) -> list[Any]:
+    def _roundtrip(self, commands: list[tuple[Any, ...]], timeout: float | None,
+                   idempotent: bool = True) -> list[Any]:
         """Sends `commands` in one write and returns their replies; `timeout` (None: none) is
-        the call's, which bounds the connect, and each read with READ_GRACE_S more."""
+        the call's, which bounds the connect, and each read with READ_GRACE_S more. Commands
+        that are not `idempotent` are written once, on a connection checked first."""
         redis = self._redis
         pool = self._pool.get()
         read_timeout = _redis_wire.read_timeout(timeout)
         for attempt in range(2):
             connection, reused = pool.take(timeout)
+            while reused and not idempotent and self._closed_by_peer(connection):
+                connection.disconnect()
+                connection, reused = pool.take(timeout)
             replies: list[Any] = []
             try:
                 connection.send_packed_command(connection.pack_commands(commands),
@@ -162,7 +170,7 @@ class RedisTransport:
             except redis.TimeoutError:
                 raise client_timeout(f"Redis at {self._target.address} did not answer") from None
             except (redis.ConnectionError, OSError) as error:
-                if reused and not replies and attempt == 0:
+                if reused and not replies and attempt == 0 and idempotent:
                     continue  # closed while idle (an idle timeout, a restart): never ran
                 raise Unavailable(
                     f"lost the connection to Redis at {self._target.address}: {error}"
@@ -175,8 +183,16 @@ class RedisTransport:
             return replies
         raise AssertionError("unreachable")
 
+    def _closed_by_peer(self, connection: Any) -> bool:
+        """Whether an idle connection is unfit for a call: Redis closed it (or sent something
+        unasked)."""
+        try:
+            return bool(connection.can_read(timeout=0))
+        except (self._redis.RedisError, OSError):
+            return True
+
     def _call(self, call: _redis_wire.Call) -> Any:
-        replies = self._roundtrip(call.commands, call.timeout)
+        replies = self._roundtrip(call.commands, call.timeout, call.idempotent)
         return _redis_wire.answer(call, replies[-1], self._target.describe())
 
     # --- API --------------------------------------------------------------------------------
@@ -206,6 +222,12 @@ class RedisTransport:
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         call = _redis_wire.infer_call(self._target, model, version, tensors, outputs, timeout)
         return _codec.grpc_infer_outputs(self._call(call))
+
+    def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+              targets: Sequence[Tensor], timeout: float | None) -> TrainResult:
+        call = _redis_wire.train_call(self._target, model, version, request_id, inputs, targets,
+                                      timeout)
+        return _training.grpc_train_result(self._call(call))
 
     def close(self) -> None:
         pool = self._pool.pop()

@@ -4,7 +4,9 @@ call and the checks of its reply (proto/modeld/redis.proto, docs/redis.md). No I
 A call is one ``RequestEnvelope`` with a fresh request id (a UUID) and its own reply key; it is
 pushed onto modeld's queue (``XADD <stream> MAXLEN ~ N * envelope <bytes>`` or ``LPUSH <list>
 <bytes>``) and its answer popped with ``BLPOP <reply key> <seconds>``. Both commands go out
-together: one round trip per call, and still one request outstanding per connection.
+together: one round trip per call, and still one request outstanding per connection. A call
+that must not run twice (a training step) is not `idempotent`: the transports never push it
+again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from . import _codec
+from . import _codec, _training
 from ._codec import Tensor
 from ._proto import grpc_service_pb2 as pb
 from ._proto import redis_pb2
@@ -24,7 +26,7 @@ from ._redis_url import REPLY_PREFIX, RedisTarget
 from .errors import ModeldError, client_timeout, error_for_rpc_code
 
 __all__ = ["Call", "MISROUTED", "READ_GRACE_S", "read_timeout", "infer_call", "metadata_call",
-           "model_ready_call", "server_ready_call", "answer"]
+           "model_ready_call", "server_ready_call", "train_call", "answer"]
 
 #: The code of the error raised for a reply that names another request.
 MISROUTED = "MISROUTED"
@@ -42,14 +44,15 @@ def read_timeout(timeout: float | None) -> float | None:
 class Call:
     """One request: its envelope and the two commands that send it and wait for the answer."""
 
-    __slots__ = ("request_id", "reply_key", "kind", "commands", "timeout")
+    __slots__ = ("request_id", "reply_key", "kind", "commands", "timeout", "idempotent")
 
     def __init__(self, target: RedisTarget, envelope: Any, kind: str,
-                 timeout: float | None) -> None:
+                 timeout: float | None, *, idempotent: bool = True) -> None:
         self.request_id: str = envelope.request_id
         self.reply_key: str = envelope.reply_key
         self.kind = kind  # the payload field, in the request and in the reply
         self.timeout = timeout
+        self.idempotent = idempotent  # False: the request must reach the queue at most once
         data = envelope.SerializeToString()
         if target.is_list:
             push: tuple[Any, ...] = ("LPUSH", target.queue, data)
@@ -93,6 +96,15 @@ def server_ready_call(target: RedisTarget, timeout: float | None) -> Call:
     envelope = _envelope(timeout)
     envelope.server_ready.SetInParent()
     return Call(target, envelope, "server_ready", timeout)
+
+
+def train_call(target: RedisTarget, model: str, version: str, request_id: str,
+               inputs: Sequence[Tensor], targets: Sequence[Tensor],
+               timeout: float | None) -> Call:
+    envelope = _envelope(timeout)
+    _training.grpc_train_request(model, version, request_id, inputs, targets,
+                                 request=envelope.train)
+    return Call(target, envelope, "train", timeout, idempotent=False)
 
 
 def answer(call: Call, popped: Any, where: str) -> Any:

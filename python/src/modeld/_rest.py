@@ -6,6 +6,8 @@ Used by the sync HTTP transport (http.client) and the asyncio one (raw sockets).
 from __future__ import annotations
 
 import json
+import select
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,22 +15,30 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import _codec
+from . import _codec, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint
+from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, error_for_http
 
-__all__ = ["Request", "Response", "RestApi"]
+__all__ = ["Request", "Response", "RestApi", "closed_by_peer"]
 
 
 @dataclass
 class Request:
-    """One HTTP request: method, path (with the URL's prefix), headers and body."""
+    """One HTTP request: method, path (with the URL's prefix), headers and body.
+
+    A request that is not `idempotent` (a training step) is sent at most once: never again on
+    a new connection after a kept-alive one failed, since the server may have run it. Before
+    it goes out on a kept-alive connection, the transports check that the server has not
+    closed that connection (:func:`closed_by_peer`).
+    """
 
     method: str
     path: str
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    idempotent: bool = True
 
 
 @dataclass
@@ -39,6 +49,21 @@ class Response:
     reason: str
     headers: dict[str, str]
     body: bytes | bytearray
+
+
+def closed_by_peer(sock: socket.socket | None) -> bool:
+    """Whether an idle kept-alive socket is unfit for a request: readable while no answer is
+    due means the server closed it (or reset it, or sent something unasked)."""
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 class RestApi:
@@ -81,6 +106,13 @@ class RestApi:
             "Inference-Header-Content-Length": str(header_length),
         }
         return Request("POST", self._model_path(model, version) + "/infer", body, headers)
+
+    def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+              targets: Sequence[Tensor]) -> Request:
+        body = _training.http_train_body(request_id, inputs, targets)
+        headers = {"Content-Type": "application/json"}
+        return Request("POST", self._model_path(model, version) + "/train", body, headers,
+                       idempotent=False)
 
     # --- responses --------------------------------------------------------------------------
 
@@ -150,3 +182,7 @@ class RestApi:
                 f"malformed Inference-Header-Content-Length {header_length!r} from the server"
             ) from None
         return _codec.http_infer_outputs(response.body, length)
+
+    @classmethod
+    def train_result(cls, response: Response) -> TrainResult:
+        return _training.http_train_result(cls._json(response))

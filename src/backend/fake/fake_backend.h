@@ -8,6 +8,12 @@
 //   fail                INTERNAL "fake model failure"
 // "sleep_ms" makes every Run() sleep that long first; "load_sleep_ms" does so for Load(). A
 // "load_error" parameter makes Load() fail with INTERNAL and that message.
+//
+// With parameter training: true the model learns one number: every FP32 output i is
+// weight * input i (weight starts at parameter "fake_weight", default 1), and Train() takes
+// one step of SGD on the mean squared error against the target named after each output, at
+// training_learning_rate. Its State is the weight; ExportVersion writes it to a file
+// "weight" ("fake_weight" of a published version is read from it).
 #pragma once
 
 #include <atomic>
@@ -21,6 +27,10 @@ class FakeBackend : public Backend {
  public:
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
+
+  absl::Status ExportVersion(const core::ModelConfig& config, const Model::State& state,
+                             const std::filesystem::path& loaded_from,
+                             const std::filesystem::path& out) override;
 
   // How many Models this backend has created.
   int load_count() const { return load_count_.load(); }

@@ -22,6 +22,17 @@
 //                          Default: hardware threads / instance_count, at least 1, so the
 //                          instances of one model never oversubscribe the machine.
 //
+// Online learning (parameter training: true; docs/online-learning.md): a module with a
+// `train_step(inputs..., targets...) -> loss` method trains through it; its arguments after
+// the config inputs are the targets, by name. When the loss it returns requires grad, modeld
+// back-propagates it and steps the configured optimizer; a train_step that updates its
+// weights itself returns a loss without grad. A module without train_step trains through
+// modeld's step: forward, then training_loss (mse or cross_entropy) between each output and
+// the target of the same name, then training_optimizer (sgd or adam) at
+// training_learning_rate over every parameter that requires grad. A non-finite loss is refused
+// and leaves the weights unchanged. A checkpoint holds the module (torch.jit.save's format,
+// so a published version is a plain model.pt) and the optimizer's state.
+//
 // Memory: inputs are handed to LibTorch without copying, and outputs are handed back without
 // copying: each output Tensor keeps its LibTorch tensor (and any input it aliases) alive.
 #pragma once
@@ -40,6 +51,10 @@ class TorchBackend : public Backend {
  public:
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
+  // Writes the checkpointed module as the version's model file.
+  absl::Status ExportVersion(const core::ModelConfig& config, const Model::State& state,
+                             const std::filesystem::path& loaded_from,
+                             const std::filesystem::path& out) override;
 };
 
 }  // namespace modeld::backend

@@ -200,6 +200,48 @@ absl::Status DecodeOutputs(const inference::ModelInferRequest& request, core::In
   return absl::OkStatus();
 }
 
+// Decodes `tensors` into `out`; with `raw`, tensor i's bytes are raw[raw_offset + i] (viewed,
+// not copied). `kind` ("input", "target") names them in messages.
+absl::Status DecodeTensors(
+    absl::string_view kind,
+    const google::protobuf::RepeatedPtrField<inference::ModelInferRequest::InferInputTensor>&
+        tensors,
+    bool raw, const google::protobuf::RepeatedPtrField<std::string>& raw_contents, int raw_offset,
+    core::TensorMap& out) {
+  for (int i = 0; i < tensors.size(); ++i) {
+    const auto& in = tensors.Get(i);
+    const std::optional<DataType> type = core::DataTypeFromName(in.datatype());
+    if (!type.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kind, " '", in.name(), "' has unknown datatype '", in.datatype(), "'"));
+    }
+    core::Shape shape(in.shape().begin(), in.shape().end());
+    if (core::ElementCount(shape) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(kind, " '", in.name(), "' has shape ",
+                                                     core::ShapeToString(shape),
+                                                     " with a negative or too large dimension"));
+    }
+    const bool typed = !FilledFields(in.contents()).empty();
+    core::Tensor tensor;
+    if (raw) {
+      if (typed) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            kind, " '", in.name(),
+            "' sets contents while the request also uses raw_input_contents; send every tensor "
+            "one way"));
+      }
+      tensor =
+          core::Tensor::Viewing(*type, std::move(shape), raw_contents.Get(raw_offset + i), nullptr);
+    } else {
+      ASSIGN_OR_RETURN(tensor, DecodeTyped(in, *type, std::move(shape)));
+    }
+    if (!out.emplace(in.name(), std::move(tensor)).second) {
+      return absl::InvalidArgumentError(absl::StrCat(kind, " '", in.name(), "' appears twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInferRequest& request) {
@@ -216,37 +258,8 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
                      " entries but the request has ", request.inputs_size(),
                      " inputs; send one entry per input, in order"));
   }
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    const auto& in = request.inputs(i);
-    const std::optional<DataType> type = core::DataTypeFromName(in.datatype());
-    if (!type.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", in.name(), "' has unknown datatype '", in.datatype(), "'"));
-    }
-    core::Shape shape(in.shape().begin(), in.shape().end());
-    if (core::ElementCount(shape) < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' has shape ",
-                                                     core::ShapeToString(shape),
-                                                     " with a negative or too large dimension"));
-    }
-    const bool typed = !FilledFields(in.contents()).empty();
-    core::Tensor tensor;
-    if (raw) {
-      if (typed) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "input '", in.name(),
-            "' sets contents while the request also uses raw_input_contents; send every input "
-            "one way"));
-      }
-      tensor =
-          core::Tensor::Viewing(*type, std::move(shape), request.raw_input_contents(i), nullptr);
-    } else {
-      ASSIGN_OR_RETURN(tensor, DecodeTyped(in, *type, std::move(shape)));
-    }
-    if (!out.inputs.emplace(in.name(), std::move(tensor)).second) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", in.name(), "' appears twice"));
-    }
-  }
+  RETURN_IF_ERROR(
+      DecodeTensors("input", request.inputs(), raw, request.raw_input_contents(), 0, out.inputs));
   RETURN_IF_ERROR(DecodeParameters(request, out));
   RETURN_IF_ERROR(DecodeOutputs(request, out));
   return out;
@@ -264,6 +277,39 @@ void EncodeInferResponse(const core::InferResponse& response, inference::ModelIn
     const absl::string_view bytes = output.tensor.bytes();
     out->add_raw_output_contents()->assign(bytes.data(), bytes.size());
   }
+}
+
+absl::StatusOr<core::TrainRequest> DecodeTrainRequest(
+    const modeld::training::TrainRequest& request) {
+  core::TrainRequest out;
+  if (request.model_name().empty()) return absl::InvalidArgumentError("model_name is empty");
+  out.model_name = request.model_name();
+  ASSIGN_OR_RETURN(out.model_version, core::ParseModelVersion(request.model_version()));
+  out.id = request.id();
+  const bool raw = request.raw_input_contents_size() > 0;
+  const int tensors = request.inputs_size() + request.targets_size();
+  if (raw && request.raw_input_contents_size() != tensors) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("raw_input_contents has ", request.raw_input_contents_size(),
+                     " entries but the request has ", request.inputs_size(), " inputs and ",
+                     request.targets_size(),
+                     " targets; send one entry per input and then one per target, in order"));
+  }
+  RETURN_IF_ERROR(
+      DecodeTensors("input", request.inputs(), raw, request.raw_input_contents(), 0, out.inputs));
+  RETURN_IF_ERROR(DecodeTensors("target", request.targets(), raw, request.raw_input_contents(),
+                                request.inputs_size(), out.targets));
+  return out;
+}
+
+void EncodeTrainResponse(const core::TrainResponse& response,
+                         modeld::training::TrainResponse* out) {
+  out->set_model_name(response.model_name);
+  out->set_model_version(std::to_string(response.model_version));
+  out->set_id(response.id);
+  out->set_step(static_cast<uint64_t>(response.step));
+  out->set_loss(response.loss);
+  out->set_checkpoint_step(static_cast<uint64_t>(response.checkpoint_step));
 }
 
 }  // namespace modeld::transport::grpc_kserve

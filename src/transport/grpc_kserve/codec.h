@@ -4,7 +4,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/infer_request.h"
+#include "core/train_request.h"
 #include "kserve/grpc_service.pb.h"
+#include "modeld/training.pb.h"
 
 namespace modeld::transport::grpc_kserve {
 
@@ -21,5 +23,12 @@ absl::StatusOr<core::InferRequest> DecodeInferRequest(const inference::ModelInfe
 // Encodes outputs into `out` with their data in raw_output_contents (one entry per output, in
 // order), which every KServe client reads and Triton's clients require.
 void EncodeInferResponse(const core::InferResponse& response, inference::ModelInferResponse* out);
+
+// Decodes a training step's request (modeld's Training service), with the same rules for each
+// input and target as DecodeInferRequest; raw_input_contents holds the inputs' entries and
+// then the targets'. The same lifetime rule applies to `request`.
+absl::StatusOr<core::TrainRequest> DecodeTrainRequest(
+    const modeld::training::TrainRequest& request);
+void EncodeTrainResponse(const core::TrainResponse& response, modeld::training::TrainResponse* out);
 
 }  // namespace modeld::transport::grpc_kserve

@@ -99,16 +99,15 @@ absl::StatusOr<core::Shape> ReadShape(const Value& input, absl::string_view what
   return shape;
 }
 
-// Reads one input; binary inputs take the next bytes of `binary` from `*offset`.
+// Reads one tensor of the array `list` ("inputs" or "targets"); binary tensors take the next
+// bytes of `binary` from `*offset`.
 absl::StatusOr<std::pair<std::string, core::Tensor>> ReadInput(
-    const Value& input, size_t index, bool has_binary_section, absl::string_view binary,
-    size_t* offset, const std::shared_ptr<const void>& owner) {
-  if (!input.IsObject()) {
-    return WrongType(absl::StrCat("inputs[", index, "]"), "an object", input);
-  }
-  ASSIGN_OR_RETURN(std::string name,
-                   RequiredString(input, "name", absl::StrCat("inputs[", index, "]")));
-  const std::string what = absl::StrCat("input '", name, "'");
+    const Value& input, absl::string_view list, size_t index, bool has_binary_section,
+    absl::string_view binary, size_t* offset, const std::shared_ptr<const void>& owner) {
+  const std::string where = absl::StrCat(list, "[", index, "]");
+  if (!input.IsObject()) return WrongType(where, "an object", input);
+  ASSIGN_OR_RETURN(std::string name, RequiredString(input, "name", where));
+  const std::string what = absl::StrCat(list == "targets" ? "target" : "input", " '", name, "'");
   ASSIGN_OR_RETURN(std::string datatype, RequiredString(input, "datatype", what));
   const std::optional<core::DataType> type = core::DataTypeFromName(datatype);
   if (!type.has_value()) {
@@ -174,6 +173,65 @@ absl::StatusOr<std::pair<std::string, core::Tensor>> ReadInput(
                         core::Tensor::Owning(*type, std::move(shape), std::move(bytes)));
 }
 
+// A body's JSON header and the binary bytes after it (Inference-Header-Content-Length).
+struct SplitBody {
+  absl::string_view json;
+  absl::string_view binary;
+};
+
+absl::StatusOr<SplitBody> SplitAtHeader(absl::string_view body,
+                                        std::optional<absl::string_view> header_length) {
+  if (!header_length.has_value()) return SplitBody{body, {}};
+  uint64_t length = 0;
+  const absl::string_view text = absl::StripAsciiWhitespace(*header_length);
+  if (text.empty() || !absl::ascii_isdigit(text[0]) || !absl::SimpleAtoi(text, &length)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Inference-Header-Content-Length '", *header_length, "' is not a byte count"));
+  }
+  if (length == 0) {
+    return absl::InvalidArgumentError(
+        "Inference-Header-Content-Length 0 (a raw binary request without a JSON header) is "
+        "not supported; send the JSON inference header first");
+  }
+  if (length > body.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("Inference-Header-Content-Length ", length,
+                                                   " is larger than the body (", body.size(),
+                                                   " bytes)"));
+  }
+  return SplitBody{body.substr(0, length), body.substr(length)};
+}
+
+// Reads the array `list` of tensors into `out`.
+absl::Status ReadTensors(const Value& root, const char* list, bool required,
+                         bool has_binary_section, absl::string_view binary, size_t* offset,
+                         const std::shared_ptr<const void>& owner, core::TensorMap& out) {
+  const Value* tensors = Member(root, list);
+  if (tensors == nullptr) {
+    if (!required) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("the request has no \"", list, "\""));
+  }
+  if (!tensors->IsArray()) return WrongType(absl::StrCat("\"", list, "\""), "an array", *tensors);
+  for (size_t i = 0; i < tensors->Size(); ++i) {
+    ASSIGN_OR_RETURN(auto tensor,
+                     ReadInput((*tensors)[i], list, i, has_binary_section, binary, offset, owner));
+    const std::string name = tensor.first;
+    if (!out.emplace(std::move(tensor)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(absl::string_view(list) == "targets" ? "target" : "input", " '", name,
+                       "' appears twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AllBinaryClaimed(absl::string_view binary, size_t offset) {
+  if (offset == binary.size()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("the body has ", binary.size(),
+                                                 " bytes after the JSON header but the tensors' "
+                                                 "binary_data_size parameters add up to ",
+                                                 offset));
+}
+
 absl::Status ReadRequestParameters(const Value& root, KServeInferRequest& out) {
   ASSIGN_OR_RETURN(const Value* parameters, OptionalObject(root, "parameters", "\"parameters\""));
   ASSIGN_OR_RETURN(std::optional<uint64_t> priority, UnsignedParameter(parameters, "priority", ""));
@@ -224,29 +282,9 @@ bool OutputFormat::Binary(absl::string_view output) const {
 absl::StatusOr<KServeInferRequest> DecodeInferRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
     std::shared_ptr<const void> owner) {
-  absl::string_view json = body;
-  absl::string_view binary;
-  if (header_length.has_value()) {
-    uint64_t length = 0;
-    const absl::string_view text = absl::StripAsciiWhitespace(*header_length);
-    if (text.empty() || !absl::ascii_isdigit(text[0]) || !absl::SimpleAtoi(text, &length)) {
-      return absl::InvalidArgumentError(absl::StrCat("Inference-Header-Content-Length '",
-                                                     *header_length, "' is not a byte count"));
-    }
-    if (length == 0) {
-      return absl::InvalidArgumentError(
-          "Inference-Header-Content-Length 0 (a raw binary request without a JSON header) is "
-          "not supported; send the JSON inference header first");
-    }
-    if (length > body.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("Inference-Header-Content-Length ", length,
-                                                     " is larger than the body (", body.size(),
-                                                     " bytes)"));
-    }
-    json = body.substr(0, length);
-    binary = body.substr(length);
-  }
-
+  ASSIGN_OR_RETURN(const SplitBody split, SplitAtHeader(body, header_length));
+  const absl::string_view json = split.json;
+  const absl::string_view binary = split.binary;
   rapidjson::Document doc;
   RETURN_IF_ERROR(ParseJson(json, doc));
   if (!doc.IsObject()) return WrongType("the inference request", "a JSON object", doc);
@@ -258,28 +296,55 @@ absl::StatusOr<KServeInferRequest> DecodeInferRequest(
   }
   RETURN_IF_ERROR(ReadRequestParameters(doc, out));
 
-  const Value* inputs = Member(doc, "inputs");
-  if (inputs == nullptr) {
-    return absl::InvalidArgumentError("the inference request has no \"inputs\"");
-  }
-  if (!inputs->IsArray()) return WrongType("\"inputs\"", "an array", *inputs);
   size_t offset = 0;
-  for (size_t i = 0; i < inputs->Size(); ++i) {
-    ASSIGN_OR_RETURN(auto input,
-                     ReadInput((*inputs)[i], i, header_length.has_value(), binary, &offset, owner));
-    const std::string name = input.first;
-    if (!out.request.inputs.emplace(std::move(input)).second) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", name, "' appears twice"));
-    }
-  }
-  if (offset != binary.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("the body has ", binary.size(),
-                                                   " bytes after the JSON header but the inputs' "
-                                                   "binary_data_size parameters add up to ",
-                                                   offset));
-  }
+  RETURN_IF_ERROR(ReadTensors(doc, "inputs", true, header_length.has_value(), binary, &offset,
+                              owner, out.request.inputs));
+  RETURN_IF_ERROR(AllBinaryClaimed(binary, offset));
   RETURN_IF_ERROR(ReadOutputs(doc, out));
   return out;
+}
+
+absl::StatusOr<core::TrainRequest> DecodeTrainRequest(
+    absl::string_view body, std::optional<absl::string_view> header_length,
+    std::shared_ptr<const void> owner) {
+  ASSIGN_OR_RETURN(const SplitBody split, SplitAtHeader(body, header_length));
+  rapidjson::Document doc;
+  RETURN_IF_ERROR(ParseJson(split.json, doc));
+  if (!doc.IsObject()) return WrongType("the training request", "a JSON object", doc);
+  core::TrainRequest out;
+  if (const Value* id = Member(doc, "id"); id != nullptr) {
+    if (!id->IsString()) return WrongType("\"id\"", "a string", *id);
+    out.id.assign(id->GetString(), id->GetStringLength());
+  }
+  size_t offset = 0;
+  RETURN_IF_ERROR(ReadTensors(doc, "inputs", true, header_length.has_value(), split.binary, &offset,
+                              owner, out.inputs));
+  RETURN_IF_ERROR(ReadTensors(doc, "targets", true, header_length.has_value(), split.binary,
+                              &offset, owner, out.targets));
+  RETURN_IF_ERROR(AllBinaryClaimed(split.binary, offset));
+  return out;
+}
+
+std::string EncodeTrainResponse(const core::TrainResponse& response) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter writer(buffer);
+  writer.StartObject();
+  writer.Key("model_name");
+  WriteString(writer, response.model_name);
+  writer.Key("model_version");
+  WriteString(writer, absl::StrCat(response.model_version));
+  if (!response.id.empty()) {
+    writer.Key("id");
+    WriteString(writer, response.id);
+  }
+  writer.Key("step");
+  writer.Int64(response.step);
+  writer.Key("loss");
+  WriteDouble(writer, response.loss);
+  writer.Key("checkpoint_step");
+  writer.Int64(response.checkpoint_step);
+  writer.EndObject();
+  return BufferText(buffer);
 }
 
 absl::StatusOr<EncodedInferResponse> EncodeInferResponse(const core::InferResponse& response,

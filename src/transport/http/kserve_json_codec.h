@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/infer_request.h"
+#include "core/train_request.h"
 
 namespace modeld::transport::http {
 
@@ -44,6 +45,17 @@ struct KServeInferRequest {
 absl::StatusOr<KServeInferRequest> DecodeInferRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
     std::shared_ptr<const void> owner);
+
+// Decodes the body of POST /v2/models/{m}[/versions/{v}]/train (docs/online-learning.md):
+// {"id"?, "inputs": [...], "targets": [...]}, each tensor as an inference input (JSON "data" or
+// binary_data_size, inputs' bytes first). The same errors as DecodeInferRequest, naming the
+// input or target.
+absl::StatusOr<core::TrainRequest> DecodeTrainRequest(
+    absl::string_view body, std::optional<absl::string_view> header_length,
+    std::shared_ptr<const void> owner);
+
+// {"model_name", "model_version", "id" (when set), "step", "loss", "checkpoint_step"}.
+std::string EncodeTrainResponse(const core::TrainResponse& response);
 
 struct EncodedInferResponse {
   std::string body;

@@ -76,7 +76,7 @@ TEST(KServeDecodeTest, ReadsBinaryTensorsAfterTheJsonHeader) {
 
   decoded = Decode(body, std::to_string(json.size()));
   EXPECT_THAT(std::string(decoded.status().message()),
-              HasSubstr("the body has 17 bytes after the JSON header but the inputs' "
+              HasSubstr("the body has 17 bytes after the JSON header but the tensors' "
                         "binary_data_size parameters add up to 15"));
 }
 

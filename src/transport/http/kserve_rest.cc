@@ -217,6 +217,23 @@ void KServeRest::Infer(std::shared_ptr<const Request> request, absl::string_view
       });
 }
 
+void KServeRest::Train(std::shared_ptr<const Request> request, absl::string_view model,
+                       absl::string_view version, Reply reply) {
+  absl::StatusOr<std::optional<int64_t>> parsed = core::ParseModelVersion(version);
+  if (!parsed.ok()) return std::move(reply)(StatusResponse(parsed.status()));
+  // Binary tensors view the request body; the shared request keeps it alive until answered.
+  absl::StatusOr<core::TrainRequest> decoded = DecodeTrainRequest(
+      request->body, request->Header("inference-header-content-length"), request);
+  if (!decoded.ok()) return std::move(reply)(StatusResponse(decoded.status()));
+  decoded->model_name = std::string(model);
+  decoded->model_version = *parsed;
+  service_.Train(*std::move(decoded), [reply = std::move(reply), request](
+                                          absl::StatusOr<core::TrainResponse> result) mutable {
+    std::move(reply)(result.ok() ? JsonResponse(EncodeTrainResponse(*result))
+                                 : StatusResponse(result.status()));
+  });
+}
+
 namespace {
 
 // The body of a repository request: empty, or a JSON object.

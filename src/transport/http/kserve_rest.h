@@ -45,6 +45,10 @@ class KServeRest {
                       Reply reply);
   void Infer(std::shared_ptr<const Request> request, absl::string_view model,
              absl::string_view version, Reply reply);
+  // modeld's online-learning extension: POST .../train with {"inputs", "targets"} answers
+  // {"model_name", "model_version", "step", "loss", "checkpoint_step"} once the step has run.
+  void Train(std::shared_ptr<const Request> request, absl::string_view model,
+             absl::string_view version, Reply reply);
 
  private:
   server::InferenceService& service_;

@@ -137,9 +137,14 @@ void Router::RouteKServe(std::shared_ptr<const Request> request, Reply reply) {
     std::move(reply)(NotFound());
     return;
   }
-  if (action == "infer") {
-    post ? kserve_.Infer(std::move(request), *model, version, std::move(reply))
-         : std::move(reply)(MethodNotAllowed(*request, "POST"));
+  if (action == "infer" || action == "train") {
+    if (!post) {
+      std::move(reply)(MethodNotAllowed(*request, "POST"));
+    } else if (action == "infer") {
+      kserve_.Infer(std::move(request), *model, version, std::move(reply));
+    } else {
+      kserve_.Train(std::move(request), *model, version, std::move(reply));
+    }
     return;
   }
   if (action != "" && action != "ready" && action != "config") {

@@ -7,6 +7,7 @@
 //   GET  /v2/models/{m}[/versions/{v}]/ready     model health
 //   GET  /v2/models/{m}[/versions/{v}]/config    Triton's model configuration
 //   POST /v2/models/{m}[/versions/{v}]/infer     inference
+//   POST /v2/models/{m}[/versions/{v}]/train     one online-learning step (modeld's own)
 //   GET  /v1/models/{m}[/versions/{v}]           TF Serving model status
 //   GET  /v1/models/{m}[/versions/{v}]/metadata  TF Serving metadata
 //   POST /v1/models/{m}[/versions/{v}]:predict   TF Serving predict (:classify, :regress: 501)

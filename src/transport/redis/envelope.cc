@@ -28,6 +28,7 @@ bool IsQuery(const wire::RequestEnvelope& envelope) {
     case wire::RequestEnvelope::kServerReady:
       return true;
     case wire::RequestEnvelope::kInfer:
+    case wire::RequestEnvelope::kTrain:
     case wire::RequestEnvelope::PAYLOAD_NOT_SET:
       return false;
   }
@@ -57,6 +58,7 @@ std::string AnswerQuery(const wire::RequestEnvelope& envelope,
       *reply.mutable_server_ready() = grpc_kserve::AnswerServerReady(service);
       break;
     case wire::RequestEnvelope::kInfer:
+    case wire::RequestEnvelope::kTrain:
     case wire::RequestEnvelope::PAYLOAD_NOT_SET:
       status = absl::InternalError("AnswerQuery called on an envelope that is not a query");
       break;
@@ -71,7 +73,7 @@ absl::StatusOr<core::InferRequest> DecodeEnvelopeRequest(const wire::RequestEnve
     // Also what a newer producer's payload looks like here: an unknown field.
     return absl::InvalidArgumentError(
         "the envelope carries no request (none of the payload fields infer, metadata, "
-        "model_ready, server_ready is set)");
+        "model_ready, server_ready, train is set)");
   }
   absl::StatusOr<core::InferRequest> request = grpc_kserve::DecodeInferRequest(envelope.infer());
   if (!request.ok()) return request.status();
@@ -86,6 +88,26 @@ std::string EncodeReply(absl::string_view request_id,
   reply.set_code(ToRpcCode(result.status()));
   if (result.ok()) {
     grpc_kserve::EncodeInferResponse(*result, reply.mutable_infer());
+  } else {
+    reply.set_message(std::string(result.status().message()));
+  }
+  return reply.SerializeAsString();
+}
+
+absl::StatusOr<core::TrainRequest> DecodeEnvelopeTrain(const wire::RequestEnvelope& envelope) {
+  if (!envelope.has_train()) {
+    return absl::InvalidArgumentError("the envelope carries no training request");
+  }
+  return grpc_kserve::DecodeTrainRequest(envelope.train());
+}
+
+std::string EncodeTrainReply(absl::string_view request_id,
+                             const absl::StatusOr<core::TrainResponse>& result) {
+  wire::ReplyEnvelope reply;
+  reply.set_request_id(std::string(request_id));
+  reply.set_code(ToRpcCode(result.status()));
+  if (result.ok()) {
+    grpc_kserve::EncodeTrainResponse(*result, reply.mutable_train());
   } else {
     reply.set_message(std::string(result.status().message()));
   }

@@ -1,7 +1,8 @@
 // The Redis transport's wire format (proto/modeld/redis.proto) <-> what the worker needs:
 // parsing a RequestEnvelope taken from the queue, and encoding the ReplyEnvelope for it.
-// An envelope carries either an inference request (run through the scheduler) or a query
-// (model metadata, model or server readiness) answered at once from InferenceService.
+// An envelope carries an inference request (run through the scheduler), a training step (run
+// by the model's trainer), or a query (model metadata, model or server readiness) answered at
+// once from InferenceService.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/infer_request.h"
+#include "core/train_request.h"
 #include "modeld/redis.pb.h"
 #include "server/inference_service.h"
 
@@ -50,6 +52,12 @@ absl::StatusOr<core::InferRequest> DecodeEnvelopeRequest(const wire::RequestEnve
 // status's code and message.
 std::string EncodeReply(absl::string_view request_id,
                         const absl::StatusOr<core::InferResponse>& result);
+
+// A training step (payload `train`): decoded with the gRPC codec, and its ReplyEnvelope.
+// The request views `envelope`'s bytes, which must outlive it.
+absl::StatusOr<core::TrainRequest> DecodeEnvelopeTrain(const wire::RequestEnvelope& envelope);
+std::string EncodeTrainReply(absl::string_view request_id,
+                             const absl::StatusOr<core::TrainResponse>& result);
 
 // Reads a serialized ReplyEnvelope (tests and tools). INVALID_ARGUMENT when it is not one.
 absl::StatusOr<wire::ReplyEnvelope> ParseReplyEnvelope(absl::string_view bytes);

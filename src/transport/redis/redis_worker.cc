@@ -379,6 +379,10 @@ void RedisWorker::Dispatch(QueueEntry entry) {
     Finish(std::move(job));
     return;
   }
+  if (shared->has_train()) {
+    Train(std::move(job));
+    return;
+  }
   absl::StatusOr<core::InferRequest> request = DecodeEnvelopeRequest(*shared);
   if (!request.ok()) {
     metrics_.bad_request.Increment();
@@ -390,6 +394,28 @@ void RedisWorker::Dispatch(QueueEntry entry) {
   service_.Infer(*std::move(request), [outbox = outbox_, job = std::move(job)](
                                           absl::StatusOr<core::InferResponse> result) mutable {
     job->result = std::move(result);
+    outbox->Push(std::move(job));
+  });
+}
+
+void RedisWorker::Train(std::unique_ptr<Job> job) {
+  absl::StatusOr<core::TrainRequest> request = DecodeEnvelopeTrain(*job->envelope);
+  if (!request.ok()) {
+    metrics_.bad_request.Increment();
+    job->result = request.status();
+    Finish(std::move(job));
+    return;
+  }
+  // The callback runs on the model's training thread; the reply is encoded there, since the
+  // writer encodes inference answers only.
+  service_.Train(*std::move(request), [outbox = outbox_, job = std::move(job)](
+                                          absl::StatusOr<core::TrainResponse> result) mutable {
+    if (result.ok()) {
+      job->result = core::InferResponse{};
+    } else {
+      job->result = result.status();
+    }
+    if (!job->reply_key.empty()) job->reply = EncodeTrainReply(job->request_id, result);
     outbox->Push(std::move(job));
   });
 }

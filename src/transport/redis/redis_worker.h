@@ -81,8 +81,10 @@ class RedisWorker {
 
   void ReaderLoop();
   void WriterLoop();
-  // Handles one entry taken from the queue: dead letter, immediate error, or Infer.
+  // Handles one entry taken from the queue: dead letter, immediate error, Infer or Train.
   void Dispatch(QueueEntry entry);
+  // Hands a training step (payload `train`) to the model's trainer.
+  void Train(std::unique_ptr<Job> job);
   // Queues a finished job for the writer.
   void Finish(std::unique_ptr<Job> job);
   // The writer's side of a finished batch: metrics, logs, releasing the slots.

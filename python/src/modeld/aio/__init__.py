@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike
 
 from .._codec import ModelSpec
 from .._common import ClientBase, Deadline, Endpoint
+from .._training import TrainResult, train_id
 from ..errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
 
 __all__ = ["Client"]
@@ -60,9 +61,15 @@ class Client(ClientBase):
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _retrying(
-        self, what: str, call: Callable[[float | None], Awaitable[T]], deadline: Deadline
+        self,
+        what: str,
+        call: Callable[[float | None], Awaitable[T]],
+        deadline: Deadline,
+        *,
+        idempotent: bool = True,
     ) -> T:
-        """Awaits call(seconds left), retrying on Unavailable with backoff within the deadline."""
+        """Awaits call(seconds left), retrying on Unavailable with backoff within the deadline;
+        a call that is not `idempotent` runs once."""
         retry = 0
         while True:
             if self._closed:
@@ -73,7 +80,7 @@ class Client(ClientBase):
             except DeadlineExceeded as error:
                 raise self._timed_out(what, error, deadline) from None
             except Unavailable:
-                wait = self._policy.delay(retry, deadline)
+                wait = self._policy.delay(retry, deadline) if idempotent else None
                 if wait is None:
                     raise
                 await asyncio.sleep(wait)
@@ -141,6 +148,37 @@ class Client(ClientBase):
         input_name, output_name = self._single(await self._spec(model, version, deadline))
         outputs = await self._infer(model, {input_name: x}, version, [output_name], deadline)
         return outputs[output_name]
+
+    async def train(
+        self,
+        model: str,
+        inputs: Mapping[str, ArrayLike],
+        targets: Mapping[str, ArrayLike],
+        *,
+        version: int | str | None = None,
+        timeout: float | None = None,
+        id: str | None = None,  # noqa: A002 (the protocol's name)
+    ) -> TrainResult:
+        """Runs one training step of `model` on `inputs` against `targets` (see
+        :meth:`modeld.Client.train`). Never retried: a step sent twice could be applied
+        twice."""
+        deadline = self._deadline(timeout)
+        request_id = train_id(id)
+        key = self._key(model, version)
+        spec = await self._spec(model, version, deadline)
+        tensors, target_tensors = self._prepare_train(spec, inputs, targets)
+        try:
+            return await self._retrying(
+                f"train on model '{model}'",
+                lambda t: self._transport.train(
+                    key[0], key[1], request_id, tensors, target_tensors, t
+                ),
+                deadline,
+                idempotent=False,
+            )
+        except (InvalidInput, ModelNotFound):
+            self._forget(key)
+            raise
 
     async def live(self, *, timeout: float | None = None) -> bool:
         """Whether the server is live. Raises Unavailable when it cannot be reached."""

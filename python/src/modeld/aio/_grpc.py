@@ -18,11 +18,12 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from .. import _codec
+from .. import _codec, _training
 from .._codec import ModelSpec, Tensor
 from .._common import Endpoint, on_fork
 from .._grpc import CHANNEL_OPTIONS, grpc_error, server_metadata_dict, stubs
 from .._proto import grpc_service_pb2 as pb
+from .._training import TrainResult
 from ..errors import InvalidInput, ModeldError, ModelNotFound
 
 __all__ = ["AioGrpcTransport"]
@@ -111,6 +112,11 @@ class AioGrpcTransport:
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         request = _codec.grpc_infer_request(model, version, tensors, outputs)
         return _codec.grpc_infer_outputs(await self._call("ModelInfer", request, timeout))
+
+    async def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+                    targets: Sequence[Tensor], timeout: float | None) -> TrainResult:
+        request = _training.grpc_train_request(model, version, request_id, inputs, targets)
+        return _training.grpc_train_result(await self._call("Train", request, timeout))
 
     async def close(self) -> None:
         """Closes this loop's channel; those of other loops are dropped."""

@@ -3,6 +3,8 @@
 Sockets are driven with the running loop's ``sock_*`` methods, so an idle keep-alive socket
 belongs to no event loop: the pool serves every loop (Django runs each async view of a WSGI
 site in a fresh loop) and any thread. Sockets opened before os.fork() are dropped in the child.
+A request that must not run twice (a training step) is never sent again after a kept-alive
+connection failed; the connection is checked before it goes out instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from .._codec import ModelSpec, Tensor
 from .._common import Deadline, Endpoint
-from .._rest import Request, Response, RestApi
+from .._rest import Request, Response, RestApi, closed_by_peer
+from .._training import TrainResult
 from ..errors import Unavailable, client_timeout
 
 __all__ = ["AioHttpTransport"]
@@ -223,6 +226,10 @@ class AioHttpTransport:
             # After a stale kept-alive connection, the others in the pool are likely stale too
             # (the server restarted, or closed them all as idle): the retry opens a new one.
             connection = self._take() if attempt == 0 else None
+            while (connection is not None and not request.idempotent
+                   and closed_by_peer(connection.sock)):
+                connection.close()
+                connection = self._take()
             reused = connection is not None
             try:
                 if connection is None:
@@ -237,7 +244,8 @@ class AioHttpTransport:
             except (OSError, _Malformed) as error:
                 if connection is not None:
                     connection.close()
-                if reused and attempt == 0 and isinstance(error, (_Stale, ConnectionError)):
+                if (reused and attempt == 0 and request.idempotent
+                        and isinstance(error, (_Stale, ConnectionError))):
                     self._flush()
                     continue  # the server closed the idle connection; use a new one
                 raise Unavailable(f"cannot reach modeld at {self._url}: {error!r}") from None
@@ -276,6 +284,11 @@ class AioHttpTransport:
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         response = await self._send(self._api.infer(model, version, tensors, outputs), timeout)
         return self._api.infer_result(response)
+
+    async def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+                    targets: Sequence[Tensor], timeout: float | None) -> TrainResult:
+        request = self._api.train(model, version, request_id, inputs, targets)
+        return self._api.train_result(await self._send(request, timeout))
 
     def _flush(self) -> None:
         while True:

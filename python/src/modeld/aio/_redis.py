@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _codec, _redis_wire
+from .. import _codec, _redis_wire, _training
 from .._codec import ModelSpec, Tensor
 from .._common import Endpoint, on_fork
 from .._redis import (
@@ -31,6 +31,7 @@ from .._redis import (
     unauthenticated,
 )
 from .._redis_url import RedisTarget
+from .._training import TrainResult
 from ..errors import InvalidInput, ModeldError, ModelNotFound, Unavailable, client_timeout
 
 __all__ = ["AioRedisTransport"]
@@ -98,13 +99,17 @@ class AioRedisTransport:
             raise connect_error(self._redis, target, error) from None
         return connection, False
 
-    async def _roundtrip(self, commands: list[tuple[Any, ...]],
-                         timeout: float | None) -> list[Any]:
-        """As RedisTransport._roundtrip: one write, every reply read within the timeout."""
+    async def _roundtrip(self, commands: list[tuple[Any, ...]], timeout: float | None,
+                         idempotent: bool = True) -> list[Any]:
+        """As RedisTransport._roundtrip: one write, every reply read within the timeout;
+        commands that are not `idempotent` written once, on a connection checked first."""
         redis = self._redis
         idle = self._idle()
         for attempt in range(2):
             connection, reused = await self._take(idle, timeout)
+            while reused and not idempotent and await self._closed_by_peer(connection):
+                await connection.disconnect(nowait=True)
+                connection, reused = await self._take(idle, timeout)
             replies: list[Any] = []
             try:
                 await asyncio.wait_for(_exchange(connection, commands, replies),
@@ -117,7 +122,7 @@ class AioRedisTransport:
             except (asyncio.TimeoutError, redis.TimeoutError):
                 raise client_timeout(f"Redis at {self._target.address} did not answer") from None
             except (redis.ConnectionError, OSError) as error:
-                if reused and not replies and attempt == 0:
+                if reused and not replies and attempt == 0 and idempotent:
                     continue  # closed while idle: the request never reached Redis
                 raise Unavailable(
                     f"lost the connection to Redis at {self._target.address}: {error}"
@@ -130,8 +135,17 @@ class AioRedisTransport:
             return replies
         raise AssertionError("unreachable")
 
+    async def _closed_by_peer(self, connection: Any) -> bool:
+        """Whether an idle connection is unfit for a call: Redis closed it (or sent something
+        unasked). redis-py 8 names the check can_read, 5 can_read_destructive."""
+        check = getattr(connection, "can_read", None) or connection.can_read_destructive
+        try:
+            return bool(await check())
+        except (self._redis.RedisError, OSError):
+            return True
+
     async def _call(self, call: _redis_wire.Call) -> Any:
-        replies = await self._roundtrip(call.commands, call.timeout)
+        replies = await self._roundtrip(call.commands, call.timeout, call.idempotent)
         return _redis_wire.answer(call, replies[-1], self._target.describe())
 
     # --- API --------------------------------------------------------------------------------
@@ -161,6 +175,12 @@ class AioRedisTransport:
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         call = _redis_wire.infer_call(self._target, model, version, tensors, outputs, timeout)
         return _codec.grpc_infer_outputs(await self._call(call))
+
+    async def train(self, model: str, version: str, request_id: str, inputs: Sequence[Tensor],
+                    targets: Sequence[Tensor], timeout: float | None) -> TrainResult:
+        call = _redis_wire.train_call(self._target, model, version, request_id, inputs, targets,
+                                      timeout)
+        return _training.grpc_train_result(await self._call(call))
 
     async def close(self) -> None:
         """Closes this loop's connections; those of other loops are dropped."""

@@ -2,10 +2,11 @@
 
 Add ``"modeld.django"`` to ``INSTALLED_APPS`` (app label ``modeld``), then::
 
-    from modeld.django import clients, predict
+    from modeld.django import clients, predict, train
 
     y = predict("linear", [[1.0, 2.0, 3.0]])                  # alias "default"
     y = clients["fraud"].predict("scorer", x, timeout=0.5)    # another alias
+    result = train("scorer", {"x": x}, {"y": label})          # one training step, not retried
 
     async def view(request):
         y = await apredict("linear", [[1.0, 2.0, 3.0]])
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._training import TrainResult
 from .conf import DEFAULT_ALIAS
 from .handler import (
     AliasClient,
@@ -38,6 +40,8 @@ __all__ = [
     "infer",
     "apredict",
     "ainfer",
+    "train",
+    "atrain",
     "AliasClient",
     "AsyncAliasClient",
     "AliasDoesNotExist",
@@ -73,3 +77,28 @@ async def ainfer(
 ) -> dict[str, np.ndarray]:
     """``await aclients[using].infer(model, inputs, **kwargs)``."""
     return await aclients[using].infer(model, inputs, **kwargs)
+
+
+def train(
+    model: str,
+    inputs: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    *,
+    using: str = DEFAULT_ALIAS,
+    **kwargs: Any,
+) -> TrainResult:
+    """``clients[using].train(model, inputs, targets, **kwargs)``: ``version=``, ``timeout=``,
+    ``id=``. One training step, never retried (see :meth:`modeld.Client.train`)."""
+    return clients[using].train(model, inputs, targets, **kwargs)
+
+
+async def atrain(
+    model: str,
+    inputs: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    *,
+    using: str = DEFAULT_ALIAS,
+    **kwargs: Any,
+) -> TrainResult:
+    """``await aclients[using].train(model, inputs, targets, **kwargs)``."""
+    return await aclients[using].train(model, inputs, targets, **kwargs)

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from .._training import TrainResult
+
 
 @dataclass(eq=False)
 class Override:
     """One active override: calls for ``model`` on alias ``using`` (any alias when None) go to
-    ``fn``."""
+    ``fn`` (and training steps to ``train``)."""
 
     model: str
     fn: Callable[[Any], Any]
@@ -27,6 +29,10 @@ class Override:
     output: str | None = None
     #: what fn was called with, call after call (an array, or a dict of arrays)
     calls: list[Any] = field(default_factory=list)
+    train: Callable[[Any, Any], Any] | None = None
+    #: what train was called with, step after step: (inputs, targets), dicts of arrays
+    train_calls: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = field(
+        default_factory=list)
 
     def matches(self, alias: str, model: str) -> bool:
         return self.model == model and (self.using is None or self.using == alias)
@@ -79,6 +85,32 @@ class Override:
                 f"override_model({self.model!r}): requested outputs {missing} are not among "
                 f"fn's outputs {sorted(named)}")
         return {name: named[name] for name in wanted}
+
+    # --- training steps ----------------------------------------------------------------------
+
+    def call_train(self, inputs: Mapping[str, Any], targets: Mapping[str, Any]) -> Any:
+        """``train(inputs, targets)``, both dicts of arrays; its raw result (maybe awaitable)
+        goes to :meth:`train_result`."""
+        if self.train is None:
+            raise TypeError(
+                f"override_model({self.model!r}) answers predict() and infer() only; give it "
+                f"train=fn to answer train() too (fn(inputs, targets) returns the loss)")
+        arrays = ({str(n): np.asarray(v) for n, v in inputs.items()},
+                  {str(n): np.asarray(v) for n, v in targets.items()})
+        self.train_calls.append(arrays)
+        return self.train(*arrays)
+
+    def train_result(self, result: Any, version: Any = None) -> TrainResult:
+        """A TrainResult as it is; a number as the loss of step ``len(train_calls)`` of
+        ``version`` (1 when none was asked for), never checkpointed."""
+        if isinstance(result, TrainResult):
+            return result
+        if isinstance(result, bool) or not isinstance(result, (int, float, np.number)):
+            raise TypeError(
+                f"override_model({self.model!r}): train returned {type(result).__name__}; "
+                "return the loss (a number) or a modeld.TrainResult")
+        return TrainResult(model=self.model, version=int(version) if version is not None else 1,
+                           step=len(self.train_calls), loss=float(result), checkpoint_step=0)
 
 
 _lock = threading.Lock()

@@ -3,8 +3,9 @@
 :data:`modeld.django.clients` (sync) and :data:`modeld.django.aclients` (asyncio) work like
 ``django.db.connections``: ``clients["default"]`` is the same object on every call in a
 process, created on first use and safe to share between threads. The objects they hand out
-wrap a :class:`modeld.Client` (or :class:`modeld.aio.Client`): ``predict`` and ``infer`` first
-consult :func:`modeld.django.testing.override_model`, everything else goes to the client.
+wrap a :class:`modeld.Client` (or :class:`modeld.aio.Client`): ``predict``, ``infer`` and
+``train`` first consult :func:`modeld.django.testing.override_model`, everything else goes to
+the client.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .conf import AliasSettings, load
 if TYPE_CHECKING:
     import modeld
     import modeld.aio
+    from modeld import TrainResult
 
 # One lock for the handlers and the lazily created clients; replaced in a forked child, where
 # a thread of the parent may have held it.
@@ -149,6 +151,19 @@ class AliasClient(_AliasClientBase):
         return self.client.infer(model, inputs, version=version, outputs=outputs,
                                  timeout=timeout)
 
+    def train(
+        self, model: str, inputs: Mapping[str, Any], targets: Mapping[str, Any], *,
+        version: str | int | None = None, timeout: float | None = None, id: str | None = None,
+    ) -> TrainResult:
+        """Runs one training step (never retried); see :meth:`modeld.Client.train`."""
+        override = _overrides.find(self.alias, model)
+        if override is not None:
+            result = override.call_train(inputs, targets)
+            _refuse_awaitable(result, model)
+            return override.train_result(result, version)
+        return self.client.train(model, inputs, targets, version=version, timeout=timeout,
+                                 id=id)
+
     def live(self, *, timeout: float | None = None) -> bool:
         return self.client.live(timeout=timeout)
 
@@ -228,6 +243,20 @@ class AsyncAliasClient(_AliasClientBase):
         return await client.infer(model, inputs, version=version, outputs=outputs,
                                   timeout=timeout)
 
+    async def train(
+        self, model: str, inputs: Mapping[str, Any], targets: Mapping[str, Any], *,
+        version: str | int | None = None, timeout: float | None = None, id: str | None = None,
+    ) -> TrainResult:
+        override = _overrides.find(self.alias, model)
+        if override is not None:
+            result = override.call_train(inputs, targets)
+            if inspect.isawaitable(result):
+                result = await result
+            return override.train_result(result, version)
+        client = await self._client_for_call()
+        return await client.train(model, inputs, targets, version=version, timeout=timeout,
+                                  id=id)
+
     async def live(self, *, timeout: float | None = None) -> bool:
         return await (await self._client_for_call()).live(timeout=timeout)
 
@@ -256,7 +285,7 @@ def _refuse_awaitable(result: Any, model: str) -> None:
             result.close()  # never awaited: no "coroutine was never awaited" warning
         raise TypeError(
             f"override_model({model!r}): fn is asynchronous; it can only answer the async "
-            "API (aclients, apredict, ainfer)")
+            "API (aclients, apredict, ainfer, atrain)")
 
 
 class _HandlerBase:
