@@ -37,7 +37,8 @@ class Model {
   // Online learning (docs/online-learning.md). Loaded from a config with training on, a model
   // that can train overrides all of these; the defaults refuse. They are never called
   // concurrently with each other or with Run() on the same Model (backend::SharedInstance
-  // serialises them), so a Run() sees the weights before or after a step, never in between.
+  // runs them all on one thread), so a Run() sees the weights before or after a step, never in
+  // between.
 
   // OK when this instance can train; FAILED_PRECONDITION saying why not otherwise.
   virtual absl::Status CanTrain() const {

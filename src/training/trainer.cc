@@ -122,7 +122,7 @@ absl::StatusOr<int64_t> Trainer::Worker::Restore() {
     spdlog::warn("model '{}': skipping checkpoint {}", model, reason);
   }
   if (found.has_value()) {
-    absl::Status restored = params_.instance->Locked(
+    absl::Status restored = params_.instance->Call(
         [&](backend::Model& m) { return m.RestoreState(found->checkpoint.state); });
     if (!restored.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -206,7 +206,7 @@ void Trainer::Worker::Loop() {
       if (draining) return;
       continue;
     }
-    absl::StatusOr<double> loss = params_.instance->Locked([&](backend::Model& model) {
+    absl::StatusOr<double> loss = params_.instance->Call([&](backend::Model& model) {
       return model.Train(next->request.inputs, next->request.targets);
     });
     if (!loss.ok()) {
@@ -236,7 +236,7 @@ void Trainer::Worker::Loop() {
 void Trainer::Worker::Checkpoint() {
   const std::string& model = params_.config->name;
   absl::StatusOr<backend::Model::State> state =
-      params_.instance->Locked([](backend::Model& m) { return m.SaveState(); });
+      params_.instance->Call([](backend::Model& m) { return m.SaveState(); });
   absl::Status status = state.status();
   if (status.ok()) {
     training::Checkpoint checkpoint{step_, params_.version, absl::Now(), *std::move(state)};

@@ -1,9 +1,9 @@
 // Trainer: runs the training steps of one model version, one at a time and in arrival order,
 // on a thread of its own, and keeps the model's checkpoints (docs/online-learning.md).
 //
-// A step holds the instance's lock (backend::SharedInstance) while it runs, so inference on
-// the version's scheduler sees the weights before or after it, never half-updated. No
-// transport thread waits for a step.
+// A step runs on the instance's own thread (backend::SharedInstance), in turn with the
+// inference batches of the version's scheduler, so an inference sees the weights before or
+// after it, never half-updated. No transport thread waits for a step.
 #pragma once
 
 #include <cstdint>

@@ -99,7 +99,7 @@ class TrainerTest : public ::testing::Test {
     core::TensorMap inputs;
     inputs["x"] = Floats({x});
     absl::StatusOr<core::TensorMap> outputs =
-        instance_->Locked([&](backend::Model& m) { return m.Run(inputs); });
+        instance_->Call([&](backend::Model& m) { return m.Run(inputs); });
     EXPECT_TRUE(outputs.ok()) << outputs.status();
     float y = 0;
     std::memcpy(&y, outputs->at("y").bytes().data(), sizeof(float));
