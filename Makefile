@@ -71,6 +71,7 @@ bench: build models
 	@$(PY) bench/run.py $(BENCH_ARGS)
 	@$(PY) bench/redis_bench.py
 	@$(PY) bench/tf_bench.py
+	@$(PY) bench/train_bench.py
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
 
 format:
