@@ -156,4 +156,21 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
   return ValidateOutputs(config, request);
 }
 
+absl::Status CheckRequestElements(const InferRequest& request, int64_t max_elements) {
+  if (max_elements <= 0) return absl::OkStatus();
+  int64_t total = 0;
+  for (const auto& [name, tensor] : request.inputs) {
+    const int64_t count = ElementCount(tensor.shape());
+    // A malformed shape is ValidateRequest's to report; past the limit either way.
+    if (count < 0 || count > max_elements - total) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the request holds more than ", max_elements, " tensor elements in all (input '", name,
+          "' has shape ", ShapeToString(tensor.shape()),
+          "); the limit is --max-request-elements=", max_elements));
+    }
+    total += count;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace modeld::core

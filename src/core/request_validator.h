@@ -15,4 +15,8 @@ namespace modeld::core {
 // not match shape x datatype, a BOOL byte other than 0 or 1, or an unknown requested output.
 absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request);
 
+// OK, or INVALID_ARGUMENT when the request's inputs hold more than `max_elements` tensor
+// elements in all (--max-request-elements), naming the count and the limit. 0: no limit.
+absl::Status CheckRequestElements(const InferRequest& request, int64_t max_elements);
+
 }  // namespace modeld::core

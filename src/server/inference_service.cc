@@ -38,7 +38,9 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
     return;
   }
   const metrics::VersionMetrics& metrics = (*handle)->metrics();
-  if (absl::Status valid = core::ValidateRequest((*handle)->config(), request); !valid.ok()) {
+  absl::Status valid = core::CheckRequestElements(request, max_request_elements_);
+  if (valid.ok()) valid = core::ValidateRequest((*handle)->config(), request);
+  if (!valid.ok()) {
     metrics.RecordRequest(valid, clock_.Now() - start);
     std::move(done)(valid);
     return;

@@ -223,7 +223,7 @@ bool OutputFormat::Binary(absl::string_view output) const {
 
 absl::StatusOr<KServeInferRequest> DecodeInferRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
-    std::shared_ptr<const void> owner) {
+    std::shared_ptr<const void> owner, int max_json_depth) {
   absl::string_view json = body;
   absl::string_view binary;
   if (header_length.has_value()) {
@@ -248,7 +248,7 @@ absl::StatusOr<KServeInferRequest> DecodeInferRequest(
   }
 
   rapidjson::Document doc;
-  RETURN_IF_ERROR(ParseJson(json, doc));
+  RETURN_IF_ERROR(ParseJson(json, doc, max_json_depth));
   if (!doc.IsObject()) return WrongType("the inference request", "a JSON object", doc);
 
   KServeInferRequest out;

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/infer_request.h"
+#include "transport/http/json_limits.h"
 
 namespace modeld::transport::http {
 
@@ -41,9 +42,10 @@ struct KServeInferRequest {
 // shape; binary sizes that run past the body or leave bytes unclaimed; `priority` or
 // `timeout` (microseconds) that are not non-negative integers. UNIMPLEMENTED for the
 // classification extension.
+// The JSON may nest at most `max_json_depth` levels (ParseJson).
 absl::StatusOr<KServeInferRequest> DecodeInferRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
-    std::shared_ptr<const void> owner);
+    std::shared_ptr<const void> owner, int max_json_depth = kDefaultMaxJsonDepth);
 
 struct EncodedInferResponse {
   std::string body;
