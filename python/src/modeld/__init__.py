@@ -24,6 +24,7 @@ from .errors import (
     ModeldError,
     ModelNotFound,
     ServerBusy,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "ServerBusy",
     "DeadlineExceeded",
     "Unavailable",
+    "Unauthenticated",
     "aio",
 ]
 
