@@ -1,5 +1,6 @@
 #include "transport/http/http_server.h"
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -73,6 +74,9 @@ class HttpServer::Impl {
   const HttpServerOptions& options() const { return options_; }
   Handler& handler() { return handler_; }
   ssl::context& tls_context() { return *tls_context_; }
+  // Whether Shutdown has begun: every answer written from then on closes its connection, even
+  // when the session's own Stop() has not run yet.
+  bool shutting_down() const { return shutting_down_.load(std::memory_order_acquire); }
   void Unregister(SessionBase* session, bool admitted) {
     absl::MutexLock lock(&mu_);
     sessions_.erase(session);
@@ -94,6 +98,7 @@ class HttpServer::Impl {
   // Sessions counted against max_connections (those refused for being over it are not).
   int64_t admitted_ ABSL_GUARDED_BY(mu_) = 0;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> shutting_down_{false};
   net::io_context ioc_;
   tcp::acceptor acceptor_;
   net::executor_work_guard<net::io_context::executor_type> work_;
@@ -304,7 +309,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     response_->set(bhttp::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) response_->set(name, value);
     response_->body() = std::move(response.body);
-    const bool keep_alive = keep_alive_ && !response.close && !stopping_;
+    const bool keep_alive =
+        keep_alive_ && !response.close && !stopping_ && !server_.shutting_down();
     response_->keep_alive(keep_alive);
     response_->prepare_payload();
     Lowest().expires_after(ToChrono(options().idle_timeout));
@@ -484,6 +490,7 @@ void HttpServer::Impl::Shutdown(absl::Duration grace) {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     shut_down_ = true;
+    shutting_down_.store(true, std::memory_order_release);
     for (const auto& [raw, weak] : sessions_) {
       if (auto session = weak.lock()) sessions.push_back(std::move(session));
     }
@@ -511,6 +518,10 @@ void HttpServer::Impl::Shutdown(absl::Duration grace) {
   ioc_.stop();
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
+  // The close posted above may not have run before the stop; no thread runs now, so close
+  // here, or the port would go on accepting into its backlog until destruction.
+  beast::error_code ignored;
+  acceptor_.close(ignored);
 }
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
