@@ -77,8 +77,8 @@ TEST(RequestValidatorTest, ElementLimitCountsEveryInput) {
                                       HasSubstr("--max-request-elements=19")));
   // A shape whose product overflows is over any limit.
   InferRequest huge;
-  huge.inputs["a"] = Tensor::Viewing(DataType::kFp32, {int64_t{1} << 40, int64_t{1} << 40}, "",
-                                     nullptr);
+  huge.inputs["a"] =
+      Tensor::Viewing(DataType::kFp32, {int64_t{1} << 40, int64_t{1} << 40}, "", nullptr);
   EXPECT_FALSE(CheckRequestElements(huge, 100).ok());
 }
 
