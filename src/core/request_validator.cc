@@ -187,4 +187,38 @@ absl::Status ValidateTrainRequest(const ModelConfig& config, const TrainRequest&
   return absl::OkStatus();
 }
 
+namespace {
+
+// Adds the elements of `tensors` to `total`; INVALID_ARGUMENT once it passes `max_elements`.
+absl::Status CountElements(const TensorMap& tensors, absl::string_view kind, int64_t max_elements,
+                           int64_t& total) {
+  for (const auto& [name, tensor] : tensors) {
+    const int64_t count = ElementCount(tensor.shape());
+    // A malformed shape is ValidateRequest's to report; past the limit either way.
+    if (count < 0 || count > max_elements - total) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the request holds more than ", max_elements, " tensor elements in all (", kind, " '",
+          name, "' has shape ", ShapeToString(tensor.shape()),
+          "); the limit is --max-request-elements=", max_elements));
+    }
+    total += count;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckRequestElements(const InferRequest& request, int64_t max_elements) {
+  if (max_elements <= 0) return absl::OkStatus();
+  int64_t total = 0;
+  return CountElements(request.inputs, "input", max_elements, total);
+}
+
+absl::Status CheckRequestElements(const TrainRequest& request, int64_t max_elements) {
+  if (max_elements <= 0) return absl::OkStatus();
+  int64_t total = 0;
+  RETURN_IF_ERROR(CountElements(request.inputs, "input", max_elements, total));
+  return CountElements(request.targets, "target", max_elements, total);
+}
+
 }  // namespace modeld::core

@@ -22,4 +22,10 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
 // backend's to check, since that depends on how it trains.
 absl::Status ValidateTrainRequest(const ModelConfig& config, const TrainRequest& request);
 
+// OK, or INVALID_ARGUMENT when the request's inputs hold more than `max_elements` tensor
+// elements in all (--max-request-elements), naming the count and the limit. 0: no limit.
+absl::Status CheckRequestElements(const InferRequest& request, int64_t max_elements);
+// The same limit over a training step's inputs and targets together.
+absl::Status CheckRequestElements(const TrainRequest& request, int64_t max_elements);
+
 }  // namespace modeld::core

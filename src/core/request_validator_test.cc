@@ -66,6 +66,22 @@ TEST(RequestValidatorTest, AcceptsGoodRequests) {
   EXPECT_TRUE(Check(AddSubConfig(0), Request({2}, {7})).ok());
 }
 
+TEST(RequestValidatorTest, ElementLimitCountsEveryInput) {
+  // a: 4 x 2 = 8 elements, b: 4 x 3 = 12; 20 in all.
+  const InferRequest request = Request({4, 2}, {4, 3});
+  EXPECT_TRUE(CheckRequestElements(request, 20).ok());
+  EXPECT_TRUE(CheckRequestElements(request, 0).ok());  // no limit
+  absl::Status status = CheckRequestElements(request, 19);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), AllOf(HasSubstr("more than 19 tensor elements"),
+                                      HasSubstr("--max-request-elements=19")));
+  // A shape whose product overflows is over any limit.
+  InferRequest huge;
+  huge.inputs["a"] =
+      Tensor::Viewing(DataType::kFp32, {int64_t{1} << 40, int64_t{1} << 40}, "", nullptr);
+  EXPECT_FALSE(CheckRequestElements(huge, 100).ok());
+}
+
 TEST(RequestValidatorTest, NamesTheProblem) {
   const ModelConfig config = AddSubConfig(8);
   struct Case {

@@ -38,7 +38,9 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
     return;
   }
   const metrics::VersionMetrics& metrics = (*handle)->metrics();
-  if (absl::Status valid = core::ValidateRequest((*handle)->config(), request); !valid.ok()) {
+  absl::Status valid = core::CheckRequestElements(request, max_request_elements_);
+  if (valid.ok()) valid = core::ValidateRequest((*handle)->config(), request);
+  if (!valid.ok()) {
     metrics.RecordRequest(valid, clock_.Now() - start);
     std::move(done)(valid);
     return;
@@ -74,9 +76,9 @@ void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&&
         "' is not trainable: its config.pbtxt needs parameters { key: \"training\" value { "
         "string_value: \"true\" } } (docs/online-learning.md)")));
   }
-  if (absl::Status valid = core::ValidateTrainRequest((*handle)->config(), request); !valid.ok()) {
-    return std::move(done)(valid);
-  }
+  absl::Status valid = core::CheckRequestElements(request, max_request_elements_);
+  if (valid.ok()) valid = core::ValidateTrainRequest((*handle)->config(), request);
+  if (!valid.ok()) return std::move(done)(valid);
   {
     absl::MutexLock lock(&in_flight_mu_);
     ++in_flight_;

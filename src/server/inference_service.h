@@ -74,6 +74,11 @@ class InferenceService {
   bool Ready() const;
   // The watchdog's limit on one Run(); zero or less: off. Set before serving.
   void SetWatchdog(absl::Duration limit) { watchdog_limit_ = limit; }
+
+  // Most tensor elements one request may hold over all its inputs (--max-request-elements);
+  // a bigger request is refused INVALID_ARGUMENT before it is queued. 0: no limit. Set before
+  // serving.
+  void SetMaxRequestElements(int64_t limit) { max_request_elements_ = limit; }
   // The versions with a stuck instance now.
   std::vector<repository::ModelManager::StuckRun> Stuck() const;
   // Adds a condition Ready() also requires: a queue transport's link to its broker, say (the
@@ -126,6 +131,7 @@ class InferenceService {
   repository::ModelManager& models_;
   ModelControl* control_ = nullptr;  // set before serving; null: model control is off
   absl::Duration watchdog_limit_ = absl::ZeroDuration();  // set before serving
+  int64_t max_request_elements_ = 0;                      // set before serving; 0: no limit
   const common::Clock& clock_;
   const metrics::VersionMetrics unresolved_;  // requests that named no servable version
   std::atomic<bool> draining_{false};

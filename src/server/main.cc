@@ -85,10 +85,12 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", server.status().message());
     return 1;
   }
-  // SIGHUP rescans the repository (--model-control-mode=poll); SIGTERM and SIGINT stop.
+  // SIGHUP re-reads the token file and rescans the repository (--model-control-mode=poll);
+  // SIGTERM and SIGINT stop.
   int signal = 0;
   while ((signal = WaitForSignal()) == SIGHUP) {
     spdlog::info("received SIGHUP");
+    (*server)->ReloadAuthTokens();
     (*server)->Rescan();
   }
   spdlog::info("received {}", signal == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -99,6 +99,89 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("http-idle-timeout-seconds", v, &o.http_idle_timeout_seconds);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.http_idle_timeout_seconds); }},
+      {"http-max-connections", "N",
+       "Most HTTP connections open at once; one more is answered 503 and closed.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-max-connections", v, &o.http_max_connections);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_max_connections); }},
+      {"http-max-header-bytes", "N",
+       "Largest HTTP request line and headers together; larger requests get 431.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-max-header-bytes", v, &o.http_max_header_bytes);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_max_header_bytes); }},
+      {"http-max-json-depth", "N",
+       "Deepest nesting of arrays and objects in an HTTP JSON body; deeper bodies get 400.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("http-max-json-depth", v, &o.http_max_json_depth);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.http_max_json_depth); }},
+      {"max-request-elements", "N",
+       "Most tensor elements one inference request may hold over all its inputs (every "
+       "transport); larger requests get INVALID_ARGUMENT / 400. 0: no limit.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.max_request_elements) || o.max_request_elements < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--max-request-elements expects a whole number (0: no limit), got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.max_request_elements); }},
+      {"grpc-tls-cert", "PEM",
+       "Serve gRPC (both gRPC ports) over TLS with this certificate chain; needs "
+       "--grpc-tls-key.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("grpc-tls-cert", v, &o.grpc_tls_cert);
+       },
+       [](const ServerOptions& o) { return o.grpc_tls_cert; }},
+      {"grpc-tls-key", "PEM", "The private key of --grpc-tls-cert (unencrypted PEM).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("grpc-tls-key", v, &o.grpc_tls_key);
+       },
+       [](const ServerOptions& o) { return o.grpc_tls_key; }},
+      {"grpc-tls-client-ca", "PEM",
+       "Require gRPC clients to present a certificate signed by one of these CAs (mTLS).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("grpc-tls-client-ca", v, &o.grpc_tls_client_ca);
+       },
+       [](const ServerOptions& o) { return o.grpc_tls_client_ca; }},
+      {"http-tls-cert", "PEM",
+       "Serve HTTPS instead of HTTP with this certificate chain; needs --http-tls-key.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("http-tls-cert", v, &o.http_tls_cert);
+       },
+       [](const ServerOptions& o) { return o.http_tls_cert; }},
+      {"http-tls-key", "PEM", "The private key of --http-tls-cert (unencrypted PEM).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("http-tls-key", v, &o.http_tls_key);
+       },
+       [](const ServerOptions& o) { return o.http_tls_key; }},
+      {"http-tls-client-ca", "PEM",
+       "Require HTTPS clients to present a certificate signed by one of these CAs (mTLS).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("http-tls-client-ca", v, &o.http_tls_client_ca);
+       },
+       [](const ServerOptions& o) { return o.http_tls_client_ca; }},
+      {"auth-token-file", "PATH",
+       "Bearer tokens, one per line ('#' starts a comment), re-read on SIGHUP: every gRPC "
+       "call and HTTP request needs 'authorization: Bearer <token>' (see --auth-health).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("auth-token-file", v, &o.auth_token_file);
+       },
+       [](const ServerOptions& o) { return o.auth_token_file; }},
+      {"auth-health", "MODE",
+       "With --auth-token-file: open (health calls and /metrics need no token) or token "
+       "(they need one too).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (v != "open" && v != "token") {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--auth-health expects open or token, got '", v, "'"));
+         }
+         o.auth_health = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.auth_health; }},
       {"drain-timeout-seconds", "N",
        "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.",
        [](ServerOptions& o, absl::string_view v) {
@@ -260,6 +343,27 @@ absl::Status CheckRedisFlags(const ServerOptions& options, const std::set<std::s
   return absl::OkStatus();
 }
 
+// TLS files come in pairs; a client CA needs a certificate; --auth-health needs tokens.
+absl::Status CheckSecurityFlags(const ServerOptions& options, const std::set<std::string>& given) {
+  for (const char* transport : {"grpc", "http"}) {
+    const std::string cert = absl::StrCat(transport, "-tls-cert");
+    const std::string key = absl::StrCat(transport, "-tls-key");
+    const std::string ca = absl::StrCat(transport, "-tls-client-ca");
+    if (given.contains(cert) != given.contains(key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", cert, " and --", key, " go together: give both or neither"));
+    }
+    if (given.contains(ca) && !given.contains(cert)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", ca, " needs --", cert, " and --", key, " (mTLS runs over TLS)"));
+    }
+  }
+  if (given.contains("auth-health") && options.auth_token_file.empty()) {
+    return absl::InvalidArgumentError("--auth-health needs --auth-token-file");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv) {
@@ -299,6 +403,9 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv) {
     return absl::InvalidArgumentError("--model-repository is required (see modeld --help)");
   }
   if (absl::Status status = CheckRedisFlags(parsed.options, given); !status.ok()) return status;
+  if (absl::Status status = CheckSecurityFlags(parsed.options, given); !status.ok()) {
+    return status;
+  }
   return parsed;
 }
 

@@ -30,6 +30,32 @@ struct ServerOptions {
   // How long an HTTP connection may stay silent: between kept-alive requests, while a body
   // arrives, while a response is written. Then it is closed.
   int64_t http_idle_timeout_seconds = 60;
+  // Most HTTP connections open at once; one more is answered 503 and closed.
+  int64_t http_max_connections = 1024;
+  // Largest HTTP request line plus headers; a bigger request gets 431.
+  int64_t http_max_header_bytes = int64_t{64} << 10;
+  // Deepest nesting of arrays and objects in an HTTP JSON body; a deeper one gets 400.
+  int64_t http_max_json_depth = 64;
+  // Most tensor elements one inference request may hold over all its inputs, on every
+  // transport; a bigger request gets INVALID_ARGUMENT (400). 0: no limit.
+  int64_t max_request_elements = int64_t{16} << 20;
+
+  // TLS (docs/security.md). gRPC, on both gRPC ports: the PEM certificate chain and private
+  // key of the server; with a client CA, every client must present a certificate it signed
+  // (mTLS). All empty: plaintext.
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
+  std::string grpc_tls_client_ca;
+  // The same for HTTP (HTTPS).
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  std::string http_tls_client_ca;
+  // Bearer tokens, one per line ('#' comments), re-read on SIGHUP: gRPC calls and HTTP
+  // requests must carry "authorization: Bearer <token>". Empty: no token needed.
+  std::string auth_token_file;
+  // With a token file: "open" (health calls and /metrics need no token) or "token" (they do).
+  std::string auth_health = "open";
+
   // After SIGTERM, how long in-flight requests may take to finish before they are cancelled.
   int64_t drain_timeout_seconds = 30;
   // How the repository changes while modeld runs: "none" (loaded once at start), "poll"

@@ -80,6 +80,63 @@ TEST(OptionsTest, ErrorsNameTheFlag) {
   EXPECT_THAT(Parse({"/models"}).status().message(), HasSubstr("unexpected argument '/models'"));
 }
 
+TEST(OptionsTest, SecurityAndLimitDefaults) {
+  absl::StatusOr<ParsedFlags> flags = Parse({"--model-repository=/m"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.model_control_mode, "none");
+  EXPECT_EQ(o.grpc_tls_cert, "");
+  EXPECT_EQ(o.http_tls_cert, "");
+  EXPECT_EQ(o.auth_token_file, "");
+  EXPECT_EQ(o.auth_health, "open");
+  EXPECT_EQ(o.http_max_connections, 1024);
+  EXPECT_EQ(o.http_max_header_bytes, 64 << 10);
+  EXPECT_EQ(o.http_max_json_depth, 64);
+  EXPECT_EQ(o.max_request_elements, 16 << 20);
+}
+
+TEST(OptionsTest, SecurityAndLimitFlags) {
+  absl::StatusOr<ParsedFlags> flags =
+      Parse({"--model-repository=/m", "--grpc-tls-cert=g.crt", "--grpc-tls-key=g.key",
+             "--grpc-tls-client-ca=ca.crt", "--http-tls-cert=h.crt", "--http-tls-key=h.key",
+             "--http-tls-client-ca=hca.crt", "--auth-token-file=/t", "--auth-health=token",
+             "--http-max-connections=8", "--http-max-header-bytes=4096", "--http-max-json-depth=5",
+             "--max-request-elements=0"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.grpc_tls_cert, "g.crt");
+  EXPECT_EQ(o.grpc_tls_key, "g.key");
+  EXPECT_EQ(o.grpc_tls_client_ca, "ca.crt");
+  EXPECT_EQ(o.http_tls_cert, "h.crt");
+  EXPECT_EQ(o.http_tls_key, "h.key");
+  EXPECT_EQ(o.http_tls_client_ca, "hca.crt");
+  EXPECT_EQ(o.auth_token_file, "/t");
+  EXPECT_EQ(o.auth_health, "token");
+  EXPECT_EQ(o.http_max_connections, 8);
+  EXPECT_EQ(o.http_max_header_bytes, 4096);
+  EXPECT_EQ(o.http_max_json_depth, 5);
+  EXPECT_EQ(o.max_request_elements, 0);
+}
+
+TEST(OptionsTest, SecurityFlagErrors) {
+  auto message = [](std::vector<const char*> args) {
+    args.insert(args.begin(), "--model-repository=/m");
+    return std::string(Parse(args).status().message());
+  };
+  EXPECT_THAT(message({"--grpc-tls-cert=c"}),
+              HasSubstr("--grpc-tls-cert and --grpc-tls-key go together"));
+  EXPECT_THAT(message({"--http-tls-key=k"}),
+              HasSubstr("--http-tls-cert and --http-tls-key go together"));
+  EXPECT_THAT(message({"--http-tls-client-ca=ca"}),
+              HasSubstr("--http-tls-client-ca needs --http-tls-cert"));
+  EXPECT_THAT(message({"--auth-health=token"}), HasSubstr("--auth-health needs --auth-token-file"));
+  EXPECT_THAT(message({"--auth-token-file=/t", "--auth-health=closed"}),
+              HasSubstr("--auth-health expects open or token, got 'closed'"));
+  EXPECT_THAT(message({"--max-request-elements=-1"}), HasSubstr("--max-request-elements expects"));
+  EXPECT_THAT(message({"--http-max-connections=0"}),
+              HasSubstr("--http-max-connections expects a positive integer"));
+}
+
 TEST(OptionsTest, RedisDefaults) {
   absl::StatusOr<ParsedFlags> flags = Parse({"--model-repository=/m"});
   ASSERT_TRUE(flags.ok()) << flags.status();

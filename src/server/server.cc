@@ -22,6 +22,10 @@
 #include "repository/scan.h"
 #include "server/inference_service.h"
 #include "server/model_control.h"
+#include "server/security_warnings.h"
+#include "transport/auth/grpc_credentials.h"
+#include "transport/auth/tls_files.h"
+#include "transport/auth/token_store.h"
 #include "transport/grpc_kserve/kserve_service.h"
 #include "transport/grpc_kserve/training_service.h"
 #include "transport/grpc_tfserving/tfserving_service.h"
@@ -88,15 +92,14 @@ class ModeldServer : public Server {
         tfserving_predict_(service_),
         tfserving_models_(service_),
         tfserving_predict_only_(service_),
-        tfserving_models_only_(service_),
-        // metrics: GET /metrics serves this registry's text.
-        http_router_(service_, [this] { return metrics_.Render(); }) {
+        tfserving_models_only_(service_) {
     control_ =
         std::make_unique<ModelControl>(models_, ControlModeFromFlag(options.model_control_mode),
                                        absl::Seconds(options.repository_poll_secs));
     service_.SetModelControl(control_.get());
     models_.SetCheckpointRoot(options.checkpoint_dir);
     service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
+    service_.SetMaxRequestElements(options.max_request_elements);
     metrics_.AddCollector(metrics::AppendProcessMetrics);
     metrics_.AddCollector(
         [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
@@ -105,6 +108,8 @@ class ModeldServer : public Server {
   // The transports open first, so health and readiness can be asked while models load
   // (ServerReady is false until every model has loaded or failed).
   absl::Status Start() {
+    RETURN_IF_ERROR(LoadSecurity());
+    for (const std::string& warning : SecurityWarnings(options_)) spdlog::warn("{}", warning);
     if (!options_.redis_url.empty()) {
       ASSIGN_OR_RETURN(redis_,
                        transport::redis::MakeRedisWorker(options_, service_, clock_, &metrics_));
@@ -135,7 +140,19 @@ class ModeldServer : public Server {
     http.max_body_bytes = options_.http_max_body_bytes;
     http.header_timeout = absl::Seconds(options_.http_header_timeout_seconds);
     http.idle_timeout = absl::Seconds(options_.http_idle_timeout_seconds);
-    ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, http_router_));
+    http.max_connections = options_.http_max_connections;
+    http.max_header_bytes = static_cast<uint32_t>(
+        std::min<int64_t>(options_.http_max_header_bytes, std::numeric_limits<uint32_t>::max()));
+    if (http_tls_.has_value()) http.tls = *http_tls_;
+    transport::http::RouterOptions routes;
+    routes.tokens = tokens_.get();
+    routes.health_open = options_.auth_health == "open";
+    routes.max_json_depth = static_cast<int>(
+        std::min<int64_t>(options_.http_max_json_depth, std::numeric_limits<int>::max()));
+    // metrics: GET /metrics serves this registry's text.
+    http_router_ = std::make_unique<transport::http::Router>(
+        service_, [this] { return metrics_.Render(); }, routes);
+    ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, *http_router_));
     spdlog::info("HTTP listening on {}:{}", HostOf(options_.http_address), http_->port());
     // The repository must be readable now; its models load on a thread of their own, so a
     // stop signal that comes meanwhile is answered at once (after the version loading then).
@@ -147,6 +164,15 @@ class ModeldServer : public Server {
 
   void Rescan() override { control_->Rescan(); }
 
+  void ReloadAuthTokens() override {
+    if (tokens_ == nullptr) return;
+    if (absl::Status status = tokens_->Reload(); !status.ok()) {
+      spdlog::error("kept the bearer tokens in use: {}", status.message());
+      return;
+    }
+    spdlog::info("reloaded {} bearer token(s) from {}", tokens_->size(), tokens_->path());
+  }
+
   int grpc_port() const override { return grpc_port_; }
 
   absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(const std::string& address,
@@ -155,7 +181,11 @@ class ModeldServer : public Server {
     grpc::ServerBuilder builder;
     const int max_bytes = static_cast<int>(
         std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+    transport::auth::GrpcSecurity security;
+    security.tls = grpc_tls_.has_value() ? &*grpc_tls_ : nullptr;
+    security.tokens = tokens_.get();
+    security.health_open = options_.auth_health == "open";
+    builder.AddListeningPort(address, transport::auth::MakeGrpcServerCredentials(security), &port);
     // Without this, gRPC binds with SO_REUSEPORT and a second modeld on a taken port would
     // silently share its connections instead of failing at start.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -219,6 +249,33 @@ class ModeldServer : public Server {
   }
 
  private:
+  // The token file and the TLS files, read before any port opens; a bad one stops the start.
+  absl::Status LoadSecurity() {
+    if (!options_.auth_token_file.empty()) {
+      ASSIGN_OR_RETURN(tokens_, transport::auth::TokenStore::Load(options_.auth_token_file));
+      spdlog::info("bearer tokens required ({} loaded from {}; health and /metrics {})",
+                   tokens_->size(), options_.auth_token_file,
+                   options_.auth_health == "open" ? "open" : "need one too");
+    }
+    if (!options_.grpc_tls_cert.empty()) {
+      ASSIGN_OR_RETURN(grpc_tls_, transport::auth::LoadTlsMaterial(
+                                      {options_.grpc_tls_cert, options_.grpc_tls_key,
+                                       options_.grpc_tls_client_ca},
+                                      "--grpc-tls"));
+      spdlog::info("gRPC serves TLS{}",
+                   options_.grpc_tls_client_ca.empty() ? "" : " and requires client certificates");
+    }
+    if (!options_.http_tls_cert.empty()) {
+      ASSIGN_OR_RETURN(http_tls_, transport::auth::LoadTlsMaterial(
+                                      {options_.http_tls_cert, options_.http_tls_key,
+                                       options_.http_tls_client_ca},
+                                      "--http-tls"));
+      spdlog::info("HTTP serves HTTPS{}",
+                   options_.http_tls_client_ca.empty() ? "" : " and requires client certificates");
+    }
+    return absl::OkStatus();
+  }
+
   // On loader_: the first load of the repository, then what may only start after it.
   void LoadModels() {
     (void)models_.LoadAll();  // a model that fails is logged and reported, the rest serve
@@ -256,6 +313,10 @@ class ModeldServer : public Server {
   }
 
   const ServerOptions options_;
+  // Read by LoadSecurity before any transport serves; they outlive the transports.
+  std::unique_ptr<transport::auth::TokenStore> tokens_;  // null: no token needed
+  std::optional<transport::auth::TlsMaterial> grpc_tls_;
+  std::optional<transport::auth::TlsMaterial> http_tls_;
   const common::RealClock clock_;
   metrics::Registry metrics_;
   const std::unique_ptr<backend::BackendRegistry> backends_;
@@ -283,7 +344,7 @@ class ModeldServer : public Server {
   transport::grpc_tfserving::TfServingPredictionService tfserving_predict_only_;
   transport::grpc_tfserving::TfServingModelService tfserving_models_only_;
   std::unique_ptr<grpc::Server> tfserving_grpc_;
-  transport::http::Router http_router_;
+  std::unique_ptr<transport::http::Router> http_router_;
   std::unique_ptr<transport::http::HttpServer> http_;  // after its router: destroyed first
 };
 

@@ -30,6 +30,10 @@ class Server {
   // --model-control-mode=poll: rescans the repository now (SIGHUP); logged and ignored in
   // the other modes.
   virtual void Rescan() = 0;
+
+  // --auth-token-file: reads the token file again (SIGHUP, in every model-control mode). A file
+  // that cannot be read or holds no token is logged and the tokens in use stay.
+  virtual void ReloadAuthTokens() = 0;
 };
 
 }  // namespace modeld::server

@@ -72,18 +72,21 @@ def stub(server):
 
 @pytest.fixture
 def launch():
-    """A factory: launch(repository, extra_args=(), wait=True) -> ServerProcess.
+    """A factory: launch(repository, extra_args=(), wait=True, channel_credentials=None)
+    -> ServerProcess.
 
     Every server it starts is stopped (SIGTERM, then SIGKILL after a bounded wait) at teardown.
     """
     require_build()
     started = []
 
-    def _launch(repository, extra_args=(), wait=True):
+    def _launch(repository, extra_args=(), wait=True, channel_credentials=None):
         if wait:
-            process = start_server(repository, extra_args)
+            process = start_server(repository, extra_args, channel_credentials=channel_credentials)
         else:
-            process = ServerProcess(repository, extra_args)
+            process = ServerProcess(
+                repository, extra_args, channel_credentials=channel_credentials
+            )
         started.append(process)
         return process
 

@@ -45,6 +45,7 @@ class ServerProcess:
         binary=BINARY,
         address="127.0.0.1:0",
         http_address="127.0.0.1:0",
+        channel_credentials=None,
     ):
         self.args = [
             str(binary),
@@ -55,6 +56,8 @@ class ServerProcess:
             *extra_args,
         ]
         self.repository = Path(repository)
+        # grpc.ChannelCredentials for a server started with --grpc-tls-cert; None: plaintext.
+        self.channel_credentials = channel_credentials
         self.port = None
         self.address = None
         self.http_port = None
@@ -148,7 +151,12 @@ class ServerProcess:
 
     def channel(self):
         assert self.address, "server is not listening yet"
-        channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        if self.channel_credentials is not None:
+            channel = grpc.secure_channel(
+                self.address, self.channel_credentials, options=CHANNEL_OPTIONS
+            )
+        else:
+            channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
         return channel
 
@@ -194,10 +202,10 @@ def require_build():
         pytest.fail(f"generated Python stubs not found under {STUBS_DIR}/kserve")
 
 
-def start_server(repository, extra_args=(), timeout=STARTUP_TIMEOUT_S):
+def start_server(repository, extra_args=(), timeout=STARTUP_TIMEOUT_S, channel_credentials=None):
     """Starts modeld on `repository` and waits until it listens; stops it if that fails."""
     require_build()
-    server = ServerProcess(repository, extra_args)
+    server = ServerProcess(repository, extra_args, channel_credentials=channel_credentials)
     try:
         server.wait_until_listening(timeout)
         server.wait_until_ready(timeout)

@@ -26,6 +26,7 @@ from .errors import (
     ModeldError,
     ModelNotFound,
     ServerBusy,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "ServerBusy",
     "DeadlineExceeded",
     "Unavailable",
+    "Unauthenticated",
     "aio",
 ]
 

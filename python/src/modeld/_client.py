@@ -51,13 +51,21 @@ class Client(ClientBase):
     Args:
         url: ``grpc://host:port``, ``http://host:port`` or
             ``redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N]``
-            (redis-py needed: ``pip install "modeld[redis]"``).
+            (redis-py needed: ``pip install "modeld[redis]"``); ``grpcs://`` and
+            ``https://`` for TLS.
         timeout: default limit in seconds of each call, retries included (None: no limit).
         retries: how many times a call that met :class:`~modeld.Unavailable` is tried again.
         backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).
+        tls_ca: gRPC and HTTP: a PEM file of the CAs that sign the server's certificate (None:
+            the system's CAs). Any tls_* argument turns TLS on, as grpcs:// and https:// do.
+        tls_cert, tls_key: PEM files of a client certificate and its key, for a server that
+            requires one (``--grpc-tls-client-ca``, ``--http-tls-client-ca``).
+        token: gRPC and HTTP: a bearer token sent with every call, for a server started with
+            ``--auth-token-file``; a missing or wrong one raises :class:`~modeld.Unauthenticated`.
 
     Raises:
-        ValueError: for a URL that is not grpc://, http:// or redis:// (or a malformed one).
+        ValueError: for a URL that is not grpc[s]://, http[s]:// or redis:// (or a malformed
+            one), TLS files that do not exist, or tls_*/token with a Redis URL.
         ImportError: for a redis:// URL without redis-py installed.
     """
 

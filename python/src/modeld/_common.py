@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from ._redis_url import RedisTarget, parse_redis_url, redact_url
 from .errors import DeadlineExceeded, InvalidInput
 
 __all__ = [
+    "Security",
     "Endpoint",
     "parse_url",
     "Deadline",
@@ -29,18 +30,84 @@ __all__ = [
 
 SCHEMES = ("grpc", "http", "redis")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "redis": 6379}
+# The TLS spellings of the schemes: grpcs:// is grpc:// over TLS, https:// is http:// over TLS.
+TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
+
+
+@dataclass(frozen=True)
+class Security:
+    """TLS and the bearer token of a gRPC or HTTP client (docs/security.md)."""
+
+    tls: bool = False
+    #: PEM file of the CAs that sign the server's certificate; None: the system's CAs.
+    ca: str | None = None
+    #: PEM files of the client's certificate and key, for servers that require one (mTLS).
+    cert: str | None = None
+    key: str | None = None
+    #: Sent as ``authorization: Bearer <token>`` with every call.
+    token: str | None = field(default=None, repr=False)
+
+    def authorization(self) -> str | None:
+        """The authorization header value, or None without a token."""
+        return None if self.token is None else f"Bearer {self.token}"
+
+    def ssl_context(self) -> Any:
+        """An ssl.SSLContext that verifies the server (and presents the client certificate)."""
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.cert is not None:
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def make_security(
+    endpoint_tls: bool,
+    scheme: str,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    token: str | None,
+) -> Security:
+    """Checks the client's TLS and token arguments; ValueError naming what is wrong."""
+    tls_given = any(value is not None for value in (tls_ca, tls_cert, tls_key))
+    if scheme == "redis":
+        if tls_given or token is not None:
+            raise ValueError(
+                "tls_ca, tls_cert, tls_key and token are for gRPC and HTTP; a Redis URL "
+                "carries its own credentials (redis://user:password@host)"
+            )
+        return Security()
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together: give both or neither")
+    for name, path in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)):
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{name}: no file at {path!r}")
+    if token is not None and (not isinstance(token, str) or not token.strip() or
+                              any(c.isspace() for c in token.strip())):
+        raise ValueError("token must be a non-empty string without spaces")
+    return Security(
+        tls=endpoint_tls or tls_given,
+        ca=tls_ca,
+        cert=tls_cert,
+        key=tls_key,
+        token=token.strip() if token is not None else None,
+    )
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """Where a client connects: the scheme, host and port (and an HTTP path prefix, or the
-    Redis database, credentials and queue)."""
+    Redis database, credentials and queue), and how (TLS, token)."""
 
     scheme: str
     host: str
     port: int
     prefix: str = ""
     redis: RedisTarget | None = None
+    #: grpcs:// or https:// was given.
+    tls: bool = False
+    security: Security = field(default_factory=Security)
 
     @property
     def target(self) -> str:
@@ -50,8 +117,8 @@ class Endpoint:
 
 
 def parse_url(url: str) -> Endpoint:
-    """Parses ``grpc://host:port``, ``http://host:port[/prefix]`` or ``redis://...`` (see
-    :mod:`modeld._redis_url`); ValueError otherwise."""
+    """Parses ``grpc[s]://host:port``, ``http[s]://host:port[/prefix]`` or ``redis://...``
+    (see :mod:`modeld._redis_url`); ValueError otherwise."""
     if not isinstance(url, str):
         raise ValueError(f"the modeld URL must be a string, not {type(url).__name__}")
     parts = urlsplit(url.strip())
@@ -59,12 +126,14 @@ def parse_url(url: str) -> Endpoint:
     if scheme in ("redis", "rediss"):
         target = parse_redis_url(url)
         return Endpoint("redis", target.host, target.port, redis=target)
+    tls = scheme in TLS_SCHEMES
+    scheme = TLS_SCHEMES.get(scheme, scheme)
     if scheme not in SCHEMES:
         raise ValueError(
             f"cannot use {url!r}: the modeld URL must start with one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
             + " (for example grpc://127.0.0.1:8001, http://127.0.0.1:8000 or "
-            "redis://127.0.0.1:6379/0)"
+            "redis://127.0.0.1:6379/0; grpcs:// and https:// for TLS)"
         )
     try:
         port = parts.port
@@ -77,7 +146,7 @@ def parse_url(url: str) -> Endpoint:
         raise ValueError(f"cannot use {url!r}: a grpc:// URL has no path")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"cannot use {url!r}: query, fragment and user are not supported")
-    return Endpoint(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], path)
+    return Endpoint(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], path, tls=tls)
 
 
 class Deadline:
@@ -171,8 +240,16 @@ class ClientBase:
         timeout: float | None = 10.0,
         retries: int = 3,
         backoff: float = 0.05,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
     ) -> None:
-        self._endpoint = parse_url(url)
+        endpoint = parse_url(url)
+        security = make_security(
+            endpoint.tls, endpoint.scheme, tls_ca, tls_cert, tls_key, token
+        )
+        self._endpoint = replace(endpoint, security=security)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 or None, not {timeout}")
         #: The URL the client was created with.

@@ -15,13 +15,20 @@ import numpy as np
 
 from . import _codec, _training
 from ._codec import ModelSpec, Tensor
-from ._common import Endpoint, ForkLocal
+from ._common import Endpoint, ForkLocal, Security
 from ._proto import grpc_service_pb2 as pb
 from ._proto import training_pb2
 from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, client_timeout, error_for_grpc
 
-__all__ = ["GrpcTransport", "CHANNEL_OPTIONS", "METHODS", "grpc_error"]
+__all__ = [
+    "GrpcTransport",
+    "CHANNEL_OPTIONS",
+    "METHODS",
+    "grpc_error",
+    "channel_credentials",
+    "call_metadata",
+]
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -67,6 +74,28 @@ def stubs(channel: Any) -> dict[str, Callable[..., Any]]:
     return rpcs
 
 
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def channel_credentials(security: Security) -> grpc.ChannelCredentials:
+    """TLS credentials: the CA file (None: gRPC's default roots) and the client certificate."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(security.ca),
+        private_key=_read(security.key),
+        certificate_chain=_read(security.cert),
+    )
+
+
+def call_metadata(security: Security) -> tuple[tuple[str, str], ...] | None:
+    """The metadata sent with every call: the bearer token, if any."""
+    authorization = security.authorization()
+    return None if authorization is None else (("authorization", authorization),)
+
+
 def grpc_error(error: grpc.RpcError, timeout: float | None) -> ModeldError:
     """The ModeldError for a failed RPC."""
     code = error.code() if hasattr(error, "code") else None
@@ -91,17 +120,24 @@ class GrpcTransport:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._target = endpoint.target
+        self._security = endpoint.security
+        self._metadata = call_metadata(endpoint.security)
         self._inherited: list[Any] = []  # channels of parent processes: kept, never closed here
         self._channel = ForkLocal(self._open, self._inherited.append)
 
     def _open(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
-        channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        if self._security.tls:
+            channel = grpc.secure_channel(
+                self._target, channel_credentials(self._security), options=CHANNEL_OPTIONS
+            )
+        else:
+            channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
         return channel, stubs(channel)
 
     def _call(self, method: str, request: Any, timeout: float | None) -> Any:
         _, rpcs = self._channel.get()
         try:
-            return rpcs[method](request, timeout=timeout)
+            return rpcs[method](request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise grpc_error(error, timeout) from None
         except ValueError as error:  # "Cannot invoke RPC on closed channel!"

@@ -36,7 +36,11 @@ class HttpTransport:
     def __init__(self, endpoint: Endpoint) -> None:
         self._api = RestApi(endpoint)
         self._endpoint = endpoint
-        self._url = f"http://{endpoint.target}{endpoint.prefix}"
+        security = endpoint.security
+        self._ssl = security.ssl_context() if security.tls else None
+        self._authorization = security.authorization()
+        scheme = "https" if security.tls else "http"
+        self._url = f"{scheme}://{endpoint.target}{endpoint.prefix}"
         self._local = threading.local()
         self._connections: set[http.client.HTTPConnection] = set()  # every thread's, for close()
 
@@ -57,9 +61,14 @@ class HttpTransport:
             # Inherited across fork: close the child's copy of the socket (no shutdown, so the
             # parent's connection is untouched).
             self._discard(connection)
-        connection = http.client.HTTPConnection(
-            self._endpoint.host, self._endpoint.port, timeout=timeout
-        )
+        if self._ssl is not None:
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._endpoint.host, self._endpoint.port, timeout=timeout, context=self._ssl
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                self._endpoint.host, self._endpoint.port, timeout=timeout
+            )
         self._local.state = (pid, connection)
         self._connections.add(connection)
         return connection, False
@@ -75,13 +84,16 @@ class HttpTransport:
             pass
 
     def _send(self, request: Request, timeout: float | None) -> Response:
+        headers = request.headers
+        if self._authorization is not None:
+            headers = {**headers, "Authorization": self._authorization}
         for attempt in range(2):
             connection, reused = self._connection(timeout)
             if reused and not request.idempotent and closed_by_peer(connection.sock):
                 self._discard(connection)
                 connection, reused = self._connection(timeout)
             try:
-                connection.request(request.method, request.path, request.body, request.headers)
+                connection.request(request.method, request.path, request.body, headers)
                 response = connection.getresponse()
                 body = _read_body(response)
                 headers = {name.lower(): value for name, value in response.getheaders()}

@@ -11,6 +11,8 @@ exception                   gRPC status (and Redis reply code)          HTTP sta
                             OUT_OF_RANGE
 :class:`ServerBusy`         RESOURCE_EXHAUSTED                          429
 :class:`DeadlineExceeded`   DEADLINE_EXCEEDED, or the client's timeout  504
+:class:`Unauthenticated`    UNAUTHENTICATED (no or a wrong bearer       401
+                            token)
 :class:`Unavailable`        UNAVAILABLE, or the server cannot be        503
                             reached (refused, reset), or Redis cannot
 :class:`ModeldError`        anything else                               anything else
@@ -32,6 +34,7 @@ __all__ = [
     "ServerBusy",
     "DeadlineExceeded",
     "Unavailable",
+    "Unauthenticated",
     "error_for_grpc",
     "error_for_rpc_code",
     "client_timeout",
@@ -98,6 +101,12 @@ class Unavailable(ModeldError):
     default_code = "UNAVAILABLE"
 
 
+class Unauthenticated(ModeldError):
+    """The server wants a bearer token (``token=``) and got none, or one it does not accept."""
+
+    default_code = "UNAUTHENTICATED"
+
+
 def client_timeout(detail: str = "") -> DeadlineExceeded:
     """A DeadlineExceeded for a timeout found by the client itself (not told by the server).
 
@@ -116,10 +125,12 @@ _GRPC_CLASSES: dict[str, type[ModeldError]] = {
     "RESOURCE_EXHAUSTED": ServerBusy,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "UNAVAILABLE": Unavailable,
+    "UNAUTHENTICATED": Unauthenticated,
 }
 
 _HTTP_CLASSES: dict[int, type[ModeldError]] = {
     400: InvalidInput,
+    401: Unauthenticated,
     404: ModelNotFound,
     413: InvalidInput,  # the body is over the server's --http-max-body-bytes
     429: ServerBusy,

@@ -41,6 +41,14 @@ class LoadTests(SimpleTestCase):
         self.assertEqual(parsed["fraud"].models, ("scorer",))
         self.assertIsInstance(parsed["default"].timeout, float)
 
+    def test_tls_and_token_keys_reach_the_client_arguments(self):
+        setting = {"default": {"URL": "grpcs://10.0.0.1:8001", "TLS_CA": "/etc/ca.pem",
+                               "TOKEN": "s3cret"}}
+        with override_settings(MODELD=setting):
+            parsed = conf.load()["default"]
+        self.assertEqual(parsed.security_kwargs(), {"tls_ca": "/etc/ca.pem", "token": "s3cret"})
+        self.assertNotIn("s3cret", repr(parsed))
+
     def test_no_setting_means_local_default(self):
         with override_settings():
             from django.conf import settings
@@ -102,6 +110,11 @@ class SettingsCheckTests(SimpleTestCase):
         ("empty", {}, ["modeld.E010"]),
         ("several at once", {"default": {"URL": "ftp://h", "RETRIES": "3", "models": []}},
          ["modeld.E004", "modeld.E006", "modeld.E008"]),
+        ("half a certificate pair", {"default": {"URL": "grpcs://h:1", "TLS_CERT": "c.pem"}},
+         ["modeld.E011"]),
+        ("empty token", {"default": {"URL": "grpc://h:1", "TOKEN": ""}}, ["modeld.E011"]),
+        ("token with redis", {"default": {"URL": "redis://h:1/0", "TOKEN": "t"}},
+         ["modeld.E011"]),
     ]
 
     def test_each_malformed_setting_is_an_error(self):
@@ -121,6 +134,9 @@ class SettingsCheckTests(SimpleTestCase):
             {"default": {"URL": "http://modeld.internal/prefix/"},
              "fraud": {"URL": "grpc://[::1]:9001", "MODELS": ("a", "b")}},
             {"default": {"URL": "redis://127.0.0.1:6379/0"}},
+            {"default": {"URL": "grpcs://modeld.internal:8001", "TLS_CA": "/etc/ca.pem",
+                         "TLS_CERT": "/etc/web.pem", "TLS_KEY": "/etc/web.key", "TOKEN": "t"},
+             "rest": {"URL": "https://modeld.internal", "TOKEN": "t"}},
             {"default": {"URL": "redis://:p%40ss@redis.internal/2?stream=jobs&maxlen=5000"},
              "batch": {"URL": "redis://app:pw@redis.internal?list=batch:jobs"}},
         ]:

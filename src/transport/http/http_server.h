@@ -3,10 +3,15 @@
 // writes the reply when it comes (from any thread), then reads the next (keep-alive;
 // pipelined requests wait their turn).
 //
+// With `tls`, every connection is HTTPS (TLS 1.2+): the handshake must finish within
+// header_timeout, and with a client CA a client without a certificate it signed fails the
+// handshake (mTLS).
+//
 // What it refuses by itself, each with {"error": "..."} and then closing the connection:
+//   503  a connection beyond max_connections open at once (answered before its request)
 //   413  a Content-Length (or a body) above max_body_bytes
 //   411  Transfer-Encoding: chunked request bodies (not supported: send Content-Length)
-//   431  request headers above 64 KiB
+//   431  request line and headers above max_header_bytes
 //   400  a request that is not HTTP/1.x
 // and 415 for a Content-Encoding other than identity (the connection stays open). A client
 // that sends `Expect: 100-continue` gets the interim 100 before the body is read.
@@ -20,10 +25,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "transport/auth/tls_files.h"
 #include "transport/http/handler.h"
 
 namespace modeld::transport::http {
@@ -32,6 +39,9 @@ struct HttpServerOptions {
   std::string address = "127.0.0.1:8000";  // host:port ([v6]:port); port 0 picks a free one
   int threads = 2;                         // I/O threads
   int64_t max_body_bytes = int64_t{64} << 20;
+  uint32_t max_header_bytes = 64 * 1024;
+  int64_t max_connections = 1024;
+  std::optional<auth::TlsMaterial> tls;  // nullopt: plain HTTP
   absl::Duration header_timeout = absl::Seconds(10);
   absl::Duration idle_timeout = absl::Seconds(60);
 };

@@ -33,9 +33,10 @@ std::string FloatText(float value) {
   return BufferText(buffer);
 }
 
+// Deeper than the default depth limit, so the tensor readers' own limits can be tested.
 rapidjson::Document Parse(absl::string_view text) {
   rapidjson::Document doc;
-  absl::Status status = ParseJson(text, doc);
+  absl::Status status = ParseJson(text, doc, /*max_depth=*/1000);
   EXPECT_TRUE(status.ok()) << status;
   return doc;
 }
@@ -100,6 +101,22 @@ TEST(ParseJsonTest, NamesTheProblemAndItsOffset) {
 
   EXPECT_TRUE(ParseJson("[NaN, Infinity, -Infinity]", doc).ok());
   EXPECT_TRUE(std::isnan(doc[0].GetDouble()));
+}
+
+TEST(ParseJsonTest, RefusesNestingDeeperThanTheLimit) {
+  rapidjson::Document doc;
+  // Three levels: the object, "a"'s array, the inner array.
+  const std::string three = R"({"a": [[1], {"b": 2}]})";
+  EXPECT_TRUE(ParseJson(three, doc, 3).ok());
+  EXPECT_EQ(doc["a"][1]["b"].GetInt(), 2);
+  absl::Status status = ParseJson(three, doc, 2);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("JSON nested deeper than 2 levels"));
+  EXPECT_THAT(status.message(), HasSubstr("--http-max-json-depth=2"));
+  // The default limit stops a well-formed deep document too.
+  const std::string deep = std::string(65, '[') + std::string(65, ']');
+  EXPECT_THAT(ParseJson(deep, doc).message(), HasSubstr("nested deeper than 64 levels"));
+  EXPECT_TRUE(ParseJson(deep.substr(1, 128), doc).ok());
 }
 
 TEST(Utf8Test, ValidatesAndSanitizes) {

@@ -5,7 +5,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "rapidjson/encodedstream.h"
 #include "rapidjson/error/en.h"
+#include "rapidjson/memorystream.h"
+#include "rapidjson/reader.h"
 
 namespace modeld::transport::http {
 namespace {
@@ -13,6 +16,52 @@ namespace {
 constexpr unsigned kParseFlags =
     rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag |
     rapidjson::kParseFullPrecisionFlag | rapidjson::kParseNanAndInfFlag;
+
+// A SAX handler that builds `doc` and stops the parse when arrays and objects nest deeper
+// than `max_depth`.
+class DepthLimiter {
+ public:
+  using Ch = char;
+  DepthLimiter(rapidjson::Document& doc, int max_depth) : doc_(doc), max_depth_(max_depth) {}
+  bool too_deep() const { return too_deep_; }
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned i) { return doc_.Uint(i); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t i) { return doc_.Uint64(i); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const Ch* str, rapidjson::SizeType length, bool copy) {
+    return doc_.RawNumber(str, length, copy);
+  }
+  bool String(const Ch* str, rapidjson::SizeType length, bool copy) {
+    return doc_.String(str, length, copy);
+  }
+  bool Key(const Ch* str, rapidjson::SizeType length, bool copy) {
+    return doc_.Key(str, length, copy);
+  }
+  bool StartObject() { return Enter() && doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType members) {
+    --depth_;
+    return doc_.EndObject(members);
+  }
+  bool StartArray() { return Enter() && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType elements) {
+    --depth_;
+    return doc_.EndArray(elements);
+  }
+
+ private:
+  bool Enter() {
+    if (++depth_ > max_depth_) too_deep_ = true;
+    return !too_deep_;
+  }
+  rapidjson::Document& doc_;
+  const int max_depth_;
+  int depth_ = 0;
+  bool too_deep_ = false;
+};
 
 // The length of the UTF-8 sequence starting at `p` (at most `left` bytes), or 0 when it is
 // malformed.
@@ -42,12 +91,27 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t left) {
 
 }  // namespace
 
-absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc) {
-  doc.Parse<kParseFlags>(text.data(), text.size());
-  if (doc.HasParseError()) {
+absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc, int max_depth) {
+  rapidjson::ParseResult result;
+  bool too_deep = false;
+  auto generate = [&](rapidjson::Document& handler) {
+    DepthLimiter limiter(handler, max_depth);
+    rapidjson::MemoryStream memory(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> stream(memory);
+    rapidjson::Reader reader;
+    result = reader.Parse<kParseFlags>(stream, limiter);
+    too_deep = limiter.too_deep();
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  if (too_deep) {
     return absl::InvalidArgumentError(
-        absl::StrCat("malformed JSON at byte ", doc.GetErrorOffset(), ": ",
-                     rapidjson::GetParseError_En(doc.GetParseError())));
+        absl::StrCat("JSON nested deeper than ", max_depth, " levels at byte ", result.Offset(),
+                     " (the limit is --http-max-json-depth=", max_depth, ")"));
+  }
+  if (result.IsError()) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed JSON at byte ", result.Offset(), ": ",
+                                                   rapidjson::GetParseError_En(result.Code())));
   }
   return absl::OkStatus();
 }

@@ -13,6 +13,7 @@
 #include "rapidjson/document.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
+#include "transport/http/json_limits.h"
 
 namespace modeld::transport::http {
 
@@ -24,8 +25,11 @@ using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>,
 // Parses `text` as exactly one JSON value into `doc`: UTF-8 is validated, NaN/Infinity are
 // accepted, numbers are read at full precision (a float64 printed shortest reads back
 // bit-exactly), and parsing is iterative so deep nesting cannot exhaust the stack.
-// INVALID_ARGUMENT "malformed JSON at byte N: <reason>" otherwise.
-absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc);
+// INVALID_ARGUMENT "malformed JSON at byte N: <reason>" otherwise, and "JSON nested deeper
+// than <max_depth> levels ..." when arrays and objects nest deeper than `max_depth` (the
+// outermost array or object is level 1), found before the rest is read.
+absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc,
+                       int max_depth = kDefaultMaxJsonDepth);
 
 // "a string", "an object", "an array", "a number", "true", "false" or "null": for messages.
 const char* JsonTypeName(const rapidjson::Value& value);

@@ -281,12 +281,12 @@ bool OutputFormat::Binary(absl::string_view output) const {
 
 absl::StatusOr<KServeInferRequest> DecodeInferRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
-    std::shared_ptr<const void> owner) {
+    std::shared_ptr<const void> owner, int max_json_depth) {
   ASSIGN_OR_RETURN(const SplitBody split, SplitAtHeader(body, header_length));
   const absl::string_view json = split.json;
   const absl::string_view binary = split.binary;
   rapidjson::Document doc;
-  RETURN_IF_ERROR(ParseJson(json, doc));
+  RETURN_IF_ERROR(ParseJson(json, doc, max_json_depth));
   if (!doc.IsObject()) return WrongType("the inference request", "a JSON object", doc);
 
   KServeInferRequest out;
@@ -306,10 +306,10 @@ absl::StatusOr<KServeInferRequest> DecodeInferRequest(
 
 absl::StatusOr<core::TrainRequest> DecodeTrainRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
-    std::shared_ptr<const void> owner) {
+    std::shared_ptr<const void> owner, int max_json_depth) {
   ASSIGN_OR_RETURN(const SplitBody split, SplitAtHeader(body, header_length));
   rapidjson::Document doc;
-  RETURN_IF_ERROR(ParseJson(split.json, doc));
+  RETURN_IF_ERROR(ParseJson(split.json, doc, max_json_depth));
   if (!doc.IsObject()) return WrongType("the training request", "a JSON object", doc);
   core::TrainRequest out;
   if (const Value* id = Member(doc, "id"); id != nullptr) {

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "core/infer_request.h"
 #include "core/train_request.h"
+#include "transport/http/json_limits.h"
 
 namespace modeld::transport::http {
 
@@ -42,9 +43,10 @@ struct KServeInferRequest {
 // shape; binary sizes that run past the body or leave bytes unclaimed; `priority` or
 // `timeout` (microseconds) that are not non-negative integers. UNIMPLEMENTED for the
 // classification extension.
+// The JSON may nest at most `max_json_depth` levels (ParseJson).
 absl::StatusOr<KServeInferRequest> DecodeInferRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
-    std::shared_ptr<const void> owner);
+    std::shared_ptr<const void> owner, int max_json_depth = kDefaultMaxJsonDepth);
 
 // Decodes the body of POST /v2/models/{m}[/versions/{v}]/train (docs/online-learning.md):
 // {"id"?, "inputs": [...], "targets": [...]}, each tensor as an inference input (JSON "data" or
@@ -52,7 +54,7 @@ absl::StatusOr<KServeInferRequest> DecodeInferRequest(
 // input or target.
 absl::StatusOr<core::TrainRequest> DecodeTrainRequest(
     absl::string_view body, std::optional<absl::string_view> header_length,
-    std::shared_ptr<const void> owner);
+    std::shared_ptr<const void> owner, int max_json_depth = kDefaultMaxJsonDepth);
 
 // {"model_name", "model_version", "id" (when set), "step", "loss", "checkpoint_step"}.
 std::string EncodeTrainResponse(const core::TrainResponse& response);

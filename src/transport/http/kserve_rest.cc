@@ -188,7 +188,7 @@ void KServeRest::Infer(std::shared_ptr<const Request> request, absl::string_view
   }
   // Binary inputs view the request body; the shared request keeps it alive until answered.
   absl::StatusOr<KServeInferRequest> decoded = DecodeInferRequest(
-      request->body, request->Header("inference-header-content-length"), request);
+      request->body, request->Header("inference-header-content-length"), request, max_json_depth_);
   if (!decoded.ok()) {
     std::move(reply)(StatusResponse(decoded.status()));
     return;
@@ -223,7 +223,7 @@ void KServeRest::Train(std::shared_ptr<const Request> request, absl::string_view
   if (!parsed.ok()) return std::move(reply)(StatusResponse(parsed.status()));
   // Binary tensors view the request body; the shared request keeps it alive until answered.
   absl::StatusOr<core::TrainRequest> decoded = DecodeTrainRequest(
-      request->body, request->Header("inference-header-content-length"), request);
+      request->body, request->Header("inference-header-content-length"), request, max_json_depth_);
   if (!decoded.ok()) return std::move(reply)(StatusResponse(decoded.status()));
   decoded->model_name = std::string(model);
   decoded->model_version = *parsed;
@@ -237,11 +237,11 @@ void KServeRest::Train(std::shared_ptr<const Request> request, absl::string_view
 namespace {
 
 // The body of a repository request: empty, or a JSON object.
-absl::StatusOr<rapidjson::Document> RepositoryBody(const Request& request) {
+absl::StatusOr<rapidjson::Document> RepositoryBody(const Request& request, int max_json_depth) {
   rapidjson::Document doc;
   doc.SetObject();
   if (request.body.empty()) return doc;
-  RETURN_IF_ERROR(ParseJson(request.body, doc));
+  RETURN_IF_ERROR(ParseJson(request.body, doc, max_json_depth));
   if (!doc.IsObject()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the request body must be a JSON object, got ", JsonTypeName(doc)));
@@ -253,7 +253,7 @@ absl::StatusOr<rapidjson::Document> RepositoryBody(const Request& request) {
 
 void KServeRest::RepositoryIndex(std::shared_ptr<const Request> request, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request));
+    ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request, max_json_depth_));
     bool ready = false;
     if (auto it = doc.FindMember("ready"); it != doc.MemberEnd()) {
       if (!it->value.IsBool()) {
@@ -289,7 +289,7 @@ void KServeRest::RepositoryLoad(std::shared_ptr<const Request> request, std::str
   // The names of the body's "parameters"; the service says which it takes.
   absl::StatusOr<std::vector<std::string>> parameters =
       [&]() -> absl::StatusOr<std::vector<std::string>> {
-    ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request));
+    ASSIGN_OR_RETURN(rapidjson::Document doc, RepositoryBody(*request, max_json_depth_));
     std::vector<std::string> names;
     auto it = doc.FindMember("parameters");
     if (it == doc.MemberEnd()) return names;

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "server/inference_service.h"
 #include "transport/http/handler.h"
+#include "transport/http/json_limits.h"
 
 namespace modeld::transport::http {
 
@@ -25,7 +26,9 @@ inline constexpr const char* kKServeExtensions[] = {"binary_tensor_data", "model
 // Thread-safe. `service` must outlive this object and every request it has started.
 class KServeRest {
  public:
-  explicit KServeRest(server::InferenceService& service) : service_(service) {}
+  // Request bodies may nest JSON at most `max_json_depth` levels.
+  explicit KServeRest(server::InferenceService& service, int max_json_depth = kDefaultMaxJsonDepth)
+      : service_(service), max_json_depth_(max_json_depth) {}
 
   // `version` is the /versions/{v} path segment, empty when absent.
   void ServerLive(Reply reply);
@@ -52,6 +55,7 @@ class KServeRest {
 
  private:
   server::InferenceService& service_;
+  const int max_json_depth_;
 };
 
 // The protobuf JSON of `config` as GET .../config answers it. Exposed for tests.

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "transport/auth/bearer.h"
+#include "transport/status_codes.h"
 
 namespace modeld::transport::http {
 namespace {
@@ -66,10 +68,45 @@ absl::string_view TakeSegment(absl::string_view& rest) {
 
 }  // namespace
 
-Router::Router(server::InferenceService& service, std::function<std::string()> metrics_text)
-    : kserve_(service), tfserving_(service), metrics_text_(std::move(metrics_text)) {}
+bool IsHealthPath(absl::string_view path) {
+  if (path == "/metrics") return true;
+  std::vector<absl::string_view> segments = absl::StrSplit(path, '/');
+  if (segments.size() > 2 && segments.back().empty()) segments.pop_back();  // trailing '/'
+  // "", "v2", ...
+  const size_t n = segments.size();
+  if (n < 3 || segments[0] != "" || segments[1] != "v2") return false;
+  if (n == 4 && segments[2] == "health") return segments[3] == "live" || segments[3] == "ready";
+  if (segments[2] != "models" || segments.back() != "ready") return false;
+  return n == 5 || (n == 7 && segments[4] == "versions");
+}
+
+Router::Router(server::InferenceService& service, std::function<std::string()> metrics_text,
+               RouterOptions options)
+    : options_(options),
+      kserve_(service, options.max_json_depth),
+      tfserving_(service, options.max_json_depth),
+      metrics_text_(std::move(metrics_text)) {}
+
+std::optional<Response> Router::Authenticate(const Request& request) const {
+  if (options_.tokens == nullptr) return std::nullopt;
+  if (options_.health_open && IsHealthPath(request.Path())) return std::nullopt;
+  const std::optional<absl::string_view> authorization = request.Header("authorization");
+  const absl::Status status = auth::CheckBearer(*options_.tokens, authorization);
+  if (status.ok()) return std::nullopt;
+  Response response = ErrorResponse(ToHttpStatus(status), status.message());
+  // RFC 6750: a request with no credentials gets the bare challenge, a wrong one the error.
+  response.headers.emplace_back("WWW-Authenticate", authorization.has_value()
+                                                        ? "Bearer realm=\"modeld\", "
+                                                          "error=\"invalid_token\""
+                                                        : "Bearer realm=\"modeld\"");
+  return response;
+}
 
 void Router::Handle(std::shared_ptr<const Request> request, Reply reply) {
+  if (std::optional<Response> refused = Authenticate(*request); refused.has_value()) {
+    std::move(reply)(*std::move(refused));
+    return;
+  }
   const absl::string_view path = request->Path();
   if (path == "/metrics") {
     if (request->method != "GET") {

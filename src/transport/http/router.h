@@ -13,6 +13,12 @@
 //   POST /v1/models/{m}[/versions/{v}]:predict   TF Serving predict (:classify, :regress: 501)
 //   GET  /metrics                                Prometheus text
 //
+// With a TokenStore, every request needs "Authorization: Bearer <token>" — checked here,
+// once, before any route is picked, so a route added later is protected too; only the
+// health routes (GET /v2/health/live, /v2/health/ready, .../ready) and /metrics may stay
+// open (health_open). A request without a valid token gets 401 {"error": ...} with
+// WWW-Authenticate: Bearer.
+//
 // Any other path answers 404 {"error":"Not Found"}; a known path with the wrong method 405
 // (with Allow), except under /v1, where TF Serving answers every unknown path or method 400
 // "Malformed request: <METHOD> <path>". Path segments are percent-decoded (model names may
@@ -21,21 +27,33 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "server/inference_service.h"
+#include "transport/auth/token_store.h"
 #include "transport/http/handler.h"
 #include "transport/http/kserve_rest.h"
 #include "transport/http/tfserving_rest.h"
 
 namespace modeld::transport::http {
 
+struct RouterOptions {
+  const auth::TokenStore* tokens = nullptr;   // null: no token needed; else must outlive the router
+  bool health_open = true;                    // health routes and /metrics need no token
+  int max_json_depth = kDefaultMaxJsonDepth;  // for every JSON request body
+};
+
+// Whether `path` is a health route or /metrics (what RouterOptions::health_open leaves open).
+bool IsHealthPath(absl::string_view path);
+
 // Thread-safe. `service` must outlive the router and every request it has started.
 class Router : public Handler {
  public:
   // `metrics_text` returns the Prometheus exposition served on GET /metrics; it is called on an
   // I/O thread and must be thread-safe.
-  Router(server::InferenceService& service, std::function<std::string()> metrics_text);
+  Router(server::InferenceService& service, std::function<std::string()> metrics_text,
+         RouterOptions options = {});
 
   void Handle(std::shared_ptr<const Request> request, Reply reply) override;
 
@@ -45,6 +63,10 @@ class Router : public Handler {
                        const std::vector<absl::string_view>& segments, Reply reply);
   void RouteTfServing(std::shared_ptr<const Request> request, Reply reply);
 
+  // The bearer-token check (RouterOptions); a response when the request is refused.
+  std::optional<Response> Authenticate(const Request& request) const;
+
+  const RouterOptions options_;
   KServeRest kserve_;
   TfServingRest tfserving_;
   const std::function<std::string()> metrics_text_;

@@ -257,5 +257,69 @@ TEST_F(RouterTest, ServesMetricsText) {
   EXPECT_THAT(metrics.content_type, HasSubstr("text/plain; version=0.0.4"));
 }
 
+TEST(HealthPathTest, OnlyHealthRoutesAndMetrics) {
+  EXPECT_TRUE(IsHealthPath("/metrics"));
+  EXPECT_TRUE(IsHealthPath("/v2/health/live"));
+  EXPECT_TRUE(IsHealthPath("/v2/health/ready/"));
+  EXPECT_TRUE(IsHealthPath("/v2/models/echo/ready"));
+  EXPECT_TRUE(IsHealthPath("/v2/models/echo/versions/2/ready"));
+  EXPECT_FALSE(IsHealthPath("/v2"));
+  EXPECT_FALSE(IsHealthPath("/v2/models/echo"));
+  EXPECT_FALSE(IsHealthPath("/v2/models/echo/infer"));
+  EXPECT_FALSE(IsHealthPath("/v2/models/ready/infer"));
+  EXPECT_FALSE(IsHealthPath("/v2/models/a/b/ready"));
+  EXPECT_FALSE(IsHealthPath("/v2/repository/index"));
+  EXPECT_FALSE(IsHealthPath("/v1/models/echo"));
+  EXPECT_FALSE(IsHealthPath("/v3/health/live"));
+}
+
+class RouterAuthTest : public RouterTest {
+ protected:
+  void UseTokens(bool health_open) {
+    auto tokens = auth::TokenStore::FromTokens({"t0ken"});
+    ASSERT_TRUE(tokens.ok());
+    tokens_ = *std::move(tokens);
+    RouterOptions options;
+    options.tokens = tokens_.get();
+    options.health_open = health_open;
+    router_ = std::make_unique<Router>(
+        *service_, [] { return std::string("metric_a 1\n"); }, options);
+  }
+  std::unique_ptr<auth::TokenStore> tokens_;
+};
+
+TEST_F(RouterAuthTest, EveryRouteButHealthNeedsAToken) {
+  UseTokens(/*health_open=*/true);
+  const std::string body = R"({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
+                                "data": [1, 2, 3]}]})";
+  Response missing = Call("POST", "/v2/models/echo/infer", body);
+  ExpectError(missing, 401, "missing bearer token");
+  ASSERT_EQ(missing.headers.size(), 1u);
+  EXPECT_EQ(missing.headers[0].first, "WWW-Authenticate");
+  EXPECT_EQ(missing.headers[0].second, "Bearer realm=\"modeld\"");
+  Response wrong = Call("POST", "/v2/models/echo/infer", body, {{"authorization", "Bearer t0ke"}});
+  ExpectError(wrong, 401, "invalid bearer token");
+  EXPECT_THAT(wrong.headers[0].second, HasSubstr("error=\"invalid_token\""));
+  // Unknown routes, TF Serving's and the repository API are behind the token too.
+  ExpectError(Call("GET", "/nowhere"), 401, "missing bearer token");
+  ExpectError(Call("GET", "/v1/models/echo"), 401, "missing bearer token");
+  ExpectError(Call("POST", "/v2/repository/index"), 401, "missing bearer token");
+  ExpectError(Call("GET", "/v2"), 401, "missing bearer token");
+
+  EXPECT_EQ(Call("POST", "/v2/models/echo/infer", body, {{"authorization", "Bearer t0ken"}}).status,
+            200);
+  EXPECT_EQ(Call("GET", "/v2/health/ready").status, 200);
+  EXPECT_EQ(Call("GET", "/v2/health/live").status, 200);
+  EXPECT_EQ(Call("GET", "/v2/models/echo/ready").status, 200);
+  EXPECT_EQ(Call("GET", "/metrics").status, 200);
+}
+
+TEST_F(RouterAuthTest, HealthNeedsATokenWhenAsked) {
+  UseTokens(/*health_open=*/false);
+  ExpectError(Call("GET", "/v2/health/ready"), 401, "missing bearer token");
+  ExpectError(Call("GET", "/metrics"), 401, "missing bearer token");
+  EXPECT_EQ(Call("GET", "/v2/health/ready", "", {{"authorization", "bearer t0ken"}}).status, 200);
+}
+
 }  // namespace
 }  // namespace modeld::transport::http

@@ -181,9 +181,10 @@ absl::string_view TfDataTypeName(core::DataType type) {
 }
 
 absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
-                                                      const core::ModelConfig& config) {
+                                                      const core::ModelConfig& config,
+                                                      int max_json_depth) {
   rapidjson::Document doc;
-  RETURN_IF_ERROR(ParseJson(body, doc));
+  RETURN_IF_ERROR(ParseJson(body, doc, max_json_depth));
   if (!doc.IsObject()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the predict request must be a JSON object, got ", JsonTypeName(doc)));

@@ -16,6 +16,7 @@
 #include "core/infer_request.h"
 #include "core/model_config.h"
 #include "server/inference_service.h"
+#include "transport/http/json_limits.h"
 #include "transport/tfserving/tfserving_model.h"
 
 namespace modeld::transport::http {
@@ -37,8 +38,10 @@ struct TfPredictRequest {
 // inputs, ragged lists, rows that disagree on an input's shape, and values of the wrong type
 // or range for the input's datatype. A batched input whose items have no dims
 // (core::TensorSpec::IsScalarItem) is taken as [batch], as TensorFlow Serving takes it.
+// The JSON may nest at most `max_json_depth` levels (ParseJson).
 absl::StatusOr<TfPredictRequest> DecodePredictRequest(absl::string_view body,
-                                                      const core::ModelConfig& config);
+                                                      const core::ModelConfig& config,
+                                                      int max_json_depth = kDefaultMaxJsonDepth);
 
 // {"predictions": [...]} (row format: a list of rows, each an object by output name when there
 // are several outputs; every output must share the batch dimension) or {"outputs": ...}

@@ -42,7 +42,8 @@ void TfServingRest::Predict(std::shared_ptr<const Request> request, absl::string
     ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
     // The config says how to read the JSON: input names, datatypes, batching.
     ASSIGN_OR_RETURN(config, service_.Config(model, wanted));
-    ASSIGN_OR_RETURN(TfPredictRequest predict, DecodePredictRequest(request->body, *config));
+    ASSIGN_OR_RETURN(TfPredictRequest predict,
+                     DecodePredictRequest(request->body, *config, max_json_depth_));
     predict.request.model_name = std::string(model);
     predict.request.model_version = wanted;
     return predict;

@@ -9,13 +9,17 @@
 #include "absl/strings/string_view.h"
 #include "server/inference_service.h"
 #include "transport/http/handler.h"
+#include "transport/http/json_limits.h"
 
 namespace modeld::transport::http {
 
 // Thread-safe. `service` must outlive this object and every request it has started.
 class TfServingRest {
  public:
-  explicit TfServingRest(server::InferenceService& service) : service_(service) {}
+  // Request bodies may nest JSON at most `max_json_depth` levels.
+  explicit TfServingRest(server::InferenceService& service,
+                         int max_json_depth = kDefaultMaxJsonDepth)
+      : service_(service), max_json_depth_(max_json_depth) {}
 
   // `version` is the /versions/{v} path segment, empty when absent.
   // GET /v1/models/{m}[/versions/{v}]: every version's state (or that version's). NOT_FOUND
@@ -29,6 +33,7 @@ class TfServingRest {
 
  private:
   server::InferenceService& service_;
+  const int max_json_depth_;
 };
 
 }  // namespace modeld::transport::http

@@ -21,7 +21,14 @@ import numpy as np
 from .. import _codec, _training
 from .._codec import ModelSpec, Tensor
 from .._common import Endpoint, on_fork
-from .._grpc import CHANNEL_OPTIONS, grpc_error, server_metadata_dict, stubs
+from .._grpc import (
+    CHANNEL_OPTIONS,
+    call_metadata,
+    channel_credentials,
+    grpc_error,
+    server_metadata_dict,
+    stubs,
+)
 from .._proto import grpc_service_pb2 as pb
 from .._training import TrainResult
 from ..errors import InvalidInput, ModeldError, ModelNotFound
@@ -40,6 +47,8 @@ class AioGrpcTransport:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._target = endpoint.target
+        self._security = endpoint.security
+        self._metadata = call_metadata(endpoint.security)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         # id(loop) -> (loop, channel, callables)
@@ -72,7 +81,12 @@ class AioGrpcTransport:
             for key, (other, _, _) in list(self._channels.items()):
                 if other.is_closed() or other is loop:
                     del self._channels[key]
-            channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+            if self._security.tls:
+                channel = grpc.aio.secure_channel(
+                    self._target, channel_credentials(self._security), options=CHANNEL_OPTIONS
+                )
+            else:
+                channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
             _aio_used_in_pid = os.getpid()
             rpcs = stubs(channel)
             self._channels[id(loop)] = (loop, channel, rpcs)
@@ -81,7 +95,7 @@ class AioGrpcTransport:
     async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
         rpcs = self._rpcs()
         try:
-            return await rpcs[method](request, timeout=timeout)
+            return await rpcs[method](request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise grpc_error(error, timeout) from None
         except (ValueError, grpc.aio.UsageError) as error:

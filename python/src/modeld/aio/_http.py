@@ -58,8 +58,15 @@ class AioHttpTransport:
     """Calls modeld's KServe V2 REST API from coroutines; raises ModeldError subclasses."""
 
     def __init__(self, endpoint: Endpoint, pool_size: int = 8) -> None:
+        if endpoint.security.tls:
+            # The client reads and writes the socket with the loop's sock_* calls, which have
+            # no TLS; HTTPS is offered by the sync client and by grpcs:// here.
+            raise ValueError(
+                "modeld.aio.Client does not speak HTTPS; use grpcs:// (or modeld.Client)"
+            )
         self._api = RestApi(endpoint)
         self._endpoint = endpoint
+        self._authorization = endpoint.security.authorization()
         self._url = f"http://{endpoint.target}{endpoint.prefix}"
         self._pool_size = pool_size
         self._idle: list[_Connection] = []  # list.append / list.pop are atomic under the GIL
@@ -114,6 +121,8 @@ class AioHttpTransport:
             f"Content-Length: {len(request.body)}",
         ]
         lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        if self._authorization is not None:
+            lines.append(f"Authorization: {self._authorization}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + request.body
 

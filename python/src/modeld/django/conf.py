@@ -13,6 +13,11 @@ upper-case keys::
             "RETRIES": 3,                     # retries of UNAVAILABLE calls (default 3)
             "BACKOFF": 0.05,                  # first retry delay in seconds (default 0.05)
             "MODELS": ["mlp", "linear"],      # models this site expects (default [])
+            # gRPC and HTTP only (docs/security.md); grpcs:// and https:// turn TLS on too:
+            "TLS_CA": "/etc/modeld/ca.crt",   # CAs of the server's certificate (TLS on)
+            "TLS_CERT": "/etc/modeld/web.crt",  # client certificate and key, for mTLS
+            "TLS_KEY": "/etc/modeld/web.key",
+            "TOKEN": os.environ["MODELD_TOKEN"],  # bearer token (--auth-token-file)
         },
     }
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -39,10 +44,12 @@ DEFAULT_URL = "grpc://127.0.0.1:8001"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.05
-KNOWN_KEYS = ("URL", "TIMEOUT", "RETRIES", "BACKOFF", "MODELS")
+KNOWN_KEYS = ("URL", "TIMEOUT", "RETRIES", "BACKOFF", "MODELS", "TLS_CA", "TLS_CERT", "TLS_KEY",
+              "TOKEN")
+SECURITY_KEYS = ("TLS_CA", "TLS_CERT", "TLS_KEY", "TOKEN")
 REDIS_HINT = ("redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N], "
               "naming the queue modeld reads (--redis-stream / --redis-list); docs/redis.md.")
-SCHEMES = ("grpc", "http", "redis")
+SCHEMES = ("grpc", "grpcs", "http", "https", "redis")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,16 @@ class AliasSettings:
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
     models: tuple[str, ...] = ()
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+    def security_kwargs(self) -> dict[str, str]:
+        """The client's tls_ca / tls_cert / tls_key / token arguments that are set."""
+        values = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key,
+                  "token": self.token}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 class Problem(NamedTuple):
@@ -101,12 +118,36 @@ def _url_problem(alias: str, url: Any) -> Problem | None:
         return Problem("modeld.E004", f"{where} = {url!r} has an invalid port.", hint)
     if not parts.hostname:
         return Problem("modeld.E004", f"{where} = {url!r} names no host.", hint)
-    if scheme == "grpc" and parts.path.rstrip("/"):
+    if scheme in ("grpc", "grpcs") and parts.path.rstrip("/"):
         return Problem("modeld.E004", f"{where} = {url!r}: a grpc:// URL has no path.", hint)
     if parts.query or parts.fragment or parts.username or parts.password:
         return Problem("modeld.E004", f"{where} = {url!r}: query, fragment and user are not "
                        "supported.", hint)
     return None
+
+
+def _security_problems(alias: str, options: dict[str, Any]) -> list[Problem]:
+    """TLS_CA, TLS_CERT, TLS_KEY and TOKEN: strings, the files pairs, never with Redis."""
+    found: list[Problem] = []
+    given = [key for key in SECURITY_KEYS if options.get(key) is not None]
+    for key in given:
+        if not isinstance(options[key], str) or not options[key].strip():
+            found.append(Problem("modeld.E011", f"MODELD[{alias!r}][{key!r}] must be a "
+                                 "non-empty string."))
+    if ("TLS_CERT" in given) != ("TLS_KEY" in given):
+        found.append(Problem("modeld.E011", f"MODELD[{alias!r}] needs both 'TLS_CERT' and "
+                             "'TLS_KEY' (a client certificate and its key), or neither."))
+    url = options.get("URL")
+    if given and isinstance(url, str) and urlsplit(url.strip()).scheme.lower() in (
+        "redis", "rediss"
+    ):
+        found.append(Problem(
+            "modeld.E011",
+            f"MODELD[{alias!r}] sets {', '.join(given)} with a Redis URL.",
+            "TLS and tokens are for gRPC and HTTP; a Redis URL carries its own credentials "
+            "(redis://user:password@host).",
+        ))
+    return found
 
 
 def alias_problems(alias: Any, options: Any) -> list[Problem]:
@@ -154,6 +195,7 @@ def alias_problems(alias: Any, options: Any) -> list[Problem]:
         problems.append(Problem(
             "modeld.E007",
             f"MODELD[{alias!r}]['MODELS'] must be a list of model names, not {models!r}."))
+    problems.extend(_security_problems(alias, options))
     backoff = options.get("BACKOFF", DEFAULT_BACKOFF)
     if not _is_number(backoff) or not math.isfinite(backoff) or backoff < 0:
         problems.append(Problem(
@@ -201,6 +243,10 @@ def load(raw: Any = None) -> dict[str, AliasSettings]:
             retries=options.get("RETRIES", DEFAULT_RETRIES),
             backoff=float(options.get("BACKOFF", DEFAULT_BACKOFF)),
             models=tuple(options.get("MODELS", ())),
+            tls_ca=options.get("TLS_CA"),
+            tls_cert=options.get("TLS_CERT"),
+            tls_key=options.get("TLS_KEY"),
+            token=options.get("TOKEN"),
         )
         for alias, options in raw.items()
     }

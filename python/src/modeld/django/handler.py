@@ -62,6 +62,7 @@ def create_client(
         timeout=config.timeout if timeout is None else timeout,
         retries=config.retries if retries is None else retries,
         backoff=config.backoff,
+        **config.security_kwargs(),
     )
 
 
@@ -70,7 +71,11 @@ def create_async_client(config: AliasSettings) -> modeld.aio.Client:
     import modeld.aio
 
     return modeld.aio.Client(
-        config.url, timeout=config.timeout, retries=config.retries, backoff=config.backoff
+        config.url,
+        timeout=config.timeout,
+        retries=config.retries,
+        backoff=config.backoff,
+        **config.security_kwargs(),
     )
 
 
