@@ -47,7 +47,9 @@ class Model {
   // One step: computes the loss of `inputs` (validated as for Run) against `targets` (each
   // well-formed, with the inputs' batch size first) and updates the weights. Returns the loss
   // before the update. INVALID_ARGUMENT naming a target the model does not take, or one it
-  // needs that is missing; INTERNAL with the framework's message.
+  // needs that is missing, or for a non-finite loss whose update was not applied; DATA_LOSS
+  // when an update the model applied itself gave a non-finite loss (the weights may be
+  // damaged); INTERNAL with the framework's message.
   virtual absl::StatusOr<double> Train(const core::TensorMap& inputs,
                                        const core::TensorMap& targets) {
     (void)inputs;

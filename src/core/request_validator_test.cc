@@ -1,5 +1,9 @@
 #include "core/request_validator.h"
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -214,6 +218,54 @@ TEST(RequestValidatorTest, ChecksBytesElementCounts) {
   request.inputs["text"] = Tensor::Owning(DataType::kBytes, {2}, two.substr(0, 5));
   EXPECT_THAT(ValidateRequest(*config, request).message(),
               AllOf(HasSubstr("input 'text'"), HasSubstr("declares 2 bytes")));
+}
+
+}  // namespace
+}  // namespace modeld::core
+
+namespace modeld::core {
+namespace {
+
+TrainRequest GoodTrainRequest() {
+  TrainRequest request;
+  request.model_name = "add_sub";
+  request.inputs["a"] = Tensor::Owning(DataType::kFp32, {3, 2}, std::string(24, '\0'));
+  request.inputs["b"] = Tensor::Owning(DataType::kFp32, {3, 2}, std::string(24, '\0'));
+  request.targets["sum"] = Tensor::Owning(DataType::kFp32, {3, 2}, std::string(24, '\0'));
+  return request;
+}
+
+TEST(TrainRequestValidatorTest, AcceptsInputsAndWellFormedTargets) {
+  EXPECT_TRUE(ValidateTrainRequest(AddSubConfig(8), GoodTrainRequest()).ok());
+}
+
+TEST(TrainRequestValidatorTest, NamesTheProblem) {
+  const ModelConfig config = AddSubConfig(8);
+  struct Case {
+    std::function<void(TrainRequest&)> change;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](TrainRequest& r) { r.targets.clear(); }, "has no targets"},
+      {[](TrainRequest& r) { r.inputs.erase("b"); }, "missing input 'b'"},
+      {[](TrainRequest& r) {
+         r.targets["sum"] = Tensor::Owning(DataType::kFp32, {2, 2}, std::string(16, '\0'));
+       },
+       "target 'sum' has shape [2, 2] but the inputs have batch size 3"},
+      {[](TrainRequest& r) {
+         r.targets["sum"] = Tensor::Owning(DataType::kFp32, {3, 2}, std::string(20, '\0'));
+       },
+       "target 'sum' has 20 bytes of data"},
+      {[](TrainRequest& r) { r.targets["a"] = r.inputs.at("a"); },
+       "target 'a' has the name of an input"},
+  };
+  for (const Case& c : cases) {
+    TrainRequest request = GoodTrainRequest();
+    c.change(request);
+    const absl::Status status = ValidateTrainRequest(config, request);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+  }
 }
 
 }  // namespace

@@ -168,3 +168,101 @@ TEST(ControlParametersTest, OnlyUnloadDependentsIsTaken) {
 
 }  // namespace
 }  // namespace modeld::server
+
+namespace modeld::server {
+namespace {
+
+// A fake model that learns y = weight * x (backend/fake), beside one that does not train.
+class TrainServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    backends_.Register("fake", {}, std::make_unique<backend::FakeBackend>());
+    constexpr char kModel[] = R"pb(
+      backend: "fake"
+      max_batch_size: 4
+      input {
+        name: "x"
+        data_type: TYPE_FP32
+        dims: [ 1 ]
+      }
+      output {
+        name: "y"
+        data_type: TYPE_FP32
+        dims: [ 1 ]
+      }
+    )pb";
+    repo_.AddModel("learner", absl::StrCat(kModel, R"pb(
+                     parameters {
+                       key: "training"
+                       value { string_value: "true" }
+                     }
+                     parameters {
+                       key: "training_learning_rate"
+                       value { string_value: "0.1" }
+                     }
+                   )pb"));
+    repo_.AddModel("fixed", kModel);
+    manager_ = std::make_unique<repository::ModelManager>(
+        repo_.path(), backends_, batching::MakeSchedulerFactory(clock_), &registry_);
+    ASSERT_TRUE(manager_->LoadAll().ok());
+    service_ = std::make_unique<InferenceService>(*manager_, clock_, &registry_);
+  }
+
+  absl::StatusOr<core::TrainResponse> Train(std::string model, std::string target = "y") {
+    core::TrainRequest request;
+    request.model_name = std::move(model);
+    const float x[] = {1, 2};
+    const float y[] = {3, 6};
+    request.inputs["x"] = core::Tensor::Owning(core::DataType::kFp32, {2, 1},
+                                               std::string(reinterpret_cast<const char*>(x), 8));
+    request.targets[target] = core::Tensor::Owning(
+        core::DataType::kFp32, {2, 1}, std::string(reinterpret_cast<const char*>(y), 8));
+    absl::Notification done;
+    absl::StatusOr<core::TrainResponse> result = absl::UnknownError("no answer");
+    service_->Train(std::move(request), [&](absl::StatusOr<core::TrainResponse> response) {
+      result = std::move(response);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    return result;
+  }
+
+  testing::TempRepository repo_;
+  common::RealClock clock_;
+  metrics::Registry registry_;
+  backend::BackendRegistry backends_;
+  std::unique_ptr<repository::ModelManager> manager_;
+  std::unique_ptr<InferenceService> service_;
+};
+
+TEST_F(TrainServiceTest, StepsANumberedStepAndCountsIt) {
+  for (int step = 1; step <= 3; ++step) {
+    absl::StatusOr<core::TrainResponse> response = Train("learner");
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->step, step);
+    EXPECT_EQ(response->model_version, 1);
+  }
+  EXPECT_THAT(registry_.Render(),
+              HasSubstr("modeld_training_steps_total{model=\"learner\",version=\"1\"} 3"));
+  EXPECT_TRUE(service_->WaitUntilIdle(absl::Seconds(1)));
+}
+
+TEST_F(TrainServiceTest, RefusesWhatCannotBeAStep) {
+  EXPECT_EQ(Train("nope").status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<core::TrainResponse> fixed = Train("fixed");
+  EXPECT_EQ(fixed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(fixed.status().message(), HasSubstr("model 'fixed' is not trainable"));
+  EXPECT_EQ(Train("learner", "z").status().code(), absl::StatusCode::kInvalidArgument);
+  service_->StartDraining();
+  EXPECT_EQ(Train("learner").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(TrainServiceTest, DrainingWritesTheLastCheckpoint) {
+  ASSERT_TRUE(Train("learner").ok());
+  manager_->DrainAll();
+  EXPECT_TRUE(std::filesystem::exists(repo_.path() / "learner" / "checkpoints" /
+                                      "step-00000000000000000001.ckpt"));
+}
+
+}  // namespace
+}  // namespace modeld::server

@@ -79,6 +79,9 @@ class Trainer::Worker {
 
   const Params params_;
   // The loop's own.
+  // Set when a step reported DATA_LOSS (its own update gave a non-finite loss): no more steps
+  // and no more checkpoints, so the newest checkpoint stays the last good weights.
+  std::optional<std::string> damaged_;
   int64_t step_ = 0;
   int64_t saved_step_ = 0;  // the newest checkpoint's
   absl::Time saved_at_;
@@ -189,7 +192,8 @@ void Trainer::Worker::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this] { return !queue_.empty() || draining_; };
-      const bool timed = options.checkpoint_every > absl::ZeroDuration() && step_ > saved_step_;
+      const bool timed = options.checkpoint_every > absl::ZeroDuration() && step_ > saved_step_ &&
+                         !damaged_.has_value();
       if (timed) {
         mu_.AwaitWithDeadline(absl::Condition(&ready), saved_at_ + options.checkpoint_every);
       } else {
@@ -202,13 +206,26 @@ void Trainer::Worker::Loop() {
       draining = draining_;
     }
     if (!next.has_value()) {
-      if (step_ > saved_step_) Checkpoint();  // the time is up, or the last one at the end
+      if (step_ > saved_step_ && !damaged_.has_value()) Checkpoint();  // time, or the last
       if (draining) return;
+      continue;
+    }
+    if (damaged_.has_value()) {
+      std::move(next->done)(absl::FailedPreconditionError(*damaged_));
       continue;
     }
     absl::StatusOr<double> loss = params_.instance->Call([&](backend::Model& model) {
       return model.Train(next->request.inputs, next->request.targets);
     });
+    if (absl::IsDataLoss(loss.status())) {
+      damaged_ = absl::StrCat("model '", params_.config->name, "' version ", params_.version,
+                              " stopped training: step ", step_ + 1,
+                              " gave a non-finite loss after its update (", loss.status().message(),
+                              "); no checkpoint is written any more, so restarting modeld "
+                              "(or reloading the model) goes back to checkpoint step ",
+                              saved_step_);
+      spdlog::error("{}", *damaged_);
+    }
     if (!loss.ok()) {
       std::move(next->done)(loss.status());
       continue;
@@ -235,6 +252,7 @@ void Trainer::Worker::Loop() {
 
 void Trainer::Worker::Checkpoint() {
   const std::string& model = params_.config->name;
+  if (damaged_.has_value()) return;
   absl::StatusOr<backend::Model::State> state =
       params_.instance->Call([](backend::Model& m) { return m.SaveState(); });
   absl::Status status = state.status();

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -224,6 +225,35 @@ TEST_F(TrainerTest, PublishingWritesANewVersionFolder) {
   for (const auto& entry : std::filesystem::directory_iterator(repo_.path() / "m")) {
     EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr("publishing")));
   }
+}
+
+TEST_F(TrainerTest, AStepThatDamagesTheWeightsStopsTrainingAndCheckpoints) {
+  std::unique_ptr<Trainer> trainer = Start(R"pb(parameters {
+                                                  key: "checkpoint_every_steps"
+                                                  value { string_value: "2" }
+                                                })pb");
+  ASSERT_NE(trainer, nullptr) << start_status_;
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(Step(*trainer).ok());
+  core::TrainRequest request;
+  request.model_name = "m";
+  request.inputs["x"] = Floats({1});
+  request.targets["y"] = Floats({std::nanf("")});
+  absl::Notification done;
+  absl::Status damaged;
+  trainer->Train(std::move(request), [&](absl::StatusOr<core::TrainResponse> r) {
+    damaged = r.status();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss);
+  absl::StatusOr<core::TrainResponse> after = Step(*trainer);
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(after.status().message(), HasSubstr("goes back to checkpoint step 2"));
+  trainer->Drain();  // writes nothing: step 2 stays the newest checkpoint
+  std::optional<FoundCheckpoint> found =
+      NewestValidCheckpoint(repo_.path() / "checkpoints", nullptr);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->checkpoint.step, 2);
 }
 
 TEST_F(TrainerTest, AnUnknownTargetFailsThatStepAlone) {

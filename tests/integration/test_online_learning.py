@@ -177,6 +177,28 @@ def test_inference_never_sees_a_half_updated_step(launch, tmp_path, torch_module
     assert float(predict(channel, "stamp", np.zeros((1, 1), np.float32))[0, 0]) == 200.0
 
 
+def test_a_step_that_damages_its_own_weights_stops_training(launch, tmp_path, torch_modules):  # noqa: F811,E501
+    """stamp's train_step writes its target into the weights itself: a NaN target leaves NaN
+    weights, so modeld refuses further steps and keeps the last good checkpoint."""
+    write_trainable(tmp_path, "stamp", torch_modules / "stamp.pt", outputs=(("y", 262144),),
+                    max_batch_size=4, parameters={"checkpoint_every_steps": "1"})
+    server = launch(tmp_path)
+    channel = server.channel()
+    x = np.zeros((1, 1), np.float32)
+    assert grpc_train(channel, "stamp", {"x": x}, {"t": np.full((1, 1), 7, np.float32)}).step == 1
+    with pytest.raises(grpc.RpcError) as caught:
+        grpc_train(channel, "stamp", {"x": x}, {"t": np.full((1, 1), np.nan, np.float32)})
+    assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "train_step has updated the weights itself" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        grpc_train(channel, "stamp", {"x": x}, {"t": np.full((1, 1), 8, np.float32)})
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "goes back to checkpoint step 1" in caught.value.details()
+    server.stop()
+    restarted = launch(tmp_path)
+    assert float(predict(restarted.channel(), "stamp", x)[0, 0]) == 7.0
+
+
 def test_bad_training_requests_are_named_and_change_nothing(launch, regression_repo):
     server = launch(regression_repo)
     channel = server.channel()

@@ -3,6 +3,8 @@ TensorFlow (nothing is downloaded, nothing is committed).
 
     generate(repository) -> {model name: folder}
     references(repository) -> {model name: callable({input key: array}) -> {output key: array}}
+    write_trainable_regression(savedmodel_dir), trainable_regression_config(...)
+                              a SavedModel with a `train` signature, for online learning
 
 `generate` writes into `repository`:
 
@@ -366,3 +368,61 @@ def expected_examples(xs):
     scores = np.exp(logits - logits.max(axis=1, keepdims=True))
     scores /= scores.sum(axis=1, keepdims=True)
     return [list(EXAMPLE_LABELS)] * len(xs), scores, xs.sum(axis=1)
+
+
+# --- online learning: a SavedModel with a `train` signature -----------------------------------
+
+REGRESSION_W = 0.5  # the starting weights of write_trainable_regression
+REGRESSION_B = 0.0
+REGRESSION_LEARNING_RATE = 0.1
+
+
+def write_trainable_regression(savedmodel_dir):
+    """y = x W + b (W = 0.5, b = 0 as tf.Variables), x FP32 [-1, 1], written with
+    tf.saved_model.save into `savedmodel_dir` with two signatures:
+      serving_default  x -> {"y"}
+      train            train(x, y) -> {"loss"}: the mean squared error of the prediction, after
+                       which one SGD step (REGRESSION_LEARNING_RATE) is applied to W and b with
+                       tf.GradientTape and assign_sub."""
+    tf = _tf()
+    x_spec = tf.TensorSpec([None, 1], tf.float32, name="x")
+    y_spec = tf.TensorSpec([None, 1], tf.float32, name="y")
+
+    class Regression(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable([[REGRESSION_W]], dtype=tf.float32, name="w")
+            self.b = tf.Variable([REGRESSION_B], dtype=tf.float32, name="b")
+
+        @tf.function(input_signature=[x_spec])
+        def serve(self, x):
+            return {"y": tf.matmul(x, self.w) + self.b}
+
+        @tf.function(input_signature=[x_spec, y_spec])
+        def train(self, x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(tf.matmul(x, self.w) + self.b - y))
+            dw, db = tape.gradient(loss, [self.w, self.b])
+            self.w.assign_sub(REGRESSION_LEARNING_RATE * dw)
+            self.b.assign_sub(REGRESSION_LEARNING_RATE * db)
+            return {"loss": loss}
+
+    module = Regression()
+    _save_module(module, savedmodel_dir,
+                 {"serving_default": module.serve, "train": module.train})
+
+
+def trainable_regression_config(parameters=None, *, training=True, max_batch_size=64):
+    """config.pbtxt text for write_trainable_regression's SavedModel: x and y FP32 [1], training
+    on (unless `training` is false) without timed checkpoints, plus `parameters` ({key: value})."""
+    settings = {"checkpoint_every_seconds": "0"}
+    if training:
+        settings["training"] = "true"
+    settings.update(parameters or {})
+    return (f'platform: "{PLATFORM}"\n'
+            f"max_batch_size: {max_batch_size}\n"
+            'input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+            'output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+            "dynamic_batching { }\n"
+            + "".join(f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}\n'
+                      for key, value in settings.items()))

@@ -1,5 +1,6 @@
 #include "backend/fake/fake_backend.h"
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iomanip>
@@ -69,6 +70,10 @@ class FakeModel : public Model {
     }
     if (sleep_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
     weight_ -= static_cast<float>(training_->learning_rate * gradient);
+    // As a framework step that updates its own weights: the damage is done when it is seen.
+    if (!std::isfinite(loss)) {
+      return absl::DataLossError(absl::StrCat("the loss is ", loss, "; the weight is damaged"));
+    }
     return loss;
   }
 

@@ -7,14 +7,15 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/model_inputs.h"
 #include "backend/tensorflow/saved_model.h"
 #include "backend/tensorflow/tf_api.h"
 #include "backend/tensorflow/tf_tensor.h"
+#include "backend/tensorflow/tf_training.h"
 #include "common/status_macros.h"
+#include "core/training_options.h"
 #include "tensorflow/config.pb.h"
 
 namespace modeld::backend {
@@ -22,28 +23,6 @@ namespace {
 
 constexpr char kIntraOpThreadsParameter[] = "intra_op_thread_count";
 constexpr char kInterOpThreadsParameter[] = "inter_op_thread_count";
-
-// A TF_Status, deleted on scope exit.
-class TfStatus {
- public:
-  explicit TfStatus(const TfApi& api) : api_(api), status_(api.TF_NewStatus()) {}
-  ~TfStatus() { api_.TF_DeleteStatus(status_); }
-  TfStatus(const TfStatus&) = delete;
-  TfStatus& operator=(const TfStatus&) = delete;
-
-  TF_Status* get() const { return status_; }
-  bool ok() const { return api_.TF_GetCode(status_) == TF_OK; }
-  // TensorFlow's message as an INTERNAL error, after `context` when given.
-  absl::Status Error(absl::string_view context) const {
-    const absl::string_view message = absl::StripTrailingAsciiWhitespace(api_.TF_Message(status_));
-    return absl::InternalError(context.empty() ? std::string(message)
-                                               : absl::StrCat(context, ": ", message));
-  }
-
- private:
-  const TfApi& api_;
-  TF_Status* const status_;
-};
 
 absl::StatusOr<int> ThreadCount(const core::ModelConfig& config, absl::string_view parameter,
                                 int fallback) {
@@ -73,14 +52,18 @@ absl::StatusOr<std::string> SessionConfig(const core::ModelConfig& config) {
 
 class TensorFlowModel : public Model {
  public:
+  // `training`: null when this instance does not train, and then `cannot_train` says why.
   TensorFlowModel(const TfApi& api, core::ModelConfig config, TF_Graph* graph, TF_Session* session,
-                  std::vector<TF_Output> feeds, std::vector<TF_Output> fetches)
+                  std::vector<TF_Output> feeds, std::vector<TF_Output> fetches,
+                  std::unique_ptr<TfTraining> training, absl::Status cannot_train)
       : api_(api),
         config_(std::move(config)),
         graph_(graph),
         session_(session),
         feeds_(std::move(feeds)),
-        fetches_(std::move(fetches)) {}
+        fetches_(std::move(fetches)),
+        training_(std::move(training)),
+        cannot_train_(std::move(cannot_train)) {}
 
   ~TensorFlowModel() override {
     TfStatus status(api_);
@@ -125,6 +108,24 @@ class TensorFlowModel : public Model {
     return outputs;
   }
 
+  absl::Status CanTrain() const override { return cannot_train_; }
+
+  absl::StatusOr<double> Train(const core::TensorMap& inputs,
+                               const core::TensorMap& targets) override {
+    RETURN_IF_ERROR(CanTrain());
+    return training_->Step(inputs, targets);
+  }
+
+  absl::StatusOr<State> SaveState() override {
+    RETURN_IF_ERROR(CanTrain());
+    return training_->Save();
+  }
+
+  absl::Status RestoreState(const State& state) override {
+    RETURN_IF_ERROR(CanTrain());
+    return training_->Restore(state);
+  }
+
  private:
   const TfApi& api_;
   const core::ModelConfig config_;
@@ -132,27 +133,28 @@ class TensorFlowModel : public Model {
   TF_Session* const session_;
   const std::vector<TF_Output> feeds_;    // one per config input, in config order
   const std::vector<TF_Output> fetches_;  // one per config output, in config order
+  const std::unique_ptr<TfTraining> training_;
+  const absl::Status cannot_train_;  // OK exactly when training_ is set
 };
 
-// The graph endpoint of a signature tensor ("operation:index").
-absl::StatusOr<TF_Output> Endpoint(const TfApi& api, TF_Graph* graph,
-                                   const tensorflow::TensorInfo& info, absl::string_view key) {
-  const std::string& name = info.name();
-  std::string operation = name;
-  int index = 0;
-  if (const size_t colon = name.rfind(':'); colon != std::string::npos) {
-    operation = name.substr(0, colon);
-    if (!absl::SimpleAtoi(absl::string_view(name).substr(colon + 1), &index) || index < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("signature tensor '", key, "' names graph tensor '", name, "'"));
-    }
+// The training of a loaded session, when the config turns it on: the training (or null) and,
+// when null, why CanTrain() refuses.
+std::pair<std::unique_ptr<TfTraining>, absl::Status> PrepareTraining(
+    const TfApi& api, TF_Graph* graph, TF_Session* session,
+    const tensorflow::MetaGraphDef& meta_graph, const core::ModelConfig& config,
+    const core::TrainingOptions& options, const std::filesystem::path& dir) {
+  if (!options.enabled) {
+    return {nullptr, absl::FailedPreconditionError(
+                         "training is off for this model (its config.pbtxt has no parameter "
+                         "training: true)")};
   }
-  TF_Operation* op = api.TF_GraphOperationByName(graph, operation.c_str());
-  if (op == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("signature tensor '", key, "' names operation '",
-                                                   operation, "', which the graph does not have"));
+  absl::StatusOr<std::unique_ptr<TfTraining>> training =
+      TfTraining::Prepare(api, graph, session, meta_graph, config, options.signature);
+  if (!training.ok()) {
+    return {nullptr, absl::FailedPreconditionError(
+                         absl::StrCat(dir.string(), ": ", training.status().message()))};
   }
-  return TF_Output{op, index};
+  return {*std::move(training), absl::OkStatus()};
 }
 
 }  // namespace
@@ -196,6 +198,8 @@ absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
                                             version_dir.string(), " or in its model.savedmodel/"));
   }
   ASSIGN_OR_RETURN(const std::string session_config, SessionConfig(config));
+  ASSIGN_OR_RETURN(const core::TrainingOptions training_options,
+                   core::ParseTrainingOptions(config));
   ASSIGN_OR_RETURN(const TfApi* api, LoadTfApi(library_));
 
   TfStatus status(*api);
@@ -244,7 +248,8 @@ absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
                                                             spec.name, "'"));
         return;
       }
-      absl::StatusOr<TF_Output> endpoint = Endpoint(*api, graph.get(), it->second, spec.name);
+      absl::StatusOr<TF_Output> endpoint = GraphTensor(
+          *api, graph.get(), it->second.name(), absl::StrCat("signature tensor '", spec.name, "'"));
       if (!endpoint.ok()) {
         endpoints = endpoint.status();
         return;
@@ -260,8 +265,19 @@ absl::StatusOr<std::unique_ptr<Model>> TensorFlowBackend::Load(
     close_session();
     return endpoints;
   }
+  auto [training, cannot_train] =
+      PrepareTraining(*api, graph.get(), session, meta_graph, config, training_options, *dir);
   return std::make_unique<TensorFlowModel>(*api, config, graph.release(), session, std::move(feeds),
-                                           std::move(fetches));
+                                           std::move(fetches), std::move(training),
+                                           std::move(cannot_train));
+}
+
+absl::Status TensorFlowBackend::ExportVersion(const core::ModelConfig& config,
+                                              const Model::State& state,
+                                              const std::filesystem::path& loaded_from,
+                                              const std::filesystem::path& out) {
+  (void)config;  // the SavedModel holds everything; only its variables change
+  return ExportSavedModel(state, loaded_from, out);
 }
 
 }  // namespace modeld::backend

@@ -27,6 +27,14 @@
 //   Each session has its own thread pools (use_per_session_threads), so instances and models
 //   never share or resize each other's.
 //
+// Online learning (parameter training: true; docs/online-learning.md): a step runs the
+// signature named by training_signature (default "train"), which takes the model's inputs and
+// the targets by name and applies its own update (tf_training.h); it returns its output
+// "loss", or its only output. Checkpoints hold the variables as the SavedModel's saver writes
+// them, so a published version is the same SavedModel with new variables/. A SavedModel
+// without that signature or without a saver loads, and CanTrain() says why it cannot train.
+// Nothing of this is looked at when training is off.
+//
 // Memory: numeric inputs are handed to TensorFlow without copying and numeric outputs are
 // handed back without copying; strings are copied both ways.
 #pragma once
@@ -58,6 +66,10 @@ class TensorFlowBackend : public Backend {
                               inference::ModelConfig& config) override;
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
+  // Writes the SavedModel `loaded_from` holds, in the same layout, with the state's variables.
+  absl::Status ExportVersion(const core::ModelConfig& config, const Model::State& state,
+                             const std::filesystem::path& loaded_from,
+                             const std::filesystem::path& out) override;
 
  private:
   const std::string library_;

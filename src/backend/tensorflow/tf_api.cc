@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
@@ -52,6 +54,33 @@ absl::StatusOr<const TfApi*> LoadTfApi(const std::string& library) {
     loaded = *api;
   }
   return loaded;
+}
+
+std::string TfStatus::Message(absl::string_view context) const {
+  const absl::string_view message = absl::StripTrailingAsciiWhitespace(api_.TF_Message(status_));
+  return context.empty() ? std::string(message) : absl::StrCat(context, ": ", message);
+}
+
+absl::Status TfStatus::Error(absl::string_view context) const {
+  return absl::InternalError(Message(context));
+}
+
+absl::StatusOr<TF_Output> GraphTensor(const TfApi& api, TF_Graph* graph, const std::string& name,
+                                      absl::string_view what) {
+  std::string operation = name;
+  int index = 0;
+  if (const size_t colon = name.rfind(':'); colon != std::string::npos) {
+    operation = name.substr(0, colon);
+    if (!absl::SimpleAtoi(absl::string_view(name).substr(colon + 1), &index) || index < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " names graph tensor '", name, "'"));
+    }
+  }
+  TF_Operation* op = api.TF_GraphOperationByName(graph, operation.c_str());
+  if (op == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " names operation '", operation, "', which the graph does not have"));
+  }
+  return TF_Output{op, index};
 }
 
 }  // namespace modeld::backend

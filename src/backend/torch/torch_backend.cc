@@ -136,12 +136,20 @@ class TorchModel : public Model {
             absl::StrCat("the loss has ", loss.numel(), " elements; it must be a single number"));
       }
       const double value = loss.item<double>();
-      // A non-finite loss would turn every weight into NaN for good.
+      const bool ours = loss.requires_grad() && training_->optimizer != nullptr;
+      // A non-finite loss would turn every weight into NaN for good: modeld's update is not
+      // applied; a train_step that updated its weights itself has done the damage already
+      // (DATA_LOSS: the trainer stops checkpointing them).
       if (!std::isfinite(value)) {
+        if (!ours) {
+          return absl::DataLossError(absl::StrCat(
+              "the loss is ", value,
+              "; train_step has updated the weights itself, so they may no longer be finite"));
+        }
         return absl::InvalidArgumentError(absl::StrCat(
             "the loss is ", value, "; the step was not applied (the weights are unchanged)"));
       }
-      if (loss.requires_grad() && training_->optimizer != nullptr) {
+      if (ours) {
         training_->optimizer->zero_grad();
         loss.backward();
         training_->optimizer->step();

@@ -201,3 +201,55 @@ TEST(CodecTest, ResponsesAreRawOnePerOutput) {
 
 }  // namespace
 }  // namespace modeld::transport::grpc_kserve
+
+namespace modeld::transport::grpc_kserve {
+namespace {
+
+TEST(TrainCodecTest, RawEntriesAreTheInputsThenTheTargets) {
+  modeld::training::TrainRequest request;
+  request.set_model_name("m");
+  request.set_model_version("2");
+  request.set_id("r1");
+  auto* x = request.add_inputs();
+  x->set_name("x");
+  x->set_datatype("FP32");
+  x->add_shape(1);
+  auto* y = request.add_targets();
+  y->set_name("y");
+  y->set_datatype("INT64");
+  y->add_shape(1);
+  request.add_raw_input_contents(std::string(4, 'a'));
+  request.add_raw_input_contents(std::string(8, 'b'));
+  absl::StatusOr<core::TrainRequest> decoded = DecodeTrainRequest(request);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->model_name, "m");
+  EXPECT_EQ(decoded->model_version, 2);
+  EXPECT_EQ(decoded->id, "r1");
+  EXPECT_EQ(decoded->inputs.at("x").bytes(), std::string(4, 'a'));
+  EXPECT_EQ(decoded->targets.at("y").type(), core::DataType::kInt64);
+  EXPECT_EQ(decoded->targets.at("y").bytes(), std::string(8, 'b'));
+
+  request.mutable_raw_input_contents()->RemoveLast();
+  EXPECT_THAT(DecodeTrainRequest(request).status().message(),
+              HasSubstr("1 inputs and 1 targets; send one entry per input and then one per "
+                        "target"));
+  request.add_raw_input_contents(std::string(8, 'b'));
+  request.mutable_targets(0)->set_datatype("FP128");
+  EXPECT_THAT(DecodeTrainRequest(request).status().message(),
+              HasSubstr("target 'y' has unknown datatype 'FP128'"));
+}
+
+TEST(TrainCodecTest, ResponsesCarryTheStep) {
+  core::TrainResponse response{"m", 3, "r", 12, 0.25, 10};
+  modeld::training::TrainResponse out;
+  EncodeTrainResponse(response, &out);
+  EXPECT_EQ(out.model_name(), "m");
+  EXPECT_EQ(out.model_version(), "3");
+  EXPECT_EQ(out.id(), "r");
+  EXPECT_EQ(out.step(), 12u);
+  EXPECT_DOUBLE_EQ(out.loss(), 0.25);
+  EXPECT_EQ(out.checkpoint_step(), 10u);
+}
+
+}  // namespace
+}  // namespace modeld::transport::grpc_kserve

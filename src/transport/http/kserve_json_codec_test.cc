@@ -312,3 +312,36 @@ TEST(KServeEncodeTest, RefusesNonUtf8BytesAsJsonAndSendsFp16Binary) {
 
 }  // namespace
 }  // namespace modeld::transport::http
+
+namespace modeld::transport::http {
+namespace {
+
+TEST(KServeTrainJsonTest, ReadsInputsAndTargets) {
+  absl::StatusOr<core::TrainRequest> decoded = DecodeTrainRequest(
+      R"({"id": "r", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 1],
+          "data": [1, 2]}], "targets": [{"name": "y", "datatype": "FP32", "shape": [2, 1],
+          "data": [3, 6]}]})",
+      std::nullopt, nullptr);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->id, "r");
+  EXPECT_EQ(decoded->inputs.at("x").shape(), (core::Shape{2, 1}));
+  float y[2];
+  std::memcpy(y, decoded->targets.at("y").bytes().data(), sizeof(y));
+  EXPECT_EQ(y[1], 6.0f);
+
+  EXPECT_THAT(DecodeTrainRequest(R"({"inputs": []})", std::nullopt, nullptr).status().message(),
+              HasSubstr("the request has no \"targets\""));
+  EXPECT_THAT(
+      DecodeTrainRequest(R"({"inputs": [], "targets": [{"name": "y"}]})", std::nullopt, nullptr)
+          .status()
+          .message(),
+      HasSubstr("target 'y' has no \"datatype\""));
+}
+
+TEST(KServeTrainJsonTest, AnswersTheStep) {
+  EXPECT_EQ(EncodeTrainResponse({"m", 1, "", 7, 0.5, 0}),
+            R"({"model_name":"m","model_version":"1","step":7,"loss":0.5,"checkpoint_step":0})");
+}
+
+}  // namespace
+}  // namespace modeld::transport::http
