@@ -107,7 +107,7 @@ def test_binary_sizes_that_do_not_add_up(client):
     header["inputs"][0]["parameters"]["binary_data_size"] = 12
     body, headers = binary_body(header, [x.tobytes(), b"extra"])
     expect_error(client.post("/v2/models/linear/infer", body, headers), 400,
-                 "the body has 17 bytes after the JSON header but the inputs' binary_data_size "
+                 "the body has 17 bytes after the JSON header but the tensors' binary_data_size "
                  "parameters add up to 12")
     header["inputs"][0]["shape"] = [1, 4]
     body, headers = binary_body(header, [x.tobytes()])
