@@ -85,6 +85,11 @@ def test_grpc_calls_need_a_token_but_health(launch, example_repository, token_fi
         lambda: stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=10))
     expect_unauthenticated(lambda: stub.RepositoryModelUnload(
         pb.RepositoryModelUnloadRequest(model_name="linear"), timeout=10))
+    # So is modeld's training extension (a step changes the weights).
+    from train_helpers import grpc_train
+
+    expect_unauthenticated(lambda: grpc_train(server.channel(), "linear", {"x": x},
+                                              {"y": np.ones((1, 1), np.float32)}))
     # Health is open by default.
     assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
     assert stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
@@ -101,6 +106,7 @@ def test_grpc_calls_need_a_token_but_health(launch, example_repository, token_fi
 def test_http_routes_need_a_token_but_health(launch, example_repository, token_file):
     server = launch(example_repository, [f"--auth-token-file={token_file}"])
     for method, path, body in [("POST", "/v2/models/linear/infer", INFER_BODY),
+                               ("POST", "/v2/models/linear/train", INFER_BODY),
                                ("GET", "/v2", None), ("GET", "/v2/models/linear", None),
                                ("GET", "/v1/models/linear", None),
                                ("POST", "/v2/repository/index", {}),
