@@ -2,10 +2,7 @@
 ordering of steps and inference, checkpoints (restore after kill -9, corrupt files skipped)
 and publishing trained versions for serving replicas (docs/online-learning.md)."""
 
-import re
-import signal
 import threading
-import time
 import uuid
 
 import grpc
@@ -15,32 +12,21 @@ import pytest
 from redis_helpers import OK, STREAM, redis_server, wait_reply  # noqa: F401  (fixture)
 from redis_helpers import rpb
 from train_helpers import (
+    PROBE,
+    WANTED,
+    check_kill_9_restores_the_last_checkpoint,
+    check_replicas_load_published_versions,
+    check_shutdown_checkpoints_and_a_corrupt_file_is_skipped,
+    converge,
     grpc_train,
     http_train,
     predict,
+    rpc_error,
     samples,
     torch_modules,  # noqa: F401  (fixture)
     train_request,
     write_trainable,
 )
-
-STEPS = 300
-PROBE = np.array([[0.0], [1.0], [-0.5]], np.float32)
-WANTED = 3 * PROBE + 2
-
-
-def converge(step, rng, steps=STEPS):
-    """Runs `steps` steps of y = 3x + 2 through step(x, y) -> (step number, loss); checks the
-    numbering and that the loss falls; returns the losses."""
-    losses = []
-    for i in range(steps):
-        x, y = samples(rng)
-        number, loss = step(x, y)
-        losses.append(loss)
-        assert number == i + 1, f"step {i + 1} was numbered {number}"
-    assert losses[-1] < 1e-4 < losses[0], (losses[0], losses[-1])
-    return losses
-
 
 @pytest.fixture
 def regression_repo(tmp_path, torch_modules):  # noqa: F811
@@ -204,11 +190,7 @@ def test_bad_training_requests_are_named_and_change_nothing(launch, regression_r
     channel = server.channel()
     x, y = samples(np.random.default_rng(5))
 
-    def code_of(call):
-        with pytest.raises(grpc.RpcError) as caught:
-            call()
-        return caught.value.code(), caught.value.details()
-
+    code_of = rpc_error
     code, details = code_of(lambda: grpc_train(channel, "nope", {"x": x}, {"y": y}))
     assert code == grpc.StatusCode.NOT_FOUND
     code, details = code_of(lambda: grpc_train(channel, "frozen", {"x": x}, {"y": y}))
@@ -231,63 +213,17 @@ def test_bad_training_requests_are_named_and_change_nothing(launch, regression_r
     assert grpc_train(channel, "regression", {"x": x}, {"y": y}).step == 1
 
 
-def steps_to(channel, model, rng, count):
-    last = None
-    for _ in range(count):
-        x, y = samples(rng)
-        last = grpc_train(channel, model, {"x": x}, {"y": y})
-    return last
-
-
 def test_kill_9_restores_the_last_checkpoint(launch, regression_repo):
-    args = ["--checkpoint-dir", str(regression_repo / "ckpt")]
     write_trainable(regression_repo, "regression", regression_repo / "regression" / "1" / "model.pt",
                     parameters={"checkpoint_every_steps": "50", "training_learning_rate": "0.02"})
-    server = launch(regression_repo, args)
-    channel = server.channel()
-    rng = np.random.default_rng(6)
-    assert steps_to(channel, "regression", rng, 100).checkpoint_step == 100
-    at_checkpoint = predict(channel, "regression", PROBE)
-    last = steps_to(channel, "regression", rng, 20)
-    assert (last.step, last.checkpoint_step) == (120, 100)
-    assert not np.allclose(predict(channel, "regression", PROBE), at_checkpoint)
-    server.stop(signal.SIGKILL)
-
-    restarted = launch(regression_repo, args)
-    restarted.wait_for_log(r"model 'regression' version 1: restored checkpoint .*step-0+100\.ckpt "
-                           r"\(step 100,")
-    # Exactly the weights of step 100; the 20 steps after it are lost, and the numbering says so.
-    np.testing.assert_array_equal(predict(restarted.channel(), "regression", PROBE), at_checkpoint)
-    assert steps_to(restarted.channel(), "regression", rng, 1).step == 101
+    check_kill_9_restores_the_last_checkpoint(launch, regression_repo, np.random.default_rng(6))
 
 
 def test_shutdown_checkpoints_and_a_corrupt_file_is_skipped(launch, regression_repo):
     write_trainable(regression_repo, "regression", regression_repo / "regression" / "1" / "model.pt",
                     parameters={"checkpoint_every_steps": "10"})
-    server = launch(regression_repo)
-    channel = server.channel()
-    rng = np.random.default_rng(7)
-    steps_to(channel, "regression", rng, 10)
-    at_10 = predict(channel, "regression", PROBE)
-    steps_to(channel, "regression", rng, 5)
-    at_15 = predict(channel, "regression", PROBE)
-    server.stop()  # SIGTERM: the last checkpoint, at step 15
-    folder = regression_repo / "regression" / "checkpoints"
-    newest = folder / "step-00000000000000000015.ckpt"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "step-00000000000000000010.ckpt", newest.name]
-
-    restarted = launch(regression_repo)
-    np.testing.assert_array_equal(predict(restarted.channel(), "regression", PROBE), at_15)
-    restarted.stop()
-
-    data = bytearray(newest.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    newest.write_bytes(bytes(data))
-    again = launch(regression_repo)
-    again.wait_for_log(r"skipping checkpoint .*step-0+15\.ckpt: the checksum does not match")
-    again.wait_for_log(r"restored checkpoint .*step-0+10\.ckpt \(step 10,")
-    np.testing.assert_array_equal(predict(again.channel(), "regression", PROBE), at_10)
+    check_shutdown_checkpoints_and_a_corrupt_file_is_skipped(launch, regression_repo,
+                                                             np.random.default_rng(7))
 
 
 def test_checkpoints_are_published_as_versions_for_replicas(launch, tmp_path, torch_modules):  # noqa: F811,E501
@@ -297,26 +233,6 @@ def test_checkpoints_are_published_as_versions_for_replicas(launch, tmp_path, to
                                 "publish_dir": str(replica_repo / "regression")})
     # The replica serves the same model without training, and reloads what appears.
     write_trainable(replica_repo, "regression", torch_modules / "regression.pt", training=False)
-    trainer = launch(trainer_repo)
-    replica = launch(replica_repo, ["--model-control-mode=poll", "--repository-poll-secs=1"])
-    rng = np.random.default_rng(8)
-    steps_to(trainer.channel(), "regression", rng, 300)
-    trained = predict(trainer.channel(), "regression", PROBE)
-    np.testing.assert_allclose(trained, WANTED, atol=0.01)
-    trainer.wait_for_log(r"published step 300 as version 4")
-    assert sorted(p.name for p in (replica_repo / "regression").iterdir()) == [
-        "1", "2", "3", "4", "config.pbtxt"]
-
-    deadline = time.monotonic() + 30
-    while True:
-        from infer_helpers import make_stub, pb
-
-        ready = make_stub(replica.channel()).ModelReady(
-            pb.ModelReadyRequest(name="regression", version="4"), timeout=10).ready
-        if ready:
-            break
-        assert time.monotonic() < deadline, "the replica never loaded version 4"
-        time.sleep(0.2)
-    # The replica's newest version answers exactly as the trainer did at step 300.
-    np.testing.assert_array_equal(predict(replica.channel(), "regression", PROBE), trained)
-    assert re.search(r"model 'regression' version 4", replica.log)
+    published = check_replicas_load_published_versions(launch, trainer_repo, replica_repo,
+                                                       np.random.default_rng(8))
+    assert sorted(p.name for p in (published / "4").iterdir()) == ["model.pt"]

@@ -9,8 +9,6 @@ step of rate 0.1 per call of train(x, y)) is written once per session by the ven
 
 import re
 import shutil
-import signal
-import time
 
 import grpc
 import numpy as np
@@ -18,11 +16,22 @@ import pytest
 
 import tf_models
 from infer_helpers import make_stub, pb
-from train_helpers import grpc_train, http_train, predict, samples, tpb, tpb_grpc
+from train_helpers import (
+    PROBE,
+    WANTED,
+    check_kill_9_restores_the_last_checkpoint,
+    check_replicas_load_published_versions,
+    check_shutdown_checkpoints_and_a_corrupt_file_is_skipped,
+    converge,
+    grpc_train,
+    http_train,
+    predict,
+    rpc_error,
+    samples,
+    tpb,
+    tpb_grpc,
+)
 
-STEPS = 300
-PROBE = np.array([[0.0], [1.0], [-0.5]], np.float32)
-WANTED = 3 * PROBE + 2
 START = tf_models.REGRESSION_W * PROBE + tf_models.REGRESSION_B
 
 
@@ -53,27 +62,6 @@ def repo(tmp_path, savedmodels):
     write_model(tmp_path, "regression_triton", savedmodels["regression"], triton_layout=True)
     write_model(tmp_path, "frozen", savedmodels["regression"], training=False)
     return tmp_path
-
-
-def converge(step, rng, steps=STEPS):
-    """Runs `steps` steps of y = 3x + 2 through step(x, y) -> (step number, loss); checks the
-    numbering and that the loss falls."""
-    losses = []
-    for i in range(steps):
-        x, y = samples(rng)
-        number, loss = step(x, y)
-        losses.append(loss)
-        assert number == i + 1, f"step {i + 1} was numbered {number}"
-    assert losses[-1] < 1e-4 < losses[0], (losses[0], losses[-1])
-    return losses
-
-
-def steps_to(channel, model, rng, count):
-    last = None
-    for _ in range(count):
-        x, y = samples(rng)
-        last = grpc_train(channel, model, {"x": x}, {"y": y})
-    return last
 
 
 def test_regression_converges_over_grpc(launch, repo):
@@ -113,52 +101,14 @@ def test_triton_layout_converges_over_http(launch, repo):
 def test_kill_9_restores_the_last_checkpoint(launch, tmp_path, savedmodels):
     write_model(tmp_path, "regression", savedmodels["regression"],
                 parameters={"checkpoint_every_steps": "50"})
-    args = ["--checkpoint-dir", str(tmp_path / "ckpt")]
-    server = launch(tmp_path, args)
-    channel = server.channel()
-    rng = np.random.default_rng(13)
-    assert steps_to(channel, "regression", rng, 100).checkpoint_step == 100
-    at_checkpoint = predict(channel, "regression", PROBE)
-    last = steps_to(channel, "regression", rng, 20)
-    assert (last.step, last.checkpoint_step) == (120, 100)
-    assert not np.allclose(predict(channel, "regression", PROBE), at_checkpoint)
-    server.stop(signal.SIGKILL)
-
-    restarted = launch(tmp_path, args)
-    restarted.wait_for_log(r"model 'regression' version 1: restored checkpoint .*step-0+100\.ckpt "
-                           r"\(step 100,")
-    # Exactly the variables of step 100; the 20 steps after it are lost, and the numbering says so.
-    np.testing.assert_array_equal(predict(restarted.channel(), "regression", PROBE), at_checkpoint)
-    assert steps_to(restarted.channel(), "regression", rng, 1).step == 101
+    check_kill_9_restores_the_last_checkpoint(launch, tmp_path, np.random.default_rng(13))
 
 
 def test_shutdown_checkpoints_and_a_corrupt_file_is_skipped(launch, tmp_path, savedmodels):
     write_model(tmp_path, "regression", savedmodels["regression"],
                 parameters={"checkpoint_every_steps": "10"})
-    server = launch(tmp_path)
-    channel = server.channel()
-    rng = np.random.default_rng(14)
-    steps_to(channel, "regression", rng, 10)
-    at_10 = predict(channel, "regression", PROBE)
-    steps_to(channel, "regression", rng, 5)
-    at_15 = predict(channel, "regression", PROBE)
-    server.stop()  # SIGTERM: the last checkpoint, at step 15
-    folder = tmp_path / "regression" / "checkpoints"
-    newest = folder / "step-00000000000000000015.ckpt"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "step-00000000000000000010.ckpt", newest.name]
-
-    restarted = launch(tmp_path)
-    np.testing.assert_array_equal(predict(restarted.channel(), "regression", PROBE), at_15)
-    restarted.stop()
-
-    data = bytearray(newest.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    newest.write_bytes(bytes(data))
-    again = launch(tmp_path)
-    again.wait_for_log(r"skipping checkpoint .*step-0+15\.ckpt: the checksum does not match")
-    again.wait_for_log(r"restored checkpoint .*step-0+10\.ckpt \(step 10,")
-    np.testing.assert_array_equal(predict(again.channel(), "regression", PROBE), at_10)
+    check_shutdown_checkpoints_and_a_corrupt_file_is_skipped(launch, tmp_path,
+                                                             np.random.default_rng(14))
 
 
 def test_checkpoints_are_published_as_savedmodels_for_replicas(launch, tmp_path, savedmodels):
@@ -168,28 +118,13 @@ def test_checkpoints_are_published_as_savedmodels_for_replicas(launch, tmp_path,
                             "publish_dir": str(replica_repo / "regression")})
     # The replica serves the same SavedModel without training, and loads what appears.
     write_model(replica_repo, "regression", savedmodels["regression"], training=False)
-    trainer = launch(trainer_repo)
-    replica = launch(replica_repo, ["--model-control-mode=poll", "--repository-poll-secs=1"])
-    steps_to(trainer.channel(), "regression", np.random.default_rng(15), 300)
-    trained = predict(trainer.channel(), "regression", PROBE)
-    np.testing.assert_allclose(trained, WANTED, atol=0.01)
-    trainer.wait_for_log(r"published step 300 as version 4")
-    published = replica_repo / "regression"
-    assert sorted(p.name for p in published.iterdir()) == ["1", "2", "3", "4", "config.pbtxt"]
+    published = check_replicas_load_published_versions(launch, trainer_repo, replica_repo,
+                                                       np.random.default_rng(15))
     # A SavedModel in the layout it was loaded from, with the trained variables.
     assert sorted(p.name for p in (published / "4").iterdir()) == [
         "assets", "saved_model.pb", "variables"]
     assert sorted(p.name for p in (published / "4" / "variables").iterdir()) == [
         "variables.data-00000-of-00001", "variables.index"]
-
-    deadline = time.monotonic() + 30
-    while not make_stub(replica.channel()).ModelReady(
-            pb.ModelReadyRequest(name="regression", version="4"), timeout=10).ready:
-        assert time.monotonic() < deadline, "the replica never loaded version 4"
-        time.sleep(0.2)
-    # The replica's newest version answers exactly as the trainer did at step 300.
-    np.testing.assert_array_equal(predict(replica.channel(), "regression", PROBE), trained)
-    assert re.search(r"model 'regression' version 4", replica.log)
 
 
 def test_bad_training_requests_are_named_and_change_nothing(launch, repo, savedmodels):
@@ -199,11 +134,7 @@ def test_bad_training_requests_are_named_and_change_nothing(launch, repo, savedm
     channel = server.channel()
     x, y = samples(np.random.default_rng(16))
 
-    def code_of(call):
-        with pytest.raises(grpc.RpcError) as caught:
-            call()
-        return caught.value.code(), caught.value.details()
-
+    code_of = rpc_error
     code, details = code_of(lambda: grpc_train(channel, "frozen", {"x": x}, {"y": y}))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "not trainable" in details
     code, details = code_of(lambda: grpc_train(channel, "regression", {"x": x}, {"z": y}))

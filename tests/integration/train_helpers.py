@@ -8,8 +8,11 @@ modeld.training_pb2, which is where the other generated modules import them from
 
 import importlib.util
 import json
+import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -135,3 +138,118 @@ def predict(channel, model, x):
 
     response = make_stub(channel).ModelInfer(make_request(model, [("x", x)]), timeout=60)
     return next(iter(decode_response(response).values()))
+
+
+# --- scenarios both backends go through (test_online_learning.py, ..._tf.py) --------------
+
+#: Where a trained "regression" model is probed, and what y = 3x + 2 answers there.
+PROBE = np.array([[0.0], [1.0], [-0.5]], np.float32)
+WANTED = 3 * PROBE + 2
+
+
+def converge(step, rng, steps=300):
+    """Runs `steps` steps of y = 3x + 2 through step(x, y) -> (step number, loss); checks the
+    numbering and that the loss falls; returns the losses."""
+    losses = []
+    for i in range(steps):
+        x, y = samples(rng)
+        number, loss = step(x, y)
+        losses.append(loss)
+        assert number == i + 1, f"step {i + 1} was numbered {number}"
+    assert losses[-1] < 1e-4 < losses[0], (losses[0], losses[-1])
+    return losses
+
+
+def steps_to(channel, model, rng, count):
+    """`count` steps of y = 3x + 2 over gRPC; returns the last TrainResponse."""
+    last = None
+    for _ in range(count):
+        x, y = samples(rng)
+        last = grpc_train(channel, model, {"x": x}, {"y": y})
+    return last
+
+
+def rpc_error(call):
+    """(code, details) of the grpc.RpcError that call() raises."""
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
+def wait_version_ready(channel, model, version, timeout=30):
+    from infer_helpers import make_stub, pb
+
+    deadline = time.monotonic() + timeout
+    while not make_stub(channel).ModelReady(
+            pb.ModelReadyRequest(name=model, version=str(version)), timeout=10).ready:
+        assert time.monotonic() < deadline, f"{model} version {version} never became ready"
+        time.sleep(0.2)
+
+
+def check_kill_9_restores_the_last_checkpoint(launch, repository, rng):
+    """`repository` holds "regression" with checkpoint_every_steps 50: 120 steps, kill -9, and
+    the restart serves step 100's weights exactly and numbers the next step 101."""
+    args = ["--checkpoint-dir", str(repository / "ckpt")]
+    server = launch(repository, args)
+    channel = server.channel()
+    assert steps_to(channel, "regression", rng, 100).checkpoint_step == 100
+    at_checkpoint = predict(channel, "regression", PROBE)
+    last = steps_to(channel, "regression", rng, 20)
+    assert (last.step, last.checkpoint_step) == (120, 100)
+    assert not np.allclose(predict(channel, "regression", PROBE), at_checkpoint)
+    server.stop(signal.SIGKILL)
+
+    restarted = launch(repository, args)
+    restarted.wait_for_log(r"model 'regression' version 1: restored checkpoint .*step-0+100\.ckpt "
+                           r"\(step 100,")
+    # Exactly the weights of step 100; the 20 steps after it are lost, and the numbering says so.
+    np.testing.assert_array_equal(predict(restarted.channel(), "regression", PROBE), at_checkpoint)
+    assert steps_to(restarted.channel(), "regression", rng, 1).step == 101
+
+
+def check_shutdown_checkpoints_and_a_corrupt_file_is_skipped(launch, repository, rng):
+    """`repository` holds "regression" with checkpoint_every_steps 10: SIGTERM after 15 steps
+    saves step 15; once that file is corrupted, a restart skips it for step 10."""
+    server = launch(repository)
+    channel = server.channel()
+    steps_to(channel, "regression", rng, 10)
+    at_10 = predict(channel, "regression", PROBE)
+    steps_to(channel, "regression", rng, 5)
+    at_15 = predict(channel, "regression", PROBE)
+    server.stop()  # SIGTERM: the last checkpoint, at step 15
+    folder = repository / "regression" / "checkpoints"
+    newest = folder / "step-00000000000000000015.ckpt"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "step-00000000000000000010.ckpt", newest.name]
+
+    restarted = launch(repository)
+    np.testing.assert_array_equal(predict(restarted.channel(), "regression", PROBE), at_15)
+    restarted.stop()
+
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    again = launch(repository)
+    again.wait_for_log(r"skipping checkpoint .*step-0+15\.ckpt: the checksum does not match")
+    again.wait_for_log(r"restored checkpoint .*step-0+10\.ckpt \(step 10,")
+    np.testing.assert_array_equal(predict(again.channel(), "regression", PROBE), at_10)
+
+
+def check_replicas_load_published_versions(launch, trainer_repo, replica_repo, rng):
+    """The trainer's "regression" publishes every 100 steps into the replica's model folder
+    (version 1 there already); after 300 steps the polling replica serves version 4 exactly as
+    the trainer answers. Returns the replica's model folder."""
+    trainer = launch(trainer_repo)
+    replica = launch(replica_repo, ["--model-control-mode=poll", "--repository-poll-secs=1"])
+    steps_to(trainer.channel(), "regression", rng, 300)
+    trained = predict(trainer.channel(), "regression", PROBE)
+    np.testing.assert_allclose(trained, WANTED, atol=0.01)
+    trainer.wait_for_log(r"published step 300 as version 4")
+    published = replica_repo / "regression"
+    assert sorted(p.name for p in published.iterdir()) == ["1", "2", "3", "4", "config.pbtxt"]
+    wait_version_ready(replica.channel(), "regression", 4)
+    np.testing.assert_array_equal(predict(replica.channel(), "regression", PROBE), trained)
+    assert re.search(r"model 'regression' version 4", replica.log)
+    return published
