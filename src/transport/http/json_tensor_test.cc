@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -100,6 +101,29 @@ TEST(ParseJsonTest, NamesTheProblemAndItsOffset) {
 
   EXPECT_TRUE(ParseJson("[NaN, Infinity, -Infinity]", doc).ok());
   EXPECT_TRUE(std::isnan(doc[0].GetDouble()));
+}
+
+// RapidJSON 1.1 alone reads 0e66 as 2.1e-109 and 0.000e99 as 6.4e+293, and refuses 0.0e400
+// (found by tests/fuzz): every zero is zero, whatever its exponent.
+TEST(ParseJsonTest, ZeroIsZeroWithAnyExponent) {
+  rapidjson::Document doc;
+  ASSERT_TRUE(
+      ParseJson("[0e66, 0.000e99, 0.0e400, -0E+5, 0e-400, 0.0, 1e2, 10e-1, 0.5e1]", doc).ok());
+  const std::vector<double> expected = {0, 0, 0, -0.0, 0, 0, 100, 1, 5};
+  ASSERT_EQ(doc.Size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(doc[i].GetDouble(), expected[i]) << i;
+    EXPECT_EQ(std::signbit(doc[i].GetDouble()), std::signbit(expected[i])) << i;
+  }
+  // Strings keep what looks like numbers; a key may too.
+  ASSERT_TRUE(ParseJson(R"({"0e5": "0e66 \" 0e7", "k": [0e9]})", doc).ok());
+  EXPECT_STREQ(doc["0e5"].GetString(), "0e66 \" 0e7");
+  EXPECT_EQ(doc["k"][0].GetDouble(), 0);
+  // What is malformed stays malformed, at the same offset.
+  absl::Status status = ParseJson("[0e, 1]", doc);
+  EXPECT_THAT(status.message(), HasSubstr("malformed JSON at byte 3"));
+  status = ParseJson("[0e66, ]", doc);
+  EXPECT_THAT(status.message(), HasSubstr("malformed JSON at byte 7"));
 }
 
 TEST(Utf8Test, ValidatesAndSanitizes) {

@@ -1,8 +1,11 @@
 #include "transport/http/json_util.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "rapidjson/error/en.h"
@@ -40,9 +43,72 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t left) {
   return length;
 }
 
+// RapidJSON 1.1 reads a number whose digits are all zero but that has an exponent wrongly at
+// full precision: `0e66` as 2.1e-109 and `0.000e99` as 6.4e+293 (StrtodDiyFp normalizes a zero
+// significand, undefined behaviour that tests/fuzz found), and refuses `0.0e400` as too big.
+// Such a number is zero, so this writes it as one: its exponent becomes ".0" (when it has no
+// fraction, so it stays a float, -0.0 included) and spaces, keeping every byte offset for
+// error messages. Strings are left alone. nullopt: nothing to blank (the common case; no
+// copy is made).
+std::optional<std::string> BlankZeroExponents(absl::string_view text) {
+  std::optional<std::string> blanked;
+  const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character, which may be a quote
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if (c != '-' && !is_digit(c)) continue;
+    // A number: [-] digits [. digits] [(e|E) [+|-] digits]. RapidJSON judges its syntax.
+    size_t j = i + (c == '-' ? 1 : 0);
+    bool any_digit = false;
+    bool all_zero = true;
+    const auto skip_digits = [&] {
+      for (; j < text.size() && is_digit(text[j]); ++j) {
+        any_digit = true;
+        all_zero = all_zero && text[j] == '0';
+      }
+    };
+    skip_digits();
+    const bool fraction = j < text.size() && text[j] == '.';
+    if (fraction) {
+      ++j;
+      skip_digits();
+    }
+    const size_t exponent = j;
+    if (j < text.size() && (text[j] == 'e' || text[j] == 'E')) {
+      ++j;
+      if (j < text.size() && (text[j] == '+' || text[j] == '-')) ++j;
+      const size_t exponent_digits = j;
+      while (j < text.size() && is_digit(text[j])) ++j;
+      if (any_digit && all_zero && j > exponent_digits) {
+        if (!blanked.has_value()) blanked.emplace(text);
+        // At least two bytes: the 'e' and a digit.
+        blanked->replace(exponent, j - exponent,
+                         absl::StrCat(fraction ? "  " : ".0", std::string(j - exponent - 2, ' ')));
+      }
+    }
+    i = j > i ? j - 1 : i;  // on after the number
+  }
+  return blanked;
+}
+
 }  // namespace
 
 absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc) {
+  // The document copies what it keeps (strings too), so `blanked` may go after parsing.
+  const std::optional<std::string> blanked = BlankZeroExponents(text);
+  if (blanked.has_value()) text = *blanked;
   doc.Parse<kParseFlags>(text.data(), text.size());
   if (doc.HasParseError()) {
     return absl::InvalidArgumentError(
