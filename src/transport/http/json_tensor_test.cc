@@ -124,6 +124,8 @@ TEST(ParseJsonTest, ZeroIsZeroWithAnyExponent) {
   EXPECT_THAT(status.message(), HasSubstr("malformed JSON at byte 3"));
   status = ParseJson("[0e66, ]", doc);
   EXPECT_THAT(status.message(), HasSubstr("malformed JSON at byte 7"));
+  EXPECT_EQ(ParseJson("0e0e66", doc).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseJson("[0.0e5e66]", doc).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Utf8Test, ValidatesAndSanitizes) {

@@ -93,9 +93,13 @@ std::optional<std::string> BlankZeroExponents(absl::string_view text) {
       while (j < text.size() && is_digit(text[j])) ++j;
       if (any_digit && all_zero && j > exponent_digits) {
         if (!blanked.has_value()) blanked.emplace(text);
-        // At least two bytes: the 'e' and a digit.
-        blanked->replace(exponent, j - exponent,
-                         absl::StrCat(fraction ? "  " : ".0", std::string(j - exponent - 2, ' ')));
+        std::string replacement(j - exponent, ' ');  // at least 2: the 'e' and a digit
+        // ".0" only where the number ends as JSON says it must: glued to what follows (0e0e66,
+        // malformed) it would make a new number of its own (0.0e66).
+        const bool delimited = j == text.size() || absl::string_view(" \t\r\n,]}").find(text[j]) !=
+                                                       absl::string_view::npos;
+        if (!fraction && delimited) replacement.replace(0, 2, ".0");
+        blanked->replace(exponent, j - exponent, replacement);
       }
     }
     i = j > i ? j - 1 : i;  // on after the number
