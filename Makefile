@@ -9,8 +9,19 @@ DEMO_ADDRESS ?= 127.0.0.1:8080
 PROTOS    := $(wildcard proto/kserve/*.proto proto/modeld/*.proto)
 # ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
 export CCACHE_BASEDIR := $(CURDIR)
+# Sanitized builds (README "Testing"): ASan + UBSan, TSan, and libFuzzer's (clang), each in a
+# tree of its own, all without TensorFlow (the sanitizer runtimes refuse RTLD_DEEPBIND).
+ASAN_BUILD_DIR ?= build-asan
+TSAN_BUILD_DIR ?= build-tsan
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS   ?= 60
+# make test's short fuzzing pass: seconds per target, after every corpus input is replayed.
+CI_FUZZ_SECONDS ?= 10
+SANITIZED_CMAKE := -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODELD_WITH_TENSORFLOW=OFF \
+                   -DMODELD_BUILD_BENCH=OFF
 
-.PHONY: all setup build python run test unit-test integration-test python-test models bench format clean
+.PHONY: all setup build python run test unit-test integration-test python-test models bench format \
+        clean test-asan test-tsan fuzz fuzz-build
 
 all: build
 
@@ -51,7 +62,8 @@ run: build models
 	  DEMO_ADDRESS=$(DEMO_ADDRESS) BUILD_DIR=$(BUILD_DIR) scripts/run
 
 test: build models
-	@$(MAKE) --no-print-directory unit-test integration-test python-test
+	@$(MAKE) --no-print-directory unit-test integration-test python-test test-asan
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 
 unit-test:
 	@cd $(BUILD_DIR) && ctest -j2 --output-on-failure
@@ -66,6 +78,28 @@ python-test:
 	@$(PY) python/tests/django/runtests.py
 	@cd examples/django_demo && ../../$(PY) manage.py test
 
+# The unit tests and the end-to-end suite against modeld built with ASan + UBSan, or TSan
+# (tests/sanitizers/run). The normal build provides the suite's Python stubs.
+test-asan: build models
+	@cmake -S . -B $(ASAN_BUILD_DIR) $(SANITIZED_CMAKE) -DMODELD_SANITIZE=address > /dev/null
+	@cmake --build $(ASAN_BUILD_DIR)
+	@tests/sanitizers/run $(ASAN_BUILD_DIR) address
+
+test-tsan: build models
+	@cmake -S . -B $(TSAN_BUILD_DIR) $(SANITIZED_CMAKE) -DMODELD_SANITIZE=thread > /dev/null
+	@cmake --build $(TSAN_BUILD_DIR)
+	@tests/sanitizers/run $(TSAN_BUILD_DIR) thread
+
+# libFuzzer targets (tests/fuzz): replays every corpus and regression input, then fuzzes each
+# target for FUZZ_SECONDS; any finding fails (its input is left in $(FUZZ_BUILD_DIR)/findings).
+fuzz: fuzz-build
+	@tests/fuzz/run $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
+
+fuzz-build: setup
+	@cmake -S . -B $(FUZZ_BUILD_DIR) $(SANITIZED_CMAKE) -DCMAKE_CXX_COMPILER=clang++ \
+	  -DMODELD_SANITIZE=fuzzer -DMODELD_BUILD_TESTS=OFF > /dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) --target fuzz
+
 # modeld against its baselines (bench/README.md): bench/results/<date>*.md, .json and PNG plots.
 bench: build models
 	@$(PY) bench/run.py $(BENCH_ARGS)
@@ -78,4 +112,4 @@ format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(MODELS)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(TSAN_BUILD_DIR) $(FUZZ_BUILD_DIR) $(MODELS)

@@ -1,11 +1,21 @@
 #include "batching/worker_threads.h"
 
 namespace modeld::batching {
+namespace {
+
+thread_local bool on_worker_thread = false;
+
+}  // namespace
 
 void WorkerThreads::Start(std::function<void()> body) {
   absl::MutexLock lock(&mu_);
-  threads_.emplace_back(std::move(body));
+  threads_.emplace_back([body = std::move(body)] {
+    on_worker_thread = true;
+    body();
+  });
 }
+
+bool WorkerThreads::OnWorkerThread() { return on_worker_thread; }
 
 void WorkerThreads::JoinAll() {
   absl::MutexLock lock(&mu_);

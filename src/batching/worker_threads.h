@@ -21,6 +21,11 @@ class WorkerThreads {
   // that thread is detached instead (it is already past its last request).
   void JoinAll();
 
+  // Whether the calling thread is a worker started by some WorkerThreads. Code that would
+  // destroy a scheduler there (the last handle to a version, held by a request's callback)
+  // hands the destruction to another thread: the worker still runs the scheduler's loop.
+  static bool OnWorkerThread();
+
  private:
   absl::Mutex mu_;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);

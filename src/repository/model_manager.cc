@@ -3,13 +3,16 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <memory>
 #include <set>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "backend/shared_instance.h"
+#include "batching/worker_threads.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "core/training_options.h"
@@ -62,14 +65,32 @@ std::string ModelStatus::UnavailableReason() const {
   return absl::StrJoin(reasons, "; ");
 }
 
-ServedVersion::~ServedVersion() {
-  // Drains (queued requests finish), joins the workers (or detaches the one this runs on),
-  // and frees the instances...
-  scheduler_.reset();
-  trainer_.reset();
-  // ...then gives the freed pages back: glibc keeps them otherwise, and a model reloaded
-  // twenty times would look like a leak to whoever watches the RSS.
+namespace {
+
+// Drains (queued requests finish), joins the workers and frees the instances, drains the
+// trainer (its queued steps and last checkpoint), then gives the freed pages back: glibc keeps
+// them otherwise, and a model reloaded twenty times would look like a leak to whoever watches
+// the RSS.
+void DestroyVersion(std::unique_ptr<batching::Scheduler> scheduler,
+                    std::unique_ptr<training::Trainer> trainer) {
+  scheduler.reset();
+  trainer.reset();
   malloc_trim(0);
+}
+
+}  // namespace
+
+ServedVersion::~ServedVersion() {
+  if (batching::WorkerThreads::OnWorkerThread()) {
+    // The last handle went with a request's callback, on a scheduler's worker thread (a
+    // retired version's last answer): that worker is still inside its scheduler's loop and
+    // would run on in freed memory if the scheduler were destroyed under it. A thread of its
+    // own destroys it, joining the worker once it is back in its loop. (Found by make
+    // test-asan: heap-use-after-free in DynamicBatcher::WorkerLoop during reloads.)
+    std::thread(DestroyVersion, std::move(scheduler_), std::move(trainer_)).detach();
+    return;
+  }
+  DestroyVersion(std::move(scheduler_), std::move(trainer_));
 }
 
 ModelManager::ModelManager(std::filesystem::path repository,

@@ -1,10 +1,13 @@
 #include "repository/model_manager.h"
 
+#include <atomic>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "backend/fake/fake_backend.h"
+#include "common/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/temp_repository.h"
@@ -138,6 +141,75 @@ TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
   }
   EXPECT_EQ(handle->config().name, "m");
   EXPECT_EQ(handle->version(), 1);
+}
+
+// A backend whose models notify `destroyed` when the last of them is freed.
+class CountingBackend : public backend::Backend {
+ public:
+  class CountedModel : public backend::Model {
+   public:
+    CountedModel(std::unique_ptr<backend::Model> model, CountingBackend& owner)
+        : model_(std::move(model)), owner_(owner) {}
+    ~CountedModel() override {
+      model_.reset();
+      if (--owner_.live_ == 0) owner_.destroyed_.Notify();
+    }
+    absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) override {
+      return model_->Run(inputs);
+    }
+
+   private:
+    std::unique_ptr<backend::Model> model_;
+    CountingBackend& owner_;
+  };
+
+  absl::StatusOr<std::unique_ptr<backend::Model>> Load(
+      const core::ModelConfig& config, const std::filesystem::path& version_dir) override {
+    ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, fake_.Load(config, version_dir));
+    ++live_;
+    return std::make_unique<CountedModel>(std::move(model), *this);
+  }
+
+  std::atomic<int> live_{0};
+  absl::Notification destroyed_;
+
+ private:
+  backend::FakeBackend fake_;
+};
+
+// A retired version whose last handle is held by a request's callback is destroyed when that
+// callback goes, on the scheduler's own worker thread; the scheduler must not be destroyed
+// under the worker still running its loop (make test-asan found a heap-use-after-free).
+TEST_F(ModelManagerTest, ALastHandleReleasedOnItsOwnWorkerThreadIsSafe) {
+  for (const char* batching : {"dynamic_batching {}", ""}) {
+    SCOPED_TRACE(batching);
+    backend::BackendRegistry backends;
+    auto owned = std::make_unique<CountingBackend>();
+    CountingBackend& counting = *owned;
+    backends.Register("fake", {}, std::move(owned));
+    testing::TempRepository repo;
+    repo.AddModel("m", FakeConfig(batching));
+    ModelManager manager(repo.path(), backends, factory_);
+    ASSERT_TRUE(manager.LoadAll().ok());
+    ModelHandle handle = *manager.Get("m", std::nullopt);
+    ASSERT_TRUE(manager.UnloadModel("m").ok());  // `handle` is now the last one
+
+    core::InferRequest request;
+    request.model_name = "m";
+    request.inputs["x"] = core::Tensor::Owning(core::DataType::kFp32, {1, 2}, std::string(8, '\0'));
+    absl::Notification answered;
+    batching::Scheduler& scheduler = handle->scheduler();
+    scheduler.Enqueue(std::move(request),
+                      [handle = std::move(handle),
+                       &answered](absl::StatusOr<core::InferResponse> response) mutable {
+                        EXPECT_TRUE(response.ok()) << response.status();
+                        answered.Notify();
+                      });
+    ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    // The callback (and the handle) go after it returns; the instances are freed once the
+    // worker is back in its loop and has been joined.
+    EXPECT_TRUE(counting.destroyed_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  }
 }
 
 // A backend whose Load() waits until the test opens the gate.

@@ -5,6 +5,11 @@ Environment:
   MODELD_PYTHON_STUBS   the folder holding kserve/grpc_service_pb2.py (default build/python)
   MODELD_EXAMPLE_MODELS the example repository (default examples/models; generated into a
                         temporary folder with examples/generate_models.py when missing)
+  MODELD_TENSORFLOW     "off" when the binary is built without the TensorFlow backend (the
+                        sanitized builds of make test-asan and test-tsan): the tests marked
+                        `tensorflow` are then skipped, with that reason; default "on"
+  MODELD_SANITIZER      the sanitizer the binary is built with (address, thread), if any: the
+                        tests marked `measures_memory` are then skipped, with the reason
 """
 
 import os
@@ -32,6 +37,31 @@ GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", "/usr/bin/python3")
 
 def _is_complete(repository):
     return all((repository / name / "config.pbtxt").is_file() for name in EXAMPLE_MODELS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips what the binary under test cannot do (MODELD_TENSORFLOW, MODELD_SANITIZER).
+
+    Said by the caller rather than guessed from the binary, so a normal build that lost its
+    TensorFlow backend fails the `tensorflow` tests instead of skipping them.
+    """
+    setting = os.environ.get("MODELD_TENSORFLOW", "on")
+    if setting not in ("on", "off"):
+        raise pytest.UsageError(f"MODELD_TENSORFLOW must be on or off, not {setting!r}")
+    sanitizer = os.environ.get("MODELD_SANITIZER", "")
+    skips = {}
+    if setting == "off":
+        skips["tensorflow"] = pytest.mark.skip(
+            reason="MODELD_TENSORFLOW=off: this modeld has no TensorFlow backend (sanitizer "
+            "runtimes refuse the RTLD_DEEPBIND it opens TensorFlow with)")
+    if sanitizer:
+        skips["measures_memory"] = pytest.mark.skip(
+            reason=f"MODELD_SANITIZER={sanitizer}: the sanitizer's allocator keeps freed memory "
+            "(quarantine, shadow), so the process's RSS says nothing about modeld's")
+    for item in items:
+        for marker, skip in skips.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -86,9 +86,14 @@ def redis_server():
 
 
 def start_modeld(launch, repository, redis_server, *extra_args):
-    """modeld on `repository` consuming `redis_server`; returns once its worker has connected."""
+    """modeld on `repository` consuming `redis_server`; returns once its worker has connected.
+
+    Both of the worker's connections: the reader logs "consuming" when its own is up, and the
+    writer's may come a moment later (under the sanitizers, noticeably), while the server is
+    not ready yet and a ServerReady query answers false."""
     server = launch(repository, [f"--redis-url={redis_server.url}", *extra_args])
     server.wait_for_log(r"redis: consuming")
+    wait_until(lambda: ready(server), what="modeld ready with both Redis connections up")
     return server
 
 

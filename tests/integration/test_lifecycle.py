@@ -623,6 +623,7 @@ def test_sigterm_under_load_answers_every_request(launch, tmp_path):
 MEMORY_CYCLES = 20
 
 
+@pytest.mark.measures_memory
 def test_unloaded_memory_goes_back_over_20_cycles(launch, tmp_path, example_repository):
     repository = tmp_path / "repo"
     shutil.copytree(example_repository / "mlp", repository / "mlp")

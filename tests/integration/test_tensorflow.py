@@ -36,6 +36,9 @@ from infer_helpers import (
 from infer_helpers import expect_rpc_error as expect_error
 from modeld_server import start_server
 
+# Every test here serves TensorFlow SavedModels (conftest.py: MODELD_TENSORFLOW).
+pytestmark = pytest.mark.tensorflow
+
 # float32 results are compared with TensorFlow in Python at rtol 1e-5, atol 1e-6: the same
 # kernels on the same machine, where only a different batch composition may change the
 # order of a sum. Integer, bool, BYTES and reversed (copied) values must be exact.

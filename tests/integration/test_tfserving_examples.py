@@ -14,6 +14,9 @@ import tf_models
 from infer_helpers import RPC_TIMEOUT_S
 from modeld_server import start_server
 
+# Classify and Regress need a TensorFlow SavedModel (conftest.py: MODELD_TENSORFLOW).
+pytestmark = pytest.mark.tensorflow
+
 RTOL, ATOL = 1e-5, 1e-6  # float32 softmax and sums: TensorFlow here and in Python agree closely
 
 

@@ -40,6 +40,10 @@ from infer_helpers import make_stub as make_kserve_stub
 from infer_helpers import pb as kserve_pb
 from modeld_server import start_server
 
+# The module's one server serves TensorFlow SavedModels beside TorchScript ones, and most
+# answers are compared with TensorFlow (conftest.py: MODELD_TENSORFLOW).
+pytestmark = pytest.mark.tensorflow
+
 # TensorFlow and the tensorflow-serving-api modules, imported by the `_tensorflow` fixture
 # when the first test of this file runs (importing TensorFlow takes seconds; collecting the
 # other test files should not pay for it).
@@ -673,6 +677,9 @@ ERROR_CASES = [
     ("uint8_negative", lambda: dtypes_with("in_uint8", proto_with("UINT8", [1, -1, 3],
                                                                   shape=(1, 3))),
      INVALID, ["in_uint8", "-1"]),
+    ("one_value_fills_terabytes",
+     lambda: predict_request("linear", {"x": proto_with("FP32", [1.0], shape=(10**9, 3))}),
+     INVALID, [word("x"), "one value in float_val", "67108864 bytes"]),
     ("unknown_input", lambda: predict_request("tf_linear", {"z": X}), INVALID, [word("z")]),
     ("missing_input", missing_dtypes_input, INVALID, ["in_int16"]),
     ("unknown_output_filter",

@@ -18,17 +18,35 @@ T Load(const char* data) {
   return value;
 }
 
+// When one value (`given` == 1) fills `count` elements of `element_bytes` each, takes their
+// bytes from `budget`, refusing what it cannot pay. Checked before anything is allocated.
+absl::Status TakeFill(int64_t given, int64_t count, int64_t element_bytes, absl::string_view what,
+                      absl::string_view field_name, int64_t& budget) {
+  if (given != 1 || count <= 1) return absl::OkStatus();
+  if (count > budget / element_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has one value in ", field_name, " to fill ", count,
+                     " elements; modeld fills at most ", kMaxFilledBytes,
+                     " bytes per request from single values: send every value "
+                     "(tensor_content holds them most compactly)"));
+  }
+  budget -= count * element_bytes;
+  return absl::OkStatus();
+}
+
 // The values of one typed field as `count` elements of T: as many values as elements, or one
 // value for them all.
 template <typename T, typename Field, typename Convert>
 absl::StatusOr<std::string> FromField(const Field& field, int64_t count, absl::string_view what,
-                                      absl::string_view field_name, Convert convert) {
+                                      absl::string_view field_name, Convert convert,
+                                      int64_t& budget) {
   const int64_t given = field.size();
   if (given != count && !(given == 1 && count > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(what, " holds ", given, " values in ",
                                                    field_name, " for ", count,
                                                    " elements of its shape"));
   }
+  RETURN_IF_ERROR(TakeFill(given, count, sizeof(T), what, field_name, budget));
   std::string bytes;
   bytes.reserve(count * sizeof(T));
   for (int64_t i = 0; i < count; ++i) {
@@ -56,40 +74,52 @@ absl::StatusOr<T> Same(T value) {
 }
 
 absl::StatusOr<std::string> TypedValues(const tensorflow::TensorProto& proto, core::DataType type,
-                                        int64_t count, absl::string_view what) {
+                                        int64_t count, absl::string_view what, int64_t& budget) {
   switch (type) {
     case core::DataType::kFp32:
-      return FromField<float>(proto.float_val(), count, what, "float_val", Same<float>);
+      return FromField<float>(proto.float_val(), count, what, "float_val", Same<float>, budget);
     case core::DataType::kFp64:
-      return FromField<double>(proto.double_val(), count, what, "double_val", Same<double>);
+      return FromField<double>(proto.double_val(), count, what, "double_val", Same<double>, budget);
     case core::DataType::kInt32:
-      return FromField<int32_t>(proto.int_val(), count, what, "int_val", Same<int32_t>);
+      return FromField<int32_t>(proto.int_val(), count, what, "int_val", Same<int32_t>, budget);
     case core::DataType::kInt16:
-      return FromField<int16_t>(proto.int_val(), count, what, "int_val", Narrow<int16_t>(what));
+      return FromField<int16_t>(proto.int_val(), count, what, "int_val", Narrow<int16_t>(what),
+                                budget);
     case core::DataType::kInt8:
-      return FromField<int8_t>(proto.int_val(), count, what, "int_val", Narrow<int8_t>(what));
+      return FromField<int8_t>(proto.int_val(), count, what, "int_val", Narrow<int8_t>(what),
+                               budget);
     case core::DataType::kUint8:
-      return FromField<uint8_t>(proto.int_val(), count, what, "int_val", Narrow<uint8_t>(what));
+      return FromField<uint8_t>(proto.int_val(), count, what, "int_val", Narrow<uint8_t>(what),
+                                budget);
     case core::DataType::kUint16:
-      return FromField<uint16_t>(proto.int_val(), count, what, "int_val", Narrow<uint16_t>(what));
+      return FromField<uint16_t>(proto.int_val(), count, what, "int_val", Narrow<uint16_t>(what),
+                                 budget);
     case core::DataType::kFp16:
       // Each half_val holds the 16-bit pattern of one value.
-      return FromField<uint16_t>(proto.half_val(), count, what, "half_val", Narrow<uint16_t>(what));
+      return FromField<uint16_t>(proto.half_val(), count, what, "half_val", Narrow<uint16_t>(what),
+                                 budget);
     case core::DataType::kInt64:
-      return FromField<int64_t>(proto.int64_val(), count, what, "int64_val", Same<int64_t>);
+      return FromField<int64_t>(proto.int64_val(), count, what, "int64_val", Same<int64_t>, budget);
     case core::DataType::kBool:
-      return FromField<uint8_t>(proto.bool_val(), count, what, "bool_val",
-                                [](bool value) -> absl::StatusOr<uint8_t> { return value; });
+      return FromField<uint8_t>(
+          proto.bool_val(), count, what, "bool_val",
+          [](bool value) -> absl::StatusOr<uint8_t> { return value; }, budget);
     case core::DataType::kUint32:
-      return FromField<uint32_t>(proto.uint32_val(), count, what, "uint32_val", Same<uint32_t>);
+      return FromField<uint32_t>(proto.uint32_val(), count, what, "uint32_val", Same<uint32_t>,
+                                 budget);
     case core::DataType::kUint64:
-      return FromField<uint64_t>(proto.uint64_val(), count, what, "uint64_val", Same<uint64_t>);
+      return FromField<uint64_t>(proto.uint64_val(), count, what, "uint64_val", Same<uint64_t>,
+                                 budget);
     case core::DataType::kBytes: {
       const int64_t given = proto.string_val_size();
       if (given != count && !(given == 1 && count > 0)) {
         return absl::InvalidArgumentError(absl::StrCat(
             what, " holds ", given, " values in string_val for ", count, " elements of its shape"));
       }
+      // Each element is stored as a 4-byte length and its bytes.
+      const int64_t element_bytes =
+          4 + static_cast<int64_t>(given == 1 ? proto.string_val(0).size() : 0);
+      RETURN_IF_ERROR(TakeFill(given, count, element_bytes, what, "string_val", budget));
       std::string bytes;
       for (int64_t i = 0; i < count; ++i) {
         core::AppendBytesElement(proto.string_val(given == 1 ? 0 : i), bytes);
@@ -104,6 +134,12 @@ absl::StatusOr<std::string> TypedValues(const tensorflow::TensorProto& proto, co
 
 absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& proto,
                                                absl::string_view what) {
+  int64_t budget = kMaxFilledBytes;
+  return DecodeTensorProto(proto, what, budget);
+}
+
+absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& proto,
+                                               absl::string_view what, int64_t& fill_budget) {
   const std::optional<core::DataType> type = core::DataTypeFromTf(proto.dtype());
   if (!type.has_value()) {
     const std::string& name = tensorflow::DataType_Name(proto.dtype());
@@ -129,7 +165,13 @@ absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& pr
       return absl::InvalidArgumentError(
           absl::StrCat(what, " is DT_STRING: send its values in string_val, not tensor_content"));
     }
-    const uint64_t expected = static_cast<uint64_t>(count) * core::DataTypeSize(*type);
+    const int64_t element_size = core::DataTypeSize(*type);
+    // Checked before multiplying: a huge shape must not wrap around to the bytes given.
+    if (count > std::numeric_limits<int64_t>::max() / element_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " has shape ", core::ShapeToString(shape), ", whose byte size is too large"));
+    }
+    const uint64_t expected = static_cast<uint64_t>(count * element_size);
     if (proto.tensor_content().size() != expected) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, " has ", proto.tensor_content().size(),
@@ -138,7 +180,7 @@ absl::StatusOr<core::Tensor> DecodeTensorProto(const tensorflow::TensorProto& pr
     }
     return core::Tensor::Viewing(*type, std::move(shape), proto.tensor_content(), nullptr);
   }
-  ASSIGN_OR_RETURN(std::string bytes, TypedValues(proto, *type, count, what));
+  ASSIGN_OR_RETURN(std::string bytes, TypedValues(proto, *type, count, what, fill_budget));
   return core::Tensor::Owning(*type, std::move(shape), std::move(bytes));
 }
 

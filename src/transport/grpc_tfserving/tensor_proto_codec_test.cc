@@ -83,6 +83,24 @@ TEST(DecodeTensorProto, OneValueFillsTheShapeAndContentIsViewed) {
   EXPECT_EQ(t->bytes().data(), proto.tensor_content().data());  // viewed, not copied
   EXPECT_THAT(Values<double>(*t), ElementsAre(0.25, -8));
 
+  // Up to kMaxFilledBytes from single values, across the tensors of one request.
+  int64_t budget = kMaxFilledBytes;
+  const tensorflow::TensorProto half =
+      Proto("dtype: DT_FLOAT tensor_shape { dim { size: 8388608 } } float_val: 0.5");
+  for (int i = 0; i < 2; ++i) {
+    t = DecodeTensorProto(half, "x", budget);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->bytes().size(), kMaxFilledBytes / 2);
+  }
+  EXPECT_EQ(budget, 0);
+  t = DecodeTensorProto(half, "input 'z'", budget);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(t.status().message(), HasSubstr("input 'z' has one value in float_val to fill"));
+  // Values given one by one take nothing from the budget.
+  t = DecodeTensorProto(Proto("dtype: DT_INT32 tensor_shape { dim { size: 2 } } int_val: [1, 2]"),
+                        "x", budget);
+  EXPECT_TRUE(t.ok()) << t.status();
+
   t = DecodeTensorProto(Proto("dtype: DT_FLOAT tensor_shape { dim { size: 0 } dim { size: 4 } }"),
                         "x");
   ASSERT_TRUE(t.ok()) << t.status();
@@ -109,6 +127,17 @@ TEST(DecodeTensorProto, BadTensorsAreNamed) {
        "input 'x' has 3 bytes of tensor_content; shape [2] of DT_FLOAT needs 8"},
       {"dtype: DT_STRING tensor_shape { dim { size: 1 } } tensor_content: 'abc'",
        "send its values in string_val, not tensor_content"},
+      // Found by tests/fuzz: one value may not fill terabytes, and a shape whose byte size
+      // wraps around 2^64 must not match a few bytes of tensor_content.
+      {"dtype: DT_FLOAT tensor_shape { dim { size: 1000000000 } dim { size: 1000 } } "
+       "float_val: 7",
+       "input 'x' has one value in float_val to fill 1000000000000 elements; modeld fills at "
+       "most 67108864 bytes per request from single values"},
+      {"dtype: DT_STRING tensor_shape { dim { size: 4000000 } } string_val: 'abcdefghijklmn'",
+       "input 'x' has one value in string_val to fill 4000000 elements"},
+      {"dtype: DT_FLOAT tensor_shape { dim { size: 2305843009213693953 } } "
+       "tensor_content: '12345678'",
+       "input 'x' has shape [2305843009213693953], whose byte size is too large"},
   };
   for (const auto& [text, message] : cases) {
     absl::StatusOr<core::Tensor> t = DecodeTensorProto(Proto(text), "input 'x'");

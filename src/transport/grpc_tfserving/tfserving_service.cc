@@ -135,10 +135,11 @@ grpc::ServerUnaryReactor* TfServingPredictionService::Predict(grpc::CallbackServ
   if (!target.ok()) return FinishUnary(context, target.status());
   absl::StatusOr<core::InferRequest> decoded = [&]() -> absl::StatusOr<core::InferRequest> {
     core::InferRequest infer;
+    int64_t fill_budget = kMaxFilledBytes;  // shared: many inputs may not fill more than one
     for (const auto& [name, tensor] : request->inputs()) {
       // The tensors may view the request's bytes: it outlives the call (Finish comes last).
       ASSIGN_OR_RETURN(infer.inputs[name],
-                       DecodeTensorProto(tensor, absl::StrCat("input '", name, "'")));
+                       DecodeTensorProto(tensor, absl::StrCat("input '", name, "'"), fill_budget));
     }
     tfserving::TakeScalarItems(*target->config, infer.inputs);
     infer.requested_outputs.assign(request->output_filter().begin(),

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -117,6 +118,50 @@ TEST(ParseJsonTest, RefusesNestingDeeperThanTheLimit) {
   const std::string deep = std::string(65, '[') + std::string(65, ']');
   EXPECT_THAT(ParseJson(deep, doc).message(), HasSubstr("nested deeper than 64 levels"));
   EXPECT_TRUE(ParseJson(deep.substr(1, 128), doc).ok());
+}
+
+// RapidJSON 1.1 alone reads 0e66 as 2.1e-109 and 0.000e99 as 6.4e+293, refuses 0.0e400, and
+// misreads a long fraction of zeros (found by tests/fuzz): every zero is zero.
+TEST(ParseJsonTest, ZeroIsZeroWithAnyExponent) {
+  rapidjson::Document doc;
+  ASSERT_TRUE(ParseJson("[0e66, 0.000e99, 0.0e400, -0E+5, 0e-400, 0.0, 1e2, 10e-1, 0.5e1, "
+                        "0.000000000000000000000000000000, -0.00000000000000000000000000000]",
+                        doc)
+                  .ok());
+  const std::vector<double> expected = {0, 0, 0, -0.0, 0, 0, 100, 1, 5, 0, -0.0};
+  ASSERT_EQ(doc.Size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(doc[i].GetDouble(), expected[i]) << i;
+    EXPECT_EQ(std::signbit(doc[i].GetDouble()), std::signbit(expected[i])) << i;
+  }
+  // Strings keep what looks like numbers; a key may too.
+  ASSERT_TRUE(ParseJson(R"({"0e5": "0e66 \" 0e7", "k": [0e9]})", doc).ok());
+  EXPECT_STREQ(doc["0e5"].GetString(), "0e66 \" 0e7");
+  EXPECT_EQ(doc["k"][0].GetDouble(), 0);
+  // What is malformed stays malformed, at the same offset.
+  absl::Status status = ParseJson("[0e, 1]", doc);
+  EXPECT_THAT(status.message(), HasSubstr("malformed JSON at byte 3"));
+  status = ParseJson("[0e66, ]", doc);
+  EXPECT_THAT(status.message(), HasSubstr("malformed JSON at byte 7"));
+  EXPECT_EQ(ParseJson("0e0e66", doc).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseJson("[0.0e5e66]", doc).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseJson("[00.0e5]", doc).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseJson("[0.e5]", doc).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// RapidJSON 1.1 reads before its buffer for Inf, NaN or Infinity with a fraction or an
+// exponent (found by tests/fuzz): refused, naming the byte.
+TEST(ParseJsonTest, NaNAndInfinityTakeNoFractionOrExponent) {
+  rapidjson::Document doc;
+  for (const char* text : {"[Infe40]", "[-Infe1]", "[NaNE5]", "[Infinity.5]", "[1, NaN.]"}) {
+    absl::Status status = ParseJson(text, doc);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(status.message(), HasSubstr("cannot have a fraction or an exponent")) << text;
+  }
+  EXPECT_THAT(ParseJson("[Infe40]", doc).message(), HasSubstr("malformed JSON at byte 4: Inf"));
+  ASSERT_TRUE(ParseJson(R"([Inf, -Infinity, NaN, "Infe40"])", doc).ok());
+  EXPECT_TRUE(std::isinf(doc[0].GetDouble()));
+  EXPECT_STREQ(doc[3].GetString(), "Infe40");
 }
 
 TEST(Utf8Test, ValidatesAndSanitizes) {

@@ -1,9 +1,14 @@
 #include "transport/http/json_util.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "rapidjson/encodedstream.h"
 #include "rapidjson/error/en.h"
@@ -89,9 +94,98 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t left) {
   return length;
 }
 
+// Works around two bugs of RapidJSON 1.1's full-precision number reading, both found by
+// tests/fuzz (UBSan), before RapidJSON sees `text`:
+// - A zero with an exponent or a long fraction is misread: `0e66` as 2.1e-109, `0.000e99` as
+//   6.4e+293, `0.` and 20 zeros at random (StrtodDiyFp normalizes a zero significand), and
+//   `0.0e400` is refused as too big. Such a number is written as 0.0 and spaces before
+//   parsing (the same length, so error offsets hold).
+// - NaN, Inf or Infinity followed by a fraction or an exponent (`Infe40`) sends no digits to
+//   StrtodFullPrecision, which then reads before its buffer: INVALID_ARGUMENT here.
+// Strings are left alone. nullopt: nothing to change (the common case; no copy is made).
+absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view text) {
+  std::optional<std::string> fixed;
+  const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character, which may be a quote
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if (c != '-' && !is_digit(c) && c != 'N' && c != 'I') continue;
+    // A number: [-] digits [. digits] [(e|E) [+|-] digits], or [-] NaN, Inf or Infinity.
+    // RapidJSON judges the syntax.
+    size_t j = i + (c == '-' ? 1 : 0);
+    if (const absl::string_view rest = text.substr(j);
+        absl::StartsWith(rest, "NaN") || absl::StartsWith(rest, "Inf")) {
+      j += absl::StartsWith(rest, "Infinity") ? 8 : 3;
+      if (j < text.size() && (text[j] == '.' || text[j] == 'e' || text[j] == 'E')) {
+        return absl::InvalidArgumentError(absl::StrCat("malformed JSON at byte ", j, ": ",
+                                                       text.substr(i, j - i),
+                                                       " cannot have a fraction or an exponent"));
+      }
+      i = j - 1;
+      continue;
+    }
+    const size_t mantissa = j;
+    const auto skip_digits = [&] {
+      const size_t first = j;
+      while (j < text.size() && is_digit(text[j])) ++j;
+      return text.substr(first, j - first);
+    };
+    const auto all_zeros = [](absl::string_view digits) {
+      return digits.find_first_not_of('0') == absl::string_view::npos;
+    };
+    // Only a well-formed zero is rewritten (0, a fraction of zeros, an exponent): what is
+    // malformed stays malformed.
+    bool zero = skip_digits() == "0";
+    size_t fraction_digits = 0;
+    const bool fraction = j < text.size() && text[j] == '.';
+    if (fraction) {
+      ++j;
+      const absl::string_view digits = skip_digits();
+      fraction_digits = digits.size();
+      zero = zero && !digits.empty() && all_zeros(digits);
+    }
+    bool exponent = false;
+    if (j < text.size() && (text[j] == 'e' || text[j] == 'E')) {
+      exponent = true;
+      ++j;
+      if (j < text.size() && (text[j] == '+' || text[j] == '-')) ++j;
+      zero = zero && !skip_digits().empty();
+    }
+    // RapidJSON reads the zero right on its fast path unless it scales by more than 10^22.
+    if (zero && (exponent || fraction_digits > 15)) {
+      if (!fixed.has_value()) fixed.emplace(text);
+      // "0.0" (a float, -0.0 with its sign) only where the number ends as JSON says it must:
+      // glued to what follows (0e0e66, malformed) it would start a new number (0.0e66).
+      const bool delimited = j == text.size() || absl::string_view(" \t\r\n,]}").find(text[j]) !=
+                                                     absl::string_view::npos;
+      std::string zero_text(j - mantissa, ' ');  // at least 3 bytes: 0.0, 0e5
+      zero_text.replace(0, delimited ? 3 : 1, delimited ? "0.0" : "0");
+      fixed->replace(mantissa, j - mantissa, zero_text);
+    }
+    i = j > i ? j - 1 : i;  // on after the number
+  }
+  return fixed;
+}
+
 }  // namespace
 
 absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc, int max_depth) {
+  // The document copies what it keeps (strings too), so `fixed` may go after parsing.
+  absl::StatusOr<std::optional<std::string>> fixed = WorkAroundRapidJson(text);
+  if (!fixed.ok()) return fixed.status();
+  if (fixed->has_value()) text = **fixed;
   rapidjson::ParseResult result;
   bool too_deep = false;
   auto generate = [&](rapidjson::Document& handler) {

@@ -113,7 +113,6 @@ class RedisWorker {
   bool reader_up_ ABSL_GUARDED_BY(mu_) = false;
   bool writer_up_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_writing_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time write_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Ids of the entries held (counted: a list may hold equal items).

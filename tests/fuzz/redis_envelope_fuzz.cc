@@ -1,0 +1,22 @@
+// Fuzzes the Redis transport's envelopes: the bytes of a stream entry or list item ->
+// modeld.redis.RequestEnvelope (transport/redis/envelope.h) -> its deadline, kind and
+// core::InferRequest, then validation and batching.
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/strings/string_view.h"
+#include "tests/fuzz/fuzz_support.h"
+#include "transport/redis/envelope.h"
+
+namespace redis = modeld::transport::redis;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  absl::StatusOr<redis::wire::RequestEnvelope> envelope =
+      redis::ParseRequestEnvelope(absl::string_view(reinterpret_cast<const char*>(data), size));
+  if (!envelope.ok()) return 0;
+  (void)redis::Deadline(*envelope);
+  if (redis::IsQuery(*envelope)) return 0;  // answered from the service's state, not decoded
+  absl::StatusOr<modeld::core::InferRequest> request = redis::DecodeEnvelopeRequest(*envelope);
+  if (request.ok()) modeld::fuzz::ValidateAndBatch(*request);
+  return 0;
+}
