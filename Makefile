@@ -85,8 +85,11 @@ test-asan: build models
 	@cmake --build $(ASAN_BUILD_DIR)
 	@tests/sanitizers/run $(ASAN_BUILD_DIR) address
 
+# TSan with clang: GCC 12's TSan corrupts Debian protobuf's map fields (a text-format
+# config's `parameters` read back with 8 entries, or a SEGV), clang's does not.
 test-tsan: build models
-	@cmake -S . -B $(TSAN_BUILD_DIR) $(SANITIZED_CMAKE) -DMODELD_SANITIZE=thread > /dev/null
+	@cmake -S . -B $(TSAN_BUILD_DIR) $(SANITIZED_CMAKE) -DCMAKE_CXX_COMPILER=clang++ \
+	  -DMODELD_SANITIZE=thread > /dev/null
 	@cmake --build $(TSAN_BUILD_DIR)
 	@tests/sanitizers/run $(TSAN_BUILD_DIR) thread
 

@@ -46,6 +46,23 @@ F Next(const char* rest) {
 void Acquire(const void* addr) { __tsan_acquire(const_cast<void*>(addr)); }
 void Release(const void* addr) { __tsan_release(const_cast<void*>(addr)); }
 
+// Abseil evaluates a wait's Condition inside the wait, holding the lock (on the waiting thread
+// or on one that unlocks), and may let the lock go inside after it: the evaluation acquires and
+// releases the lock for TSan around the caller's condition.
+struct Acquiring {
+  const absl::Condition* condition;
+  const absl::Mutex* mu;
+};
+
+bool EvalAcquiring(void* arg) {
+  const auto* acquiring = static_cast<const Acquiring*>(arg);
+  Acquire(acquiring->mu);
+  const bool met = acquiring->condition->Eval();
+  // A false condition sends the waiter back to sleep, and Abseil lets the lock go inside.
+  Release(acquiring->mu);
+  return met;
+}
+
 }  // namespace
 
 namespace absl {
@@ -92,21 +109,24 @@ void Mutex::ReaderUnlock() {
 void Mutex::LockWhen(const Condition& cond) {
   static const auto next =
       Next<void (*)(Mutex*, const Condition&)>("5Mutex8LockWhenERKNS0_9ConditionE");
-  next(this, cond);
+  Acquiring acquiring{&cond, this};
+  next(this, Condition(&EvalAcquiring, &acquiring));
   Acquire(this);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   static const auto next =
       Next<void (*)(Mutex*, const Condition&)>("5Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  next(this, cond);
+  Acquiring acquiring{&cond, this};
+  next(this, Condition(&EvalAcquiring, &acquiring));
   Acquire(this);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   static const auto next = Next<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool met = next(this, cond, timeout);
+  Acquiring acquiring{&cond, this};
+  const bool met = next(this, Condition(&EvalAcquiring, &acquiring), timeout);
   Acquire(this);
   return met;
 }
@@ -114,7 +134,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
 bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   static const auto next = Next<bool (*)(Mutex*, const Condition&, absl::Time)>(
       "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool met = next(this, cond, deadline);
+  Acquiring acquiring{&cond, this};
+  const bool met = next(this, Condition(&EvalAcquiring, &acquiring), deadline);
   Acquire(this);
   return met;
 }
@@ -122,7 +143,8 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   static const auto next = Next<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       "5Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool met = next(this, cond, timeout);
+  Acquiring acquiring{&cond, this};
+  const bool met = next(this, Condition(&EvalAcquiring, &acquiring), timeout);
   Acquire(this);
   return met;
 }
@@ -130,7 +152,8 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, absl::Duration time
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   static const auto next = Next<bool (*)(Mutex*, const Condition&, absl::Time)>(
       "5Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool met = next(this, cond, deadline);
+  Acquiring acquiring{&cond, this};
+  const bool met = next(this, Condition(&EvalAcquiring, &acquiring), deadline);
   Acquire(this);
   return met;
 }
@@ -140,7 +163,8 @@ void Mutex::Await(const Condition& cond) {
   static const auto next =
       Next<void (*)(Mutex*, const Condition&)>("5Mutex5AwaitERKNS0_9ConditionE");
   Release(this);
-  next(this, cond);
+  Acquiring acquiring{&cond, this};
+  next(this, Condition(&EvalAcquiring, &acquiring));
   Acquire(this);
 }
 
@@ -148,7 +172,8 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   static const auto next = Next<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
   Release(this);
-  const bool met = next(this, cond, timeout);
+  Acquiring acquiring{&cond, this};
+  const bool met = next(this, Condition(&EvalAcquiring, &acquiring), timeout);
   Acquire(this);
   return met;
 }
@@ -157,7 +182,8 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
   static const auto next = Next<bool (*)(Mutex*, const Condition&, absl::Time)>(
       "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   Release(this);
-  const bool met = next(this, cond, deadline);
+  Acquiring acquiring{&cond, this};
+  const bool met = next(this, Condition(&EvalAcquiring, &acquiring), deadline);
   Acquire(this);
   return met;
 }
