@@ -186,9 +186,12 @@ TEST_F(TrainerTest, ACorruptNewestCheckpointIsSkipped) {
   const std::filesystem::path newest = repo_.path() / "checkpoints" / CheckpointFileName(4);
   ASSERT_TRUE(std::filesystem::exists(newest));
   {
+    // Flips a byte (inside the header's time): setting one could leave it as it was.
     std::fstream file(newest, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(30);
+    const char byte = static_cast<char>(file.get());
     file.seekp(30);
-    file.put('\x7f');
+    file.put(static_cast<char>(byte ^ 0x40));
   }
   std::unique_ptr<Trainer> restarted = Start(R"pb(parameters {
                                                     key: "checkpoint_every_steps"
