@@ -195,6 +195,7 @@ TEST(ParseJsonTest, DigitsOfUint64MaxAndMoreReadAsTheirDouble) {
   EXPECT_EQ(ParseJson("\n18446744073709551615516]:", doc).code(),
             absl::StatusCode::kInvalidArgument);
   // As tensor data: out of range of every integer datatype, a float for FP64.
+  // (The magnitudes RapidJSON's table of powers of ten does not reach: see below.)
   std::string bytes;
   doc = Parse("[184467440737095516155]");
   EXPECT_THAT(std::string(ReadFlatData(doc, core::DataType::kUint64, {}, "input 'x'", bytes)
@@ -202,6 +203,25 @@ TEST(ParseJsonTest, DigitsOfUint64MaxAndMoreReadAsTheirDouble) {
                               .message()),
               HasSubstr("input 'x' element 0"));
   EXPECT_TRUE(ReadFlatData(doc, core::DataType::kFp64, {}, "x", bytes).ok());
+}
+
+// RapidJSON 1.1 reads past its table of powers of ten for numbers of 10^309 or more, or below
+// 10^-324, that pass its own range checks (found by tests/fuzz, UBSan): too big is refused,
+// too small reads 0.
+TEST(ParseJsonTest, NumbersBeyondADoublesRangeAreRefusedOrZero) {
+  rapidjson::Document doc;
+  const std::string big = "6" + std::string(306, '6') + "e99";  // 10^406, exponent < 308
+  EXPECT_THAT(ParseJson("[1, " + big + "]", doc).message(),
+              HasSubstr("malformed JSON at byte 4: Number too big"));
+  EXPECT_THAT(ParseJson("[0.0000001e316]", doc).message(), HasSubstr("Number too big"));
+  const std::string tiny = "0." + std::string(400, '0') + "1";
+  ASSERT_TRUE(ParseJson("[" + tiny + ", -" + tiny + "e5, 1e-320, 1.7976931348623157e308]", doc)
+                  .ok());
+  EXPECT_EQ(doc[0].GetDouble(), 0.0);
+  EXPECT_TRUE(std::signbit(doc[1].GetDouble()));
+  EXPECT_EQ(doc[2].GetDouble(), 1e-320);
+  EXPECT_EQ(doc[3].GetDouble(), 1.7976931348623157e308);
+  EXPECT_EQ(ParseJson("[" + tiny + "x]", doc).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Utf8Test, ValidatesAndSanitizes) {

@@ -131,7 +131,7 @@ int64_t DecimalExponent(absl::string_view integer_digits, absl::string_view frac
   return exponent - static_cast<int64_t>(leading_zeros);
 }
 
-// Works around three bugs of RapidJSON 1.1's full-precision number reading, both found by
+// Works around four bugs of RapidJSON 1.1's full-precision number reading, both found by
 // tests/fuzz (UBSan), before RapidJSON sees `text`:
 // - A zero with an exponent or a long fraction is misread: `0e66` as 2.1e-109, `0.000e99` as
 //   6.4e+293, `0.` and 20 zeros at random (StrtodDiyFp normalizes a zero significand), and
@@ -142,6 +142,9 @@ int64_t DecimalExponent(absl::string_view integer_digits, absl::string_view frac
 // - Significant digits 18446744073709551615 followed by a 5 or more (184467440737095516155,
 //   1.84467440737095516159e-7) overflow StrtodDiyFp's 64-bit significand when it rounds up:
 //   such a number is written as the shortest text of its double, padded with spaces.
+// - A number of 10^309 or more, or below 10^-324, that passes RapidJSON's own range checks
+//   makes StrtodDiyFp read past its table of powers of ten: the first is refused as too big,
+//   the second written as 0.0.
 // Strings are left alone. nullopt: nothing to change (the common case; no copy is made).
 absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view text) {
   std::optional<std::string> fixed;
@@ -213,46 +216,59 @@ absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view
     }
     const bool delimited = j == text.size() || absl::string_view(" \t\r\n,]}").find(text[j]) !=
                                                    absl::string_view::npos;
-    if (well_formed && !zero &&
-        SignificandIsUint64Max(integer_digits, fraction_digits)) {
-      // Digits 18446744073709551615 and then a 5 or more overflow StrtodDiyFp's significand,
-      // which reads the number as garbage (UBSan: a zero significand normalized). Written
-      // instead as the shortest text of the double it stands for.
-      if (!delimited) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("malformed JSON at byte ", j, ": a number cannot be followed by '",
-                         text.substr(j, 1), "'"));
-      }
-      const absl::string_view number = text.substr(i, j - i);
-      double value = 0;
-      const std::from_chars_result read =
-          std::from_chars(number.data(), number.data() + number.size(), value);
-      std::string shortest;
-      if (read.ec == std::errc::result_out_of_range) {
-        if (DecimalExponent(integer_digits, fraction_digits, exponent_text) > 0) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("malformed JSON at byte ", i, ": Number too big to be stored in double."));
-        }
-        shortest = c == '-' ? "-0.0" : "0.0";  // underflows to zero, as RapidJSON reads 1e-400
-      } else if (read.ec != std::errc() || read.ptr != number.data() + number.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("malformed JSON at byte ", i, ": unreadable number ", number));
-      } else {
-        char buffer[32];
-        const std::to_chars_result end = std::to_chars(buffer, buffer + sizeof(buffer), value);
-        shortest.assign(buffer, end.ptr - buffer);
-        // "1.8446744073709552e+19" for an integer literal would do as well; a bare integer
-        // ("18446744073709552000") is above UINT64_MAX, so RapidJSON reads a double either way.
-      }
-      if (shortest.size() > number.size()) {  // never: 17 digits against at least 21
+    if (well_formed && !zero) {
+      // StrtodDiyFp looks up a cached power of ten for 10^-348..10^340 and checks neither end:
+      // a number of 10^309 or more whose integer digits and exponent each pass RapidJSON's
+      // own checks (6e99 with 300 more digits), or one below 10^-324 written with a long
+      // fraction (0. and 400 zeros, then 1), reads out of its table (UBSan).
+      const int64_t magnitude = DecimalExponent(integer_digits, fraction_digits, exponent_text);
+      if (magnitude > 309) {  // at least 10^309, above DBL_MAX: as RapidJSON refuses 1e400
         return absl::InvalidArgumentError(absl::StrCat(
-            "number at byte ", i, " has more digits than a double can hold: ", number));
+            "malformed JSON at byte ", i, ": Number too big to be stored in double."));
       }
-      if (!fixed.has_value()) fixed.emplace(text);
-      shortest.resize(number.size(), ' ');
-      fixed->replace(i, number.size(), shortest);
-      i = j - 1;
-      continue;
+      const bool underflow = magnitude < -323;  // below 10^-324: the nearest double is 0
+      // Digits 18446744073709551615 and then a 5 or more overflow StrtodDiyFp's significand
+      // when it rounds up, which then reads the number as garbage (UBSan: a zero significand
+      // normalized).
+      if (underflow || SignificandIsUint64Max(integer_digits, fraction_digits)) {
+        if (!delimited) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("malformed JSON at byte ", j, ": a number cannot be followed by '",
+                           text.substr(j, 1), "'"));
+        }
+        const absl::string_view number = text.substr(i, j - i);
+        std::string shortest = c == '-' ? "-0.0" : "0.0";  // as RapidJSON reads 1e-400
+        if (!underflow) {
+          // Written instead as the shortest text of the double it stands for.
+          double value = 0;
+          const std::from_chars_result read =
+              std::from_chars(number.data(), number.data() + number.size(), value);
+          if (read.ec == std::errc::result_out_of_range) {
+            if (magnitude > 0) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "malformed JSON at byte ", i, ": Number too big to be stored in double."));
+            }
+          } else if (read.ec != std::errc() || read.ptr != number.data() + number.size()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("malformed JSON at byte ", i, ": unreadable number ", number));
+          } else {
+            char buffer[32];
+            const std::to_chars_result end = std::to_chars(buffer, buffer + sizeof(buffer), value);
+            // A bare integer ("18446744073709552000") is above UINT64_MAX, so RapidJSON reads
+            // a double from it too.
+            shortest.assign(buffer, end.ptr - buffer);
+          }
+        }
+        if (shortest.size() > number.size()) {  // never: 17 digits against at least 21
+          return absl::InvalidArgumentError(absl::StrCat(
+              "number at byte ", i, " has more digits than a double can hold: ", number));
+        }
+        if (!fixed.has_value()) fixed.emplace(text);
+        shortest.resize(number.size(), ' ');
+        fixed->replace(i, number.size(), shortest);
+        i = j - 1;
+        continue;
+      }
     }
     // RapidJSON reads the zero right on its fast path unless it scales by more than 10^22.
     if (zero && (exponent || fraction_digits.size() > 15)) {
