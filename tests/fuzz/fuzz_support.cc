@@ -83,6 +83,24 @@ void ValidateAndBatch(const core::InferRequest& request) {
   for (const core::ModelConfig& config : Configs()) ValidateAndBatch(config, request);
 }
 
+void ValidateTrain(const core::TrainRequest& request) {
+  // As the service checks it (--max-request-elements); the limit returns early on huge shapes.
+  (void)core::CheckRequestElements(request, 1 << 20);
+  for (const core::ModelConfig& config : Configs()) {
+    if (!core::ValidateTrainRequest(config, request).ok()) continue;
+    RequireExactBytes(request.inputs, "core::ValidateTrainRequest (inputs)");
+    RequireExactBytes(request.targets, "core::ValidateTrainRequest (targets)");
+    Require(!request.targets.empty(), "core::ValidateTrainRequest: at least one target");
+    if (config.max_batch_size > 0) {
+      const int64_t rows = request.inputs.begin()->second.shape().at(0);
+      for (const auto& [name, target] : request.targets) {
+        Require(!target.shape().empty() && target.shape()[0] == rows,
+                "core::ValidateTrainRequest: targets lead with the batch size");
+      }
+    }
+  }
+}
+
 void Require(bool ok, const char* what) {
   if (ok) return;
   std::fprintf(stderr, "broken contract: %s\n", what);

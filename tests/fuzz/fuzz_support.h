@@ -7,6 +7,7 @@
 
 #include "core/infer_request.h"
 #include "core/model_config.h"
+#include "core/train_request.h"
 
 namespace modeld::fuzz {
 
@@ -20,6 +21,12 @@ const std::vector<core::ModelConfig>& Configs();
 void ValidateAndBatch(const core::ModelConfig& config, const core::InferRequest& request);
 // The same for every config of Configs().
 void ValidateAndBatch(const core::InferRequest& request);
+
+// A training step's request (Training.Train, POST .../train, the Redis envelope's `train`):
+// the element limit, then core::ValidateTrainRequest against every config of Configs(); when
+// it is accepted, checks that every input and target holds exactly its shape's elements and
+// that the targets lead with the inputs' batch size.
+void ValidateTrain(const core::TrainRequest& request);
 
 // Aborts with `what` when `ok` is false (a contract, not an input error).
 void Require(bool ok, const char* what);

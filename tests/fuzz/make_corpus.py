@@ -40,6 +40,7 @@ def message_classes():
     for file in files.file:
         pool.Add(file)
     names = ["inference.ModelInferRequest", "modeld.redis.RequestEnvelope",
+             "modeld.training.TrainRequest",
              "tensorflow.serving.PredictRequest", "tensorflow.serving.ClassificationRequest",
              "tensorflow.TensorProto"]
     return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
@@ -111,6 +112,53 @@ def kserve_requests():
     kserve_input(r, "d", "FP64", [1, 2], raw=struct.pack("<2d", 1.0, 2.0))
     requests["narrow-raw"] = r
     return requests
+
+
+def train_requests():
+    """Training steps (modeld.training.TrainRequest): inputs as for inference, then targets;
+    raw_input_contents holds the inputs' entries and then the targets'."""
+    requests = {}
+    r = M["modeld.training.TrainRequest"](model_name="linear", id="step-1")
+    kserve_input(r, "x", "FP32", [2, 3], raw=f32(1, 2, 3, 4, 5, 6))
+    r.targets.add(name="y", datatype="FP32", shape=[2, 1])
+    r.raw_input_contents.append(f32(0.5, -0.5))
+    requests["linear-raw"] = r
+
+    r = M["modeld.training.TrainRequest"](model_name="int64_bool", model_version="1")
+    kserve_input(r, "ids", "INT64", [1, 3], int64_contents=[1, -2, 3])
+    kserve_input(r, "mask", "BOOL", [1, 3], bool_contents=[True, False, True])
+    r.targets.add(name="y", datatype="INT64", shape=[1, 3]).contents.int64_contents.extend(
+        [0, 1, 0])
+    requests["int64-bool-typed"] = r
+
+    r = M["modeld.training.TrainRequest"](model_name="strings")
+    kserve_input(r, "text", "BYTES", [2, 1], bytes_contents=[b"hello", "wörld".encode()])
+    r.targets.add(name="n", datatype="INT32", shape=[2]).contents.int_contents.extend([5, 5])
+    requests["strings-typed"] = r
+    return requests
+
+
+def train_fuzz_inputs():
+    """train_fuzz's layout: 'h' and an HTTP body as kserve_json_fuzz's, or 'g' and a
+    serialized TrainRequest."""
+    inputs = {f"grpc-{name}": b"g" + r.SerializeToString(deterministic=True)
+              for name, r in train_requests().items()}
+    x = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5, 6]]}
+    inputs["http-linear-nested"] = b"h\n" + json.dumps({
+        "id": "s1", "inputs": [x],
+        "targets": [{"name": "y", "shape": [2, 1], "datatype": "FP32", "data": [[1], [2]]}]}).encode()
+    inputs["http-int64-bool"] = b"h\n" + json.dumps({
+        "inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64", "data": [[1, -1]]},
+                   {"name": "mask", "shape": [1, 2], "datatype": "BOOL", "data": [[True, False]]}],
+        "targets": [{"name": "y", "shape": [1, 2], "datatype": "INT64", "data": [0, 1]}]}).encode()
+    header = json.dumps({
+        "inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32",
+                    "parameters": {"binary_data_size": 24}}],
+        "targets": [{"name": "y", "shape": [2, 1], "datatype": "FP32",
+                     "parameters": {"binary_data_size": 8}}]}).encode()
+    inputs["http-linear-binary"] = (b"h" + str(len(header)).encode() + b"\n" + header +
+                                    f32(1, 2, 3, 4, 5, 6) + f32(0.5, -0.5))
+    return inputs
 
 
 # --- TensorFlow Serving gRPC ---------------------------------------------------------------
@@ -192,6 +240,11 @@ def envelopes():
                                                deadline_unix_ms=4102444800000)
         e.infer.CopyFrom(request)
         result[f"infer-{name}"] = e
+    for name, request in train_requests().items():
+        e = M["modeld.redis.RequestEnvelope"](request_id=f"train-{name}",
+                                               reply_key=f"reply:train-{name}")
+        e.train.CopyFrom(request)
+        result[f"train-{name}"] = e
     e = M["modeld.redis.RequestEnvelope"](request_id="meta", reply_key="reply:meta")
     e.metadata.name = "linear"
     result["metadata"] = e
@@ -331,6 +384,7 @@ def main():
     write("tfserving_examples_fuzz", classification_requests())
     write("kserve_json_fuzz", kserve_json_bodies())
     write("tfserving_json_fuzz", tfserving_json_bodies())
+    write("train_fuzz", train_fuzz_inputs())
     write("model_config_fuzz", {name: text.encode() for name, text in CONFIGS.items()})
 
 

@@ -1,6 +1,7 @@
 // Fuzzes the Redis transport's envelopes: the bytes of a stream entry or list item ->
 // modeld.redis.RequestEnvelope (transport/redis/envelope.h) -> its deadline, kind and
-// core::InferRequest, then validation and batching.
+// core::InferRequest, then validation and batching; or, for a `train` payload, its
+// core::TrainRequest, then the element limit and core::ValidateTrainRequest.
 #include <cstddef>
 #include <cstdint>
 
@@ -16,6 +17,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!envelope.ok()) return 0;
   (void)redis::Deadline(*envelope);
   if (redis::IsQuery(*envelope)) return 0;  // answered from the service's state, not decoded
+  if (envelope->has_train()) {
+    absl::StatusOr<modeld::core::TrainRequest> train = redis::DecodeEnvelopeTrain(*envelope);
+    if (train.ok()) modeld::fuzz::ValidateTrain(*train);
+    return 0;
+  }
   absl::StatusOr<modeld::core::InferRequest> request = redis::DecodeEnvelopeRequest(*envelope);
   if (request.ok()) modeld::fuzz::ValidateAndBatch(*request);
   return 0;

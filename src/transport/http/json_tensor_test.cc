@@ -164,6 +164,66 @@ TEST(ParseJsonTest, NaNAndInfinityTakeNoFractionOrExponent) {
   EXPECT_STREQ(doc[3].GetString(), "Infe40");
 }
 
+// RapidJSON 1.1 overflows its 64-bit significand on the digits of UINT64_MAX followed by a
+// 5 or more (found by tests/fuzz, UBSan): such numbers read as the double they stand for.
+TEST(ParseJsonTest, DigitsOfUint64MaxAndMoreReadAsTheirDouble) {
+  const std::vector<std::string> numbers = {
+      "184467440737095516155",          "-18446744073709551615999",
+      "18446744073709551615.5",         "1.84467440737095516159e-7",
+      "0.000184467440737095516155E+3",  "184467440737095516155e-400",
+      "-0.00018446744073709551615500e300"};
+  std::string array = "[";
+  for (const std::string& number : numbers) array += number + ", ";
+  array += "184467440737095516149, 1]";
+  rapidjson::Document doc;
+  absl::Status status = ParseJson(array, doc);
+  ASSERT_TRUE(status.ok()) << status;
+  for (size_t k = 0; k < numbers.size(); ++k) {
+    ASSERT_TRUE(doc[k].IsDouble()) << numbers[k];
+    EXPECT_EQ(doc[k].GetDouble(), std::strtod(numbers[k].c_str(), nullptr)) << numbers[k];
+  }
+  EXPECT_EQ(doc[numbers.size()].GetDouble(), 184467440737095516149.0);
+  EXPECT_EQ(doc[numbers.size() + 1].GetInt(), 1);
+  // Strings stay as they are; what follows the number is still judged.
+  ASSERT_TRUE(ParseJson(R"({"184467440737095516155": "184467440737095516155"})", doc).ok());
+  EXPECT_STREQ(doc["184467440737095516155"].GetString(), "184467440737095516155");
+  EXPECT_THAT(ParseJson("[184467440737095516155e400]", doc).message(),
+              HasSubstr("malformed JSON at byte 1: Number too big"));
+  EXPECT_THAT(ParseJson("[184467440737095516155e5e5]", doc).message(),
+              HasSubstr("malformed JSON at byte 24: a number cannot be followed by 'e'"));
+  // The fuzzer's input (a root number, then more): malformed, and read without UB.
+  EXPECT_EQ(ParseJson("\n18446744073709551615516]:", doc).code(),
+            absl::StatusCode::kInvalidArgument);
+  // As tensor data: out of range of every integer datatype, a float for FP64.
+  // (The magnitudes RapidJSON's table of powers of ten does not reach: see below.)
+  std::string bytes;
+  doc = Parse("[184467440737095516155]");
+  EXPECT_THAT(std::string(ReadFlatData(doc, core::DataType::kUint64, {}, "input 'x'", bytes)
+                              .status()
+                              .message()),
+              HasSubstr("input 'x' element 0"));
+  EXPECT_TRUE(ReadFlatData(doc, core::DataType::kFp64, {}, "x", bytes).ok());
+}
+
+// RapidJSON 1.1 reads past its table of powers of ten for numbers of 10^309 or more, or below
+// 10^-324, that pass its own range checks (found by tests/fuzz, UBSan): too big is refused,
+// too small reads 0.
+TEST(ParseJsonTest, NumbersBeyondADoublesRangeAreRefusedOrZero) {
+  rapidjson::Document doc;
+  const std::string big = "6" + std::string(306, '6') + "e99";  // 10^406, exponent < 308
+  EXPECT_THAT(ParseJson("[1, " + big + "]", doc).message(),
+              HasSubstr("malformed JSON at byte 4: Number too big"));
+  EXPECT_THAT(ParseJson("[0.0000001e316]", doc).message(), HasSubstr("Number too big"));
+  const std::string tiny = "0." + std::string(400, '0') + "1";
+  ASSERT_TRUE(ParseJson("[" + tiny + ", -" + tiny + "e5, 1e-320, 1.7976931348623157e308]", doc)
+                  .ok());
+  EXPECT_EQ(doc[0].GetDouble(), 0.0);
+  EXPECT_TRUE(std::signbit(doc[1].GetDouble()));
+  EXPECT_EQ(doc[2].GetDouble(), 1e-320);
+  EXPECT_EQ(doc[3].GetDouble(), 1.7976931348623157e308);
+  EXPECT_EQ(ParseJson("[" + tiny + "x]", doc).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Utf8Test, ValidatesAndSanitizes) {
   EXPECT_TRUE(IsValidUtf8("plain"));
   EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));

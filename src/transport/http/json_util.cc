@@ -94,7 +94,44 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t left) {
   return length;
 }
 
-// Works around two bugs of RapidJSON 1.1's full-precision number reading, both found by
+// Whether the significant digits of a number (its integer then fraction digits, leading
+// zeros skipped) start with 18446744073709551615 (UINT64_MAX) and go on with a 5 or more.
+bool SignificandIsUint64Max(absl::string_view integer_digits, absl::string_view fraction_digits) {
+  constexpr absl::string_view kMax = "18446744073709551615";
+  size_t matched = 0;
+  bool leading = true;
+  for (const absl::string_view part : {integer_digits, fraction_digits}) {
+    for (const char d : part) {
+      if (leading && d == '0') continue;
+      leading = false;
+      if (matched == kMax.size()) return d >= '5';
+      if (d != kMax[matched]) return false;
+      ++matched;
+    }
+  }
+  return false;
+}
+
+// The decimal exponent E of a nonzero number written as 0.d1d2... x 10^E (saturated far
+// beyond any double's range).
+int64_t DecimalExponent(absl::string_view integer_digits, absl::string_view fraction_digits,
+                        absl::string_view exponent_text) {
+  int64_t exponent = 0;
+  bool negative = false;
+  for (const char d : exponent_text) {
+    if (d == '-') negative = true;
+    if (d >= '0' && d <= '9') exponent = std::min<int64_t>(exponent * 10 + (d - '0'), 1'000'000);
+  }
+  if (negative) exponent = -exponent;
+  const size_t first = integer_digits.find_first_not_of('0');
+  if (first != absl::string_view::npos) {
+    return exponent + static_cast<int64_t>(integer_digits.size() - first);
+  }
+  const size_t leading_zeros = std::min(fraction_digits.find_first_not_of('0'), fraction_digits.size());
+  return exponent - static_cast<int64_t>(leading_zeros);
+}
+
+// Works around four bugs of RapidJSON 1.1's full-precision number reading, both found by
 // tests/fuzz (UBSan), before RapidJSON sees `text`:
 // - A zero with an exponent or a long fraction is misread: `0e66` as 2.1e-109, `0.000e99` as
 //   6.4e+293, `0.` and 20 zeros at random (StrtodDiyFp normalizes a zero significand), and
@@ -102,6 +139,12 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t left) {
 //   parsing (the same length, so error offsets hold).
 // - NaN, Inf or Infinity followed by a fraction or an exponent (`Infe40`) sends no digits to
 //   StrtodFullPrecision, which then reads before its buffer: INVALID_ARGUMENT here.
+// - Significant digits 18446744073709551615 followed by a 5 or more (184467440737095516155,
+//   1.84467440737095516159e-7) overflow StrtodDiyFp's 64-bit significand when it rounds up:
+//   such a number is written as the shortest text of its double, padded with spaces.
+// - A number of 10^309 or more, or below 10^-324, that passes RapidJSON's own range checks
+//   makes StrtodDiyFp read past its table of powers of ten: the first is refused as too big,
+//   the second written as 0.0.
 // Strings are left alone. nullopt: nothing to change (the common case; no copy is made).
 absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view text) {
   std::optional<std::string> fixed;
@@ -145,31 +188,93 @@ absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view
     const auto all_zeros = [](absl::string_view digits) {
       return digits.find_first_not_of('0') == absl::string_view::npos;
     };
-    // Only a well-formed zero is rewritten (0, a fraction of zeros, an exponent): what is
-    // malformed stays malformed.
-    bool zero = skip_digits() == "0";
-    size_t fraction_digits = 0;
+    // Only a well-formed number is rewritten: what is malformed stays malformed (RapidJSON
+    // refuses it before converting it).
+    const absl::string_view integer_digits = skip_digits();
+    bool zero = integer_digits == "0";
+    bool well_formed =
+        !integer_digits.empty() && (integer_digits.size() == 1 || integer_digits[0] != '0');
+    absl::string_view fraction_digits;
     const bool fraction = j < text.size() && text[j] == '.';
     if (fraction) {
       ++j;
-      const absl::string_view digits = skip_digits();
-      fraction_digits = digits.size();
-      zero = zero && !digits.empty() && all_zeros(digits);
+      fraction_digits = skip_digits();
+      zero = zero && !fraction_digits.empty() && all_zeros(fraction_digits);
+      well_formed = well_formed && !fraction_digits.empty();
     }
     bool exponent = false;
+    absl::string_view exponent_text;  // [+|-] digits
     if (j < text.size() && (text[j] == 'e' || text[j] == 'E')) {
       exponent = true;
       ++j;
+      const size_t first = j;
       if (j < text.size() && (text[j] == '+' || text[j] == '-')) ++j;
-      zero = zero && !skip_digits().empty();
+      const bool digits = !skip_digits().empty();
+      zero = zero && digits;
+      well_formed = well_formed && digits;
+      exponent_text = text.substr(first, j - first);
+    }
+    const bool delimited = j == text.size() || absl::string_view(" \t\r\n,]}").find(text[j]) !=
+                                                   absl::string_view::npos;
+    if (well_formed && !zero) {
+      // StrtodDiyFp looks up a cached power of ten for 10^-348..10^340 and checks neither end:
+      // a number of 10^309 or more whose integer digits and exponent each pass RapidJSON's
+      // own checks (6e99 with 300 more digits), or one below 10^-324 written with a long
+      // fraction (0. and 400 zeros, then 1), reads out of its table (UBSan).
+      const int64_t magnitude = DecimalExponent(integer_digits, fraction_digits, exponent_text);
+      if (magnitude > 309) {  // at least 10^309, above DBL_MAX: as RapidJSON refuses 1e400
+        return absl::InvalidArgumentError(absl::StrCat(
+            "malformed JSON at byte ", i, ": Number too big to be stored in double."));
+      }
+      const bool underflow = magnitude < -323;  // below 10^-324: the nearest double is 0
+      // Digits 18446744073709551615 and then a 5 or more overflow StrtodDiyFp's significand
+      // when it rounds up, which then reads the number as garbage (UBSan: a zero significand
+      // normalized).
+      if (underflow || SignificandIsUint64Max(integer_digits, fraction_digits)) {
+        if (!delimited) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("malformed JSON at byte ", j, ": a number cannot be followed by '",
+                           text.substr(j, 1), "'"));
+        }
+        const absl::string_view number = text.substr(i, j - i);
+        std::string shortest = c == '-' ? "-0.0" : "0.0";  // as RapidJSON reads 1e-400
+        if (!underflow) {
+          // Written instead as the shortest text of the double it stands for.
+          double value = 0;
+          const std::from_chars_result read =
+              std::from_chars(number.data(), number.data() + number.size(), value);
+          if (read.ec == std::errc::result_out_of_range) {
+            if (magnitude > 0) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "malformed JSON at byte ", i, ": Number too big to be stored in double."));
+            }
+          } else if (read.ec != std::errc() || read.ptr != number.data() + number.size()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("malformed JSON at byte ", i, ": unreadable number ", number));
+          } else {
+            char buffer[32];
+            const std::to_chars_result end = std::to_chars(buffer, buffer + sizeof(buffer), value);
+            // A bare integer ("18446744073709552000") is above UINT64_MAX, so RapidJSON reads
+            // a double from it too.
+            shortest.assign(buffer, end.ptr - buffer);
+          }
+        }
+        if (shortest.size() > number.size()) {  // never: 17 digits against at least 21
+          return absl::InvalidArgumentError(absl::StrCat(
+              "number at byte ", i, " has more digits than a double can hold: ", number));
+        }
+        if (!fixed.has_value()) fixed.emplace(text);
+        shortest.resize(number.size(), ' ');
+        fixed->replace(i, number.size(), shortest);
+        i = j - 1;
+        continue;
+      }
     }
     // RapidJSON reads the zero right on its fast path unless it scales by more than 10^22.
-    if (zero && (exponent || fraction_digits > 15)) {
+    if (zero && (exponent || fraction_digits.size() > 15)) {
       if (!fixed.has_value()) fixed.emplace(text);
       // "0.0" (a float, -0.0 with its sign) only where the number ends as JSON says it must:
       // glued to what follows (0e0e66, malformed) it would start a new number (0.0e66).
-      const bool delimited = j == text.size() || absl::string_view(" \t\r\n,]}").find(text[j]) !=
-                                                     absl::string_view::npos;
       std::string zero_text(j - mantissa, ' ');  // at least 3 bytes: 0.0, 0e5
       zero_text.replace(0, delimited ? 3 : 1, delimited ? "0.0" : "0");
       fixed->replace(mantissa, j - mantissa, zero_text);
