@@ -32,6 +32,8 @@ from train_helpers import (
     tpb_grpc,
 )
 
+pytestmark = pytest.mark.tensorflow
+
 START = tf_models.REGRESSION_W * PROBE + tf_models.REGRESSION_B
 
 
