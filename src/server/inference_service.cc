@@ -27,11 +27,16 @@ InferenceService::InferenceService(repository::ModelManager& models, const commo
       unresolved_(registry != nullptr ? metrics::VersionMetrics(*registry, "", "")
                                       : metrics::VersionMetrics()) {}
 
+absl::StatusOr<repository::ModelHandle> InferenceService::AcceptingVersion(
+    absl::string_view name, std::optional<int64_t> version) const {
+  if (draining_.load()) return absl::UnavailableError("modeld is shutting down");
+  return models_.Get(name, version);
+}
+
 void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&& done) {
   const absl::Time start = clock_.Now();
   absl::StatusOr<repository::ModelHandle> handle =
-      draining_.load() ? absl::UnavailableError("modeld is shutting down")
-                       : models_.Get(request.model_name, request.model_version);
+      AcceptingVersion(request.model_name, request.model_version);
   if (!handle.ok()) {
     unresolved_.RecordRequest(handle.status(), clock_.Now() - start);
     std::move(done)(handle.status());
@@ -66,8 +71,7 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
 
 void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&& done) {
   absl::StatusOr<repository::ModelHandle> handle =
-      draining_.load() ? absl::UnavailableError("modeld is shutting down")
-                       : models_.Get(request.model_name, request.model_version);
+      AcceptingVersion(request.model_name, request.model_version);
   if (!handle.ok()) return std::move(done)(handle.status());
   training::Trainer* trainer = (*handle)->trainer();
   if (trainer == nullptr) {

@@ -126,6 +126,10 @@ class InferenceService {
   bool WaitUntilIdle(absl::Duration timeout);
 
  private:
+  // The version a new request or step goes to (ModelManager::Get), or UNAVAILABLE once
+  // draining has begun.
+  absl::StatusOr<repository::ModelHandle> AcceptingVersion(absl::string_view name,
+                                                           std::optional<int64_t> version) const;
   // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
   absl::Status ModelControlOn() const;
   repository::ModelManager& models_;

@@ -18,6 +18,8 @@ from train_helpers import (
     check_replicas_load_published_versions,
     check_shutdown_checkpoints_and_a_corrupt_file_is_skipped,
     converge,
+    grpc_step,
+    http_step,
     grpc_train,
     http_train,
     predict,
@@ -41,13 +43,7 @@ def test_regression_converges_over_grpc(launch, regression_repo):
     channel = server.channel()
     np.testing.assert_allclose(predict(channel, "regression", PROBE), 0.5 * PROBE, atol=1e-6)
 
-    def step(x, y):
-        response = grpc_train(channel, "regression", {"x": x}, {"y": y}, request_id="r")
-        assert (response.model_name, response.model_version, response.id) == (
-            "regression", "1", "r")
-        return response.step, response.loss
-
-    converge(step, np.random.default_rng(1))
+    converge(grpc_step(channel, "regression"), np.random.default_rng(1))
     # Inference follows: W = 3 and b = 2.
     np.testing.assert_allclose(predict(channel, "regression", PROBE), WANTED, atol=0.01)
 
@@ -55,13 +51,7 @@ def test_regression_converges_over_grpc(launch, regression_repo):
 def test_train_step_method_converges_over_http(launch, regression_repo):
     server = launch(regression_repo)
 
-    def step(x, y):
-        status, answer = http_train(server, "regression_step", {"x": x}, {"y": y})
-        assert status == 200, answer
-        assert answer["model_name"] == "regression_step" and answer["model_version"] == "1"
-        return answer["step"], answer["loss"]
-
-    converge(step, np.random.default_rng(2))
+    converge(http_step(server, "regression_step"), np.random.default_rng(2))
     np.testing.assert_allclose(predict(server.channel(), "regression_step", PROBE), WANTED,
                                atol=0.01)
 

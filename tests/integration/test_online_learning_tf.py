@@ -23,6 +23,8 @@ from train_helpers import (
     check_replicas_load_published_versions,
     check_shutdown_checkpoints_and_a_corrupt_file_is_skipped,
     converge,
+    grpc_step,
+    http_step,
     grpc_train,
     http_train,
     predict,
@@ -71,13 +73,7 @@ def test_regression_converges_over_grpc(launch, repo):
     channel = server.channel()
     np.testing.assert_allclose(predict(channel, "regression", PROBE), START, atol=1e-6)
 
-    def step(x, y):
-        response = grpc_train(channel, "regression", {"x": x}, {"y": y}, request_id="r")
-        assert (response.model_name, response.model_version, response.id) == (
-            "regression", "1", "r")
-        return response.step, response.loss
-
-    losses = converge(step, np.random.default_rng(11))
+    losses = converge(grpc_step(channel, "regression"), np.random.default_rng(11))
     # The first loss is that of the starting weights: the signature returns it before its step.
     x, y = samples(np.random.default_rng(11))
     assert losses[0] == pytest.approx(float(np.mean((0.5 * x - y) ** 2)), rel=1e-5)
@@ -89,13 +85,7 @@ def test_regression_converges_over_grpc(launch, repo):
 def test_triton_layout_converges_over_http(launch, repo):
     server = launch(repo)
 
-    def step(x, y):
-        status, answer = http_train(server, "regression_triton", {"x": x}, {"y": y})
-        assert status == 200, answer
-        assert answer["model_name"] == "regression_triton" and answer["model_version"] == "1"
-        return answer["step"], answer["loss"]
-
-    converge(step, np.random.default_rng(12))
+    converge(http_step(server, "regression_triton"), np.random.default_rng(12))
     np.testing.assert_allclose(predict(server.channel(), "regression_triton", PROBE), WANTED,
                                atol=0.01)
 

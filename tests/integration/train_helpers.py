@@ -160,6 +160,28 @@ def converge(step, rng, steps=300):
     return losses
 
 
+def http_step(server, model):
+    """A step(x, y) -> (step number, loss) for converge(), over HTTP, checking the answer
+    names the model and version 1."""
+    def step(x, y):
+        status, answer = http_train(server, model, {"x": x}, {"y": y})
+        assert status == 200, answer
+        assert answer["model_name"] == model and answer["model_version"] == "1"
+        return answer["step"], answer["loss"]
+
+    return step
+
+
+def grpc_step(channel, model):
+    """As http_step, over gRPC, checking the request id is echoed too."""
+    def step(x, y):
+        response = grpc_train(channel, model, {"x": x}, {"y": y}, request_id="r")
+        assert (response.model_name, response.model_version, response.id) == (model, "1", "r")
+        return response.step, response.loss
+
+    return step
+
+
 def steps_to(channel, model, rng, count):
     """`count` steps of y = 3x + 2 over gRPC; returns the last TrainResponse."""
     last = None
