@@ -162,6 +162,31 @@ TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {
   EXPECT_THAT(status.message(), HasSubstr("shutting down"));
 }
 
+// Server::Shutdown stops model control before the transports close: a repository call that
+// arrives in between is answered at once, and the object is still there to answer it.
+TEST_F(InferenceServiceTest, StoppedModelControlAnswersUnavailableAtOnce) {
+  ModelControl control(*manager_, ControlMode::kExplicit, absl::Seconds(60));
+  service_->SetModelControl(&control);
+  control.Start();
+  absl::Notification reloaded;
+  absl::Status reload = absl::UnknownError("not answered");
+  service_->LoadModel("echo", {}, [&](absl::Status status) {
+    reload = status;
+    reloaded.Notify();
+  });
+  ASSERT_TRUE(reloaded.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(reload.ok()) << reload;
+
+  control.Stop();
+  absl::Status after_stop = absl::UnknownError("not answered");
+  service_->UnloadModel("echo", {}, [&](absl::Status status) { after_stop = status; });
+  EXPECT_EQ(after_stop.code(), absl::StatusCode::kUnavailable) << after_stop;
+  EXPECT_THAT(after_stop.message(), HasSubstr("shutting down"));
+  EXPECT_TRUE(service_->RepositoryIndex(/*ready_only=*/false).ok());
+  EXPECT_TRUE(service_->ModelReady("echo", std::nullopt));
+  control.Stop();  // a second stop changes nothing
+}
+
 TEST(ControlParametersTest, OnlyUnloadDependentsIsTaken) {
   EXPECT_TRUE(InferenceService::CheckControlParameters({}).ok());
   EXPECT_TRUE(InferenceService::CheckControlParameters({"unload_dependents"}).ok());

@@ -1,5 +1,6 @@
 // modeld: keeps models resident in one process and serves them to web applications.
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,7 +30,8 @@ void OnStopSignal(int signal) {
 }
 
 absl::Status InstallStopHandlers() {
-  if (pipe2(stop_pipe, O_CLOEXEC) != 0) return absl::InternalError("cannot create a pipe");
+  if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    return absl::InternalError("cannot create a pipe");
   struct sigaction action = {};
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
@@ -41,12 +43,19 @@ absl::Status InstallStopHandlers() {
   return absl::OkStatus();
 }
 
-// Blocks until SIGTERM, SIGINT or SIGHUP has arrived (possibly long ago).
+// Blocks until SIGTERM, SIGINT or SIGHUP has arrived (possibly long ago). It waits in poll()
+// rather than in read(): ThreadSanitizer defers a handler until the thread leaves a call it
+// knows may block, and read() is not one of those in clang 14's runtime, so under SA_RESTART
+// the handler (and with it the byte this read would return) never ran under make test-tsan.
 int WaitForSignal() {
+  struct pollfd readable = {stop_pipe[0], POLLIN, 0};
   unsigned char byte = 0;
-  while (read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+  for (;;) {
+    if (poll(&readable, 1, -1) < 0 && errno != EINTR) return SIGTERM;  // cannot wait: stop
+    const ssize_t n = read(stop_pipe[0], &byte, 1);
+    if (n == 1) return byte;
+    if (n < 0 && errno != EINTR && errno != EAGAIN) return SIGTERM;
   }
-  return byte;
 }
 
 }  // namespace

@@ -22,7 +22,9 @@ ModelControl::ModelControl(repository::ModelManager& models, ControlMode mode,
                            absl::Duration poll_interval)
     : models_(models), mode_(mode), poll_interval_(poll_interval) {}
 
-ModelControl::~ModelControl() {
+ModelControl::~ModelControl() { Stop(); }
+
+void ModelControl::Stop() {
   std::deque<absl::AnyInvocable<void()>> dropped;
   {
     absl::MutexLock lock(&mu_);
@@ -40,8 +42,14 @@ void ModelControl::Start() {
 }
 
 void ModelControl::Enqueue(absl::AnyInvocable<void()> work) {
-  absl::MutexLock lock(&mu_);
-  queue_.push_back(std::move(work));
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(work));
+      return;
+    }
+  }
+  work();  // stopped: no thread will take it, and it answers UNAVAILABLE
 }
 
 void ModelControl::Load(std::string name, absl::AnyInvocable<void(absl::Status)> done) {

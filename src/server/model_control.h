@@ -28,8 +28,7 @@ enum class ControlMode { kNone, kPoll, kExplicit };
 class ModelControl {
  public:
   ModelControl(repository::ModelManager& models, ControlMode mode, absl::Duration poll_interval);
-  // Waits for the change in progress, drops the queued ones (their callbacks get UNAVAILABLE)
-  // and joins the thread.
+  // Stop(), if it has not been called.
   ~ModelControl();
   ModelControl(const ModelControl&) = delete;
   ModelControl& operator=(const ModelControl&) = delete;
@@ -43,6 +42,12 @@ class ModelControl {
   // ModelManager's answer, or at once with UNAVAILABLE naming the flag in the other modes.
   void Load(std::string name, absl::AnyInvocable<void(absl::Status)> done);
   void Unload(std::string name, absl::AnyInvocable<void(absl::Status)> done);
+
+  // Waits for the change in progress, drops the queued ones (their callbacks get UNAVAILABLE)
+  // and joins the thread. The object stays usable: later changes are answered UNAVAILABLE at
+  // once, so the transports may keep calling it until they close (Server::Shutdown stops it
+  // before the models drain, and destroys it after the transports). Call from one thread.
+  void Stop();
 
   // Poll mode: rescans now rather than at the next tick (SIGHUP). Ignored, with a log line, in
   // the other modes.

@@ -220,7 +220,9 @@ class ModeldServer : public Server {
     // Loading stops after the version in progress, model control after the change in progress.
     models_.CancelLoading();
     if (loader_.joinable()) loader_.join();
-    control_.reset();
+    // Stopped, not destroyed: a repository call may still reach it until the transports close.
+    // Found by make test-tsan (a RepositoryIndex read it while Shutdown freed it).
+    control_->Stop();
     stop_watch_.Notify();
     if (watchdog_.joinable()) watchdog_.join();
     const bool idle = service_.WaitUntilIdle(deadline - absl::Now());
@@ -322,7 +324,7 @@ class ModeldServer : public Server {
   const std::unique_ptr<backend::BackendRegistry> backends_;
   repository::ModelManager models_;
   InferenceService service_;
-  std::unique_ptr<ModelControl> control_;  // reset at shutdown, before the models drain
+  std::unique_ptr<ModelControl> control_;  // stopped at shutdown, before the models drain
   std::thread loader_;
   std::thread watchdog_;
   absl::Notification stop_watch_;
