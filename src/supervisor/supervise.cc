@@ -1,7 +1,6 @@
 #include "supervisor/supervise.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -23,65 +22,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "common/signal_pipe.h"
 #include "supervisor/restart_policy.h"
 
 namespace modeld::supervisor {
 namespace {
 
-constexpr int kHandledSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
-
-// The handlers write each signal's number here; the loop polls the read end.
-int signal_pipe[2] = {-1, -1};
-
-void OnSignal(int signal) {
-  const int saved_errno = errno;
-  const unsigned char byte = static_cast<unsigned char>(signal);
-  if (write(signal_pipe[1], &byte, 1) < 0) {
-    // Full (EAGAIN): the loop has plenty of unread wake-ups already; nothing else to do here.
-  }
-  errno = saved_errno;
-}
-
-absl::Status InstallSignalHandlers() {
-  if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-    return absl::InternalError(absl::StrCat("cannot create a pipe: ", std::strerror(errno)));
-  }
-  struct sigaction action = {};
-  action.sa_handler = OnSignal;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-  for (int signal : kHandledSignals) {
-    if (sigaction(signal, &action, nullptr) != 0) {
-      return absl::InternalError(
-          absl::StrCat("cannot install a handler for ", sigabbrev_np(signal)));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Waits until a signal arrives or `timeout` passes (absl::InfiniteDuration(): no limit);
-// returns the signals that arrived (none after a timeout or an interrupted wait).
-std::vector<int> WaitForSignals(absl::Duration timeout) {
-  int timeout_ms = -1;
-  if (timeout != absl::InfiniteDuration()) {
-    timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(
-        absl::Ceil(std::max(timeout, absl::ZeroDuration()), absl::Milliseconds(1))));
-  }
-  struct pollfd fd = {signal_pipe[0], POLLIN, 0};
-  std::vector<int> signals;
-  if (poll(&fd, 1, timeout_ms) <= 0) return signals;  // timeout, or EINTR: the caller loops
-  unsigned char bytes[64];
-  for (;;) {
-    const ssize_t n = read(signal_pipe[0], bytes, sizeof(bytes));
-    if (n > 0) {
-      signals.insert(signals.end(), bytes, bytes + n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    break;  // EAGAIN: drained
-  }
-  return signals;
-}
+constexpr std::initializer_list<int> kHandledSignals = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
 
 // A monotonic time for RestartPolicy, which only compares times and takes differences.
 absl::Time MonotonicNow() {
@@ -148,7 +95,8 @@ absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& command) {
 }  // namespace
 
 int Supervise(const SupervisorFlags& flags) {
-  if (absl::Status status = InstallSignalHandlers(); !status.ok()) {
+  if (absl::Status status = common::InstallSignalPipe(kHandledSignals, SA_NOCLDSTOP);
+      !status.ok()) {
     spdlog::critical("cannot start: {}", status.message());
     return 1;
   }
@@ -170,7 +118,7 @@ int Supervise(const SupervisorFlags& flags) {
 
     int wait_status = 0;
     for (;;) {
-      for (int signal : WaitForSignals(absl::InfiniteDuration())) {
+      for (int signal : common::WaitForSignals(absl::InfiniteDuration())) {
         if (signal == SIGTERM || signal == SIGINT || signal == SIGHUP) {
           spdlog::info("received {}; forwarding it to child pid {}", SignalName(signal), pid);
           if (kill(pid, signal) != 0) {
@@ -200,7 +148,7 @@ int Supervise(const SupervisorFlags& flags) {
 
     const absl::Time restart_at = MonotonicNow() + decision.delay;
     for (absl::Time now = MonotonicNow(); now < restart_at; now = MonotonicNow()) {
-      for (int signal : WaitForSignals(restart_at - now)) {
+      for (int signal : common::WaitForSignals(restart_at - now)) {
         if (signal == SIGTERM || signal == SIGINT) {
           spdlog::info("received {} while waiting to restart; exiting with status 0",
                        SignalName(signal));
