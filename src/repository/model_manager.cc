@@ -1,23 +1,16 @@
 #include "repository/model_manager.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <memory>
 #include <set>
-#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "backend/shared_instance.h"
-#include "batching/worker_threads.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "core/training_options.h"
 #include "repository/version_policy.h"
-#include "repository/warmup.h"
 
 namespace modeld::repository {
 
@@ -34,64 +27,6 @@ void ReadDiskState(const std::filesystem::path& model_dir, Entry& entry) {
 }
 
 }  // namespace
-
-absl::string_view VersionStateName(VersionState state) {
-  switch (state) {
-    case VersionState::kLoading:
-      return "LOADING";
-    case VersionState::kReady:
-      return "READY";
-    case VersionState::kUnavailable:
-      return "UNAVAILABLE";
-  }
-  return "UNKNOWN";
-}
-
-bool ModelStatus::ready() const {
-  return std::any_of(versions.begin(), versions.end(),
-                     [](const VersionStatus& v) { return v.state == VersionState::kReady; });
-}
-
-std::string ModelStatus::UnavailableReason() const {
-  if (!reason.empty()) return reason;
-  std::vector<std::string> reasons;
-  for (const VersionStatus& v : versions) {
-    if (v.state == VersionState::kUnavailable) {
-      reasons.push_back(absl::StrCat("version ", v.version, ": ", v.reason));
-    } else if (v.state == VersionState::kLoading) {
-      reasons.push_back(absl::StrCat("version ", v.version, " is loading"));
-    }
-  }
-  return absl::StrJoin(reasons, "; ");
-}
-
-namespace {
-
-// Drains (queued requests finish), joins the workers and frees the instances, drains the
-// trainer (its queued steps and last checkpoint), then gives the freed pages back: glibc keeps
-// them otherwise, and a model reloaded twenty times would look like a leak to whoever watches
-// the RSS.
-void DestroyVersion(std::unique_ptr<batching::Scheduler> scheduler,
-                    std::unique_ptr<training::Trainer> trainer) {
-  scheduler.reset();
-  trainer.reset();
-  malloc_trim(0);
-}
-
-}  // namespace
-
-ServedVersion::~ServedVersion() {
-  if (batching::WorkerThreads::OnWorkerThread()) {
-    // The last handle went with a request's callback, on a scheduler's worker thread (a
-    // retired version's last answer): that worker is still inside its scheduler's loop and
-    // would run on in freed memory if the scheduler were destroyed under it. A thread of its
-    // own destroys it, joining the worker once it is back in its loop. (Found by make
-    // test-asan: heap-use-after-free in DynamicBatcher::WorkerLoop during reloads.)
-    std::thread(DestroyVersion, std::move(scheduler_), std::move(trainer_)).detach();
-    return;
-  }
-  DestroyVersion(std::move(scheduler_), std::move(trainer_));
-}
 
 ModelManager::ModelManager(std::filesystem::path repository,
                            const backend::BackendRegistry& backends,
@@ -143,8 +78,8 @@ bool ModelManager::Loading() const {
   if (!loaded_once_.load()) return true;
   const std::shared_ptr<const Snapshot> models = snapshot();
   for (const auto& [name, entry] : *models) {
-    for (const VersionStatus& v : entry.status.versions) {
-      if (v.state == VersionState::kLoading) return true;
+    for (const core::VersionStatus& v : entry.status.versions) {
+      if (v.state == core::VersionState::kLoading) return true;
     }
   }
   return false;
@@ -189,7 +124,7 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   // TensorFlow Serving's status reports a version that cannot load.
   auto fail_versions = [&](std::string reason) {
     for (int64_t version : versions) {
-      entry.status.versions.push_back({version, VersionState::kUnavailable, reason});
+      entry.status.versions.push_back({version, core::VersionState::kUnavailable, reason});
     }
     return fail(std::move(reason));
   };
@@ -202,7 +137,7 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   if (!config.ok()) return fail_versions(std::string(config.status().message()));
   entry.status.config = std::make_shared<const core::ModelConfig>(*std::move(config));
   for (int64_t version : versions) {
-    entry.status.versions.push_back({version, VersionState::kLoading, ""});
+    entry.status.versions.push_back({version, core::VersionState::kLoading, ""});
   }
   *backend_out = *backend;
   return entry;
@@ -211,9 +146,9 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
 void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry,
                                 const ModelEntry* previous) const {
   const bool same_config = previous != nullptr && previous->config_text == entry.config_text;
-  for (VersionStatus& status : entry.status.versions) {
+  for (core::VersionStatus& status : entry.status.versions) {
     if (cancelled_.load()) {
-      status.state = VersionState::kUnavailable;
+      status.state = core::VersionState::kUnavailable;
       status.reason = "modeld is shutting down";
       continue;
     }
@@ -223,87 +158,26 @@ void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, 
       if (served != previous->ready.end() && was != previous->disk.end() &&
           was->second == entry.disk[status.version]) {
         entry.ready[status.version] = served->second;
-        status.state = VersionState::kReady;
+        status.state = core::VersionState::kReady;
         continue;
       }
     }
     absl::StatusOr<ModelHandle> handle =
-        LoadVersion(entry.status.config, backend, dir.path, status.version);
+        LoadServedVersion({entry.status.config, &backend, dir.path, status.version},
+                          {make_scheduler_, registry_, checkpoint_root_});
     if (handle.ok()) {
       entry.ready[status.version] = *std::move(handle);
-      status.state = VersionState::kReady;
+      status.state = core::VersionState::kReady;
       spdlog::info("model '{}' version {} is ready ({} instance{})", dir.name, status.version,
                    entry.status.config->instance_count,
                    entry.status.config->instance_count == 1 ? "" : "s");
     } else {
-      status.state = VersionState::kUnavailable;
+      status.state = core::VersionState::kUnavailable;
       status.reason = std::string(handle.status().message());
       spdlog::error("model '{}' version {} failed to load: {}", dir.name, status.version,
                     status.reason);
     }
   }
-}
-
-std::filesystem::path ModelManager::CheckpointDir(const core::ModelConfig& config,
-                                                  const core::TrainingOptions& training,
-                                                  const std::filesystem::path& model_dir) const {
-  if (!training.checkpoint_dir.empty()) return training.checkpoint_dir;
-  if (!checkpoint_root_.empty()) return checkpoint_root_ / config.name;
-  return model_dir / "checkpoints";
-}
-
-absl::StatusOr<ModelHandle> ModelManager::LoadVersion(
-    std::shared_ptr<const core::ModelConfig> config, backend::Backend& backend,
-    const std::filesystem::path& model_dir, int64_t version) const {
-  const std::filesystem::path version_dir = model_dir / std::to_string(version);
-  if (!std::filesystem::is_directory(version_dir)) {
-    return absl::NotFoundError(
-        absl::StrCat("version folder ", version_dir.string(), " does not exist"));
-  }
-  std::vector<std::unique_ptr<backend::Model>> instances;
-  auto runs = std::make_shared<backend::RunWatch>(config->instance_count);
-  ASSIGN_OR_RETURN(const core::TrainingOptions training, core::ParseTrainingOptions(*config));
-  std::unique_ptr<training::Trainer> trainer;
-  if (training.enabled) {
-    // One instance (ParseTrainingOptions checks), shared by the scheduler and the trainer.
-    ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
-    RETURN_IF_ERROR(model->CanTrain());
-    auto shared = std::make_shared<backend::SharedInstance>(std::move(model));
-    ASSIGN_OR_RETURN(trainer, training::Trainer::Start({
-                                  .config = config,
-                                  .version = version,
-                                  .options = training,
-                                  .checkpoint_dir = CheckpointDir(*config, training, model_dir),
-                                  .version_dir = version_dir,
-                                  .publish_dir = training.publish_dir.empty()
-                                                     ? model_dir
-                                                     : std::filesystem::path(training.publish_dir),
-                                  .instance = shared,
-                                  .backend = &backend,
-                                  .registry = registry_,
-                              }));
-    instances.push_back(std::make_unique<backend::WatchedModel>(
-        std::make_unique<backend::LockedModel>(std::move(shared)), runs, 0));
-  } else {
-    for (int i = 0; i < config->instance_count; ++i) {
-      ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
-      instances.push_back(std::make_unique<backend::WatchedModel>(std::move(model), runs, i));
-    }
-  }
-  auto metrics = registry_ != nullptr ? std::make_shared<const metrics::VersionMetrics>(
-                                            *registry_, config->name, std::to_string(version))
-                                      : std::make_shared<const metrics::VersionMetrics>();
-  ASSIGN_OR_RETURN(const std::vector<WarmupRequest> warmup, WarmupRequests(*config, model_dir));
-  auto scheduler = make_scheduler_(config, version, std::move(instances), metrics);
-  // Not published, so not ready, until its warm-up has run.
-  RETURN_IF_ERROR(RunWarmup(*scheduler, warmup));
-  if (!warmup.empty()) {
-    spdlog::info("model '{}' version {}: warm-up done ({} request{})", config->name, version,
-                 warmup.size(), warmup.size() == 1 ? "" : "s");
-  }
-  return std::make_shared<const ServedVersion>(std::move(config), version, std::move(metrics),
-                                               std::move(scheduler), std::move(runs),
-                                               std::move(trainer));
 }
 
 std::shared_ptr<const ModelManager::Snapshot> ModelManager::snapshot() const {
@@ -327,7 +201,7 @@ absl::StatusOr<ModelHandle> ModelManager::Get(absl::string_view name,
     return entry.ready.rbegin()->second;
   }
   if (auto ready = entry.ready.find(*version); ready != entry.ready.end()) return ready->second;
-  for (const VersionStatus& v : entry.status.versions) {
+  for (const core::VersionStatus& v : entry.status.versions) {
     if (v.version == *version) {
       return absl::UnavailableError(
           absl::StrCat("version ", *version, " of model '", name, "' is not ready: ", v.reason));
@@ -340,7 +214,7 @@ absl::StatusOr<ModelHandle> ModelManager::Get(absl::string_view name,
                    ready_versions.empty() ? "none" : absl::StrJoin(ready_versions, ", "), ")"));
 }
 
-absl::StatusOr<ModelStatus> ModelManager::Status(absl::string_view name) const {
+absl::StatusOr<core::ModelStatus> ModelManager::Status(absl::string_view name) const {
   const std::shared_ptr<const Snapshot> models = snapshot();
   auto it = models->find(name);
   if (it == models->end()) {
@@ -349,12 +223,12 @@ absl::StatusOr<ModelStatus> ModelManager::Status(absl::string_view name) const {
   return it->second.status;
 }
 
-std::vector<ModelStatus> ModelManager::StatusAll() const {
+std::vector<core::ModelStatus> ModelManager::StatusAll() const {
   const std::shared_ptr<const Snapshot> models = snapshot();
-  std::vector<ModelStatus> all;
+  std::vector<core::ModelStatus> all;
   for (const auto& [name, entry] : *models) all.push_back(entry.status);
   std::sort(all.begin(), all.end(),
-            [](const ModelStatus& a, const ModelStatus& b) { return a.name < b.name; });
+            [](const core::ModelStatus& a, const core::ModelStatus& b) { return a.name < b.name; });
   return all;
 }
 
@@ -467,9 +341,9 @@ absl::Status ModelManager::UnloadModel(absl::string_view name) {
   return absl::OkStatus();
 }
 
-std::vector<ModelManager::IndexEntry> ModelManager::Index() const {
+std::vector<core::IndexEntry> ModelManager::Index() const {
   const std::shared_ptr<const Snapshot> models = snapshot();
-  std::vector<IndexEntry> index;
+  std::vector<core::IndexEntry> index;
   absl::StatusOr<std::vector<ModelDir>> dirs = ListModelDirs(repository_);
   std::set<std::string> names;  // the folders and the served models, sorted
   if (dirs.ok()) {
@@ -479,25 +353,24 @@ std::vector<ModelManager::IndexEntry> ModelManager::Index() const {
   for (const std::string& name : names) {
     auto it = models->find(name);
     if (it == models->end()) {
-      index.push_back({name, "", VersionState::kUnavailable, "unloaded"});
+      index.push_back({name, "", core::VersionState::kUnavailable, "unloaded"});
       continue;
     }
-    const ModelStatus& status = it->second.status;
+    const core::ModelStatus& status = it->second.status;
     if (status.versions.empty()) {
-      index.push_back({name, "", VersionState::kUnavailable, status.reason});
+      index.push_back({name, "", core::VersionState::kUnavailable, status.reason});
     }
-    for (const VersionStatus& version : status.versions) {
+    for (const core::VersionStatus& version : status.versions) {
       index.push_back(
           {name, absl::StrCat(version.version), version.state,
-           version.state == VersionState::kReady ? status.reload_error : version.reason});
+           version.state == core::VersionState::kReady ? status.reload_error : version.reason});
     }
   }
   return index;
 }
 
-std::vector<ModelManager::StuckRun> ModelManager::StuckRuns(absl::Time now,
-                                                            absl::Duration limit) const {
-  std::vector<StuckRun> stuck;
+std::vector<core::StuckRun> ModelManager::StuckRuns(absl::Time now, absl::Duration limit) const {
+  std::vector<core::StuckRun> stuck;
   const std::shared_ptr<const Snapshot> models = snapshot();
   for (const auto& [name, entry] : *models) {
     for (const auto& [version, handle] : entry.ready) {

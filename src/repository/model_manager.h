@@ -23,87 +23,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "backend/registry.h"
-#include "backend/watched_model.h"
 #include "batching/scheduler.h"
 #include "core/model_config.h"
-#include "core/training_options.h"
+#include "core/model_status.h"
 #include "metrics/registry.h"
-#include "metrics/version_metrics.h"
 #include "repository/scan.h"
-#include "training/trainer.h"
+#include "repository/served_version.h"
 
 namespace modeld::repository {
-
-enum class VersionState { kLoading, kReady, kUnavailable };
-
-// "LOADING", "READY", "UNAVAILABLE" (the names Triton's repository index uses).
-absl::string_view VersionStateName(VersionState state);
-
-// One ready version of one model.
-class ServedVersion {
- public:
-  ServedVersion(std::shared_ptr<const core::ModelConfig> config, int64_t version,
-                std::shared_ptr<const metrics::VersionMetrics> metrics,
-                std::unique_ptr<batching::Scheduler> scheduler,
-                std::shared_ptr<const backend::RunWatch> runs = nullptr,
-                std::unique_ptr<training::Trainer> trainer = nullptr)
-      : config_(std::move(config)),
-        version_(version),
-        metrics_(std::move(metrics)),
-        runs_(std::move(runs)),
-        scheduler_(std::move(scheduler)),
-        trainer_(std::move(trainer)) {}
-  // Drains the scheduler (queued requests finish) and the trainer (queued steps run, and a
-  // last checkpoint is written), frees the instances, and hands the freed memory back to the
-  // system (glibc keeps freed pages otherwise).
-  ~ServedVersion();
-
-  const core::ModelConfig& config() const { return *config_; }
-  int64_t version() const { return version_; }
-  const metrics::VersionMetrics& metrics() const { return *metrics_; }
-  batching::Scheduler& scheduler() const { return *scheduler_; }
-  // The version's trainer when its config turns training on; null otherwise.
-  training::Trainer* trainer() const { return trainer_.get(); }
-  // When the oldest Run() of its instances still in progress began; InfiniteFuture if none.
-  absl::Time OldestRunStart() const {
-    return runs_ != nullptr ? runs_->OldestRunStart() : absl::InfiniteFuture();
-  }
-  // Whether an instance has been inside one Run() for longer than `limit` at `now` (the
-  // watchdog); never when `limit` is zero or less.
-  bool Stuck(absl::Time now, absl::Duration limit) const {
-    const absl::Time since = OldestRunStart();
-    return limit > absl::ZeroDuration() && since != absl::InfiniteFuture() && now - since > limit;
-  }
-
- private:
-  const std::shared_ptr<const core::ModelConfig> config_;
-  const int64_t version_;
-  const std::shared_ptr<const metrics::VersionMetrics> metrics_;
-  const std::shared_ptr<const backend::RunWatch> runs_;
-  std::unique_ptr<batching::Scheduler> scheduler_;
-  std::unique_ptr<training::Trainer> trainer_;
-};
-
-using ModelHandle = std::shared_ptr<const ServedVersion>;
-
-struct VersionStatus {
-  int64_t version = 0;
-  VersionState state = VersionState::kLoading;
-  std::string reason;  // why it is unavailable; empty otherwise
-};
-
-struct ModelStatus {
-  std::string name;
-  std::shared_ptr<const core::ModelConfig> config;  // null when config.pbtxt failed
-  std::string reason;  // why the model as a whole cannot serve (config, backend, no versions)
-  std::vector<VersionStatus> versions;  // ascending
-  // Why the last reload failed while the versions above kept serving; empty otherwise.
-  std::string reload_error;
-
-  bool ready() const;
-  // The model's reason, else every unavailable version's, joined: for error messages.
-  std::string UnavailableReason() const;
-};
 
 // Thread-safe. The destructor drains every version.
 class ModelManager {
@@ -124,9 +51,9 @@ class ModelManager {
   absl::StatusOr<ModelHandle> Get(absl::string_view name, std::optional<int64_t> version) const;
 
   // NOT_FOUND for an unknown model.
-  absl::StatusOr<ModelStatus> Status(absl::string_view name) const;
+  absl::StatusOr<core::ModelStatus> Status(absl::string_view name) const;
   // Every model, by name.
-  std::vector<ModelStatus> StatusAll() const;
+  std::vector<core::ModelStatus> StatusAll() const;
 
   // Whether LoadAll() has not finished yet or some version is still loading.
   bool Loading() const;
@@ -135,7 +62,7 @@ class ModelManager {
   // it is now; they run one at a time. A new or changed version is loaded (and warmed up)
   // before it is published; a version that is no longer wanted is dropped from the map and
   // drains as its last requests end. A load that fails keeps the versions that were serving
-  // (ModelStatus::reload_error says why). A config.pbtxt that changed reloads every version.
+  // (core::ModelStatus::reload_error says why). A config.pbtxt that changed reloads every version.
   //
   // Rescan: every model folder (new ones load, changed ones reload, unchanged ones are left
   // alone) and every served model whose folder is gone (unloaded). Errors are logged.
@@ -148,13 +75,7 @@ class ModelManager {
 
   // The repository's model folders with the state of each version (Triton's repository
   // index): served versions as they are, folders not served as UNAVAILABLE "unloaded".
-  struct IndexEntry {
-    std::string name;
-    std::string version;  // empty for a model without versions
-    VersionState state;
-    std::string reason;
-  };
-  std::vector<IndexEntry> Index() const;
+  std::vector<core::IndexEntry> Index() const;
 
   // Where trained models keep their checkpoints: <dir>/<model>; empty (the default):
   // <model folder>/checkpoints. A model's checkpoint_dir parameter overrides both. Set before
@@ -170,16 +91,11 @@ class ModelManager {
   void CancelLoading() { cancelled_.store(true); }
 
   // Versions with an instance inside one Run() since before `now - limit`: stuck.
-  struct StuckRun {
-    std::string model;
-    int64_t version;
-    absl::Time since;
-  };
-  std::vector<StuckRun> StuckRuns(absl::Time now, absl::Duration limit) const;
+  std::vector<core::StuckRun> StuckRuns(absl::Time now, absl::Duration limit) const;
 
  private:
   struct ModelEntry {
-    ModelStatus status;
+    core::ModelStatus status;
     std::map<int64_t, ModelHandle> ready;
     // What the folder looked like when it was planned: config.pbtxt's text and each
     // on-disk version's Fingerprint. A rescan reloads the model when either differs, and
@@ -197,15 +113,7 @@ class ModelManager {
   void LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry,
                     const ModelEntry* previous = nullptr) const;
   void Publish(std::shared_ptr<const Snapshot> next);
-  absl::StatusOr<ModelHandle> LoadVersion(std::shared_ptr<const core::ModelConfig> config,
-                                          backend::Backend& backend,
-                                          const std::filesystem::path& model_dir,
-                                          int64_t version) const;
   std::shared_ptr<const Snapshot> snapshot() const;
-  // A trained model's checkpoint folder (SetCheckpointRoot).
-  std::filesystem::path CheckpointDir(const core::ModelConfig& config,
-                                      const core::TrainingOptions& training,
-                                      const std::filesystem::path& model_dir) const;
   // One model's folder against what is served; `force` reloads it even when unchanged.
   // Callers hold reload_mu_.
   absl::Status Reconcile(const ModelDir& dir, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);

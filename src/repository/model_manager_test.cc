@@ -10,30 +10,14 @@
 #include "common/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/fake_model_config.h"
 #include "testing/temp_repository.h"
 
 namespace modeld::repository {
 namespace {
 
+using ::modeld::testing::FakeModelConfig;
 using ::testing::HasSubstr;
-
-std::string FakeConfig(absl::string_view extra = "") {
-  return absl::StrCat(R"pb(
-                        backend: "fake"
-                        max_batch_size: 8
-                        input {
-                          name: "x"
-                          data_type: TYPE_FP32
-                          dims: [ 2 ]
-                        }
-                        output {
-                          name: "y"
-                          data_type: TYPE_FP32
-                          dims: [ 2 ]
-                        }
-                      )pb",
-                      extra);
-}
 
 class ModelManagerTest : public ::testing::Test {
  protected:
@@ -51,7 +35,7 @@ class ModelManagerTest : public ::testing::Test {
 };
 
 TEST_F(ModelManagerTest, ServesTheNewestVersionByDefault) {
-  repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1, 3, 2});
+  repo_.AddModel("m", FakeModelConfig("version_policy { all {} }"), {1, 3, 2});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   absl::StatusOr<ModelHandle> newest = manager.Get("m", std::nullopt);
@@ -61,21 +45,22 @@ TEST_F(ModelManagerTest, ServesTheNewestVersionByDefault) {
   ASSERT_TRUE(first.ok());
   EXPECT_EQ((*first)->version(), 1);
   EXPECT_EQ(fake_->load_count(), 3);
-  absl::StatusOr<ModelStatus> status = manager.Status("m");
+  absl::StatusOr<core::ModelStatus> status = manager.Status("m");
   ASSERT_TRUE(status.ok());
   EXPECT_TRUE(status->ready());
   EXPECT_EQ(status->versions.size(), 3u);
 }
 
 TEST_F(ModelManagerTest, LoadsOneModelPerInstance) {
-  repo_.AddModel("m", FakeConfig("instance_group [ { count: 2 }, { count: 1 kind: KIND_CPU } ]"));
+  repo_.AddModel("m",
+                 FakeModelConfig("instance_group [ { count: 2 }, { count: 1 kind: KIND_CPU } ]"));
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   EXPECT_EQ(fake_->load_count(), 3);
 }
 
 TEST_F(ModelManagerTest, UnknownModelAndVersionAreNotFound) {
-  repo_.AddModel("m", FakeConfig(), {4});
+  repo_.AddModel("m", FakeModelConfig(), {4});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   absl::Status unknown = manager.Get("nope", std::nullopt).status();
@@ -88,17 +73,18 @@ TEST_F(ModelManagerTest, UnknownModelAndVersionAreNotFound) {
 }
 
 TEST_F(ModelManagerTest, BrokenModelsAreReportedAndOthersServe) {
-  repo_.AddModel("good", FakeConfig());
+  repo_.AddModel("good", FakeModelConfig());
   repo_.AddModel("bad_config", "not_a_field: 1\n");
   repo_.AddModel("bad_backend",
                  absl::StrCat("platform: \"onnxruntime_onnx\"\n",
                               "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }\n",
                               "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }"));
-  repo_.AddModel("no_versions", FakeConfig(), {});
-  repo_.AddModel("load_fails",
-                 FakeConfig("parameters { key: \"load_error\" value { string_value: \"boom\" } }"));
+  repo_.AddModel("no_versions", FakeModelConfig(), {});
+  repo_.AddModel(
+      "load_fails",
+      FakeModelConfig("parameters { key: \"load_error\" value { string_value: \"boom\" } }"));
   repo_.AddModel("missing_specific",
-                 FakeConfig("version_policy { specific { versions: [1, 2] } }"));
+                 FakeModelConfig("version_policy { specific { versions: [1, 2] } }"));
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
 
@@ -113,7 +99,7 @@ TEST_F(ModelManagerTest, BrokenModelsAreReportedAndOthersServe) {
     absl::Status status = manager.Get(name, std::nullopt).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << name;
     EXPECT_THAT(status.message(), HasSubstr(reason)) << name;
-    absl::StatusOr<ModelStatus> model = manager.Status(name);
+    absl::StatusOr<core::ModelStatus> model = manager.Status(name);
     ASSERT_TRUE(model.ok());
     EXPECT_FALSE(model->ready());
     EXPECT_THAT(model->UnavailableReason(), HasSubstr(reason));
@@ -132,7 +118,7 @@ TEST_F(ModelManagerTest, UnreadableRepositoryFails) {
 }
 
 TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
-  repo_.AddModel("m", FakeConfig());
+  repo_.AddModel("m", FakeModelConfig());
   ModelHandle handle;
   {
     ModelManager manager(repo_.path(), backends_, factory_);
@@ -141,75 +127,6 @@ TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
   }
   EXPECT_EQ(handle->config().name, "m");
   EXPECT_EQ(handle->version(), 1);
-}
-
-// A backend whose models notify `destroyed` when the last of them is freed.
-class CountingBackend : public backend::Backend {
- public:
-  class CountedModel : public backend::Model {
-   public:
-    CountedModel(std::unique_ptr<backend::Model> model, CountingBackend& owner)
-        : model_(std::move(model)), owner_(owner) {}
-    ~CountedModel() override {
-      model_.reset();
-      if (--owner_.live_ == 0) owner_.destroyed_.Notify();
-    }
-    absl::StatusOr<core::TensorMap> Run(const core::TensorMap& inputs) override {
-      return model_->Run(inputs);
-    }
-
-   private:
-    std::unique_ptr<backend::Model> model_;
-    CountingBackend& owner_;
-  };
-
-  absl::StatusOr<std::unique_ptr<backend::Model>> Load(
-      const core::ModelConfig& config, const std::filesystem::path& version_dir) override {
-    ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, fake_.Load(config, version_dir));
-    ++live_;
-    return std::make_unique<CountedModel>(std::move(model), *this);
-  }
-
-  std::atomic<int> live_{0};
-  absl::Notification destroyed_;
-
- private:
-  backend::FakeBackend fake_;
-};
-
-// A retired version whose last handle is held by a request's callback is destroyed when that
-// callback goes, on the scheduler's own worker thread; the scheduler must not be destroyed
-// under the worker still running its loop (make test-asan found a heap-use-after-free).
-TEST_F(ModelManagerTest, ALastHandleReleasedOnItsOwnWorkerThreadIsSafe) {
-  for (const char* batching : {"dynamic_batching {}", ""}) {
-    SCOPED_TRACE(batching);
-    backend::BackendRegistry backends;
-    auto owned = std::make_unique<CountingBackend>();
-    CountingBackend& counting = *owned;
-    backends.Register("fake", {}, std::move(owned));
-    testing::TempRepository repo;
-    repo.AddModel("m", FakeConfig(batching));
-    ModelManager manager(repo.path(), backends, factory_);
-    ASSERT_TRUE(manager.LoadAll().ok());
-    ModelHandle handle = *manager.Get("m", std::nullopt);
-    ASSERT_TRUE(manager.UnloadModel("m").ok());  // `handle` is now the last one
-
-    core::InferRequest request;
-    request.model_name = "m";
-    request.inputs["x"] = core::Tensor::Owning(core::DataType::kFp32, {1, 2}, std::string(8, '\0'));
-    absl::Notification answered;
-    batching::Scheduler& scheduler = handle->scheduler();
-    scheduler.Enqueue(std::move(request),
-                      [handle = std::move(handle),
-                       &answered](absl::StatusOr<core::InferResponse> response) mutable {
-                        EXPECT_TRUE(response.ok()) << response.status();
-                        answered.Notify();
-                      });
-    ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(10)));
-    // The callback (and the handle) go after it returns; the instances are freed once the
-    // worker is back in its loop and has been joined.
-    EXPECT_TRUE(counting.destroyed_.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  }
 }
 
 // A backend whose Load() waits until the test opens the gate.
@@ -249,10 +166,10 @@ TEST_F(ModelManagerTest, LoadingIsVisibleUntilEveryVersionHasLoaded) {
   std::thread loader([&] { EXPECT_TRUE(manager.LoadAll().ok()); });
   ASSERT_TRUE(gate->entered_.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_TRUE(manager.Loading());
-  absl::StatusOr<ModelStatus> status = manager.Status("slow");
+  absl::StatusOr<core::ModelStatus> status = manager.Status("slow");
   ASSERT_TRUE(status.ok());
   ASSERT_EQ(status->versions.size(), 1u);
-  EXPECT_EQ(status->versions[0].state, VersionState::kLoading);
+  EXPECT_EQ(status->versions[0].state, core::VersionState::kLoading);
   absl::Status not_yet = manager.Get("slow", std::nullopt).status();
   EXPECT_EQ(not_yet.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(not_yet.message(), HasSubstr("is loading"));
@@ -308,7 +225,7 @@ TEST_F(CompletionTest, AFolderWithoutConfigIsServedWhenABackendRecognisesItsNewe
   repo_.WriteFile("plain/1/model.pt", "");  // recognised by nobody
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
-  absl::StatusOr<ModelStatus> status = manager.Status("auto");
+  absl::StatusOr<core::ModelStatus> status = manager.Status("auto");
   ASSERT_TRUE(status.ok());
   EXPECT_TRUE(status->ready()) << status->UnavailableReason();
   ASSERT_NE(status->config, nullptr);
@@ -316,7 +233,7 @@ TEST_F(CompletionTest, AFolderWithoutConfigIsServedWhenABackendRecognisesItsNewe
   EXPECT_EQ(status->config->inputs.at(0).name, "x");
   EXPECT_EQ(backend_->completed_from_, repo_.path() / "auto" / "2");
 
-  absl::StatusOr<ModelStatus> plain = manager.Status("plain");
+  absl::StatusOr<core::ModelStatus> plain = manager.Status("plain");
   ASSERT_TRUE(plain.ok());
   EXPECT_FALSE(plain->ready());
   EXPECT_THAT(plain->reason, HasSubstr("config.pbtxt: cannot be read"));
@@ -329,16 +246,16 @@ TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing)
                                data_type: TYPE_INT32
                                dims: [ 2 ]
                              })pb");
-  repo_.AddModel("good", FakeConfig());
+  repo_.AddModel("good", FakeModelConfig());
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
-  absl::StatusOr<ModelStatus> bad = manager.Status("bad");
+  absl::StatusOr<core::ModelStatus> bad = manager.Status("bad");
   ASSERT_TRUE(bad.ok());
   EXPECT_FALSE(bad->ready());
   EXPECT_THAT(bad->reason, HasSubstr("config.pbtxt: input 'x' is declared otherwise"));
   // The version that could not be served is reported with the reason too.
   ASSERT_EQ(bad->versions.size(), 1u);
-  EXPECT_EQ(bad->versions[0].state, VersionState::kUnavailable);
+  EXPECT_EQ(bad->versions[0].state, core::VersionState::kUnavailable);
   EXPECT_THAT(bad->versions[0].reason, HasSubstr("input 'x' is declared otherwise"));
   EXPECT_TRUE(manager.Get("good", std::nullopt).ok());
 }
@@ -346,7 +263,7 @@ TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing)
 // --- reloading while serving ---------------------------------------------------------------
 
 TEST_F(ModelManagerTest, RescanLoadsNewVersionsAndModelsAndUnloadsRemovedOnes) {
-  repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1});
+  repo_.AddModel("m", FakeModelConfig("version_policy { all {} }"), {1});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   absl::StatusOr<ModelHandle> first = manager.Get("m", 1);
@@ -358,7 +275,7 @@ TEST_F(ModelManagerTest, RescanLoadsNewVersionsAndModelsAndUnloadsRemovedOnes) {
   EXPECT_EQ(*manager.Get("m", 1), *first);
 
   repo_.WriteFile("m/2/model.bin", "v2");
-  repo_.AddModel("n", FakeConfig());
+  repo_.AddModel("n", FakeModelConfig());
   manager.Rescan();
   EXPECT_EQ(fake_->load_count(), 3);  // m/2 and n/1; m/1 is reused
   EXPECT_EQ(*manager.Get("m", 1), *first);
@@ -375,7 +292,7 @@ TEST_F(ModelManagerTest, RescanLoadsNewVersionsAndModelsAndUnloadsRemovedOnes) {
 }
 
 TEST_F(ModelManagerTest, AChangedVersionFolderOrConfigReloadsIt) {
-  repo_.AddModel("m", FakeConfig(), {1});
+  repo_.AddModel("m", FakeModelConfig(), {1});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   const ModelHandle before = *manager.Get("m", std::nullopt);
@@ -385,14 +302,14 @@ TEST_F(ModelManagerTest, AChangedVersionFolderOrConfigReloadsIt) {
   EXPECT_NE(after, before);
   EXPECT_EQ(fake_->load_count(), 2);
 
-  repo_.AddModel("m", FakeConfig("instance_group [ { count: 2 } ]"), {1});
+  repo_.AddModel("m", FakeModelConfig("instance_group [ { count: 2 } ]"), {1});
   manager.Rescan();
   EXPECT_EQ((*manager.Get("m", std::nullopt))->config().instance_count, 2);
   EXPECT_EQ(fake_->load_count(), 4);
 }
 
 TEST_F(ModelManagerTest, AFailedReloadKeepsTheServingVersionsAndSaysWhy) {
-  repo_.AddModel("m", FakeConfig(), {1});
+  repo_.AddModel("m", FakeModelConfig(), {1});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   const ModelHandle serving = *manager.Get("m", std::nullopt);
@@ -401,14 +318,14 @@ TEST_F(ModelManagerTest, AFailedReloadKeepsTheServingVersionsAndSaysWhy) {
   EXPECT_EQ(reload.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(reload.message(), HasSubstr("its loaded versions keep serving"));
   EXPECT_EQ(*manager.Get("m", std::nullopt), serving);
-  absl::StatusOr<ModelStatus> status = manager.Status("m");
+  absl::StatusOr<core::ModelStatus> status = manager.Status("m");
   ASSERT_TRUE(status.ok());
   EXPECT_TRUE(status->ready());
   EXPECT_THAT(status->reload_error, HasSubstr("max_batch_size must not be negative"));
   manager.Rescan();  // the same failing folder is not retried
   EXPECT_EQ(fake_->load_count(), 1);
 
-  repo_.AddModel("m", FakeConfig(), {1});  // fixed: the next rescan reloads it
+  repo_.AddModel("m", FakeModelConfig(), {1});  // fixed: the next rescan reloads it
   manager.Rescan();
   status = manager.Status("m");
   EXPECT_TRUE(status->reload_error.empty());
@@ -416,22 +333,22 @@ TEST_F(ModelManagerTest, AFailedReloadKeepsTheServingVersionsAndSaysWhy) {
 }
 
 TEST_F(ModelManagerTest, ExplicitLoadUnloadAndIndex) {
-  repo_.AddModel("a", FakeConfig(), {1});
-  repo_.AddModel("b", FakeConfig(), {1, 2});
+  repo_.AddModel("a", FakeModelConfig(), {1});
+  repo_.AddModel("b", FakeModelConfig(), {1, 2});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   ASSERT_TRUE(manager.UnloadModel("a").ok());
   EXPECT_EQ(manager.Get("a", std::nullopt).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(manager.UnloadModel("a").code(), absl::StatusCode::kNotFound);
 
-  std::vector<ModelManager::IndexEntry> index = manager.Index();
+  std::vector<core::IndexEntry> index = manager.Index();
   ASSERT_EQ(index.size(), 2u);
   EXPECT_EQ(index[0].name, "a");
-  EXPECT_EQ(index[0].state, VersionState::kUnavailable);
+  EXPECT_EQ(index[0].state, core::VersionState::kUnavailable);
   EXPECT_EQ(index[0].reason, "unloaded");
   EXPECT_EQ(index[1].name, "b");
   EXPECT_EQ(index[1].version, "2");
-  EXPECT_EQ(index[1].state, VersionState::kReady);
+  EXPECT_EQ(index[1].state, core::VersionState::kReady);
 
   ASSERT_TRUE(manager.LoadModel("a").ok());
   EXPECT_TRUE(manager.Get("a", std::nullopt).ok());
@@ -439,61 +356,16 @@ TEST_F(ModelManagerTest, ExplicitLoadUnloadAndIndex) {
   EXPECT_EQ(manager.LoadModel("../a").code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(ModelManagerTest, WarmupRunsBeforeAVersionServesAndAFailingOneFailsTheLoad) {
-  const std::string warmup = R"pb(
-    model_warmup {
-      name: "zeros"
-      batch_size: 4
-      inputs {
-        key: "x"
-        value {
-          data_type: TYPE_FP32
-          dims: [ 2 ]
-          zero_data: true
-        }
-      }
-      count: 3
-    }
-    model_warmup {
-      name: "random"
-      batch_size: 1
-      inputs {
-        key: "x"
-        value {
-          data_type: TYPE_FP32
-          dims: [ 2 ]
-          random_data: true
-        }
-      }
-    }
-  )pb";
-  repo_.AddModel("warm", FakeConfig(warmup));
-  repo_.AddModel("cold",
-                 FakeConfig(absl::StrCat(warmup,
-                                         "parameters { key: \"behavior\" value { string_value: "
-                                         "\"fail\" } }")));
-  metrics::Registry registry;
-  ModelManager manager(repo_.path(), backends_, factory_, &registry);
-  ASSERT_TRUE(manager.LoadAll().ok());
-  ASSERT_TRUE(manager.Get("warm", std::nullopt).ok());
-  // 3 + 1 warm-up runs went through the version before it was published.
-  EXPECT_THAT(registry.Render(),
-              HasSubstr("modeld_batch_size_count{model=\"warm\",version=\"1\"} 4"));
-  absl::Status cold = manager.Get("cold", std::nullopt).status();
-  EXPECT_EQ(cold.code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(cold.message(), HasSubstr("warm-up 'zeros' failed: fake model failure"));
-}
-
 TEST_F(ModelManagerTest, AVersionPolicyChangeTakesEffectOnReload) {
-  repo_.AddModel("m", FakeConfig(), {1, 2});
+  repo_.AddModel("m", FakeModelConfig(), {1, 2});
   ModelManager manager(repo_.path(), backends_, factory_);
   ASSERT_TRUE(manager.LoadAll().ok());
   EXPECT_EQ(manager.Get("m", 1).status().code(), absl::StatusCode::kNotFound);  // newest only
-  repo_.AddModel("m", FakeConfig("version_policy { all {} }"), {1, 2});
+  repo_.AddModel("m", FakeModelConfig("version_policy { all {} }"), {1, 2});
   manager.Rescan();
   EXPECT_TRUE(manager.Get("m", 1).ok());
   EXPECT_TRUE(manager.Get("m", 2).ok());
-  repo_.AddModel("m", FakeConfig("version_policy { specific { versions: [ 1 ] } }"), {1, 2});
+  repo_.AddModel("m", FakeModelConfig("version_policy { specific { versions: [ 1 ] } }"), {1, 2});
   manager.Rescan();
   EXPECT_TRUE(manager.Get("m", 1).ok());
   EXPECT_EQ(manager.Get("m", 2).status().code(), absl::StatusCode::kNotFound);

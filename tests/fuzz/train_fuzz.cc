@@ -1,7 +1,7 @@
 // Fuzzes the decoders of online learning's training steps (docs/online-learning.md), then the
 // element limit and core::ValidateTrainRequest (tests/fuzz/fuzz_support.h ValidateTrain):
 // - gRPC Training.Train: bytes -> modeld.training.TrainRequest (as gRPC parses it) ->
-//   core::TrainRequest (transport/grpc_kserve/codec.h DecodeTrainRequest);
+//   core::TrainRequest (transport/kserve/codec.h DecodeTrainRequest);
 // - HTTP POST /v2/models/{m}/train: a JSON body with the binary tensor extension
 //   (transport/http/kserve_json_codec.h DecodeTrainRequest).
 // The Redis envelope's `train` payload is fuzzed by redis_envelope_fuzz.
@@ -18,8 +18,8 @@
 #include "absl/strings/string_view.h"
 #include "modeld/training.pb.h"
 #include "tests/fuzz/fuzz_support.h"
-#include "transport/grpc_kserve/codec.h"
 #include "transport/http/kserve_json_codec.h"
+#include "transport/kserve/codec.h"
 
 namespace {
 
@@ -27,7 +27,7 @@ void FuzzGrpc(absl::string_view bytes) {
   modeld::training::TrainRequest message;
   if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
   absl::StatusOr<modeld::core::TrainRequest> request =
-      modeld::transport::grpc_kserve::DecodeTrainRequest(message);
+      modeld::transport::kserve::DecodeTrainRequest(message);
   if (request.ok()) modeld::fuzz::ValidateTrain(*request);
 }
 

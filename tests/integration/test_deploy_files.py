@@ -38,7 +38,7 @@ SUPERVISOR = Path(
     os.environ.get("MODELD_SUPERVISOR_BINARY", REPO_ROOT / "build" / "bin" / "modeld-supervisor")
 )
 
-DEFAULT_DRAIN_TIMEOUT_S = 30  # modeld's --drain-timeout-seconds default (src/server/options.h)
+DEFAULT_DRAIN_TIMEOUT_S = 30  # modeld's --drain-timeout-seconds default (src/service/options.h)
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 # The flags of modeld-supervisor, for docs/operations.md when the binary is not built.

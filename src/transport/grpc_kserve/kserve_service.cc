@@ -3,8 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/model_version.h"
-#include "transport/grpc_kserve/codec.h"
-#include "transport/grpc_kserve/kserve_answers.h"
+#include "transport/kserve/answers.h"
+#include "transport/kserve/codec.h"
 #include "transport/status_codes.h"
 
 #ifndef MODELD_VERSION
@@ -22,14 +22,14 @@ grpc::ServerUnaryReactor* KServeGrpcService::ServerLive(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* KServeGrpcService::ServerReady(grpc::CallbackServerContext* context,
                                                          const inference::ServerReadyRequest*,
                                                          inference::ServerReadyResponse* response) {
-  *response = AnswerServerReady(service_);
+  *response = kserve::AnswerServerReady(service_);
   return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeGrpcService::ModelReady(grpc::CallbackServerContext* context,
                                                         const inference::ModelReadyRequest* request,
                                                         inference::ModelReadyResponse* response) {
-  *response = AnswerModelReady(service_, *request);
+  *response = kserve::AnswerModelReady(service_, *request);
   return FinishUnary(context, absl::OkStatus());
 }
 
@@ -46,7 +46,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelMetadata(
     grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
-      AnswerModelMetadata(service_, *request);
+      kserve::AnswerModelMetadata(service_, *request);
   if (metadata.ok()) *response = *std::move(metadata);
   return FinishUnary(context, metadata.status());
 }
@@ -66,7 +66,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(
 grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerContext* context,
                                                         const inference::ModelInferRequest* request,
                                                         inference::ModelInferResponse* response) {
-  absl::StatusOr<core::InferRequest> decoded = DecodeInferRequest(*request);
+  absl::StatusOr<core::InferRequest> decoded = kserve::DecodeInferRequest(*request);
   if (!decoded.ok()) return FinishUnary(context, decoded.status());
   // A client that stops waiting should not have its request run for nothing.
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
@@ -77,7 +77,7 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerCont
   // decoded tensors may keep viewing the request's bytes.
   service_.Infer(*std::move(decoded),
                  [reactor, response](absl::StatusOr<core::InferResponse> result) {
-                   if (result.ok()) EncodeInferResponse(*result, response);
+                   if (result.ok()) kserve::EncodeInferResponse(*result, response);
                    reactor->Finish(ToGrpcStatus(result.status()));
                  });
   return reactor;
@@ -86,14 +86,13 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* KServeGrpcService::RepositoryIndex(
     grpc::CallbackServerContext* context, const inference::RepositoryIndexRequest* request,
     inference::RepositoryIndexResponse* response) {
-  absl::StatusOr<std::vector<repository::ModelManager::IndexEntry>> index =
-      service_.RepositoryIndex(request->ready());
+  absl::StatusOr<std::vector<core::IndexEntry>> index = service_.RepositoryIndex(request->ready());
   if (index.ok()) {
-    for (const repository::ModelManager::IndexEntry& entry : *index) {
+    for (const core::IndexEntry& entry : *index) {
       inference::RepositoryIndexResponse::ModelIndex* model = response->add_models();
       model->set_name(entry.name);
       model->set_version(entry.version);
-      model->set_state(std::string(repository::VersionStateName(entry.state)));
+      model->set_state(std::string(core::VersionStateName(entry.state)));
       model->set_reason(entry.reason);
     }
   }

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "kserve/grpc_service.grpc.pb.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 
 namespace modeld::transport::grpc_kserve {
 
@@ -14,7 +14,7 @@ inline constexpr const char* kExtensions[] = {"model_configuration", "model_repo
 // Thread-safe. `service` must outlive this object and every RPC it has started.
 class KServeGrpcService : public inference::GRPCInferenceService::CallbackService {
  public:
-  explicit KServeGrpcService(server::InferenceService& service) : service_(service) {}
+  explicit KServeGrpcService(service::InferenceService& service) : service_(service) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -51,7 +51,7 @@ class KServeGrpcService : public inference::GRPCInferenceService::CallbackServic
       inference::RepositoryModelUnloadResponse* response) override;
 
  private:
-  server::InferenceService& service_;
+  service::InferenceService& service_;
 };
 
 }  // namespace modeld::transport::grpc_kserve

@@ -4,21 +4,21 @@
 #pragma once
 
 #include "modeld/training.grpc.pb.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 
 namespace modeld::transport::grpc_kserve {
 
 // Thread-safe. `service` must outlive this object and every RPC it has started.
 class TrainingGrpcService : public modeld::training::Training::CallbackService {
  public:
-  explicit TrainingGrpcService(server::InferenceService& service) : service_(service) {}
+  explicit TrainingGrpcService(service::InferenceService& service) : service_(service) {}
 
   grpc::ServerUnaryReactor* Train(grpc::CallbackServerContext* context,
                                   const modeld::training::TrainRequest* request,
                                   modeld::training::TrainResponse* response) override;
 
  private:
-  server::InferenceService& service_;
+  service::InferenceService& service_;
 };
 
 }  // namespace modeld::transport::grpc_kserve

@@ -58,9 +58,9 @@ void FillSpec(const std::string& name, int64_t version, const std::string& signa
   if (!signature.empty()) spec->set_signature_name(signature);
 }
 
-void FillTensorInfos(const std::vector<server::TensorMetadata>& tensors,
+void FillTensorInfos(const std::vector<service::TensorMetadata>& tensors,
                      google::protobuf::Map<std::string, tensorflow::TensorInfo>* out) {
-  for (const server::TensorMetadata& tensor : tensors) {
+  for (const service::TensorMetadata& tensor : tensors) {
     tensorflow::TensorInfo& info = (*out)[tensor.name];
     info.set_name(tensor.name);
     info.set_dtype(core::DataTypeToTf(tensor.type));
@@ -76,7 +76,7 @@ struct Target {
   std::shared_ptr<const core::ModelConfig> config;
 };
 
-absl::StatusOr<Target> Resolve(server::InferenceService& service, const tfs::ModelSpec& spec) {
+absl::StatusOr<Target> Resolve(service::InferenceService& service, const tfs::ModelSpec& spec) {
   ASSIGN_OR_RETURN(Selected selected, Select(spec));
   ASSIGN_OR_RETURN(auto config, service.Config(selected.name, selected.version));
   RETURN_IF_ERROR(tfserving::CheckSignature(spec.signature_name(), *config));
@@ -86,7 +86,7 @@ absl::StatusOr<Target> Resolve(server::InferenceService& service, const tfs::Mod
 // Queues `request` for `target` (with the call's deadline) and finishes the call from its
 // callback; `fill` writes the response of a result (and may fail, as encoding may).
 using Fill = std::function<absl::Status(const core::InferResponse&)>;
-grpc::ServerUnaryReactor* Dispatch(server::InferenceService& service,
+grpc::ServerUnaryReactor* Dispatch(service::InferenceService& service,
                                    grpc::CallbackServerContext* context,
                                    absl::StatusOr<core::InferRequest> request, const Target& target,
                                    Fill fill) {
@@ -107,7 +107,7 @@ grpc::ServerUnaryReactor* Dispatch(server::InferenceService& service,
 // Classify and Regress: `input`'s tf.Examples through a signature of `method`; `fill` turns
 // the outputs into the response.
 template <typename Request, typename Response, typename ResultOf>
-grpc::ServerUnaryReactor* RunExamples(server::InferenceService& service,
+grpc::ServerUnaryReactor* RunExamples(service::InferenceService& service,
                                       grpc::CallbackServerContext* context, const Request& request,
                                       Response* response, absl::string_view method,
                                       absl::string_view rpc, ResultOf result_of) {
@@ -176,7 +176,7 @@ grpc::ServerUnaryReactor* TfServingPredictionService::GetModelMetadata(
       }
     }
     ASSIGN_OR_RETURN(Selected selected, Select(request->model_spec()));
-    ASSIGN_OR_RETURN(server::ModelMetadata metadata,
+    ASSIGN_OR_RETURN(service::ModelMetadata metadata,
                      service_.Metadata(selected.name, selected.version));
     ASSIGN_OR_RETURN(auto config, service_.Config(selected.name, selected.version));
     const std::string signature = tfserving::ServedSignature(*config);
@@ -214,16 +214,17 @@ grpc::ServerUnaryReactor* TfServingModelService::GetModelStatus(
     tfs::GetModelStatusResponse* response) {
   const absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Selected selected, Select(request->model_spec()));
-    ASSIGN_OR_RETURN(repository::ModelStatus model, service_.Status(selected.name));
+    ASSIGN_OR_RETURN(core::ModelStatus model, service_.Status(selected.name));
     ASSIGN_OR_RETURN(std::vector<tfserving::VersionStatus> versions,
                      tfserving::VersionStatuses(model, selected.version));
     for (const tfserving::VersionStatus& version : versions) {
       tfs::ModelVersionStatus* out = response->add_model_version_status();
       out->set_version(version.version);
       out->set_state(static_cast<tfs::ModelVersionStatus::State>(version.state));
+      // tensorflow.error.Code numbers are google.rpc.Code's, which ToRpcCode gives.
       out->mutable_status()->set_error_code(
-          static_cast<tensorflow::error::Code>(version.error_code));
-      out->mutable_status()->set_error_message(version.error_message);
+          static_cast<tensorflow::error::Code>(ToRpcCode(version.status)));
+      out->mutable_status()->set_error_message(std::string(version.status.message()));
     }
     return absl::OkStatus();
   }();

@@ -12,7 +12,7 @@
 // and answer UNIMPLEMENTED for any other model.
 #pragma once
 
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 #include "tensorflow_serving/prediction_service.grpc.pb.h"
 
 namespace modeld::transport::grpc_tfserving {
@@ -20,7 +20,7 @@ namespace modeld::transport::grpc_tfserving {
 // Thread-safe. `service` must outlive this object and every RPC it has started.
 class TfServingPredictionService : public tensorflow::serving::PredictionService::CallbackService {
  public:
-  explicit TfServingPredictionService(server::InferenceService& service) : service_(service) {}
+  explicit TfServingPredictionService(service::InferenceService& service) : service_(service) {}
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
                                     const tensorflow::serving::PredictRequest* request,
@@ -38,13 +38,13 @@ class TfServingPredictionService : public tensorflow::serving::PredictionService
                                     tensorflow::serving::RegressionResponse* response) override;
 
  private:
-  server::InferenceService& service_;
+  service::InferenceService& service_;
 };
 
 // Thread-safe. `service` must outlive this object.
 class TfServingModelService : public tensorflow::serving::ModelService::CallbackService {
  public:
-  explicit TfServingModelService(server::InferenceService& service) : service_(service) {}
+  explicit TfServingModelService(service::InferenceService& service) : service_(service) {}
 
   grpc::ServerUnaryReactor* GetModelStatus(
       grpc::CallbackServerContext* context,
@@ -52,7 +52,7 @@ class TfServingModelService : public tensorflow::serving::ModelService::Callback
       tensorflow::serving::GetModelStatusResponse* response) override;
 
  private:
-  server::InferenceService& service_;
+  service::InferenceService& service_;
 };
 
 }  // namespace modeld::transport::grpc_tfserving

@@ -1,7 +1,6 @@
 #include "transport/http/http_server.h"
 
 #include <atomic>
-#include <chrono>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -9,52 +8,25 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "boost/asio.hpp"
-#include "boost/asio/ssl.hpp"
-#include "boost/beast/core.hpp"
-#include "boost/beast/http.hpp"
-#include "boost/beast/ssl.hpp"
 #include "common/logging.h"
+#include "transport/http/http_session.h"
 
 namespace modeld::transport::http {
-namespace {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-namespace ssl = boost::asio::ssl;
+using session_internal::PlainStream;
+using session_internal::Session;
+using session_internal::SessionBase;
+using session_internal::SessionHost;
+using session_internal::TlsStream;
+namespace net = session_internal::net;
+namespace beast = session_internal::beast;
+namespace ssl = session_internal::ssl;
 using tcp = net::ip::tcp;
 
-constexpr size_t kFirstReadBytes = 16 * 1024;
-// After refusing a request whose body is still arriving, how long to read and discard it so the
-// client sees the error instead of a connection reset.
-constexpr std::chrono::seconds kLingerTime(2);
-
-std::chrono::milliseconds ToChrono(absl::Duration d) { return absl::ToChronoMilliseconds(d); }
-
-// What the server needs of a connection, whatever its stream (plain TCP or TLS).
-class SessionBase {
- public:
-  virtual ~SessionBase() = default;
-  // Runs on the connection's strand.
-  virtual void Stop() = 0;
-  virtual net::any_io_executor executor() = 0;
-};
-
-using PlainStream = beast::tcp_stream;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-
-}  // namespace
-
-template <class Stream>
-class Session;
-
-class HttpServer::Impl {
+class HttpServer::Impl : public SessionHost {
  public:
   Impl(const HttpServerOptions& options, Handler& handler)
       : options_(options),
@@ -71,13 +43,11 @@ class HttpServer::Impl {
   void Shutdown(absl::Duration grace);
   int port() const { return port_; }
 
-  const HttpServerOptions& options() const { return options_; }
-  Handler& handler() { return handler_; }
-  ssl::context& tls_context() { return *tls_context_; }
-  // Whether Shutdown has begun: every answer written from then on closes its connection, even
-  // when the session's own Stop() has not run yet.
-  bool shutting_down() const { return shutting_down_.load(std::memory_order_acquire); }
-  void Unregister(SessionBase* session, bool admitted) {
+  const HttpServerOptions& options() const override { return options_; }
+  Handler& handler() override { return handler_; }
+  ssl::context& tls_context() override { return *tls_context_; }
+  bool shutting_down() const override { return shutting_down_.load(std::memory_order_acquire); }
+  void Unregister(SessionBase* session, bool admitted) override {
     absl::MutexLock lock(&mu_);
     sessions_.erase(session);
     if (admitted) --admitted_;
@@ -105,265 +75,6 @@ class HttpServer::Impl {
   std::unique_ptr<net::steady_timer> retry_timer_;
   std::vector<std::thread> threads_;
   int port_ = 0;
-};
-
-// One connection over `Stream` (PlainStream or TlsStream). Every member is used on the
-// connection's strand only. A session that is not `admitted` (over max_connections) answers
-// 503 at once and closes.
-template <class Stream>
-class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
- public:
-  Session(tcp::socket&& socket, HttpServer::Impl& server, bool admitted)
-      : stream_(MakeStream(std::move(socket), server)), server_(server), admitted_(admitted) {}
-  ~Session() override { server_.Unregister(this, admitted_); }
-
-  void Start() {
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
-      if constexpr (std::is_same_v<Stream, TlsStream>) {
-        self->Handshake();
-      } else {
-        self->Begin();
-      }
-    });
-  }
-
-  // Shutdown: an idle connection closes now; one in the middle of a request finishes it and
-  // then closes. Runs on the strand.
-  void Stop() override {
-    stopping_ = true;
-    if (state_ == State::kReading && !request_started_) Lowest().cancel();
-  }
-
-  net::any_io_executor executor() override { return stream_.get_executor(); }
-
- private:
-  static Stream MakeStream(tcp::socket&& socket, HttpServer::Impl& server) {
-    if constexpr (std::is_same_v<Stream, TlsStream>) {
-      return Stream(std::move(socket), server.tls_context());
-    } else {
-      (void)server;
-      return Stream(std::move(socket));
-    }
-  }
-
-  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
-
-  // TLS: the handshake must finish within the header timeout (a client that connects and
-  // stays silent holds a connection no longer than one that sends headers slowly).
-  void Handshake() {
-    Lowest().expires_after(ToChrono(options().header_timeout));
-    stream_.async_handshake(ssl::stream_base::server,
-                            [self = this->shared_from_this()](beast::error_code ec) {
-                              if (ec) {
-                                spdlog::debug("HTTPS handshake failed: {}", ec.message());
-                                return self->Close();
-                              }
-                              self->Begin();
-                            });
-  }
-
-  void Begin() {
-    if (!admitted_) {
-      return Refuse(503, absl::StrCat("too many connections: modeld serves at most ",
-                                      options().max_connections,
-                                      " HTTP connections at once (--http-max-connections)"));
-    }
-    ReadRequest();
-  }
-
-  enum class State { kReading, kHandling, kWriting, kClosed };
-
-  const HttpServerOptions& options() const { return server_.options(); }
-
-  void ReadRequest() {
-    state_ = State::kReading;
-    request_started_ = false;
-    if (stopping_) return Close();
-    parser_.emplace();
-    parser_->header_limit(options().max_header_bytes);
-    parser_->body_limit(static_cast<uint64_t>(options().max_body_bytes));
-    if (buffer_.size() > 0) return ReadHeader();  // a pipelined request is already here
-    // Wait for the first byte under the idle timeout; the header timeout starts with it.
-    Lowest().expires_after(ToChrono(options().idle_timeout));
-    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
-                            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-                              if (ec) return self->Close();
-                              self->buffer_.commit(n);
-                              self->ReadHeader();
-                            });
-  }
-
-  void ReadHeader() {
-    request_started_ = true;
-    Lowest().expires_after(ToChrono(options().header_timeout));
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                               if (ec) return self->OnReadError(ec);
-                               self->OnHeader();
-                             });
-  }
-
-  void OnHeader() {
-    const auto& header = parser_->get();
-    version_ = header.version();
-    keep_alive_ = header.keep_alive();
-    if (parser_->chunked()) {
-      return Refuse(411,
-                    "chunked request bodies (Transfer-Encoding: chunked) are not supported; "
-                    "send the body with a Content-Length");
-    }
-    if (parser_->content_length().value_or(0) > static_cast<uint64_t>(options().max_body_bytes)) {
-      return Refuse(413, absl::StrCat("request body of ", *parser_->content_length(),
-                                      " bytes is larger than the limit of ",
-                                      options().max_body_bytes, " bytes (--http-max-body-bytes)"));
-    }
-    if (!parser_->is_done() && beast::iequals(header[bhttp::field::expect], "100-continue")) {
-      interim_.emplace(bhttp::status::continue_, version_);
-      Lowest().expires_after(ToChrono(options().idle_timeout));
-      return bhttp::async_write(stream_, *interim_,
-                                [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                                  if (ec) return self->Close();
-                                  self->ReadBody();
-                                });
-    }
-    ReadBody();
-  }
-
-  void ReadBody() {
-    if (parser_->is_done()) return Dispatch();
-    Lowest().expires_after(ToChrono(options().idle_timeout));
-    bhttp::async_read_some(stream_, buffer_, *parser_,
-                           [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                             if (ec) return self->OnReadError(ec);
-                             self->ReadBody();
-                           });
-  }
-
-  void OnReadError(beast::error_code ec) {
-    if (ec == bhttp::error::body_limit) {
-      const auto length = parser_->content_length();  // boost::optional
-      return Refuse(
-          413, absl::StrCat("request body", length ? absl::StrCat(" of ", *length, " bytes") : "",
-                            " is larger than the limit of ", options().max_body_bytes,
-                            " bytes (--http-max-body-bytes)"));
-    }
-    if (ec == bhttp::error::header_limit) {
-      return Refuse(431,
-                    absl::StrCat("request headers are larger than the limit of ",
-                                 options().max_header_bytes, " bytes (--http-max-header-bytes)"));
-    }
-    // A timeout closes the socket (Beast does); so do a hang-up and a cancel.
-    if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-        ec == bhttp::error::partial_message || ec == net::error::operation_aborted ||
-        ec.category() != bhttp::make_error_code(bhttp::error::end_of_stream).category()) {
-      return Close();
-    }
-    Refuse(400, absl::StrCat("malformed HTTP request: ", ec.message()));
-  }
-
-  void Dispatch() {
-    state_ = State::kHandling;
-    Lowest().expires_never();
-    bhttp::request<bhttp::string_body> message = parser_->release();
-    parser_.reset();
-    auto request = std::make_shared<Request>();
-    request->method = std::string(message.method_string());
-    request->target = std::string(message.target());
-    for (const auto& field : message) {
-      std::string name(field.name_string());
-      absl::AsciiStrToLower(&name);
-      request->headers.emplace_back(std::move(name), std::string(field.value()));
-    }
-    request->body = std::move(message.body());
-    if (auto encoding = request->Header("content-encoding");
-        encoding.has_value() && !absl::EqualsIgnoreCase(*encoding, "identity")) {
-      return Write(ErrorResponse(415, absl::StrCat("Content-Encoding '", *encoding,
-                                                   "' is not supported; send the body "
-                                                   "uncompressed")));
-    }
-    server_.handler().Handle(
-        std::move(request), [self = this->shared_from_this()](Response response) {
-          // Inference answers arrive on model worker threads: write from the connection's strand.
-          net::post(self->executor(), [self, response = std::move(response)]() mutable {
-            self->Write(std::move(response));
-          });
-        });
-  }
-
-  // Answers a request that is not read whole, then closes the connection.
-  void Refuse(int status, absl::string_view message) {
-    linger_ = true;
-    Response response = ErrorResponse(status, message);
-    response.close = true;
-    Write(std::move(response));
-  }
-
-  void Write(Response response) {
-    if (state_ == State::kClosed) return;
-    state_ = State::kWriting;
-    response_.emplace();
-    response_->version(version_);
-    response_->result(static_cast<unsigned>(response.status));
-    if (response.status == 499) response_->reason("Client Closed Request");
-    response_->set(bhttp::field::server, "modeld");
-    response_->set(bhttp::field::content_type, response.content_type);
-    for (const auto& [name, value] : response.headers) response_->set(name, value);
-    response_->body() = std::move(response.body);
-    const bool keep_alive =
-        keep_alive_ && !response.close && !stopping_ && !server_.shutting_down();
-    response_->keep_alive(keep_alive);
-    response_->prepare_payload();
-    Lowest().expires_after(ToChrono(options().idle_timeout));
-    bhttp::async_write(stream_, *response_,
-                       [self = this->shared_from_this(), keep_alive](beast::error_code ec, size_t) {
-                         self->response_.reset();
-                         if (ec) return self->Close();
-                         if (!keep_alive) return self->linger_ ? self->Linger() : self->Close();
-                         self->ReadRequest();
-                       });
-  }
-
-  // Half-closes, then reads and drops what the client still sends (for at most kLingerTime),
-  // so a refused client reads our answer before it sees the connection close.
-  void Linger() {
-    beast::error_code ignored;
-    Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
-    linger_until_ = std::chrono::steady_clock::now() + kLingerTime;
-    Discard();
-  }
-
-  void Discard() {
-    if (std::chrono::steady_clock::now() >= linger_until_) return Close();
-    buffer_.clear();
-    Lowest().expires_at(linger_until_);
-    stream_.async_read_some(buffer_.prepare(64 * 1024),
-                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                              if (ec) return self->Close();
-                              self->Discard();
-                            });
-  }
-
-  void Close() {
-    state_ = State::kClosed;
-    beast::error_code ignored;
-    Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
-    Lowest().close();
-  }
-
-  Stream stream_;
-  HttpServer::Impl& server_;
-  const bool admitted_;
-  beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::optional<bhttp::response<bhttp::empty_body>> interim_;
-  std::optional<bhttp::response<bhttp::string_body>> response_;
-  State state_ = State::kReading;
-  bool request_started_ = false;
-  bool keep_alive_ = true;
-  bool stopping_ = false;
-  bool linger_ = false;
-  unsigned version_ = 11;
-  std::chrono::steady_clock::time_point linger_until_;
 };
 
 absl::Status HttpServer::Impl::Listen() {

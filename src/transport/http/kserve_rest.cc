@@ -22,9 +22,9 @@ namespace {
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 
-void WriteTensors(JsonWriter& writer, const std::vector<server::TensorMetadata>& tensors) {
+void WriteTensors(JsonWriter& writer, const std::vector<service::TensorMetadata>& tensors) {
   writer.StartArray();
-  for (const server::TensorMetadata& tensor : tensors) {
+  for (const service::TensorMetadata& tensor : tensors) {
     writer.StartObject();
     writer.Key("name");
     WriteSanitizedString(writer, tensor.name);
@@ -148,7 +148,7 @@ void KServeRest::ModelReady(absl::string_view model, absl::string_view version, 
 void KServeRest::ModelMetadata(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(std::optional<int64_t> parsed, core::ParseModelVersion(version));
-    ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(model, parsed));
+    ASSIGN_OR_RETURN(service::ModelMetadata metadata, service_.Metadata(model, parsed));
     rapidjson::StringBuffer buffer;
     JsonWriter writer(buffer);
     writer.StartObject();
@@ -266,14 +266,14 @@ void KServeRest::RepositoryIndex(std::shared_ptr<const Request> request, Reply r
     rapidjson::StringBuffer buffer;
     JsonWriter writer(buffer);
     writer.StartArray();
-    for (const repository::ModelManager::IndexEntry& entry : index) {
+    for (const core::IndexEntry& entry : index) {
       writer.StartObject();
       writer.Key("name");
       WriteSanitizedString(writer, entry.name);
       writer.Key("version");
       WriteString(writer, entry.version);
       writer.Key("state");
-      WriteString(writer, repository::VersionStateName(entry.state));
+      WriteString(writer, core::VersionStateName(entry.state));
       writer.Key("reason");
       WriteSanitizedString(writer, entry.reason);
       writer.EndObject();

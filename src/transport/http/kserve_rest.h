@@ -14,7 +14,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 #include "transport/http/handler.h"
 #include "transport/http/json_limits.h"
 
@@ -27,7 +27,7 @@ inline constexpr const char* kKServeExtensions[] = {"binary_tensor_data", "model
 class KServeRest {
  public:
   // Request bodies may nest JSON at most `max_json_depth` levels.
-  explicit KServeRest(server::InferenceService& service, int max_json_depth = kDefaultMaxJsonDepth)
+  explicit KServeRest(service::InferenceService& service, int max_json_depth = kDefaultMaxJsonDepth)
       : service_(service), max_json_depth_(max_json_depth) {}
 
   // `version` is the /versions/{v} path segment, empty when absent.
@@ -54,7 +54,7 @@ class KServeRest {
              absl::string_view version, Reply reply);
 
  private:
-  server::InferenceService& service_;
+  service::InferenceService& service_;
   const int max_json_depth_;
 };
 

@@ -80,7 +80,7 @@ bool IsHealthPath(absl::string_view path) {
   return n == 5 || (n == 7 && segments[4] == "versions");
 }
 
-Router::Router(server::InferenceService& service, std::function<std::string()> metrics_text,
+Router::Router(service::InferenceService& service, std::function<std::string()> metrics_text,
                RouterOptions options)
     : options_(options),
       kserve_(service, options.max_json_depth),

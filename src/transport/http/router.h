@@ -30,7 +30,7 @@
 #include <optional>
 #include <string>
 
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 #include "transport/auth/token_store.h"
 #include "transport/http/handler.h"
 #include "transport/http/kserve_rest.h"
@@ -52,7 +52,7 @@ class Router : public Handler {
  public:
   // `metrics_text` returns the Prometheus exposition served on GET /metrics; it is called on an
   // I/O thread and must be thread-safe.
-  Router(server::InferenceService& service, std::function<std::string()> metrics_text,
+  Router(service::InferenceService& service, std::function<std::string()> metrics_text,
          RouterOptions options = {});
 
   void Handle(std::shared_ptr<const Request> request, Reply reply) override;

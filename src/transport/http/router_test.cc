@@ -5,13 +5,11 @@
 #include <string>
 
 #include "absl/synchronization/notification.h"
-#include "backend/fake/fake_backend.h"
-#include "batching/scheduler.h"
 #include "common/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
-#include "testing/temp_repository.h"
+#include "service/testing/fake_backend_service.h"
 #include "transport/http/json_util.h"
 
 namespace modeld::transport::http {
@@ -22,24 +20,23 @@ using ::testing::HasSubstr;
 class RouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    backends_.Register("fake", {}, std::make_unique<backend::FakeBackend>());
-    repo_.AddModel("echo", R"pb(
-                     backend: "fake"
-                     max_batch_size: 8
-                     version_policy { all {} }
-                     input {
-                       name: "x"
-                       data_type: TYPE_FP32
-                       dims: [ 3 ]
-                     }
-                     output {
-                       name: "y"
-                       data_type: TYPE_FP32
-                       dims: [ 3 ]
-                     }
-                   )pb",
-                   {1, 2});
-    repo_.AddModel("pair", R"pb(
+    serving_.AddModel("echo", R"pb(
+                        backend: "fake"
+                        max_batch_size: 8
+                        version_policy { all {} }
+                        input {
+                          name: "x"
+                          data_type: TYPE_FP32
+                          dims: [ 3 ]
+                        }
+                        output {
+                          name: "y"
+                          data_type: TYPE_FP32
+                          dims: [ 3 ]
+                        }
+                      )pb",
+                      {1, 2});
+    serving_.AddModel("pair", R"pb(
       backend: "fake"
       input {
         name: "a"
@@ -62,18 +59,16 @@ class RouterTest : public ::testing::Test {
         dims: [ -1 ]
       }
     )pb");
-    repo_.AddModel("broken", "platform: \"nope\"\n");
-    manager_ = std::make_unique<repository::ModelManager>(repo_.path(), backends_,
-                                                          batching::MakeSchedulerFactory(clock_));
-    ASSERT_TRUE(manager_->LoadAll().ok());
-    service_ = std::make_unique<server::InferenceService>(*manager_, clock_, nullptr);
-    router_ = std::make_unique<Router>(*service_, [] { return std::string("metric_a 1\n"); });
+    serving_.AddModel("broken", "platform: \"nope\"\n");
+    ASSERT_TRUE(serving_.Start().ok());
+    router_ =
+        std::make_unique<Router>(serving_.service(), [] { return std::string("metric_a 1\n"); });
   }
 
   // The schedulers' worker threads call back into the service after a caller has its answer
   // (the service counts the request finished last): join them before the service is
   // destroyed, as Server::Shutdown does. Found by make test-asan (heap-use-after-free).
-  void TearDown() override { manager_->DrainAll(); }
+  void TearDown() override { serving_.Drain(); }
 
   Response Call(const std::string& method, const std::string& target, std::string body = "",
                 std::vector<std::pair<std::string, std::string>> headers = {}) {
@@ -107,11 +102,8 @@ class RouterTest : public ::testing::Test {
     EXPECT_THAT(doc["error"].GetString(), HasSubstr(fragment));
   }
 
-  testing::TempRepository repo_;
   common::RealClock clock_;
-  backend::BackendRegistry backends_;
-  std::unique_ptr<repository::ModelManager> manager_;
-  std::unique_ptr<server::InferenceService> service_;
+  testing::FakeBackendService serving_{clock_};
   std::unique_ptr<Router> router_;
 };
 
@@ -158,7 +150,7 @@ TEST_F(RouterTest, HealthAnswersByStatusCode) {
     EXPECT_THAT(response.body, HasSubstr("\"ready\":false")) << path;
   }
   ExpectError(Call("GET", "/v2/models/ec%zzo/ready"), 400, "malformed %-escape");
-  service_->StartDraining();
+  serving_.service().StartDraining();
   EXPECT_EQ(Call("GET", "/v2/health/ready").status, 503);
   EXPECT_EQ(Call("GET", "/v2/health/live").status, 200);
 }
@@ -288,7 +280,7 @@ class RouterAuthTest : public RouterTest {
     options.tokens = tokens_.get();
     options.health_open = health_open;
     router_ = std::make_unique<Router>(
-        *service_, [] { return std::string("metric_a 1\n"); }, options);
+        serving_.service(), [] { return std::string("metric_a 1\n"); }, options);
   }
   std::unique_ptr<auth::TokenStore> tokens_;
 };

@@ -158,9 +158,9 @@ void WriteTensorShape(JsonWriter& writer, const core::Shape& shape) {
   writer.EndObject();
 }
 
-void WriteTensorInfos(JsonWriter& writer, const std::vector<server::TensorMetadata>& tensors) {
+void WriteTensorInfos(JsonWriter& writer, const std::vector<service::TensorMetadata>& tensors) {
   writer.StartObject();
-  for (const server::TensorMetadata& tensor : tensors) {
+  for (const service::TensorMetadata& tensor : tensors) {
     WriteSanitizedString(writer, tensor.name);
     writer.StartObject();
     writer.Key("dtype");
@@ -298,9 +298,9 @@ std::string EncodeModelStatus(const std::vector<tfserving::VersionStatus>& versi
     writer.Key("status");
     writer.StartObject();
     writer.Key("error_code");
-    WriteString(writer, absl::StatusCodeToString(version.error_code));
+    WriteString(writer, absl::StatusCodeToString(version.status.code()));
     writer.Key("error_message");
-    WriteSanitizedString(writer, version.error_message);
+    WriteSanitizedString(writer, version.status.message());
     writer.EndObject();
     writer.EndObject();
   }
@@ -309,7 +309,7 @@ std::string EncodeModelStatus(const std::vector<tfserving::VersionStatus>& versi
   return BufferText(buffer);
 }
 
-std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version,
+std::string EncodeModelMetadata(const service::ModelMetadata& metadata, int64_t version,
                                 absl::string_view signature) {
   rapidjson::StringBuffer buffer;
   JsonWriter writer(buffer);

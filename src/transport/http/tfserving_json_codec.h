@@ -15,7 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "core/infer_request.h"
 #include "core/model_config.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 #include "transport/http/json_limits.h"
 #include "transport/tfserving/tfserving_model.h"
 
@@ -58,7 +58,7 @@ std::string EncodeModelStatus(const std::vector<tfserving::VersionStatus>& versi
 
 // GetModelMetadata's JSON for `version` of the model: model_spec and the signature_def of
 // its one signature, named `signature`.
-std::string EncodeModelMetadata(const server::ModelMetadata& metadata, int64_t version,
+std::string EncodeModelMetadata(const service::ModelMetadata& metadata, int64_t version,
                                 absl::string_view signature);
 
 // "DT_FLOAT" for FP32, ...: the TensorFlow dtype name of a datatype.

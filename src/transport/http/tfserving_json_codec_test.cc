@@ -188,13 +188,12 @@ TEST(TfPredictTest, TheServedSignatureNameIsAccepted) {
 
 TEST(TfStatusAndMetadataTest, WriteTfServingShapes) {
   EXPECT_EQ(
-      EncodeModelStatus(
-          {{2, tfserving::VersionState::kAvailable, absl::StatusCode::kOk, ""},
-           {3, tfserving::VersionState::kEnd, absl::StatusCode::kUnknown, "bad file"}}),
+      EncodeModelStatus({{2, tfserving::VersionState::kAvailable, absl::OkStatus()},
+                         {3, tfserving::VersionState::kEnd, absl::UnknownError("bad file")}}),
       R"({"model_version_status":[)"
       R"({"version":"2","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}},)"
       R"({"version":"3","state":"END","status":{"error_code":"UNKNOWN","error_message":"bad file"}}]})");
-  server::ModelMetadata metadata;
+  service::ModelMetadata metadata;
   metadata.name = "linear";
   metadata.versions = {1, 2};
   metadata.inputs = {{"x", core::DataType::kFp32, {-1, 3}}};

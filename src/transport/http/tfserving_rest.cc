@@ -14,7 +14,7 @@ namespace modeld::transport::http {
 void TfServingRest::Status(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
-    ASSIGN_OR_RETURN(repository::ModelStatus status, service_.Status(model));
+    ASSIGN_OR_RETURN(core::ModelStatus status, service_.Status(model));
     ASSIGN_OR_RETURN(std::vector<tfserving::VersionStatus> versions,
                      tfserving::VersionStatuses(status, wanted));
     return EncodeModelStatus(versions);
@@ -25,7 +25,7 @@ void TfServingRest::Status(absl::string_view model, absl::string_view version, R
 void TfServingRest::Metadata(absl::string_view model, absl::string_view version, Reply reply) {
   absl::StatusOr<std::string> body = [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(std::optional<int64_t> wanted, core::ParseModelVersion(version));
-    ASSIGN_OR_RETURN(server::ModelMetadata metadata, service_.Metadata(model, wanted));
+    ASSIGN_OR_RETURN(service::ModelMetadata metadata, service_.Metadata(model, wanted));
     ASSIGN_OR_RETURN(auto config, service_.Config(model, wanted));
     // Without a version the newest ready one answers, as for inference.
     const int64_t served =

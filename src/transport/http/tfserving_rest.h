@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "absl/strings/string_view.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 #include "transport/http/handler.h"
 #include "transport/http/json_limits.h"
 
@@ -17,7 +17,7 @@ namespace modeld::transport::http {
 class TfServingRest {
  public:
   // Request bodies may nest JSON at most `max_json_depth` levels.
-  explicit TfServingRest(server::InferenceService& service,
+  explicit TfServingRest(service::InferenceService& service,
                          int max_json_depth = kDefaultMaxJsonDepth)
       : service_(service), max_json_depth_(max_json_depth) {}
 
@@ -32,7 +32,7 @@ class TfServingRest {
                absl::string_view version, Reply reply);
 
  private:
-  server::InferenceService& service_;
+  service::InferenceService& service_;
   const int max_json_depth_;
 };
 

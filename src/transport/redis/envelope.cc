@@ -1,8 +1,8 @@
 #include "transport/redis/envelope.h"
 
 #include "absl/strings/str_cat.h"
-#include "transport/grpc_kserve/codec.h"
-#include "transport/grpc_kserve/kserve_answers.h"
+#include "transport/kserve/answers.h"
+#include "transport/kserve/codec.h"
 #include "transport/status_codes.h"
 
 namespace modeld::transport::redis {
@@ -36,14 +36,14 @@ bool IsQuery(const wire::RequestEnvelope& envelope) {
 }
 
 std::string AnswerQuery(const wire::RequestEnvelope& envelope,
-                        const server::InferenceService& service) {
+                        const service::InferenceService& service) {
   wire::ReplyEnvelope reply;
   reply.set_request_id(envelope.request_id());
   absl::Status status;
   switch (envelope.payload_case()) {
     case wire::RequestEnvelope::kMetadata: {
       absl::StatusOr<inference::ModelMetadataResponse> metadata =
-          grpc_kserve::AnswerModelMetadata(service, envelope.metadata());
+          kserve::AnswerModelMetadata(service, envelope.metadata());
       if (metadata.ok()) {
         *reply.mutable_metadata() = *std::move(metadata);
       } else {
@@ -52,10 +52,10 @@ std::string AnswerQuery(const wire::RequestEnvelope& envelope,
       break;
     }
     case wire::RequestEnvelope::kModelReady:
-      *reply.mutable_model_ready() = grpc_kserve::AnswerModelReady(service, envelope.model_ready());
+      *reply.mutable_model_ready() = kserve::AnswerModelReady(service, envelope.model_ready());
       break;
     case wire::RequestEnvelope::kServerReady:
-      *reply.mutable_server_ready() = grpc_kserve::AnswerServerReady(service);
+      *reply.mutable_server_ready() = kserve::AnswerServerReady(service);
       break;
     case wire::RequestEnvelope::kInfer:
     case wire::RequestEnvelope::kTrain:
@@ -75,7 +75,7 @@ absl::StatusOr<core::InferRequest> DecodeEnvelopeRequest(const wire::RequestEnve
         "the envelope carries no request (none of the payload fields infer, metadata, "
         "model_ready, server_ready, train is set)");
   }
-  absl::StatusOr<core::InferRequest> request = grpc_kserve::DecodeInferRequest(envelope.infer());
+  absl::StatusOr<core::InferRequest> request = kserve::DecodeInferRequest(envelope.infer());
   if (!request.ok()) return request.status();
   request->deadline = Deadline(envelope);
   return request;
@@ -87,7 +87,7 @@ std::string EncodeReply(absl::string_view request_id,
   reply.set_request_id(std::string(request_id));
   reply.set_code(ToRpcCode(result.status()));
   if (result.ok()) {
-    grpc_kserve::EncodeInferResponse(*result, reply.mutable_infer());
+    kserve::EncodeInferResponse(*result, reply.mutable_infer());
   } else {
     reply.set_message(std::string(result.status().message()));
   }
@@ -98,7 +98,7 @@ absl::StatusOr<core::TrainRequest> DecodeEnvelopeTrain(const wire::RequestEnvelo
   if (!envelope.has_train()) {
     return absl::InvalidArgumentError("the envelope carries no training request");
   }
-  return grpc_kserve::DecodeTrainRequest(envelope.train());
+  return kserve::DecodeTrainRequest(envelope.train());
 }
 
 std::string EncodeTrainReply(absl::string_view request_id,
@@ -107,7 +107,7 @@ std::string EncodeTrainReply(absl::string_view request_id,
   reply.set_request_id(std::string(request_id));
   reply.set_code(ToRpcCode(result.status()));
   if (result.ok()) {
-    grpc_kserve::EncodeTrainResponse(*result, reply.mutable_train());
+    kserve::EncodeTrainResponse(*result, reply.mutable_train());
   } else {
     reply.set_message(std::string(result.status().message()));
   }

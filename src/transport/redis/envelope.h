@@ -14,7 +14,7 @@
 #include "core/infer_request.h"
 #include "core/train_request.h"
 #include "modeld/redis.pb.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 
 namespace modeld::transport::redis {
 
@@ -40,7 +40,7 @@ bool IsQuery(const wire::RequestEnvelope& envelope);
 // the response, or NOT_FOUND / INVALID_ARGUMENT (model metadata of an unknown model, a version
 // that is not a number). Quick: reads the service's state, touches no scheduler.
 std::string AnswerQuery(const wire::RequestEnvelope& envelope,
-                        const server::InferenceService& service);
+                        const service::InferenceService& service);
 
 // Decodes the envelope's inference request with the gRPC codec, with the envelope's deadline
 // as the request's. INVALID_ARGUMENT when the envelope carries no request (no payload this

@@ -2,7 +2,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "transport/redis/redis_test_server.h"
+#include "transport/redis/testing/redis_test_server.h"
 
 namespace modeld::transport::redis {
 namespace {

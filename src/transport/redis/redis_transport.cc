@@ -25,37 +25,36 @@ std::string DefaultConsumer() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RedisWorker>> MakeRedisWorker(const server::ServerOptions& options,
-                                                             server::InferenceService& service,
+absl::StatusOr<std::unique_ptr<RedisWorker>> MakeRedisWorker(const RedisTransportOptions& options,
+                                                             service::InferenceService& service,
                                                              const common::Clock& clock,
                                                              metrics::Registry* registry) {
-  absl::StatusOr<RedisEndpoint> endpoint = ParseRedisUrl(options.redis_url);
+  absl::StatusOr<RedisEndpoint> endpoint = ParseRedisUrl(options.url);
   if (!endpoint.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--redis-url: ", endpoint.status().message()));
   }
   QueueOptions queue;
-  queue.consumer = options.redis_consumer.empty() ? DefaultConsumer() : options.redis_consumer;
-  queue.visibility_timeout = absl::Milliseconds(options.redis_visibility_timeout_ms);
-  queue.reply_ttl = absl::Milliseconds(options.redis_reply_ttl_ms);
-  queue.dead_letter_maxlen = options.redis_dead_letter_maxlen;
+  queue.consumer = options.consumer.empty() ? DefaultConsumer() : options.consumer;
+  queue.visibility_timeout = options.visibility_timeout;
+  queue.reply_ttl = options.reply_ttl;
+  queue.dead_letter_maxlen = options.dead_letter_maxlen;
   queue.forget_idle_consumers = std::max(absl::Minutes(10), 10 * queue.visibility_timeout);
 
   RedisWorkerOptions worker;
   worker.where = endpoint->ToString();
-  worker.read_count = static_cast<int>(std::min<int64_t>(options.redis_read_count, 1 << 20));
-  worker.max_in_flight = static_cast<int>(std::min<int64_t>(options.redis_max_in_flight, 1 << 20));
-  worker.max_deliveries = options.redis_max_deliveries;
+  worker.read_count = options.read_count;
+  worker.max_in_flight = options.max_in_flight;
+  worker.max_deliveries = options.max_deliveries;
   // Twice per visibility timeout, so an abandoned entry waits at most 1.5 timeouts; at most
   // every 5 s, as each pass costs a few commands.
   worker.recover_interval =
       std::clamp(queue.visibility_timeout / 2, absl::Milliseconds(10), absl::Seconds(5));
 
   std::unique_ptr<WorkQueue> work_queue;
-  if (!options.redis_list.empty()) {
-    work_queue = std::make_unique<ListQueue>(options.redis_list, std::move(queue));
+  if (!options.list.empty()) {
+    work_queue = std::make_unique<ListQueue>(options.list, std::move(queue));
   } else {
-    work_queue =
-        std::make_unique<StreamQueue>(options.redis_stream, options.redis_group, std::move(queue));
+    work_queue = std::make_unique<StreamQueue>(options.stream, options.group, std::move(queue));
   }
   HiredisOptions hiredis;
   // Blocking reads wait up to worker.block (1 s); a reply slower than this means a dead link.

@@ -1,145 +1,19 @@
 #include "transport/redis/redis_worker.h"
 
 #include <algorithm>
-#include <deque>
 #include <utility>
 #include <vector>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "transport/redis/backoff.h"
 #include "transport/redis/envelope.h"
 
 namespace modeld::transport::redis {
 
-// One entry from the moment it is taken until it is finished.
-struct RedisWorker::Job {
-  QueueEntry entry;
-  // Keeps the request's bytes alive: the decoded tensors, and maybe the outputs of an
-  // identity model, view them until the answer is encoded.
-  std::shared_ptr<const wire::RequestEnvelope> envelope;
-  std::string request_id;
-  std::string reply_key;
-  absl::StatusOr<core::InferResponse> result = absl::UnknownError("not run");
-  std::string dead_reason;  // set: the entry goes to the dead-letter stream
-  // The encoded ReplyEnvelope: by the writer from `result`, or at once for a query.
-  std::string reply;
-};
-
-// Finished jobs on their way to the writer. Shared with the inference callbacks, which may
-// outlive the worker when a model finishes after shutdown: they then drop their job.
-class RedisWorker::Outbox {
- public:
-  // Returns false (and drops the job) once closed.
-  bool Push(std::unique_ptr<Job> job) {
-    absl::MutexLock lock(&mu_);
-    if (closed_) return false;
-    jobs_.push_back(std::move(job));
-    return true;
-  }
-
-  // Waits until a job is queued, Stop() is called, or `until`; then moves up to `max` jobs
-  // into `out`. Returns false once stopping with the write deadline past.
-  bool Take(absl::Time until, size_t max, std::vector<std::unique_ptr<Job>>& out) {
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]()
-                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !jobs_.empty() || stop_signal_; };
-    mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(until, deadline_));
-    stop_signal_ = false;
-    if (stopping_ && absl::Now() >= deadline_) return false;
-    while (out.size() < max && !jobs_.empty()) {
-      out.push_back(std::move(jobs_.front()));
-      jobs_.pop_front();
-    }
-    return true;
-  }
-
-  // Sleeps until `until`, or the write deadline if that comes first.
-  void Sleep(absl::Time until) {
-    absl::MutexLock lock(&mu_);
-    absl::Time wake;
-    while ((wake = std::min(until, deadline_)) > absl::Now() &&
-           !stop_changed_.WaitWithDeadline(&mu_, wake)) {
-    }
-  }
-
-  void Stop(absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    stop_signal_ = true;
-    deadline_ = deadline;
-    stop_changed_.SignalAll();
-  }
-  bool stopping() const {
-    absl::MutexLock lock(&mu_);
-    return stopping_;
-  }
-  // Refuses further jobs.
-  void Close() {
-    absl::MutexLock lock(&mu_);
-    closed_ = true;
-    jobs_.clear();
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::CondVar stop_changed_;
-  std::deque<std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_signal_ ABSL_GUARDED_BY(mu_) = false;  // wakes one Take after Stop
-  absl::Time deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-};
-
-// Logs a repeated warning at most once per period (a broken producer can send thousands).
-class RedisWorker::Throttle {
- public:
-  void Warn(absl::Time now, const std::string& message) {
-    absl::MutexLock lock(&mu_);
-    if (now < next_) {
-      ++suppressed_;
-      return;
-    }
-    next_ = now + absl::Seconds(10);
-    if (suppressed_ > 0) {
-      spdlog::warn("redis: {} ({} similar messages suppressed)", message, suppressed_);
-    } else {
-      spdlog::warn("redis: {}", message);
-    }
-    suppressed_ = 0;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  int64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-namespace {
-
-// Exponential backoff with ±20% jitter, so workers that lost Redis together do not all
-// come back in the same millisecond.
-class Backoff {
- public:
-  Backoff(absl::Duration min, absl::Duration max) : min_(min), max_(max), next_(min) {}
-  absl::Duration Next() {
-    const absl::Duration current = next_;
-    next_ = std::min(next_ * 2, max_);
-    return current * absl::Uniform(bitgen_, 0.8, 1.2);
-  }
-  void Reset() { next_ = min_; }
-
- private:
-  const absl::Duration min_;
-  const absl::Duration max_;
-  absl::Duration next_;
-  absl::BitGen bitgen_;
-};
-
-}  // namespace
-
 RedisWorker::RedisWorker(RedisWorkerOptions options, std::unique_ptr<WorkQueue> queue,
-                         RedisConnector connector, server::InferenceService& service,
+                         RedisConnector connector, service::InferenceService& service,
                          const common::Clock& clock, metrics::Registry* registry)
     : options_(std::move(options)),
       queue_(std::move(queue)),
@@ -148,8 +22,8 @@ RedisWorker::RedisWorker(RedisWorkerOptions options, std::unique_ptr<WorkQueue> 
       clock_(clock),
       metrics_(registry),
       outbox_(std::make_shared<Outbox>()),
-      bad_entry_log_(std::make_unique<Throttle>()),
-      reply_failure_log_(std::make_unique<Throttle>()) {}
+      bad_entry_log_(std::make_unique<LogThrottle>()),
+      reply_failure_log_(std::make_unique<LogThrottle>()) {}
 
 RedisWorker::~RedisWorker() {
   if (reader_.joinable() || writer_.joinable()) Stop(clock_.Now());
@@ -219,110 +93,119 @@ void RedisWorker::Pause(absl::Time deadline, bool reader) {
   while (!stop_reading_ && absl::Now() < deadline) changed_.WaitWithDeadline(&mu_, deadline);
 }
 
-void RedisWorker::ReaderLoop() {
+// What the reader thread keeps between its steps.
+struct RedisWorker::ReaderState {
+  ReaderState(absl::Duration min_backoff, absl::Duration max_backoff)
+      : backoff(min_backoff, max_backoff) {}
+
   std::unique_ptr<RedisConnection> connection;
-  bool prepared = false;
-  bool first = true;
+  bool prepared = false;  // the queue is set up on this connection
+  bool first = true;      // no Prepare has succeeded yet (it then creates the group)
   bool ever_connected = false;
   bool warned = false;  // about the current outage
-  Backoff backoff(options_.min_backoff, options_.max_backoff);
+  Backoff backoff;
   absl::Time next_recover = absl::InfinitePast();
   absl::Time next_sample = absl::InfinitePast();
+};
 
-  auto stopping = [this] {
-    absl::MutexLock lock(&mu_);
-    return stop_reading_;
-  };
-  // A failed call: reconnect when the connection broke, set the queue up again otherwise.
-  auto fail = [&](const absl::Status& status) {
-    SetLink(/*reader=*/true, false);
-    if (!warned) {
-      spdlog::warn("redis: {}; retrying", status.message());
-      warned = true;
-    } else {
-      spdlog::debug("redis: {}; retrying", status.message());
-    }
-    if (absl::IsUnavailable(status)) connection.reset();
-    prepared = false;
-    Pause(clock_.Now() + backoff.Next(), /*reader=*/true);
-  };
-
-  while (!stopping()) {
-    if (connection == nullptr) {
-      absl::StatusOr<std::unique_ptr<RedisConnection>> opened = connector_("reader");
-      if (!opened.ok()) {
-        fail(opened.status());
-        continue;
-      }
-      connection = *std::move(opened);
-      if (ever_connected) metrics_.reconnects.Increment();
-    }
-    if (!prepared) {
-      if (absl::Status status = queue_->Prepare(*connection, first); !status.ok()) {
-        fail(status);
-        continue;
-      }
-      prepared = true;
-      first = false;
-      ever_connected = true;
-      warned = false;
-      backoff.Reset();
-      SetLink(/*reader=*/true, true);
-      spdlog::info("redis: consuming {} at {}", queue_->Describe(), options_.where);
-    }
-
-    absl::Time now = clock_.Now();
-    if (now >= next_recover) {
-      // With every slot taken the pass is skipped: this worker is busy enough.
-      next_recover = now + options_.recover_interval;
-      const int free = WaitForSlots(now);
-      if (free > 0) {
-        absl::StatusOr<Recovered> recovered =
-            queue_->Recover(*connection, free, [this](absl::string_view id) { return Held(id); });
-        if (!recovered.ok()) {
-          fail(recovered.status());
-          continue;
-        }
-        metrics_.lost.Increment(recovered->lost);
-        metrics_.requeued.Increment(recovered->requeued);
-        metrics_.claims.Increment(recovered->entries.size());
-        if (!recovered->entries.empty() || recovered->requeued > 0) {
-          spdlog::info("redis: took over {} entries left by other consumers",
-                       recovered->entries.size() + recovered->requeued);
-        }
-        for (QueueEntry& entry : recovered->entries) Dispatch(std::move(entry));
-      }
-    }
-    if (now >= next_sample) {
-      absl::StatusOr<QueueDepth> depth = queue_->Depth(*connection);
-      if (!depth.ok()) {
-        fail(depth.status());
-        continue;
-      }
-      metrics_.waiting.Set(static_cast<double>(depth->waiting));
-      metrics_.pending.Set(static_cast<double>(depth->pending));
-      next_sample = now + options_.sample_interval;
-    }
-
-    const absl::Time maintenance = std::min(next_recover, next_sample);
-    const int free = WaitForSlots(maintenance);
-    if (free == 0) continue;
-    now = clock_.Now();
-    const absl::Duration block =
-        std::clamp(maintenance - now, absl::Milliseconds(10), options_.block);
-    absl::StatusOr<std::vector<QueueEntry>> entries =
-        queue_->Take(*connection, std::min(free, options_.read_count), block);
-    if (!entries.ok()) {
-      fail(entries.status());
-      continue;
-    }
-    metrics_.reads.Increment(entries->size());
-    for (QueueEntry& entry : *entries) Dispatch(std::move(entry));
+void RedisWorker::ReaderLoop() {
+  ReaderState state(options_.min_backoff, options_.max_backoff);
+  while (!ReadingStopped()) {
+    if (absl::Status status = ReaderStep(state); !status.ok()) ReaderFailed(state, status);
   }
 }
 
+bool RedisWorker::ReadingStopped() const {
+  absl::MutexLock lock(&mu_);
+  return stop_reading_;
+}
+
+absl::Status RedisWorker::ReaderStep(ReaderState& state) {
+  RETURN_IF_ERROR(ConnectReader(state));
+  RETURN_IF_ERROR(PrepareQueue(state));
+  const absl::Time now = clock_.Now();
+  if (now >= state.next_recover) RETURN_IF_ERROR(RecoverAbandoned(state, now));
+  if (now >= state.next_sample) RETURN_IF_ERROR(SampleDepth(state, now));
+  return TakeEntries(state);
+}
+
+absl::Status RedisWorker::ConnectReader(ReaderState& state) {
+  if (state.connection != nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(state.connection, connector_("reader"));
+  if (state.ever_connected) metrics_.reconnects.Increment();
+  return absl::OkStatus();
+}
+
+absl::Status RedisWorker::PrepareQueue(ReaderState& state) {
+  if (state.prepared) return absl::OkStatus();
+  RETURN_IF_ERROR(queue_->Prepare(*state.connection, state.first));
+  state.prepared = true;
+  state.first = false;
+  state.ever_connected = true;
+  state.warned = false;
+  state.backoff.Reset();
+  SetLink(/*reader=*/true, true);
+  spdlog::info("redis: consuming {} at {}", queue_->Describe(), options_.where);
+  return absl::OkStatus();
+}
+
+absl::Status RedisWorker::RecoverAbandoned(ReaderState& state, absl::Time now) {
+  state.next_recover = now + options_.recover_interval;
+  // With every slot taken the pass is skipped: this worker is busy enough.
+  const int free = WaitForSlots(now);
+  if (free == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(
+      Recovered recovered,
+      queue_->Recover(*state.connection, free, [this](absl::string_view id) { return Held(id); }));
+  metrics_.lost.Increment(recovered.lost);
+  metrics_.requeued.Increment(recovered.requeued);
+  metrics_.claims.Increment(recovered.entries.size());
+  if (!recovered.entries.empty() || recovered.requeued > 0) {
+    spdlog::info("redis: took over {} entries left by other consumers",
+                 recovered.entries.size() + recovered.requeued);
+  }
+  for (QueueEntry& entry : recovered.entries) Dispatch(std::move(entry));
+  return absl::OkStatus();
+}
+
+absl::Status RedisWorker::SampleDepth(ReaderState& state, absl::Time now) {
+  ASSIGN_OR_RETURN(const QueueDepth depth, queue_->Depth(*state.connection));
+  metrics_.waiting.Set(static_cast<double>(depth.waiting));
+  metrics_.pending.Set(static_cast<double>(depth.pending));
+  state.next_sample = now + options_.sample_interval;
+  return absl::OkStatus();
+}
+
+absl::Status RedisWorker::TakeEntries(ReaderState& state) {
+  // Blocks no later than the next maintenance pass, and only while there is room.
+  const absl::Time maintenance = std::min(state.next_recover, state.next_sample);
+  const int free = WaitForSlots(maintenance);
+  if (free == 0) return absl::OkStatus();
+  const absl::Duration block =
+      std::clamp(maintenance - clock_.Now(), absl::Milliseconds(10), options_.block);
+  ASSIGN_OR_RETURN(std::vector<QueueEntry> entries,
+                   queue_->Take(*state.connection, std::min(free, options_.read_count), block));
+  metrics_.reads.Increment(entries.size());
+  for (QueueEntry& entry : entries) Dispatch(std::move(entry));
+  return absl::OkStatus();
+}
+
+void RedisWorker::ReaderFailed(ReaderState& state, const absl::Status& status) {
+  SetLink(/*reader=*/true, false);
+  if (!state.warned) {
+    spdlog::warn("redis: {}; retrying", status.message());
+    state.warned = true;
+  } else {
+    spdlog::debug("redis: {}; retrying", status.message());
+  }
+  // Reconnect when the connection broke; set the queue up again otherwise.
+  if (absl::IsUnavailable(status)) state.connection.reset();
+  state.prepared = false;
+  Pause(clock_.Now() + state.backoff.Next(), /*reader=*/true);
+}
+
 void RedisWorker::Dispatch(QueueEntry entry) {
-  auto job = std::make_unique<Job>();
+  auto job = std::make_unique<RedisJob>();
   job->entry = std::move(entry);
   {
     absl::MutexLock lock(&mu_);
@@ -398,7 +281,7 @@ void RedisWorker::Dispatch(QueueEntry entry) {
   });
 }
 
-void RedisWorker::Train(std::unique_ptr<Job> job) {
+void RedisWorker::Train(std::unique_ptr<RedisJob> job) {
   absl::StatusOr<core::TrainRequest> request = DecodeEnvelopeTrain(*job->envelope);
   if (!request.ok()) {
     metrics_.bad_request.Increment();
@@ -420,7 +303,7 @@ void RedisWorker::Train(std::unique_ptr<Job> job) {
   });
 }
 
-void RedisWorker::Finish(std::unique_ptr<Job> job) { outbox_->Push(std::move(job)); }
+void RedisWorker::Finish(std::unique_ptr<RedisJob> job) { outbox_->Push(std::move(job)); }
 
 void RedisWorker::WriterLoop() {
   std::unique_ptr<RedisConnection> connection;
@@ -428,7 +311,7 @@ void RedisWorker::WriterLoop() {
   bool link_up = false;
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   absl::Time next_beat = absl::InfinitePast();
-  std::vector<std::unique_ptr<Job>> batch;  // taken from the outbox, not yet written
+  std::vector<std::unique_ptr<RedisJob>> batch;  // taken from the outbox, not yet written
 
   auto fail = [&](const absl::Status& status) {
     SetLink(/*reader=*/false, false);
@@ -477,7 +360,7 @@ void RedisWorker::WriterLoop() {
 
     std::vector<Completion> completions;
     completions.reserve(batch.size());
-    for (const std::unique_ptr<Job>& job : batch) {
+    for (const std::unique_ptr<RedisJob>& job : batch) {
       if (!job->reply_key.empty() && job->reply.empty()) {
         job->reply = EncodeReply(job->request_id, job->result);
       }
@@ -497,11 +380,11 @@ void RedisWorker::WriterLoop() {
   SetLink(/*reader=*/false, false);
 }
 
-void RedisWorker::Settle(const std::vector<std::unique_ptr<Job>>& batch,
+void RedisWorker::Settle(const std::vector<std::unique_ptr<RedisJob>>& batch,
                          const std::vector<CompletionOutcome>& outcomes) {
   const absl::Time now = clock_.Now();
   for (size_t i = 0; i < batch.size(); ++i) {
-    const Job& job = *batch[i];
+    const RedisJob& job = *batch[i];
     const CompletionOutcome& outcome = outcomes[i];
     switch (outcome.kind) {
       case CompletionOutcome::Kind::kDone:
@@ -531,7 +414,7 @@ void RedisWorker::Settle(const std::vector<std::unique_ptr<Job>>& batch,
     }
   }
   absl::MutexLock lock(&mu_);
-  for (const std::unique_ptr<Job>& job : batch) {
+  for (const std::unique_ptr<RedisJob>& job : batch) {
     --in_flight_;
     auto it = held_.find(job->entry.id);
     if (it != held_.end() && --it->second == 0) held_.erase(it);

@@ -20,12 +20,16 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "metrics/registry.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
+#include "transport/redis/log_throttle.h"
+#include "transport/redis/outbox.h"
 #include "transport/redis/redis_connection.h"
+#include "transport/redis/redis_job.h"
 #include "transport/redis/redis_metrics.h"
 #include "transport/redis/work_queue.h"
 
@@ -51,7 +55,7 @@ class RedisWorker {
  public:
   // `service`, `clock` and `registry` (may be null) must outlive the worker.
   RedisWorker(RedisWorkerOptions options, std::unique_ptr<WorkQueue> queue,
-              RedisConnector connector, server::InferenceService& service,
+              RedisConnector connector, service::InferenceService& service,
               const common::Clock& clock, metrics::Registry* registry);
   // Stops at once if still running (what is unfinished stays pending in Redis).
   ~RedisWorker();
@@ -75,20 +79,31 @@ class RedisWorker {
   void Stop(absl::Time deadline);
 
  private:
-  struct Job;
-  class Outbox;
-  class Throttle;
+  struct ReaderState;
 
+  // The reader thread: ReaderStep until reading stops, ReaderFailed after a step that failed.
   void ReaderLoop();
+  bool ReadingStopped() const;
+  // One pass: connect, set the queue up, take over abandoned entries and sample the depth
+  // when due, then take new entries (blocking up to options_.block). The first error ends it.
+  absl::Status ReaderStep(ReaderState& state);
+  absl::Status ConnectReader(ReaderState& state);
+  absl::Status PrepareQueue(ReaderState& state);
+  absl::Status RecoverAbandoned(ReaderState& state, absl::Time now);
+  absl::Status SampleDepth(ReaderState& state, absl::Time now);
+  absl::Status TakeEntries(ReaderState& state);
+  // Marks the link down, logs (a warning once per outage), and waits out the backoff.
+  void ReaderFailed(ReaderState& state, const absl::Status& status);
+
   void WriterLoop();
   // Handles one entry taken from the queue: dead letter, immediate error, Infer or Train.
   void Dispatch(QueueEntry entry);
   // Hands a training step (payload `train`) to the model's trainer.
-  void Train(std::unique_ptr<Job> job);
+  void Train(std::unique_ptr<RedisJob> job);
   // Queues a finished job for the writer.
-  void Finish(std::unique_ptr<Job> job);
+  void Finish(std::unique_ptr<RedisJob> job);
   // The writer's side of a finished batch: metrics, logs, releasing the slots.
-  void Settle(const std::vector<std::unique_ptr<Job>>& batch,
+  void Settle(const std::vector<std::unique_ptr<RedisJob>>& batch,
               const std::vector<CompletionOutcome>& outcomes);
   // Blocks until fewer than max_in_flight entries are held, stop_reading_, or `deadline`;
   // returns the free slots (0 when none).
@@ -101,12 +116,12 @@ class RedisWorker {
   const RedisWorkerOptions options_;
   const std::unique_ptr<WorkQueue> queue_;
   const RedisConnector connector_;
-  server::InferenceService& service_;
+  service::InferenceService& service_;
   const common::Clock& clock_;
   RedisMetrics metrics_;
   const std::shared_ptr<Outbox> outbox_;  // shared with inference callbacks
-  const std::unique_ptr<Throttle> bad_entry_log_;
-  const std::unique_ptr<Throttle> reply_failure_log_;
+  const std::unique_ptr<LogThrottle> bad_entry_log_;
+  const std::unique_ptr<LogThrottle> reply_failure_log_;
 
   mutable absl::Mutex mu_;
   absl::CondVar changed_;  // slots freed, stop requested

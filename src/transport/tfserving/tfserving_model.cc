@@ -38,7 +38,7 @@ core::Shape ShownOutputShape(const core::ModelConfig& config, absl::string_view 
   return shape;
 }
 
-core::Shape ShownSignatureShape(const server::TensorMetadata& tensor) {
+core::Shape ShownSignatureShape(const service::TensorMetadata& tensor) {
   core::Shape shape = tensor.shape;
   if (tensor.scalar_item && !shape.empty()) shape.pop_back();
   return shape;
@@ -56,23 +56,22 @@ absl::string_view VersionStateName(VersionState state) {
   return "UNKNOWN";
 }
 
-absl::StatusOr<std::vector<VersionStatus>> VersionStatuses(const repository::ModelStatus& status,
+absl::StatusOr<std::vector<VersionStatus>> VersionStatuses(const core::ModelStatus& status,
                                                            std::optional<int64_t> wanted) {
   std::vector<VersionStatus> versions;
-  for (const repository::VersionStatus& v : status.versions) {
+  for (const core::VersionStatus& v : status.versions) {
     if (wanted.has_value() && v.version != *wanted) continue;
-    VersionStatus tf{v.version, VersionState::kLoading, absl::StatusCode::kOk, ""};
+    VersionStatus tf{v.version, VersionState::kLoading, absl::OkStatus()};
     switch (v.state) {
-      case repository::VersionState::kLoading:
+      case core::VersionState::kLoading:
         break;
-      case repository::VersionState::kReady:
+      case core::VersionState::kReady:
         tf.state = VersionState::kAvailable;
         break;
-      case repository::VersionState::kUnavailable:
+      case core::VersionState::kUnavailable:
         // TensorFlow Serving reports a version that failed to load as END with the load error.
         tf.state = VersionState::kEnd;
-        tf.error_code = absl::StatusCode::kUnknown;
-        tf.error_message = v.reason;
+        tf.status = absl::UnknownError(v.reason);
         break;
     }
     versions.push_back(std::move(tf));

@@ -11,9 +11,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/model_config.h"
+#include "core/model_status.h"
 #include "core/tensor.h"
-#include "repository/model_manager.h"
-#include "server/inference_service.h"
+#include "service/inference_service.h"
 
 namespace modeld::transport::tfserving {
 
@@ -38,7 +38,7 @@ void TakeScalarItems(const core::ModelConfig& config, core::TensorMap& inputs);
 core::Shape ShownOutputShape(const core::ModelConfig& config, absl::string_view name,
                              core::Shape shape);
 // The shape TensorFlow Serving shows in a signature for `tensor` (its API shape, -1 for any).
-core::Shape ShownSignatureShape(const server::TensorMetadata& tensor);
+core::Shape ShownSignatureShape(const service::TensorMetadata& tensor);
 
 // A version's state as TensorFlow Serving reports it (ModelVersionStatus.State numbers).
 enum class VersionState { kLoading = 20, kAvailable = 30, kEnd = 50 };
@@ -47,14 +47,15 @@ absl::string_view VersionStateName(VersionState state);
 struct VersionStatus {
   int64_t version = 0;
   VersionState state = VersionState::kLoading;
-  absl::StatusCode error_code = absl::StatusCode::kOk;  // UNKNOWN for a version that failed
-  std::string error_message;
+  // OK, or UNKNOWN with the load error for a version that failed. Transports encode it through
+  // transport/status_codes.h.
+  absl::Status status;
 };
 
 // The versions of `status` (all, or only `wanted`) as TensorFlow Serving reports them: a
 // version that failed to load is END with its reason. NOT_FOUND when `wanted` is not among
 // them; UNAVAILABLE when the model has no versions at all (its config failed).
-absl::StatusOr<std::vector<VersionStatus>> VersionStatuses(const repository::ModelStatus& status,
+absl::StatusOr<std::vector<VersionStatus>> VersionStatuses(const core::ModelStatus& status,
                                                            std::optional<int64_t> wanted);
 
 }  // namespace modeld::transport::tfserving

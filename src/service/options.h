@@ -1,0 +1,118 @@
+// ServerOptions: every setting of the modeld process, filled from command-line flags.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace modeld::service {
+
+struct ServerOptions {
+  // Folder with one sub-folder per model: <model>/config.pbtxt and <model>/<version>/.
+  std::string model_repository;
+  // host:port for gRPC (KServe V2). Loopback by default; port 0 picks a free port (logged).
+  std::string grpc_address = "127.0.0.1:8001";
+  // Largest gRPC message received or sent; a bigger request gets RESOURCE_EXHAUSTED.
+  int64_t grpc_max_message_bytes = int64_t{64} << 20;
+  // host:port for TensorFlow Serving's gRPC services alone (they are on grpc_address too);
+  // empty: off. For drop-in set-ups whose clients dial port 8500.
+  std::string tfserving_grpc_address;
+  // host:port for HTTP/1.1 (KServe V2 REST, TensorFlow Serving REST, /metrics). Loopback by
+  // default; port 0 picks a free port (logged).
+  std::string http_address = "127.0.0.1:8000";
+  // I/O threads serving HTTP connections (they parse, queue and write; models run elsewhere).
+  int64_t http_threads = 2;
+  // Largest HTTP request body; a bigger request gets 413.
+  int64_t http_max_body_bytes = int64_t{64} << 20;
+  // How long a client may take to send a request's headers, counted from its first byte.
+  int64_t http_header_timeout_seconds = 10;
+  // How long an HTTP connection may stay silent: between kept-alive requests, while a body
+  // arrives, while a response is written. Then it is closed.
+  int64_t http_idle_timeout_seconds = 60;
+  // Most HTTP connections open at once; one more is answered 503 and closed.
+  int64_t http_max_connections = 1024;
+  // Largest HTTP request line plus headers; a bigger request gets 431.
+  int64_t http_max_header_bytes = int64_t{64} << 10;
+  // Deepest nesting of arrays and objects in an HTTP JSON body; a deeper one gets 400.
+  int64_t http_max_json_depth = 64;
+  // Most tensor elements one inference request may hold over all its inputs, on every
+  // transport; a bigger request gets INVALID_ARGUMENT (400). 0: no limit.
+  int64_t max_request_elements = int64_t{16} << 20;
+
+  // TLS (docs/security.md). gRPC, on both gRPC ports: the PEM certificate chain and private
+  // key of the server; with a client CA, every client must present a certificate it signed
+  // (mTLS). All empty: plaintext.
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
+  std::string grpc_tls_client_ca;
+  // The same for HTTP (HTTPS).
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  std::string http_tls_client_ca;
+  // Bearer tokens, one per line ('#' comments), re-read on SIGHUP: gRPC calls and HTTP
+  // requests must carry "authorization: Bearer <token>". Empty: no token needed.
+  std::string auth_token_file;
+  // With a token file: "open" (health calls and /metrics need no token) or "token" (they do).
+  std::string auth_health = "open";
+
+  // After SIGTERM, how long in-flight requests may take to finish before they are cancelled.
+  int64_t drain_timeout_seconds = 30;
+  // How the repository changes while modeld runs: "none" (loaded once at start), "poll"
+  // (rescanned every repository_poll_secs, and on SIGHUP) or "explicit" (the repository
+  // extension: index, load, unload over gRPC and HTTP).
+  std::string model_control_mode = "none";
+  int64_t repository_poll_secs = 15;
+  // A model instance inside Run() for longer than this is stuck: its model, and the server,
+  // report not ready and not live; a supervised server (MODELD_SUPERVISED=1 in its
+  // environment, set by modeld-supervisor) exits so that it is restarted. 0: off.
+  int64_t watchdog_seconds = 120;
+  // Where trained models keep their checkpoints (docs/online-learning.md): <dir>/<model>;
+  // empty: <model folder>/checkpoints. A model's checkpoint_dir parameter overrides it.
+  std::string checkpoint_dir;
+  // trace, debug, info, warn, error, critical or off.
+  std::string log_level = "info";
+  // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:
+  // the one found when modeld was built (the tensorflow-cpu wheel in .venv).
+  std::string tensorflow_library;
+
+  // Redis transport (docs/redis.md): a queue worker, off unless redis_url is set.
+  // redis://[[user]:password@]host[:port][/db].
+  std::string redis_url;
+  // Streams mode (the default): the stream producers XADD requests to, and the consumer group
+  // the modeld processes sharing it join (created at id 0 with MKSTREAM when missing).
+  std::string redis_stream = "modeld:requests";
+  std::string redis_group = "modeld";
+  // List mode instead of streams when set: the list producers LPUSH requests onto.
+  std::string redis_list;
+  // This worker's consumer name, unique among the processes sharing the queue; empty:
+  // <hostname>:<pid>.
+  std::string redis_consumer;
+  // Most entries taken by one read, and most held (taken, not yet answered) at once.
+  int64_t redis_read_count = 64;
+  int64_t redis_max_in_flight = 256;
+  // An entry taken by a consumer and not finished after this long is taken over by another
+  // (a list consumer counts as gone once its heartbeat is this old). Keep it above the
+  // longest time a request may spend queued and running.
+  int64_t redis_visibility_timeout_ms = 30000;
+  // An entry delivered more times than this is moved to the dead letters and answered ABORTED.
+  int64_t redis_max_deliveries = 3;
+  // Expiry (PEXPIRE) of a reply key after modeld pushes a reply onto it.
+  int64_t redis_reply_ttl_ms = 60000;
+  // The dead-letter stream (<stream or list>:dead) is capped at about this many entries.
+  int64_t redis_dead_letter_maxlen = 10000;
+};
+
+struct ParsedFlags {
+  ServerOptions options;
+  bool help = false;  // --help was given: print FlagsHelp() and exit 0
+};
+
+// Parses --name=value or --name value. INVALID_ARGUMENT naming an unknown flag, a missing or
+// malformed value, or a missing --model-repository.
+absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv);
+
+// The usage text: every flag with its default and meaning.
+std::string FlagsHelp();
+
+}  // namespace modeld::service

@@ -1,0 +1,30 @@
+// LogThrottle: a repeated warning logged at most once per period, with the count of those it
+// held back (a broken producer can send thousands of bad entries a second).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace modeld::transport::redis {
+
+// Thread-safe.
+class LogThrottle {
+ public:
+  explicit LogThrottle(absl::Duration period = absl::Seconds(10)) : period_(period) {}
+
+  // Logs "redis: <message>" as a warning unless one was logged less than a period before
+  // `now`; returns whether it logged.
+  bool Warn(absl::Time now, const std::string& message);
+
+ private:
+  const absl::Duration period_;
+  absl::Mutex mu_;
+  absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace modeld::transport::redis
