@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._codec import ModelSpec
-from ._common import ClientBase, Deadline, Endpoint
-from ._training import TrainResult, train_id
-from .errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
+from . import _calls
+from ._common import ClientBase, Endpoint
+from ._training import TrainResult
 
 __all__ = ["Client"]
 
@@ -73,64 +72,20 @@ class Client(ClientBase):
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _retrying(
-        self,
-        what: str,
-        call: Callable[[float | None], T],
-        deadline: Deadline,
-        *,
-        idempotent: bool = True,
-    ) -> T:
-        """Runs call(seconds left), retrying on Unavailable with backoff within the deadline;
-        a call that is not `idempotent` runs once."""
-        retry = 0
-        while True:
-            if self._closed:
-                raise ModeldError(f"{what}: the client is closed", "CLOSED")
-            remaining = deadline.check(what)
-            try:
-                return call(remaining)
-            except DeadlineExceeded as error:
-                raise self._timed_out(what, error, deadline) from None
-            except Unavailable:
-                wait = self._policy.delay(retry, deadline) if idempotent else None
-                if wait is None:
-                    raise
-                time.sleep(wait)
-                retry += 1
-
-    def _spec(self, model: str, version: int | str | None, deadline: Deadline) -> ModelSpec:
-        key = self._key(model, version)
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = self._retrying(
-                f"metadata of model '{model}'",
-                lambda t: self._transport.model_metadata(key[0], key[1], t),
-                deadline,
-            )
-            self._specs[key] = spec
-        return spec
-
-    def _infer(
-        self,
-        model: str,
-        inputs: Mapping[str, ArrayLike],
-        version: int | str | None,
-        outputs: Sequence[str] | None,
-        deadline: Deadline,
-    ) -> dict[str, np.ndarray]:
-        key = self._key(model, version)
-        spec = self._spec(model, version, deadline)
-        tensors, names = self._prepare(spec, inputs, outputs)
+    def _run(self, call: _calls.Call[T]) -> T:
+        """Runs a call of modeld._calls to its end, doing each step of I/O it yields with a
+        blocking call; returns its result or raises its error."""
         try:
-            return self._retrying(
-                f"infer on model '{model}'",
-                lambda t: self._transport.infer(key[0], key[1], tensors, names, t),
-                deadline,
-            )
-        except (InvalidInput, ModelNotFound):
-            self._forget(key)
-            raise
+            step = next(call)
+            while True:
+                try:
+                    answer = step.perform(self._transport, time.sleep)
+                except BaseException as error:  # thrown in: the call retries, maps or raises it
+                    step = call.throw(error)
+                else:
+                    step = call.send(answer)
+        except StopIteration as done:
+            return done.value
 
     # --- API --------------------------------------------------------------------------------
 
@@ -160,7 +115,7 @@ class Client(ClientBase):
         Raises:
             ModelNotFound, InvalidInput, ServerBusy, DeadlineExceeded, Unavailable, ModeldError.
         """
-        return self._infer(model, inputs, version, outputs, self._deadline(timeout))
+        return self._run(_calls.infer(self, model, inputs, version, outputs, timeout))
 
     def predict(
         self,
@@ -178,9 +133,7 @@ class Client(ClientBase):
             InvalidInput: the model has several inputs or outputs (their names are in the
                 message), or the server refused `x`. And as :meth:`infer`.
         """
-        deadline = self._deadline(timeout)
-        input_name, output_name = self._single(self._spec(model, version, deadline))
-        return self._infer(model, {input_name: x}, version, [output_name], deadline)[output_name]
+        return self._run(_calls.predict(self, model, x, version, timeout))
 
     def train(
         self,
@@ -227,32 +180,16 @@ class Client(ClientBase):
             ServerBusy, DeadlineExceeded, Unavailable, ModeldError: as :meth:`infer`, except
                 that nothing is retried.
         """
-        deadline = self._deadline(timeout)
-        request_id = train_id(id)
-        key = self._key(model, version)
-        spec = self._spec(model, version, deadline)
-        tensors, target_tensors = self._prepare_train(spec, inputs, targets)
-        try:
-            return self._retrying(
-                f"train on model '{model}'",
-                lambda t: self._transport.train(
-                    key[0], key[1], request_id, tensors, target_tensors, t
-                ),
-                deadline,
-                idempotent=False,
-            )
-        except (InvalidInput, ModelNotFound):
-            self._forget(key)
-            raise
+        return self._run(_calls.train(self, model, inputs, targets, version, timeout, id))
 
     def live(self, *, timeout: float | None = None) -> bool:
         """Whether the server is live. Raises Unavailable when it cannot be reached."""
-        return self._retrying("live", self._transport.live, self._deadline(timeout))
+        return self._run(_calls.live(self, timeout))
 
     def ready(self, *, timeout: float | None = None) -> bool:
         """Whether the server is ready (every model loaded or failed). Raises Unavailable when
         it cannot be reached."""
-        return self._retrying("ready", self._transport.ready, self._deadline(timeout))
+        return self._run(_calls.ready(self, timeout))
 
     def model_ready(
         self, model: str, version: int | str | None = None, *, timeout: float | None = None
@@ -261,12 +198,7 @@ class Client(ClientBase):
 
         Raises Unavailable when the server cannot be reached.
         """
-        name, v = self._key(model, version)
-        return self._retrying(
-            f"model_ready of model '{model}'",
-            lambda t: self._transport.model_ready(name, v, t),
-            self._deadline(timeout),
-        )
+        return self._run(_calls.model_ready(self, model, version, timeout))
 
     def metadata(
         self,
@@ -282,14 +214,7 @@ class Client(ClientBase):
         Raises:
             ModelNotFound: the model or version is not served.
         """
-        deadline = self._deadline(timeout)
-        if model is None:
-            if version is not None:
-                raise ValueError("a version needs a model")
-            return self._retrying("server metadata", self._transport.server_metadata, deadline)
-        key = self._key(model, version)
-        self._forget(key)  # metadata() always asks the server, and refreshes the cache
-        return self._spec(model, version, deadline).as_dict()
+        return self._run(_calls.metadata(self, model, version, timeout))
 
     def close(self) -> None:
         """Closes the connections; the client cannot be used afterwards."""

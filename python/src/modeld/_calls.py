@@ -1,0 +1,235 @@
+"""What each call of the sync and asyncio clients does, written once and free of I/O.
+
+A call is a generator (a "sans-I/O" coroutine) that checks its arguments, prepares the request
+(ClientBase's helpers), decides about retries, keeps the metadata cache and turns the answer
+into what the method returns. It does no I/O itself: for each piece it needs it yields a step,
+
+* :class:`Request`: call a method of the client's transport with these arguments;
+* :class:`Sleep`: wait this long before trying again,
+
+and the client that runs it does that step: :class:`modeld.Client` with a blocking call,
+:class:`modeld.aio.Client` with an await. The client sends the step's answer back in, or throws
+its exception in at the ``yield``, so the generator's try/except sees a transport error exactly
+where a direct call would have raised it. What the generator finally returns is the method's
+result; what it raises is the method's error.
+
+Generators rather than a prepare/finish pair of functions, because a call may take several
+round trips (predict() may fetch the metadata, then infer) and retries between them: the
+order of those, and every decision about them, is then written once, here. The two clients are
+only shells: their methods carry the signatures and the docstrings, and a short loop
+(``_run``) does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._codec import ModelSpec
+from ._common import ClientBase, Deadline
+from ._training import TrainResult, train_id
+from .errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
+
+__all__ = [
+    "Request",
+    "Sleep",
+    "Step",
+    "Call",
+    "infer",
+    "predict",
+    "train",
+    "live",
+    "ready",
+    "model_ready",
+    "metadata",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Request:
+    """Call ``transport.<method>(*args)``, the last argument the seconds left (None: no limit).
+
+    The transport methods take their arguments by position: tests and tools wrap them with
+    ``def counting(*args)``.
+    """
+
+    method: str
+    args: tuple[Any, ...]
+
+    def perform(self, transport: Any, sleep: Any) -> Any:
+        # Looked up at each request, not bound once: a wrapper put on the transport instance
+        # meanwhile (as the tests do to count calls) must be the one called.
+        return getattr(transport, self.method)(*self.args)
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait `seconds` before the next try (time.sleep, or asyncio.sleep in the asyncio client)."""
+
+    seconds: float
+
+    def perform(self, transport: Any, sleep: Any) -> Any:
+        return sleep(self.seconds)
+
+
+Step = Request | Sleep
+#: A call in progress: yields steps, is sent their answers, returns the method's result.
+Call = Generator[Step, Any, T]
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+
+def _retrying(
+    client: ClientBase,
+    what: str,
+    method: str,
+    args: tuple[Any, ...],
+    deadline: Deadline,
+    *,
+    idempotent: bool = True,
+) -> Call[Any]:
+    """transport.<method>(*args, seconds left), retried on Unavailable with backoff within the
+    deadline; a call that is not `idempotent` is sent once."""
+    retry = 0
+    while True:
+        if client._closed:
+            raise ModeldError(f"{what}: the client is closed", "CLOSED")
+        remaining = deadline.check(what)
+        try:
+            return (yield Request(method, (*args, remaining)))
+        except DeadlineExceeded as error:
+            raise client._timed_out(what, error, deadline) from None
+        except Unavailable:
+            wait = client._policy.delay(retry, deadline) if idempotent else None
+            if wait is None:
+                raise
+            yield Sleep(wait)  # the client sleeps (or awaits asyncio.sleep), then resumes us
+            retry += 1
+
+
+def _spec(
+    client: ClientBase, model: str, version: int | str | None, deadline: Deadline
+) -> Call[ModelSpec]:
+    """The model's metadata: cached, else fetched (and cached)."""
+    key = client._key(model, version)
+    spec = client._specs.get(key)
+    if spec is None:
+        spec = yield from _retrying(
+            client, f"metadata of model '{model}'", "model_metadata", key, deadline
+        )
+        client._specs[key] = spec
+    return spec
+
+
+def _infer(
+    client: ClientBase,
+    model: str,
+    inputs: Mapping[str, ArrayLike],
+    version: int | str | None,
+    outputs: Sequence[str] | None,
+    deadline: Deadline,
+) -> Call[dict[str, np.ndarray]]:
+    key = client._key(model, version)
+    spec = yield from _spec(client, model, version, deadline)
+    tensors, names = client._prepare(spec, inputs, outputs)
+    try:
+        return (yield from _retrying(
+            client, f"infer on model '{model}'", "infer", (*key, tensors, names), deadline
+        ))
+    except (InvalidInput, ModelNotFound):
+        client._forget(key)
+        raise
+
+
+# --- the calls of the API (the docstrings are those of modeld.Client) -----------------------
+
+
+def infer(
+    client: ClientBase,
+    model: str,
+    inputs: Mapping[str, ArrayLike],
+    version: int | str | None,
+    outputs: Sequence[str] | None,
+    timeout: float | None,
+) -> Call[dict[str, np.ndarray]]:
+    return (yield from _infer(client, model, inputs, version, outputs, client._deadline(timeout)))
+
+
+def predict(
+    client: ClientBase,
+    model: str,
+    x: ArrayLike,
+    version: int | str | None,
+    timeout: float | None,
+) -> Call[np.ndarray]:
+    # One deadline for both the metadata (to learn the names) and the inference.
+    deadline = client._deadline(timeout)
+    input_name, output_name = client._single((yield from _spec(client, model, version, deadline)))
+    outputs = yield from _infer(client, model, {input_name: x}, version, [output_name], deadline)
+    return outputs[output_name]
+
+
+def train(
+    client: ClientBase,
+    model: str,
+    inputs: Mapping[str, ArrayLike],
+    targets: Mapping[str, ArrayLike],
+    version: int | str | None,
+    timeout: float | None,
+    request_id: str | None,
+) -> Call[TrainResult]:
+    deadline = client._deadline(timeout)
+    request_id = train_id(request_id)
+    key = client._key(model, version)
+    spec = yield from _spec(client, model, version, deadline)
+    tensors, target_tensors = client._prepare_train(spec, inputs, targets)
+    try:
+        # Never retried: an Unavailable may come after the step was taken.
+        return (yield from _retrying(
+            client,
+            f"train on model '{model}'",
+            "train",
+            (*key, request_id, tensors, target_tensors),
+            deadline,
+            idempotent=False,
+        ))
+    except (InvalidInput, ModelNotFound):
+        client._forget(key)
+        raise
+
+
+def live(client: ClientBase, timeout: float | None) -> Call[bool]:
+    return (yield from _retrying(client, "live", "live", (), client._deadline(timeout)))
+
+
+def ready(client: ClientBase, timeout: float | None) -> Call[bool]:
+    return (yield from _retrying(client, "ready", "ready", (), client._deadline(timeout)))
+
+
+def model_ready(
+    client: ClientBase, model: str, version: int | str | None, timeout: float | None
+) -> Call[bool]:
+    key = client._key(model, version)
+    return (yield from _retrying(
+        client, f"model_ready of model '{model}'", "model_ready", key, client._deadline(timeout)
+    ))
+
+
+def metadata(
+    client: ClientBase, model: str | None, version: int | str | None, timeout: float | None
+) -> Call[dict[str, Any]]:
+    deadline = client._deadline(timeout)
+    if model is None:
+        if version is not None:
+            raise ValueError("a version needs a model")
+        return (yield from _retrying(client, "server metadata", "server_metadata", (), deadline))
+    # metadata() always asks the server, and refreshes the cache.
+    client._forget(client._key(model, version))
+    return (yield from _spec(client, model, version, deadline)).as_dict()
