@@ -82,6 +82,19 @@ void AppendModelStates(const std::vector<core::ModelStatus>& models, std::string
                                                 : "failed");
     }
   }
+  out +=
+      "# HELP modeld_model_reload_failed 1 for each model version whose last reload failed "
+      "while the copy loaded before keeps serving it.\n"
+      "# TYPE modeld_model_reload_failed gauge\n";
+  for (const core::ModelStatus& model : models) {
+    for (const core::VersionStatus& version : model.versions) {
+      if (version.reload_error.empty()) continue;
+      absl::StrAppend(&out, "modeld_model_reload_failed",
+                      metrics::RenderLabels(
+                          {{"model", model.name}, {"version", std::to_string(version.version)}}),
+                      " 1\n");
+    }
+  }
 }
 
 class ModeldServer : public Server {

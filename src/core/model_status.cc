@@ -24,6 +24,17 @@ bool ModelStatus::ready() const {
                      [](const VersionStatus& v) { return v.state == VersionState::kReady; });
 }
 
+std::string ModelStatus::ReloadErrors() const {
+  std::vector<std::string> errors;
+  if (!reload_error.empty()) errors.push_back(reload_error);
+  for (const VersionStatus& v : versions) {
+    if (!v.reload_error.empty()) {
+      errors.push_back(absl::StrCat("version ", v.version, ": ", v.reload_error));
+    }
+  }
+  return absl::StrJoin(errors, "; ");
+}
+
 std::string ModelStatus::UnavailableReason() const {
   if (!reason.empty()) return reason;
   std::vector<std::string> reasons;

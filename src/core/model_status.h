@@ -23,6 +23,9 @@ struct VersionStatus {
   int64_t version = 0;
   VersionState state = VersionState::kLoading;
   std::string reason;  // why it is unavailable; empty otherwise
+  // READY only: why the last reload of this version failed, while the copy loaded before keeps
+  // serving; empty otherwise.
+  std::string reload_error;
 };
 
 struct ModelStatus {
@@ -30,10 +33,15 @@ struct ModelStatus {
   std::shared_ptr<const ModelConfig> config;  // null when config.pbtxt failed
   std::string reason;  // why the model as a whole cannot serve (config, backend, no versions)
   std::vector<VersionStatus> versions;  // ascending
-  // Why the last reload failed while the versions above kept serving; empty otherwise.
+  // Why the last reload failed while the versions above kept serving (nothing of the new
+  // state could be loaded); empty otherwise. A version that kept its loaded copy says so in
+  // its own VersionStatus::reload_error.
   std::string reload_error;
 
   bool ready() const;
+  // The reload errors of the model and of each version, joined ("version 2: ..."); empty when
+  // the last reload went through.
+  std::string ReloadErrors() const;
   // The model's reason, else every unavailable version's, joined: for error messages.
   std::string UnavailableReason() const;
 };

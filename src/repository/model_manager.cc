@@ -124,7 +124,7 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   // TensorFlow Serving's status reports a version that cannot load.
   auto fail_versions = [&](std::string reason) {
     for (int64_t version : versions) {
-      entry.status.versions.push_back({version, core::VersionState::kUnavailable, reason});
+      entry.status.versions.push_back({version, core::VersionState::kUnavailable, reason, ""});
     }
     return fail(std::move(reason));
   };
@@ -137,14 +137,14 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   if (!config.ok()) return fail_versions(std::string(config.status().message()));
   entry.status.config = std::make_shared<const core::ModelConfig>(*std::move(config));
   for (int64_t version : versions) {
-    entry.status.versions.push_back({version, core::VersionState::kLoading, ""});
+    entry.status.versions.push_back({version, core::VersionState::kLoading, "", ""});
   }
   *backend_out = *backend;
   return entry;
 }
 
 void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry,
-                                const ModelEntry* previous) const {
+                                const ModelEntry* previous, bool retry_failed) const {
   const bool same_config = previous != nullptr && previous->config_text == entry.config_text;
   for (core::VersionStatus& status : entry.status.versions) {
     if (cancelled_.load()) {
@@ -152,13 +152,23 @@ void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, 
       status.reason = "modeld is shutting down";
       continue;
     }
-    if (same_config) {
-      auto served = previous->ready.find(status.version);
+    // The copy of this version that serves now, and why its last reload failed, if it did.
+    const ModelHandle* served = nullptr;
+    std::string failed_before;
+    if (previous != nullptr) {
+      if (auto it = previous->ready.find(status.version); it != previous->ready.end()) {
+        served = &it->second;
+      }
+      for (const core::VersionStatus& was : previous->status.versions) {
+        if (was.version == status.version) failed_before = was.reload_error;
+      }
+    }
+    if (same_config && served != nullptr && !(retry_failed && !failed_before.empty())) {
       auto was = previous->disk.find(status.version);
-      if (served != previous->ready.end() && was != previous->disk.end() &&
-          was->second == entry.disk[status.version]) {
-        entry.ready[status.version] = served->second;
+      if (was != previous->disk.end() && was->second == entry.disk[status.version]) {
+        entry.ready[status.version] = *served;
         status.state = core::VersionState::kReady;
+        status.reload_error = failed_before;  // the same folder fails the same way
         continue;
       }
     }
@@ -171,6 +181,17 @@ void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, 
       spdlog::info("model '{}' version {} is ready ({} instance{})", dir.name, status.version,
                    entry.status.config->instance_count,
                    entry.status.config->instance_count == 1 ? "" : "s");
+    } else if (served != nullptr) {
+      // A bad deploy of a serving version: its loaded copy keeps answering for it, so no
+      // request moves to another version. The folder's new state is remembered (entry.disk),
+      // so the same failure is retried only once the folder changes again.
+      entry.ready[status.version] = *served;
+      status.state = core::VersionState::kReady;
+      status.reload_error = std::string(handle.status().message());
+      spdlog::error(
+          "model '{}' version {} could not be reloaded; the copy loaded before keeps "
+          "serving it: {}",
+          dir.name, status.version, status.reload_error);
     } else {
       status.state = core::VersionState::kUnavailable;
       status.reason = std::string(handle.status().message());
@@ -260,7 +281,8 @@ absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
   const bool serving = current.has_value() && !current->ready.empty();
   if (backend != nullptr) {
     spdlog::info("model '{}': loading {}", dir.name, current.has_value() ? "changes" : "new model");
-    LoadVersions(dir, *backend, next, current.has_value() ? &*current : nullptr);
+    LoadVersions(dir, *backend, next, current.has_value() ? &*current : nullptr,
+                 /*retry_failed=*/force);
   }
   if (next.ready.empty() && serving) {
     // Keep what serves; remember the folder as it is, so the same failure is not retried on
@@ -288,10 +310,16 @@ absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
   }
   const bool ready = !next.ready.empty();
   const std::string reason = next.status.UnavailableReason();
+  const std::string reload_errors = next.status.ReloadErrors();
   Replace(dir.name, std::move(next));
   if (!ready) {
     return absl::UnavailableError(
         absl::StrCat("model '", dir.name, "' could not be loaded: ", reason));
+  }
+  if (!reload_errors.empty()) {
+    return absl::UnavailableError(absl::StrCat("model '", dir.name, "' could not be reloaded (",
+                                               reload_errors,
+                                               "); the copies loaded before keep serving"));
   }
   return absl::OkStatus();
 }
@@ -361,9 +389,10 @@ std::vector<core::IndexEntry> ModelManager::Index() const {
       index.push_back({name, "", core::VersionState::kUnavailable, status.reason});
     }
     for (const core::VersionStatus& version : status.versions) {
-      index.push_back(
-          {name, absl::StrCat(version.version), version.state,
-           version.state == core::VersionState::kReady ? status.reload_error : version.reason});
+      index.push_back({name, absl::StrCat(version.version), version.state,
+                       version.state != core::VersionState::kReady ? version.reason
+                       : !version.reload_error.empty()             ? version.reload_error
+                                                                   : status.reload_error});
     }
   }
   return index;

@@ -109,9 +109,12 @@ class ModelManager {
   // recorded in the entry and leaves *backend null.
   ModelEntry PlanModel(const ModelDir& dir, backend::Backend** backend) const;
   // Loads the entry's versions, marking each READY or UNAVAILABLE with the reason. A version
-  // `previous` serves with the same config text and fingerprint is reused, not reloaded.
+  // `previous` serves with the same config text and fingerprint is reused, not reloaded (unless
+  // its last reload failed and `retry_failed`). A version whose load fails while `previous`
+  // serves a copy of it keeps that copy, READY with its reload_error: a bad deploy of one
+  // version never moves its traffic to another.
   void LoadVersions(const ModelDir& dir, backend::Backend& backend, ModelEntry& entry,
-                    const ModelEntry* previous = nullptr) const;
+                    const ModelEntry* previous = nullptr, bool retry_failed = false) const;
   void Publish(std::shared_ptr<const Snapshot> next);
   std::shared_ptr<const Snapshot> snapshot() const;
   // One model's folder against what is served; `force` reloads it even when unchanged.

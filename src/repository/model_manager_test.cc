@@ -332,6 +332,56 @@ TEST_F(ModelManagerTest, AFailedReloadKeepsTheServingVersionsAndSaysWhy) {
   EXPECT_NE(*manager.Get("m", std::nullopt), serving);
 }
 
+// A bad deploy of version 2 (its folder changes and no longer loads) must not move the
+// requests that name no version to version 1: version 2's loaded copy keeps serving them.
+TEST_F(ModelManagerTest, ABadDeployOfOneVersionKeepsItsLoadedCopyServingIt) {
+  repo_.AddModel("m", FakeModelConfig("version_policy { all {} }"), {1, 2});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  const ModelHandle two = *manager.Get("m", std::nullopt);
+  ASSERT_EQ(two->version(), 2);
+
+  repo_.WriteFile("m/2/weight", "bogus\n");
+  manager.Rescan();
+  EXPECT_EQ(*manager.Get("m", std::nullopt), two);
+  EXPECT_EQ(*manager.Get("m", 2), two);
+  absl::StatusOr<core::ModelStatus> status = manager.Status("m");
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(status->versions.size(), 2u);
+  EXPECT_EQ(status->versions[1].state, core::VersionState::kReady);
+  EXPECT_THAT(status->versions[1].reload_error, HasSubstr("fake_weight 'bogus' is no number"));
+  EXPECT_THAT(status->ReloadErrors(), HasSubstr("version 2: fake_weight 'bogus'"));
+  const std::vector<core::IndexEntry> index = manager.Index();
+  ASSERT_EQ(index.size(), 2u);
+  EXPECT_EQ(index[1].state, core::VersionState::kReady);
+  EXPECT_THAT(index[1].reason, HasSubstr("fake_weight 'bogus' is no number"));
+  const int loads = fake_->load_count();
+  manager.Rescan();  // the same failing folder is not retried until it changes
+  EXPECT_EQ(fake_->load_count(), loads);
+
+  // An explicit load retries it, and answers the failure.
+  const absl::Status load = manager.LoadModel("m");
+  EXPECT_EQ(load.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(load.message(), HasSubstr("version 2: fake_weight 'bogus' is no number"));
+  EXPECT_THAT(load.message(), HasSubstr("keep serving"));
+  EXPECT_EQ(*manager.Get("m", std::nullopt), two);
+
+  // Another version's change still goes through while version 2 fails.
+  std::filesystem::remove_all(repo_.path() / "m" / "1");
+  manager.Rescan();
+  EXPECT_EQ(manager.Get("m", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*manager.Get("m", std::nullopt), two);
+
+  // Fixed: the next rescan loads the new copy, and the error goes.
+  repo_.WriteFile("m/2/weight", "2\n");
+  manager.Rescan();
+  const ModelHandle fixed = *manager.Get("m", std::nullopt);
+  EXPECT_NE(fixed, two);
+  EXPECT_EQ(fixed->version(), 2);
+  status = manager.Status("m");
+  EXPECT_EQ(status->ReloadErrors(), "");
+}
+
 TEST_F(ModelManagerTest, ExplicitLoadUnloadAndIndex) {
   repo_.AddModel("a", FakeModelConfig(), {1});
   repo_.AddModel("b", FakeModelConfig(), {1, 2});
