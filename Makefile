@@ -9,19 +9,25 @@ DEMO_ADDRESS ?= 127.0.0.1:8080
 PROTOS    := $(wildcard proto/kserve/*.proto proto/modeld/*.proto)
 # ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
 export CCACHE_BASEDIR := $(CURDIR)
-# Sanitized builds (README "Testing"): ASan + UBSan, TSan, and libFuzzer's (clang), each in a
-# tree of its own, all without TensorFlow (the sanitizer runtimes refuse RTLD_DEEPBIND).
+# Sanitized builds (README "Testing"), all without TensorFlow (the sanitizer runtimes refuse
+# RTLD_DEEPBIND): make check's ASan + UBSan tree, built with clang so that it also holds the
+# libFuzzer targets (one sanitized build for the unit tests, the end-to-end suite and the
+# fuzzing pass), and TSan's.
 ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
-FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_BUILD_DIR ?= $(ASAN_BUILD_DIR)
 FUZZ_SECONDS   ?= 60
-# make test's short fuzzing pass: seconds per target, after every corpus input is replayed.
+# make check's short fuzzing pass: seconds per target, after every corpus input is replayed.
 CI_FUZZ_SECONDS ?= 10
 SANITIZED_CMAKE := -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMODELD_WITH_TENSORFLOW=OFF \
                    -DMODELD_BUILD_BENCH=OFF
+ASAN_CMAKE := $(SANITIZED_CMAKE) -DCMAKE_CXX_COMPILER=clang++ -DMODELD_SANITIZE=address
+# A tree configured with another compiler (an older GCC build-asan) is made anew.
+ASAN_CONFIGURE = grep -qs '^CMAKE_CXX_COMPILER:.*clang' $(1)/CMakeCache.txt || rm -rf $(1); \
+                 cmake -S . -B $(1) $(ASAN_CMAKE) > /dev/null
 
-.PHONY: all setup build python run test unit-test integration-test python-test models bench format \
-        clean test-asan test-tsan fuzz fuzz-build
+.PHONY: all setup build python run test check unit-test integration-test python-test models bench \
+        format clean test-asan test-tsan fuzz fuzz-build
 
 all: build
 
@@ -61,27 +67,37 @@ run: build models
 	@MODELS=$(MODELS) GRPC_ADDRESS=$(GRPC_ADDRESS) HTTP_ADDRESS=$(HTTP_ADDRESS) \
 	  DEMO_ADDRESS=$(DEMO_ADDRESS) BUILD_DIR=$(BUILD_DIR) scripts/run
 
+# Every functional test: the C++ unit tests, the end-to-end suite, the Python client, the
+# Django app and the demo site in Chromium.
 test: build models
-	@$(MAKE) --no-print-directory unit-test integration-test python-test test-asan
+	@$(MAKE) --no-print-directory unit-test integration-test python-test
+
+# make test, then the same tests under ASan + UBSan and a short fuzzing pass: what CI runs.
+check: test
+	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 
 unit-test:
 	@cd $(BUILD_DIR) && ctest -j2 --output-on-failure
 
+# pytest-xdist runs test files in parallel, one worker per core (each test's servers listen on
+# ports of their own; a file's tests share its module fixtures on one worker).
+PYTEST_PARALLEL := -n auto --dist loadfile
+
 integration-test:
-	@$(PY) -m pytest tests/integration -q
+	@$(PY) -m pytest tests/integration -q $(PYTEST_PARALLEL)
 
 # The Python package: the client against the real server (pytest), the Django app and the
 # demo site (Django's own test runner).
 python-test:
-	@$(PY) -m pytest python/tests/client -q
+	@$(PY) -m pytest python/tests/client -q $(PYTEST_PARALLEL)
 	@$(PY) python/tests/django/runtests.py
 	@cd examples/django_demo && ../../$(PY) manage.py test
 
 # The unit tests and the end-to-end suite against modeld built with ASan + UBSan, or TSan
 # (tests/sanitizers/run). The normal build provides the suite's Python stubs.
 test-asan: build models
-	@cmake -S . -B $(ASAN_BUILD_DIR) $(SANITIZED_CMAKE) -DMODELD_SANITIZE=address > /dev/null
+	@$(call ASAN_CONFIGURE,$(ASAN_BUILD_DIR))
 	@cmake --build $(ASAN_BUILD_DIR)
 	@tests/sanitizers/run $(ASAN_BUILD_DIR) address
 
@@ -99,8 +115,7 @@ fuzz: fuzz-build
 	@tests/fuzz/run $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
 
 fuzz-build: setup
-	@cmake -S . -B $(FUZZ_BUILD_DIR) $(SANITIZED_CMAKE) -DCMAKE_CXX_COMPILER=clang++ \
-	  -DMODELD_SANITIZE=fuzzer -DMODELD_BUILD_TESTS=OFF > /dev/null
+	@$(call ASAN_CONFIGURE,$(FUZZ_BUILD_DIR))
 	@cmake --build $(FUZZ_BUILD_DIR) --target fuzz
 
 # modeld against its baselines (bench/README.md): bench/results/<date>*.md, .json and PNG plots.
@@ -115,4 +130,4 @@ format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(TSAN_BUILD_DIR) $(FUZZ_BUILD_DIR) $(MODELS)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(TSAN_BUILD_DIR) $(FUZZ_BUILD_DIR) build-fuzz $(MODELS)
