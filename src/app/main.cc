@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "absl/synchronization/mutex.h"
+#include "app/protobuf_log.h"
 #include "app/server.h"
 #include "common/logging.h"
 #include "common/signal_pipe.h"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     std::cerr << "modeld: " << status.message() << "\n";
     return 2;
   }
+  modeld::app::RouteProtobufLog();
 
   // Abseil's mutex deadlock detection is on in Debian's build; it costs CPU on every lock
   // and modeld's lock order is fixed by design (no nested locks across components).

@@ -22,6 +22,8 @@ transport::http::HttpServerOptions HttpOptionsFrom(const service::ServerOptions&
   http.header_timeout = absl::Seconds(options.http_header_timeout_seconds);
   http.idle_timeout = absl::Seconds(options.http_idle_timeout_seconds);
   http.max_connections = options.http_max_connections;
+  // Liveness and readiness probes get through a connection flood (docs/operations.md).
+  http.is_probe = transport::http::IsHealthPath;
   http.max_header_bytes = static_cast<uint32_t>(
       std::min<int64_t>(options.http_max_header_bytes, std::numeric_limits<uint32_t>::max()));
   return http;

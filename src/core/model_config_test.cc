@@ -165,7 +165,7 @@ TEST(ModelConfigTest, RefusesWhatItCannotServe) {
 TEST(ModelVersionTest, EmptyOrAPositiveNumber) {
   EXPECT_EQ(ParseModelVersion("").value(), std::nullopt);
   EXPECT_EQ(ParseModelVersion("12").value(), 12);
-  for (const char* bad : {"0", "-1", "v1", "1.0", " 1", "99999999999999999999"}) {
+  for (const char* bad : {"0", "-1", "v1", "1.0", " 1", "01", "007", "99999999999999999999"}) {
     absl::Status status = ParseModelVersion(bad).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(status.message(), HasSubstr("is not a version number")) << bad;

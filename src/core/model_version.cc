@@ -13,7 +13,7 @@ absl::StatusOr<std::optional<int64_t>> ParseModelVersion(absl::string_view versi
   int64_t parsed = 0;
   const bool digits =
       std::all_of(version.begin(), version.end(), [](char c) { return absl::ascii_isdigit(c); });
-  if (!digits || !absl::SimpleAtoi(version, &parsed) || parsed < 1) {
+  if (!digits || version.front() == '0' || !absl::SimpleAtoi(version, &parsed) || parsed < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("model version '", version, "' is not a version number (a positive integer)"));
   }

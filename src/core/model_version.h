@@ -9,7 +9,8 @@
 
 namespace modeld::core {
 
-// "" -> nullopt (the newest ready version); "3" -> 3; anything else INVALID_ARGUMENT.
+// "" -> nullopt (the newest ready version); "3" -> 3; anything else INVALID_ARGUMENT, "01"
+// included (one version has one spelling, as its folder name has).
 absl::StatusOr<std::optional<int64_t>> ParseModelVersion(absl::string_view version);
 
 }  // namespace modeld::core

@@ -100,7 +100,8 @@ const std::vector<Flag>& Flags() {
        },
        [](const ServerOptions& o) { return absl::StrCat(o.http_idle_timeout_seconds); }},
       {"http-max-connections", "N",
-       "Most HTTP connections open at once; one more is answered 503 and closed.",
+       "Most HTTP connections open at once; one more is answered 503 and closed (up to 8 "
+       "more may each carry one health probe).",
        [](ServerOptions& o, absl::string_view v) {
          return ParsePositive("http-max-connections", v, &o.http_max_connections);
        },

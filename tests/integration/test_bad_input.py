@@ -89,6 +89,13 @@ def int64_bool_batch_disagree():
     return make_request("int64_bool", [("ids", ids), ("mask", mask)])
 
 
+def int64_bool_lengths_disagree():
+    """Each input passes the config ([-1]), but the model multiplies them element-wise."""
+    ids = np.ones((1, 2), np.int64)
+    mask = np.ones((1, 3), np.bool_)
+    return make_request("int64_bool", [("ids", ids), ("mask", mask)])
+
+
 def typed_count_long():
     request = make_request("linear", [("x", np.ones(7, np.float32))], typed=True)
     return with_shape(request, 0, [2, 3])
@@ -132,6 +139,8 @@ CASES = [
      ["'x'", "batch size 0"]),
     ("negative_dim", lambda: with_shape(linear(), 0, [-1, 3]), INVALID, ["'x'", "[-1, 3]"]),
     ("batches_disagree", int64_bool_batch_disagree, INVALID, ["ids", "mask", "batch"]),
+    ("lengths_disagree_inside_the_model", int64_bool_lengths_disagree,
+     grpc.StatusCode.INTERNAL, ["the model rejected the input", "size of tensor"]),
     ("raw_too_short", lambda: with_raw(linear(), 0, X.tobytes()[:-4]), INVALID,
      ["'x'", "20 bytes", "24"]),
     ("raw_too_long", lambda: with_raw(linear(), 0, X.tobytes() + b"\0\0\0\0"), INVALID,

@@ -149,9 +149,14 @@ def test_concurrent_http_connections(limited):
             assert " 200 " in _request_on(sock).splitlines()[0]
         extra = socket.create_connection((host, int(port)), timeout=RPC_TIMEOUT_S)
         held.append(extra)
-        reply = _request_on(extra)
+        reply = _request_on(extra, "/v2/models/linear")
         assert reply.startswith("HTTP/1.1 503"), reply
         assert "at most 3 HTTP connections at once (--http-max-connections)" in reply
+        # Probes still get through (deploy/kubernetes's liveness and readiness probes).
+        for path in ("/v2/health/live", "/v2/health/ready"):
+            with socket.create_connection((host, int(port)), timeout=RPC_TIMEOUT_S) as probe:
+                reply = _request_on(probe, path)
+            assert reply.startswith("HTTP/1.1 200"), reply
         # The held connections still serve; once one closes, a new connection is admitted.
         assert " 200 " in _request_on(held[0]).splitlines()[0]
         held.pop(0).close()

@@ -125,6 +125,19 @@ def test_bad_entries_are_answered_or_dead_lettered_and_the_server_goes_on(
     assert server.running()
 
 
+def test_protobuf_complaints_about_an_entry_come_in_modeld_log_format(launch, tmp_path,
+                                                                      redis_server):
+    """protobuf logs when a string field holds invalid UTF-8; the line goes through modeld's
+    log (its format and level), not straight to stderr as "[libprotobuf ERROR ...]"."""
+    server = start_modeld(launch, write_fake_repository(tmp_path), redis_server)
+    client = redis_server.client()
+    # A RequestEnvelope whose request_id (field 1, a string) is the bytes ff fe.
+    client.xadd(STREAM, {"envelope": b"\x0a\x02\xff\xfe"})
+    wait_until(lambda: client.xlen(f"{STREAM}:dead") == 1, what="the entry dead-lettered")
+    server.wait_for_log(r"\d \S+ warning protobuf: .*UTF-8")
+    assert not [line for line in server.log_lines() if "libprotobuf" in line], server.log
+
+
 def test_poison_entry_goes_to_the_dead_letters_with_an_error_reply(launch, tmp_path,
                                                                     redis_server):
     client = redis_server.client()

@@ -30,6 +30,9 @@ namespace {
 
 constexpr char kDefaultModelFilename[] = "model.pt";
 constexpr char kIntraOpThreadsParameter[] = "intra_op_thread_count";
+// Inputs that passed validation against the config and still made forward() throw: the
+// config cannot state every relation between inputs (equal lengths, say), the model can.
+constexpr char kRejectedInput[] = "the model rejected the input";
 
 class TorchModel : public Model {
  public:
@@ -53,9 +56,9 @@ class TorchModel : public Model {
       c10::InferenceMode inference_mode;
       return RunForward(inputs);
     } catch (const c10::Error& error) {
-      return FrameworkError("", error);  // the caller knows which model it ran
+      return FrameworkError(kRejectedInput, error);  // the caller knows which model it ran
     } catch (const std::exception& error) {
-      return FrameworkError("", error);
+      return FrameworkError(kRejectedInput, error);
     }
   }
 

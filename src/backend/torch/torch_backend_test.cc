@@ -369,7 +369,8 @@ TEST_F(TorchBackendTest, ErrorInsideForwardIsInternalWithTorchsMessage) {
   absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(Message(outputs.status()),
-              AllOf(HasSubstr("must match the size of tensor b (4)"), Not(HasSubstr("Traceback"))));
+              AllOf(HasSubstr("the model rejected the input: "),
+                    HasSubstr("must match the size of tensor b (4)"), Not(HasSubstr("Traceback"))));
   // The model still serves after a failure.
   inputs["b"] = MakeTensor<float>(core::DataType::kFp32, {3}, {1, 1, 1});
   EXPECT_TRUE((*model)->Run(inputs).ok());

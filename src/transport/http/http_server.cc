@@ -16,6 +16,7 @@
 
 namespace modeld::transport::http {
 
+using session_internal::Admission;
 using session_internal::PlainStream;
 using session_internal::Session;
 using session_internal::SessionBase;
@@ -47,10 +48,11 @@ class HttpServer::Impl : public SessionHost {
   Handler& handler() override { return handler_; }
   ssl::context& tls_context() override { return *tls_context_; }
   bool shutting_down() const override { return shutting_down_.load(std::memory_order_acquire); }
-  void Unregister(SessionBase* session, bool admitted) override {
+  void Unregister(SessionBase* session, Admission admission) override {
     absl::MutexLock lock(&mu_);
     sessions_.erase(session);
-    if (admitted) --admitted_;
+    if (admission == Admission::kAdmitted) --admitted_;
+    if (admission == Admission::kProbe) --probes_;
   }
 
  private:
@@ -67,6 +69,7 @@ class HttpServer::Impl : public SessionHost {
   absl::flat_hash_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_ ABSL_GUARDED_BY(mu_);
   // Sessions counted against max_connections (those refused for being over it are not).
   int64_t admitted_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t probes_ ABSL_GUARDED_BY(mu_) = 0;  // sessions in the probe slots beyond them
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> shutting_down_{false};
   net::io_context ioc_;
@@ -161,9 +164,15 @@ void HttpServer::Impl::StartSession(tcp::socket&& socket) {
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
-    const bool admitted = admitted_ < options_.max_connections;
-    if (admitted) ++admitted_;
-    session = std::make_shared<Session<Stream>>(std::move(socket), *this, admitted);
+    Admission admission = Admission::kRefused;
+    if (admitted_ < options_.max_connections) {
+      admission = Admission::kAdmitted;
+      ++admitted_;
+    } else if (options_.is_probe != nullptr && probes_ < kProbeConnections) {
+      admission = Admission::kProbe;
+      ++probes_;
+    }
+    session = std::make_shared<Session<Stream>>(std::move(socket), *this, admission);
     sessions_.emplace(session.get(), session);
   }
   session->Start();

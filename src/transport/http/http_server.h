@@ -24,11 +24,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "transport/auth/tls_files.h"
 #include "transport/http/handler.h"
@@ -41,10 +43,18 @@ struct HttpServerOptions {
   int64_t max_body_bytes = int64_t{64} << 20;
   uint32_t max_header_bytes = 64 * 1024;
   int64_t max_connections = 1024;
+  // Requests a prober sends (GET or HEAD of these paths: health, readiness, metrics). When set,
+  // up to kProbeConnections more connections than max_connections are let in for them alone, so
+  // a flood that holds every other connection cannot fail a liveness probe; a probe connection
+  // answers one request and closes. Null: none.
+  std::function<bool(absl::string_view path)> is_probe;
   std::optional<auth::TlsMaterial> tls;  // nullopt: plain HTTP
   absl::Duration header_timeout = absl::Seconds(10);
   absl::Duration idle_timeout = absl::Seconds(60);
 };
+
+// How many connections beyond max_connections may serve probes (HttpServerOptions::is_probe).
+inline constexpr int64_t kProbeConnections = 8;
 
 // Thread-safe. `handler` must outlive the server.
 class HttpServer {

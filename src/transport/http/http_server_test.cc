@@ -115,6 +115,22 @@ class Client {
     return response;
   }
 
+  // Reads the head of one response to a HEAD request (no body follows it).
+  std::optional<RawResponse> ReadHead() {
+    size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return std::nullopt;
+    }
+    RawResponse response;
+    response.head = absl::AsciiStrToLower(buffer_.substr(0, end));
+    buffer_.erase(0, end + 4);
+    if (!absl::SimpleAtoi(response.head.substr(9, 3), &response.status)) return std::nullopt;
+    return response;
+  }
+
+  // What was received and not read yet.
+  const std::string& unread() const { return buffer_; }
+
   // Whether the server closes the connection (within kWaitMs), after any buffered bytes.
   bool WaitClosed() {
     while (Fill()) {
@@ -249,6 +265,89 @@ TEST_F(HttpServerTest, RefusesChunkedMalformedAndOversizeHeaders) {
   Client client(server_->port());
   client.Send(Get("/fine"));
   EXPECT_EQ(client.Read()->status, 200);
+}
+
+// Request smuggling: when the header leaves the body's length open to two readings, the
+// request is refused and the connection closed, so what follows is never read as a request.
+TEST_F(HttpServerTest, AmbiguousFramingIs400AndClosesTheConnection) {
+  StartServer();
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+  for (const std::string& framing :
+       {std::string("Transfer-Encoding: xchunked\r\nContent-Length: 5\r\n"),
+        std::string("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+        std::string("Content-Length: 5\r\nTransfer-Encoding: identity, chunked, gzip\r\n"),
+        std::string("Inference-Header-Content-Length: 2\r\n"
+                    "Inference-Header-Content-Length: 3\r\nContent-Length: 5\r\n")}) {
+    SCOPED_TRACE(framing);
+    Client client(server_->port());
+    client.Send(absl::StrCat("POST /c HTTP/1.1\r\nHost: t\r\n", framing, "\r\nhello", smuggled));
+    std::optional<RawResponse> response = client.Read();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 400);
+    EXPECT_TRUE(client.WaitClosed());
+    EXPECT_EQ(client.unread(), "");  // the smuggled request got no answer
+  }
+  Client client(server_->port());
+  client.Send(Post("/c", "hello",
+                   "Inference-Header-Content-Length: 2\r\n"
+                   "Inference-Header-Content-Length: 2\r\n"));
+  EXPECT_EQ(client.Read()->status, 200);  // the same value twice is one framing
+}
+
+// With every connection held (idle, or sending headers slowly), a probe still gets through on
+// a connection beyond the limit; anything else there is refused, and so is a connection beyond
+// the probe slots.
+TEST_F(HttpServerTest, ProbesGetThroughAConnectionFlood) {
+  HttpServerOptions options;
+  options.max_connections = 2;
+  options.is_probe = [](absl::string_view path) { return path == "/health"; };
+  StartServer(options);
+  Client idle(server_->port());
+  Client slow(server_->port());
+  slow.Send("GET /slow HTTP/1.1\r\nHost: t\r\n");  // headers never finished
+  ASSERT_TRUE(idle.connected() && slow.connected());
+  {
+    Client probe(server_->port());
+    probe.Send(Get("/health?verbose=1"));
+    std::optional<RawResponse> response = probe.Read();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "GET /health?verbose=1 ");
+    EXPECT_TRUE(probe.WaitClosed());  // one probe per slot
+  }
+  {
+    Client other(server_->port());
+    other.Send(Get("/model"));
+    std::optional<RawResponse> response = other.Read();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 503);
+    EXPECT_THAT(response->body, HasSubstr("too many connections"));
+  }
+  // Every probe slot held too: the next connection is refused whatever it asks.
+  std::vector<std::unique_ptr<Client>> held;
+  for (int64_t i = 0; i < kProbeConnections; ++i) {
+    held.push_back(std::make_unique<Client>(server_->port()));
+  }
+  Client late(server_->port());
+  late.Send(Get("/health"));
+  std::optional<RawResponse> response = late.Read();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 503);
+}
+
+TEST_F(HttpServerTest, HeadIsAnsweredAsGetWithoutTheBody) {
+  StartServer();
+  Client client(server_->port());
+  client.Send("HEAD /fine HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::optional<RawResponse> head = client.ReadHead();
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->status, 200);
+  EXPECT_THAT(head->head, HasSubstr("content-length: 11"));  // "HEAD /fine ", as GET sends it
+  // No body bytes followed the head: the connection goes on with the next request.
+  client.Send(Get("/next"));
+  std::optional<RawResponse> next = client.Read();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->body, "GET /next ");
 }
 
 TEST_F(HttpServerTest, ContentEncodingIs415AndTheConnectionStaysOpen) {

@@ -20,6 +20,7 @@
 #include "boost/beast/http.hpp"
 #include "boost/beast/ssl.hpp"
 #include "common/logging.h"
+#include "transport/http/framing.h"
 #include "transport/http/handler.h"
 #include "transport/http/http_server.h"
 
@@ -52,6 +53,10 @@ class SessionBase {
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+// How a connection was let in: within max_connections, in a probe slot beyond it (one request
+// of HttpServerOptions::is_probe, then close), or not at all (503, then close).
+enum class Admission { kAdmitted, kProbe, kRefused };
+
 // What a Session needs of its server. Thread-safe.
 class SessionHost {
  public:
@@ -63,19 +68,19 @@ class SessionHost {
   // Whether Shutdown has begun: every answer written from then on closes its connection, even
   // when the session's own Stop() has not run yet.
   virtual bool shutting_down() const = 0;
-  // The session is gone; `admitted`: it counted against max_connections.
-  virtual void Unregister(SessionBase* session, bool admitted) = 0;
+  // The session is gone; `admission`: what it counted against.
+  virtual void Unregister(SessionBase* session, Admission admission) = 0;
 };
 
 // One connection over `Stream` (PlainStream or TlsStream). Every member is used on the
-// connection's strand only. A session that is not `admitted` (over max_connections) answers
-// 503 at once and closes.
+// connection's strand only. A refused session (over max_connections and the probe slots)
+// answers 503 at once and closes; a probe session answers one probe request, or 503.
 template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket&& socket, SessionHost& server, bool admitted)
-      : stream_(MakeStream(std::move(socket), server)), server_(server), admitted_(admitted) {}
-  ~Session() override { server_.Unregister(this, admitted_); }
+  Session(tcp::socket&& socket, SessionHost& server, Admission admission)
+      : stream_(MakeStream(std::move(socket), server)), server_(server), admission_(admission) {}
+  ~Session() override { server_.Unregister(this, admission_); }
 
   void Start() {
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
@@ -123,12 +128,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   void Begin() {
-    if (!admitted_) {
-      return Refuse(503, absl::StrCat("too many connections: modeld serves at most ",
-                                      options().max_connections,
-                                      " HTTP connections at once (--http-max-connections)"));
-    }
+    if (admission_ == Admission::kRefused) return RefuseTooMany();
     ReadRequest();
+  }
+
+  void RefuseTooMany() {
+    Refuse(503,
+           absl::StrCat("too many connections: modeld serves at most ", options().max_connections,
+                        " HTTP connections at once (--http-max-connections)"));
   }
 
   enum class State { kReading, kHandling, kWriting, kClosed };
@@ -138,6 +145,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void ReadRequest() {
     state_ = State::kReading;
     request_started_ = false;
+    head_ = false;
     if (stopping_) return Close();
     parser_.emplace();
     parser_->header_limit(options().max_header_bytes);
@@ -167,6 +175,20 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const auto& header = parser_->get();
     version_ = header.version();
     keep_alive_ = header.keep_alive();
+    HeaderFields fields;
+    for (const auto& field : header) {
+      fields.emplace_back(absl::AsciiStrToLower(std::string(field.name_string())),
+                          std::string(field.value()));
+    }
+    if (absl::Status framing = CheckRequestFraming(fields); !framing.ok()) {
+      return Refuse(400, framing.message());  // and closes: the next request cannot be found
+    }
+    if (admission_ == Admission::kProbe) {
+      const absl::string_view target(header.target().data(), header.target().size());
+      const bool get = header.method() == bhttp::verb::get || header.method() == bhttp::verb::head;
+      if (!get || !options().is_probe(target.substr(0, target.find('?')))) return RefuseTooMany();
+      keep_alive_ = false;  // the slot is for one probe
+    }
     if (parser_->chunked()) {
       return Refuse(411,
                     "chunked request bodies (Transfer-Encoding: chunked) are not supported; "
@@ -227,6 +249,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bhttp::request<bhttp::string_body> message = parser_->release();
     parser_.reset();
     auto request = std::make_shared<Request>();
+    // HEAD is answered as GET without the body (RFC 9110 §9.3.2): the Router routes it as GET,
+    // and Write leaves the body out.
+    head_ = message.method() == bhttp::verb::head;
     request->method = std::string(message.method_string());
     request->target = std::string(message.target());
     for (const auto& field : message) {
@@ -272,7 +297,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const bool keep_alive =
         keep_alive_ && !response.close && !stopping_ && !server_.shutting_down();
     response_->keep_alive(keep_alive);
-    response_->prepare_payload();
+    response_->prepare_payload();  // Content-Length: what GET would send, for HEAD too
+    if (head_) response_->body().clear();
     Lowest().expires_after(ToChrono(options().idle_timeout));
     bhttp::async_write(stream_, *response_,
                        [self = this->shared_from_this(), keep_alive](beast::error_code ec, size_t) {
@@ -312,13 +338,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   Stream stream_;
   SessionHost& server_;
-  const bool admitted_;
+  const Admission admission_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> interim_;
   std::optional<bhttp::response<bhttp::string_body>> response_;
   State state_ = State::kReading;
   bool request_started_ = false;
+  bool head_ = false;  // the request being answered is a HEAD
   bool keep_alive_ = true;
   bool stopping_ = false;
   bool linger_ = false;

@@ -62,6 +62,12 @@ absl::Status AppendInteger(const rapidjson::Value& v, DataType type, std::string
 }
 
 absl::StatusOr<double> NumberOf(const rapidjson::Value& v, DataType type, double overflow) {
+  if (v.IsString()) {
+    const absl::string_view text(v.GetString(), v.GetStringLength());
+    if (text == "NaN") return std::numeric_limits<double>::quiet_NaN();
+    if (text == "Infinity") return std::numeric_limits<double>::infinity();
+    if (text == "-Infinity") return -std::numeric_limits<double>::infinity();
+  }
   if (!v.IsNumber()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "expected a number for ", core::DataTypeName(type), ", got ", JsonTypeName(v)));
@@ -250,10 +256,12 @@ absl::StatusOr<core::Shape> ReadNestedTensor(const rapidjson::Value& value, Data
 }
 
 absl::StatusOr<TensorJsonWriter> TensorJsonWriter::Make(const core::Tensor& tensor,
-                                                        BytesStyle style, absl::string_view what) {
+                                                        BytesStyle style, absl::string_view what,
+                                                        NonFiniteStyle non_finite) {
   TensorJsonWriter writer;
   writer.tensor_ = tensor;
   writer.style_ = style;
+  writer.non_finite_ = non_finite;
   writer.count_ = core::ElementCount(tensor.shape());
   if (writer.count_ < 0) {
     return absl::InternalError(
@@ -290,6 +298,17 @@ absl::StatusOr<TensorJsonWriter> TensorJsonWriter::Make(const core::Tensor& tens
   return writer;
 }
 
+void TensorJsonWriter::WriteFloatElement(JsonWriter& writer, float value) const {
+  if (!std::isfinite(value) && non_finite_ == NonFiniteStyle::kString) {
+    return WriteNonFiniteString(writer, value);
+  }
+  WriteFloat(writer, value);
+}
+
+void TensorJsonWriter::WriteNonFiniteString(JsonWriter& writer, double value) {
+  WriteString(writer, std::isnan(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity");
+}
+
 void TensorJsonWriter::WriteElement(JsonWriter& writer, int64_t index) const {
   const char* p = tensor_.bytes().data();
   switch (tensor_.type()) {
@@ -321,14 +340,19 @@ void TensorJsonWriter::WriteElement(JsonWriter& writer, int64_t index) const {
       writer.Int64(LoadRaw<int64_t>(p + 8 * index));
       return;
     case DataType::kFp16:
-      WriteFloat(writer, HalfToFloat(LoadRaw<uint16_t>(p + 2 * index)));
+      WriteFloatElement(writer, HalfToFloat(LoadRaw<uint16_t>(p + 2 * index)));
       return;
     case DataType::kFp32:
-      WriteFloat(writer, LoadRaw<float>(p + 4 * index));
+      WriteFloatElement(writer, LoadRaw<float>(p + 4 * index));
       return;
-    case DataType::kFp64:
-      WriteDouble(writer, LoadRaw<double>(p + 8 * index));
+    case DataType::kFp64: {
+      const double value = LoadRaw<double>(p + 8 * index);
+      if (!std::isfinite(value) && non_finite_ == NonFiniteStyle::kString) {
+        return WriteNonFiniteString(writer, value);
+      }
+      WriteDouble(writer, value);
       return;
+    }
     case DataType::kBytes: {
       const absl::string_view element = strings_[index];
       if (style_ == BytesStyle::kB64 ||

@@ -24,8 +24,9 @@ inline constexpr int kMaxJsonDepth = 64;
 
 // How values of a datatype may be given. BYTES takes strings (their UTF-8 bytes) and, with
 // `accept_b64`, {"b64": "<base64>"} objects; BOOL takes true/false; integer types take
-// integral numbers in range; FP32/FP64 take any number (and NaN/Infinity); FP16 takes numbers
-// only with `accept_fp16_numbers` (rounded to nearest even), else it has no JSON form.
+// integral numbers in range; FP32/FP64 take any number, NaN/Infinity/-Infinity, and the strings
+// "NaN", "Infinity" and "-Infinity" (NonFiniteStyle::kString's answers, sent back); FP16 takes
+// numbers only with `accept_fp16_numbers` (rounded to nearest even), else it has no JSON form.
 struct JsonElementRules {
   bool accept_b64 = false;
   bool accept_fp16_numbers = false;
@@ -43,6 +44,13 @@ absl::StatusOr<core::Shape> ReadNestedTensor(const rapidjson::Value& value, core
                                              const JsonElementRules& rules, absl::string_view what,
                                              std::string& out);
 
+// How NaN and the infinities are written.
+enum class NonFiniteStyle {
+  kLiteral,  // NaN, Infinity, -Infinity: TensorFlow Serving's REST API documents these
+  kString,   // "NaN", "Infinity", "-Infinity": strict JSON (KServe V2), which numpy, Python's
+             // float(), JavaScript's Number() and tritonclient read back as the value
+};
+
 // How BYTES elements are written.
 enum class BytesStyle {
   kString,       // a string; INVALID_ARGUMENT when an element is not UTF-8 (KServe)
@@ -55,8 +63,9 @@ class TensorJsonWriter {
  public:
   // INVALID_ARGUMENT (starting with `what`) when the tensor's bytes do not match its shape, or
   // a BYTES element cannot be written in `style`.
-  static absl::StatusOr<TensorJsonWriter> Make(const core::Tensor& tensor, BytesStyle style,
-                                               absl::string_view what);
+  static absl::StatusOr<TensorJsonWriter> Make(
+      const core::Tensor& tensor, BytesStyle style, absl::string_view what,
+      NonFiniteStyle non_finite = NonFiniteStyle::kLiteral);
 
   int64_t size() const { return count_; }
   // Element `index` (row-major), 0 <= index < size().
@@ -67,8 +76,12 @@ class TensorJsonWriter {
   void WriteNested(JsonWriter& writer, const core::Shape& shape, int64_t first) const;
 
  private:
+  void WriteFloatElement(JsonWriter& writer, float value) const;
+  static void WriteNonFiniteString(JsonWriter& writer, double value);
+
   core::Tensor tensor_;
   BytesStyle style_ = BytesStyle::kString;
+  NonFiniteStyle non_finite_ = NonFiniteStyle::kLiteral;
   int64_t count_ = 0;
   std::vector<absl::string_view> strings_;  // BYTES elements
 };

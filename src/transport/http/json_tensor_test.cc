@@ -167,11 +167,13 @@ TEST(ParseJsonTest, NaNAndInfinityTakeNoFractionOrExponent) {
 // RapidJSON 1.1 overflows its 64-bit significand on the digits of UINT64_MAX followed by a
 // 5 or more (found by tests/fuzz, UBSan): such numbers read as the double they stand for.
 TEST(ParseJsonTest, DigitsOfUint64MaxAndMoreReadAsTheirDouble) {
-  const std::vector<std::string> numbers = {
-      "184467440737095516155",          "-18446744073709551615999",
-      "18446744073709551615.5",         "1.84467440737095516159e-7",
-      "0.000184467440737095516155E+3",  "184467440737095516155e-400",
-      "-0.00018446744073709551615500e300"};
+  const std::vector<std::string> numbers = {"184467440737095516155",
+                                            "-18446744073709551615999",
+                                            "18446744073709551615.5",
+                                            "1.84467440737095516159e-7",
+                                            "0.000184467440737095516155E+3",
+                                            "184467440737095516155e-400",
+                                            "-0.00018446744073709551615500e300"};
   std::string array = "[";
   for (const std::string& number : numbers) array += number + ", ";
   array += "184467440737095516149, 1]";
@@ -198,10 +200,10 @@ TEST(ParseJsonTest, DigitsOfUint64MaxAndMoreReadAsTheirDouble) {
   // (The magnitudes RapidJSON's table of powers of ten does not reach: see below.)
   std::string bytes;
   doc = Parse("[184467440737095516155]");
-  EXPECT_THAT(std::string(ReadFlatData(doc, core::DataType::kUint64, {}, "input 'x'", bytes)
-                              .status()
-                              .message()),
-              HasSubstr("input 'x' element 0"));
+  EXPECT_THAT(
+      std::string(
+          ReadFlatData(doc, core::DataType::kUint64, {}, "input 'x'", bytes).status().message()),
+      HasSubstr("input 'x' element 0"));
   EXPECT_TRUE(ReadFlatData(doc, core::DataType::kFp64, {}, "x", bytes).ok());
 }
 
@@ -215,8 +217,8 @@ TEST(ParseJsonTest, NumbersBeyondADoublesRangeAreRefusedOrZero) {
               HasSubstr("malformed JSON at byte 4: Number too big"));
   EXPECT_THAT(ParseJson("[0.0000001e316]", doc).message(), HasSubstr("Number too big"));
   const std::string tiny = "0." + std::string(400, '0') + "1";
-  ASSERT_TRUE(ParseJson("[" + tiny + ", -" + tiny + "e5, 1e-320, 1.7976931348623157e308]", doc)
-                  .ok());
+  ASSERT_TRUE(
+      ParseJson("[" + tiny + ", -" + tiny + "e5, 1e-320, 1.7976931348623157e308]", doc).ok());
   EXPECT_EQ(doc[0].GetDouble(), 0.0);
   EXPECT_TRUE(std::signbit(doc[1].GetDouble()));
   EXPECT_EQ(doc[2].GetDouble(), 1e-320);
@@ -350,6 +352,45 @@ TEST(TensorJsonWriterTest, WritesNestedAndBytesStyles) {
     w->WriteFlat(out_json, 0, 2);
     EXPECT_EQ(BufferText(out), expected);
   }
+}
+
+// KServe answers NaN and the infinities as strings (strict JSON); TF Serving as its literals.
+// Both read back.
+TEST(TensorJsonWriterTest, NonFiniteValuesAsStringsOrLiterals) {
+  std::string bytes;
+  for (float v : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), 1.5f}) {
+    bytes.append(reinterpret_cast<const char*>(&v), 4);
+  }
+  std::string doubles;
+  for (double v : {-std::numeric_limits<double>::infinity(), 0.25}) {
+    doubles.append(reinterpret_cast<const char*>(&v), 8);
+  }
+  const core::Tensor fp32 = core::Tensor::Owning(core::DataType::kFp32, {4}, bytes);
+  const core::Tensor fp64 = core::Tensor::Owning(core::DataType::kFp64, {2}, doubles);
+  auto text = [](const core::Tensor& tensor, NonFiniteStyle style) {
+    absl::StatusOr<TensorJsonWriter> w =
+        TensorJsonWriter::Make(tensor, BytesStyle::kString, "y", style);
+    EXPECT_TRUE(w.ok());
+    rapidjson::StringBuffer out;
+    JsonWriter json(out);
+    w->WriteFlat(json, 0, w->size());
+    return BufferText(out);
+  };
+  EXPECT_EQ(text(fp32, NonFiniteStyle::kString), R"(["NaN","Infinity","-Infinity",1.5])");
+  EXPECT_EQ(text(fp32, NonFiniteStyle::kLiteral), "[NaN,Infinity,-Infinity,1.5]");
+  EXPECT_EQ(text(fp64, NonFiniteStyle::kString), R"(["-Infinity",0.25])");
+
+  // The strings come back as their values.
+  rapidjson::Document doc = Parse(R"(["NaN", "Infinity", "-Infinity", 1.5])");
+  std::string read;
+  ASSERT_TRUE(ReadFlatData(doc, core::DataType::kFp32, {}, "input 'x'", read).ok());
+  EXPECT_EQ(read.substr(4), bytes.substr(4));
+  float nan = 0;
+  std::memcpy(&nan, read.data(), 4);
+  EXPECT_TRUE(std::isnan(nan));
+  doc = Parse(R"(["nan"])");
+  EXPECT_FALSE(ReadFlatData(doc, core::DataType::kFp32, {}, "input 'x'", read).ok());
 }
 
 TEST(HalfTest, EveryHalfRoundTripsThroughFloat) {

@@ -6,7 +6,9 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -24,11 +26,16 @@ constexpr unsigned kParseFlags =
 
 // A SAX handler that builds `doc` and stops the parse when arrays and objects nest deeper
 // than `max_depth`.
+// Stops the parse at a member that an object holds twice: RFC 8259 leaves its meaning open
+// (parsers keep the first, the last, or both), so a request that has one is refused rather
+// than read one way here and another way by a proxy in front.
 class DepthLimiter {
  public:
   using Ch = char;
   DepthLimiter(rapidjson::Document& doc, int max_depth) : doc_(doc), max_depth_(max_depth) {}
   bool too_deep() const { return too_deep_; }
+  // The member name an object held twice; nullopt when none did.
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
 
   bool Null() { return doc_.Null(); }
   bool Bool(bool b) { return doc_.Bool(b); }
@@ -44,11 +51,19 @@ class DepthLimiter {
     return doc_.String(str, length, copy);
   }
   bool Key(const Ch* str, rapidjson::SizeType length, bool copy) {
+    if (!keys_.back().emplace(str, length).second) {
+      duplicate_.emplace(str, length);
+      return false;
+    }
     return doc_.Key(str, length, copy);
   }
-  bool StartObject() { return Enter() && doc_.StartObject(); }
+  bool StartObject() {
+    keys_.emplace_back();
+    return Enter() && doc_.StartObject();
+  }
   bool EndObject(rapidjson::SizeType members) {
     --depth_;
+    keys_.pop_back();
     return doc_.EndObject(members);
   }
   bool StartArray() { return Enter() && doc_.StartArray(); }
@@ -66,6 +81,8 @@ class DepthLimiter {
   const int max_depth_;
   int depth_ = 0;
   bool too_deep_ = false;
+  std::vector<absl::flat_hash_set<std::string>> keys_;  // the open objects' member names
+  std::optional<std::string> duplicate_;
 };
 
 // The length of the UTF-8 sequence starting at `p` (at most `left` bytes), or 0 when it is
@@ -127,7 +144,8 @@ int64_t DecimalExponent(absl::string_view integer_digits, absl::string_view frac
   if (first != absl::string_view::npos) {
     return exponent + static_cast<int64_t>(integer_digits.size() - first);
   }
-  const size_t leading_zeros = std::min(fraction_digits.find_first_not_of('0'), fraction_digits.size());
+  const size_t leading_zeros =
+      std::min(fraction_digits.find_first_not_of('0'), fraction_digits.size());
   return exponent - static_cast<int64_t>(leading_zeros);
 }
 
@@ -214,8 +232,8 @@ absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view
       well_formed = well_formed && digits;
       exponent_text = text.substr(first, j - first);
     }
-    const bool delimited = j == text.size() || absl::string_view(" \t\r\n,]}").find(text[j]) !=
-                                                   absl::string_view::npos;
+    const bool delimited = j == text.size() ||
+                           absl::string_view(" \t\r\n,]}").find(text[j]) != absl::string_view::npos;
     if (well_formed && !zero) {
       // StrtodDiyFp looks up a cached power of ten for 10^-348..10^340 and checks neither end:
       // a number of 10^309 or more whose integer digits and exponent each pass RapidJSON's
@@ -223,8 +241,8 @@ absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view
       // fraction (0. and 400 zeros, then 1), reads out of its table (UBSan).
       const int64_t magnitude = DecimalExponent(integer_digits, fraction_digits, exponent_text);
       if (magnitude > 309) {  // at least 10^309, above DBL_MAX: as RapidJSON refuses 1e400
-        return absl::InvalidArgumentError(absl::StrCat(
-            "malformed JSON at byte ", i, ": Number too big to be stored in double."));
+        return absl::InvalidArgumentError(
+            absl::StrCat("malformed JSON at byte ", i, ": Number too big to be stored in double."));
       }
       const bool underflow = magnitude < -323;  // below 10^-324: the nearest double is 0
       // Digits 18446744073709551615 and then a 5 or more overflow StrtodDiyFp's significand
@@ -232,9 +250,9 @@ absl::StatusOr<std::optional<std::string>> WorkAroundRapidJson(absl::string_view
       // normalized).
       if (underflow || SignificandIsUint64Max(integer_digits, fraction_digits)) {
         if (!delimited) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("malformed JSON at byte ", j, ": a number cannot be followed by '",
-                           text.substr(j, 1), "'"));
+          return absl::InvalidArgumentError(absl::StrCat("malformed JSON at byte ", j,
+                                                         ": a number cannot be followed by '",
+                                                         text.substr(j, 1), "'"));
         }
         const absl::string_view number = text.substr(i, j - i);
         std::string shortest = c == '-' ? "-0.0" : "0.0";  // as RapidJSON reads 1e-400
@@ -293,6 +311,7 @@ absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc, int max
   if (fixed->has_value()) text = **fixed;
   rapidjson::ParseResult result;
   bool too_deep = false;
+  std::optional<std::string> duplicate;
   auto generate = [&](rapidjson::Document& handler) {
     DepthLimiter limiter(handler, max_depth);
     rapidjson::MemoryStream memory(text.data(), text.size());
@@ -300,9 +319,16 @@ absl::Status ParseJson(absl::string_view text, rapidjson::Document& doc, int max
     rapidjson::Reader reader;
     result = reader.Parse<kParseFlags>(stream, limiter);
     too_deep = limiter.too_deep();
+    duplicate = limiter.duplicate();
     return !result.IsError();
   };
   doc.Populate(generate);
+  if (duplicate.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a JSON object holds the member \"",
+                     duplicate->size() <= 64 ? *duplicate : duplicate->substr(0, 64) + "...",
+                     "\" twice (at byte ", result.Offset(), "); send each member once"));
+  }
   if (too_deep) {
     return absl::InvalidArgumentError(
         absl::StrCat("JSON nested deeper than ", max_depth, " levels at byte ", result.Offset(),

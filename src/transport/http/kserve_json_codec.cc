@@ -384,7 +384,8 @@ absl::StatusOr<EncodedInferResponse> EncodeInferResponse(const core::InferRespon
     } else {
       ASSIGN_OR_RETURN(TensorJsonWriter values,
                        TensorJsonWriter::Make(tensor, BytesStyle::kString,
-                                              absl::StrCat("output '", output.name, "'")));
+                                              absl::StrCat("output '", output.name, "'"),
+                                              NonFiniteStyle::kString));
       writer.Key("data");
       values.WriteFlat(writer, 0, values.size());
     }

@@ -44,6 +44,10 @@ std::optional<std::string> PercentDecode(absl::string_view segment) {
   return out;
 }
 
+// GET, or HEAD, which is answered as GET without the body (RFC 9110 §9.3.2; the session
+// leaves the body out).
+bool IsGet(const Request& request) { return request.method == "GET" || request.method == "HEAD"; }
+
 Response NotFound() { return ErrorResponse(404, "Not Found"); }
 
 Response MethodNotAllowed(const Request& request, const char* allowed) {
@@ -109,7 +113,7 @@ void Router::Handle(std::shared_ptr<const Request> request, Reply reply) {
   }
   const absl::string_view path = request->Path();
   if (path == "/metrics") {
-    if (request->method != "GET") {
+    if (!IsGet(*request)) {
       std::move(reply)(MethodNotAllowed(*request, "GET"));
       return;
     }
@@ -131,7 +135,7 @@ void Router::Handle(std::shared_ptr<const Request> request, Reply reply) {
 void Router::RouteKServe(std::shared_ptr<const Request> request, Reply reply) {
   std::vector<absl::string_view> segments = absl::StrSplit(request->Path().substr(1), '/');
   if (segments.size() > 1 && segments.back().empty()) segments.pop_back();  // trailing '/'
-  const bool get = request->method == "GET";
+  const bool get = IsGet(*request);
   const bool post = request->method == "POST";
   const size_t n = segments.size();
   if (n == 1) {
@@ -167,6 +171,12 @@ void Router::RouteKServe(std::shared_ptr<const Request> request, Reply reply) {
   absl::string_view version;
   if (i + 1 < n && segments[i] == "versions") {
     version = segments[i + 1];
+    if (version.empty()) {
+      std::move(reply)(ErrorResponse(400,
+                                     "the path's model version is empty (/versions//...); name "
+                                     "a version, or leave /versions/{v} out for the newest"));
+      return;
+    }
     i += 2;
   }
   const absl::string_view action = i < n ? segments[i] : "";
@@ -249,7 +259,7 @@ void Router::RouteTfServing(std::shared_ptr<const Request> request, Reply reply)
     }
   }
   const std::optional<std::string> model = PercentDecode(name);
-  const bool get = request->method == "GET";
+  const bool get = IsGet(*request);
   const bool post = request->method == "POST";
   enum { kStatus, kMetadata, kPredict, kExample, kBad } what = kBad;
   if (get && rest.empty()) what = kStatus;

@@ -107,6 +107,41 @@ class RouterTest : public ::testing::Test {
   std::unique_ptr<Router> router_;
 };
 
+TEST_F(RouterTest, HeadIsRoutedAsGet) {
+  EXPECT_EQ(Call("HEAD", "/v2/health/live").status, 200);
+  EXPECT_EQ(Call("HEAD", "/v2/health/ready").status, 200);
+  EXPECT_EQ(Call("HEAD", "/v2/models/echo").status, 200);
+  EXPECT_EQ(Call("HEAD", "/metrics").status, 200);
+  EXPECT_EQ(Call("HEAD", "/v2/models/echo/infer").status, 405);
+}
+
+TEST_F(RouterTest, AJsonMemberGivenTwiceIsRefusedByName) {
+  const std::string input = R"({"name":"x","datatype":"FP32","shape":[1,3],"data":[1,2,3]})";
+  ExpectError(Call("POST", "/v2/models/echo/infer",
+                   absl::StrCat(R"({"inputs":[)", input, R"(],"inputs":[)", input, "]}")),
+              400, "holds the member \"inputs\" twice");
+  ExpectError(Call("POST", "/v2/models/echo/infer",
+                   R"({"inputs":[{"name":"x","name":"y","datatype":"FP32","shape":[1,3],)"
+                   R"("data":[1,2,3]}]})"),
+              400, "holds the member \"name\" twice");
+  // The same name in two objects is no duplicate.
+  EXPECT_EQ(
+      Call("POST", "/v2/models/echo/infer", absl::StrCat(R"({"inputs":[)", input, "]}")).status,
+      200);
+}
+
+TEST_F(RouterTest, AVersionIsAPositiveNumberWithoutLeadingZerosNeverEmpty) {
+  const std::string body =
+      R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,3],"data":[1,2,3]}]})";
+  ExpectError(Call("POST", "/v2/models/echo/versions//infer", body), 400,
+              "the path's model version is empty");
+  ExpectError(Call("GET", "/v2/models/echo/versions//ready"), 400,
+              "the path's model version is empty");
+  ExpectError(Call("POST", "/v2/models/echo/versions/01/infer", body), 400,
+              "model version '01' is not a version number");
+  EXPECT_EQ(Call("POST", "/v2/models/echo/versions/1/infer", body).status, 200);
+}
+
 TEST_F(RouterTest, UnknownPathsAre404AndWrongMethods405) {
   for (const char* path : {"/", "/v3", "/v2/foo", "/v2/models", "/v2/models/echo/bogus",
                            "/v2/models/echo/versions/1/infer/more", "/v2/health/dead"}) {

@@ -21,6 +21,15 @@ absl::Time Deadline(const wire::RequestEnvelope& envelope) {
                                          : absl::InfiniteFuture();
 }
 
+absl::Status CheckEnvelope(const wire::RequestEnvelope& envelope) {
+  if (envelope.deadline_unix_ms() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deadline_unix_ms ", envelope.deadline_unix_ms(),
+                     " is negative; it is milliseconds since the Unix epoch, or 0 for none"));
+  }
+  return absl::OkStatus();
+}
+
 bool IsQuery(const wire::RequestEnvelope& envelope) {
   switch (envelope.payload_case()) {
     case wire::RequestEnvelope::kMetadata:

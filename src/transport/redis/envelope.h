@@ -28,8 +28,12 @@ inline constexpr absl::string_view kEnvelopeField = "envelope";
 // INVALID_ARGUMENT when `bytes` is not a RequestEnvelope.
 absl::StatusOr<wire::RequestEnvelope> ParseRequestEnvelope(absl::string_view bytes);
 
-// The envelope's deadline (InfiniteFuture when it has none).
+// The envelope's deadline (InfiniteFuture when it has none: deadline_unix_ms 0).
 absl::Time Deadline(const wire::RequestEnvelope& envelope);
+
+// INVALID_ARGUMENT for an envelope whose fields make no sense whatever its payload: a
+// negative deadline_unix_ms.
+absl::Status CheckEnvelope(const wire::RequestEnvelope& envelope);
 
 // Whether the envelope is a query (metadata, model_ready, server_ready): answered by
 // AnswerQuery, never queued. An envelope without a payload is not one: it goes the inference

@@ -58,6 +58,17 @@ TEST(EnvelopeTest, DeadlineBecomesTheRequestDeadline) {
   EXPECT_EQ(request->deadline, absl::FromUnixMillis(1'700'000'000'123));
 }
 
+TEST(EnvelopeTest, ANegativeDeadlineIsRefused) {
+  wire::RequestEnvelope envelope;
+  EXPECT_TRUE(CheckEnvelope(envelope).ok());  // 0: no deadline
+  envelope.set_deadline_unix_ms(1'700'000'000'000);
+  EXPECT_TRUE(CheckEnvelope(envelope).ok());
+  envelope.set_deadline_unix_ms(-1);
+  const absl::Status status = CheckEnvelope(envelope);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("deadline_unix_ms -1 is negative"));
+}
+
 TEST(EnvelopeTest, GarbageIsNotAnEnvelope) {
   absl::StatusOr<wire::RequestEnvelope> envelope = ParseRequestEnvelope("\xff\xff\xff garbage");
   EXPECT_EQ(envelope.status().code(), absl::StatusCode::kInvalidArgument);

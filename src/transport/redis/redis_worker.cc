@@ -237,6 +237,12 @@ void RedisWorker::Dispatch(QueueEntry entry) {
   auto shared = std::make_shared<const wire::RequestEnvelope>(*std::move(envelope));
   job->envelope = shared;
 
+  if (absl::Status valid = CheckEnvelope(*shared); !valid.ok()) {
+    metrics_.bad_request.Increment();
+    job->result = std::move(valid);
+    Finish(std::move(job));
+    return;
+  }
   if (job->entry.deliveries > options_.max_deliveries) {
     job->dead_reason = absl::StrCat(
         "delivered ", job->entry.deliveries, " times, more than the ", options_.max_deliveries,

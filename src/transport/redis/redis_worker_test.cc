@@ -135,6 +135,19 @@ TEST_F(RedisWorkerTest, ExpiredRequestIsAnsweredWithoutRunning) {
   EXPECT_THAT(text, ::testing::Not(HasSubstr("outcome=\"deadline_exceeded\"")));
 }
 
+TEST_F(RedisWorkerTest, ANegativeDeadlineIsRefusedWithoutRunning) {
+  StartWorker();
+  queue_->Add(Entry("1-0", Envelope("negative", {1, 2}, "echo", -5)));
+  ASSERT_TRUE(queue_->WaitForFinished(1, kWait));
+  const wire::ReplyEnvelope reply = Reply(queue_->finished()[0]);
+  EXPECT_EQ(reply.request_id(), "negative");
+  EXPECT_EQ(reply.code(), 3);  // INVALID_ARGUMENT
+  EXPECT_THAT(reply.message(), HasSubstr("deadline_unix_ms -5 is negative"));
+  // Refused before it reached the model.
+  EXPECT_EQ(Metric("modeld_redis_bad_entries_total{reason=\"bad_request\"}"), 1);
+  EXPECT_THAT(registry_.Render(), ::testing::Not(HasSubstr("outcome=\"ok\"} 1")));
+}
+
 TEST_F(RedisWorkerTest, EntryDeliveredTooOftenIsDeadLetteredAndAnsweredAborted) {
   RedisWorkerOptions options;
   options.max_deliveries = 3;
