@@ -125,6 +125,7 @@ bench: build models
 	@$(PY) bench/tf_bench.py
 	@$(PY) bench/train_bench.py
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
+	@$(PY) bench/memory_burst.py --out bench/results/$$(date +%F)-memory-burst.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

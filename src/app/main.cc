@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "absl/synchronization/mutex.h"
+#include "app/idle_trimmer.h"
 #include "app/protobuf_log.h"
 #include "app/server.h"
 #include "common/logging.h"
@@ -12,6 +13,7 @@
 #include "service/options.h"
 
 int main(int argc, char** argv) {
+  modeld::app::LimitMallocArenas();
   // TensorFlow (opened later, for the first SavedModel) logs its INFO lines to stderr between
   // ours; warnings and errors are enough. Set before any thread could read the environment;
   // a value the user set wins.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "app/idle_trimmer.h"
 #include "app/transport_options.h"
 #include "backend/fake/fake_backend.h"
 #include "backend/registry.h"
@@ -167,6 +168,15 @@ class ModeldServer : public Server {
     RETURN_IF_ERROR(repository::ListModelDirs(options_.model_repository).status());
     loader_ = std::thread([this] { LoadModels(); });
     if (options_.watchdog_seconds > 0) watchdog_ = std::thread([this] { Watch(); });
+    if (options_.idle_trim_ms > 0) {
+      trimmer_ = std::make_unique<IdleTrimmer>(
+          [this] {
+            const auto [in_flight, finished] = service_.InFlightAndFinished();
+            return Activity{in_flight, finished};
+          },
+          absl::Milliseconds(options_.idle_trim_ms));
+      trimmer_->Start();
+    }
     return absl::OkStatus();
   }
 
@@ -233,6 +243,7 @@ class ModeldServer : public Server {
     control_->Stop();
     stop_watch_.Notify();
     if (watchdog_.joinable()) watchdog_.join();
+    if (trimmer_ != nullptr) trimmer_->Stop();
     const bool idle = service_.WaitUntilIdle(deadline - absl::Now());
     if (!idle) {
       spdlog::warn("requests still running after {} s; closing the ports without them",
@@ -336,6 +347,7 @@ class ModeldServer : public Server {
   std::thread loader_;
   std::thread watchdog_;
   absl::Notification stop_watch_;
+  std::unique_ptr<IdleTrimmer> trimmer_;  // null with --idle-trim-ms=0
   // Null unless --redis-url. Declared before the other transports, so it is destroyed after
   // them: their readiness checks call it.
   std::unique_ptr<transport::redis::RedisWorker> redis_;

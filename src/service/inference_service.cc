@@ -75,6 +75,7 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
                       std::move(done)(std::move(response));
                       absl::MutexLock lock(&in_flight_mu_);
                       --in_flight_;
+                      ++finished_;
                     });
 }
 
@@ -102,6 +103,7 @@ void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&&
     std::move(done)(std::move(response));
     absl::MutexLock lock(&in_flight_mu_);
     --in_flight_;
+    ++finished_;
   });
 }
 
@@ -111,6 +113,11 @@ bool InferenceService::WaitUntilIdle(absl::Duration timeout) {
       absl::Condition(
           +[](int64_t* in_flight) { return *in_flight == 0; }, &in_flight_),
       timeout);
+}
+
+std::pair<int64_t, int64_t> InferenceService::InFlightAndFinished() {
+  absl::MutexLock lock(&in_flight_mu_);
+  return {in_flight_, finished_};
 }
 
 bool InferenceService::Live() const { return Stuck().empty(); }

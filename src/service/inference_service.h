@@ -127,6 +127,9 @@ class InferenceService {
   // Waits until no accepted request is unanswered, or `timeout` passes; true when idle.
   bool WaitUntilIdle(absl::Duration timeout);
 
+  // Accepted requests and steps not answered yet, and those answered so far.
+  std::pair<int64_t, int64_t> InFlightAndFinished();
+
  private:
   // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
   absl::Status ModelControlOn() const;
@@ -140,6 +143,7 @@ class InferenceService {
   std::vector<std::function<bool()>> readiness_conditions_;
   absl::Mutex in_flight_mu_;
   int64_t in_flight_ ABSL_GUARDED_BY(in_flight_mu_) = 0;
+  int64_t finished_ ABSL_GUARDED_BY(in_flight_mu_) = 0;
 };
 
 }  // namespace modeld::service

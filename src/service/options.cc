@@ -207,6 +207,17 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("repository-poll-secs", v, &o.repository_poll_secs);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.repository_poll_secs); }},
+      {"idle-trim-ms", "N",
+       "Once no request has run for N ms after a burst, hand the memory it freed back to the "
+       "system, so RSS falls back. 0: never.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.idle_trim_ms) || o.idle_trim_ms < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--idle-trim-ms expects a whole number of milliseconds (0: never), got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.idle_trim_ms); }},
       {"watchdog-seconds", "N",
        "A model instance inside one run for longer than this is stuck: the model and the "
        "server report not ready and not live (a supervised server exits to be restarted). "

@@ -67,6 +67,9 @@ struct ServerOptions {
   // report not ready and not live; a supervised server (MODELD_SUPERVISED=1 in its
   // environment, set by modeld-supervisor) exits so that it is restarted. 0: off.
   int64_t watchdog_seconds = 120;
+  // Once no request has run for this long after a burst, the memory it freed is handed back to
+  // the system (malloc_trim), so RSS falls back; 0: never.
+  int64_t idle_trim_ms = 1000;
   // Where trained models keep their checkpoints (docs/online-learning.md): <dir>/<model>;
   // empty: <model folder>/checkpoints. A model's checkpoint_dir parameter overrides it.
   std::string checkpoint_dir;
