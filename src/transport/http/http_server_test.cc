@@ -94,28 +94,22 @@ class Client {
 
   // Reads one response (Content-Length framed); nullopt when the connection closes first.
   std::optional<RawResponse> Read() {
-    size_t end;
-    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!Fill()) return std::nullopt;
-    }
-    RawResponse response;
-    response.head = absl::AsciiStrToLower(buffer_.substr(0, end));
-    buffer_.erase(0, end + 4);
-    if (!absl::SimpleAtoi(response.head.substr(9, 3), &response.status)) return std::nullopt;
+    std::optional<RawResponse> response = ReadHead();
+    if (!response.has_value()) return std::nullopt;
     size_t length = 0;
-    if (size_t at = response.head.find("content-length: "); at != std::string::npos) {
-      const size_t line_end = response.head.find("\r\n", at);
-      (void)absl::SimpleAtoi(response.head.substr(at + 16, line_end - at - 16), &length);
+    if (size_t at = response->head.find("content-length: "); at != std::string::npos) {
+      const size_t line_end = response->head.find("\r\n", at);
+      (void)absl::SimpleAtoi(response->head.substr(at + 16, line_end - at - 16), &length);
     }
     while (buffer_.size() < length) {
       if (!Fill()) return std::nullopt;
     }
-    response.body = buffer_.substr(0, length);
+    response->body = buffer_.substr(0, length);
     buffer_.erase(0, length);
     return response;
   }
 
-  // Reads the head of one response to a HEAD request (no body follows it).
+  // Reads the head of one response: all of a response to HEAD (no body follows it).
   std::optional<RawResponse> ReadHead() {
     size_t end;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
