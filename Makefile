@@ -7,8 +7,12 @@ HTTP_ADDRESS ?= 127.0.0.1:8000
 DEMO_ADDRESS ?= 127.0.0.1:8080
 # The KServe and Redis messages (Python tests use TensorFlow's own for proto/tensorflow).
 PROTOS    := $(wildcard proto/kserve/*.proto proto/modeld/*.proto)
-# ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache.
+# ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache; and the
+# build folder left out of the hash of -g compiles (the sanitized trees are RelWithDebInfo),
+# which ccache adds by default and which differs in every clone (CI clones anew). Their debug
+# info then names the folder of the build that filled the cache.
 export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 # Sanitized builds (README "Testing"), all without TensorFlow (the sanitizer runtimes refuse
 # RTLD_DEEPBIND): make check's ASan + UBSan tree, built with clang so that it also holds the
 # libFuzzer targets (one sanitized build for the unit tests, the end-to-end suite and the
