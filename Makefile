@@ -130,6 +130,7 @@ bench: build models
 	@$(PY) bench/train_bench.py
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
 	@$(PY) bench/memory_burst.py --out bench/results/$$(date +%F)-memory-burst.md
+	@$(PY) bench/stalled_calls.py --out bench/results/$$(date +%F)-stalled-calls.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -106,7 +106,7 @@ class ModeldServer : public Server {
         models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_),
                 &metrics_),
         service_(models_, clock_, &metrics_),
-        kserve_(service_),
+        kserve_(service_, {.receive_timeout = absl::Seconds(options.grpc_receive_timeout_seconds)}),
         training_(service_),
         tfserving_predict_(service_),
         tfserving_models_(service_),
@@ -138,18 +138,19 @@ class ModeldServer : public Server {
     }
     // One gRPC server for KServe V2, modeld's training extension and TensorFlow Serving's
     // services...
-    ASSIGN_OR_RETURN(
-        grpc_,
-        StartGrpc(options_.grpc_address,
-                  {&kserve_, &training_, &tfserving_predict_, &tfserving_models_}, grpc_port_));
+    ASSIGN_OR_RETURN(grpc_,
+                     StartGrpc(options_.grpc_address,
+                               {&kserve_, &training_, &tfserving_predict_, &tfserving_models_},
+                               &kserve_.infer_calls(), grpc_port_));
     spdlog::info("gRPC listening on {}:{}", HostOf(options_.grpc_address), grpc_port_);
     // ...and, when asked, TensorFlow Serving's alone on a port of its own (8500 in a drop-in
     // set-up). A service object serves one server, hence the second pair.
     if (!options_.tfserving_grpc_address.empty()) {
       int port = 0;
-      ASSIGN_OR_RETURN(tfserving_grpc_,
-                       StartGrpc(options_.tfserving_grpc_address,
-                                 {&tfserving_predict_only_, &tfserving_models_only_}, port));
+      ASSIGN_OR_RETURN(
+          tfserving_grpc_,
+          StartGrpc(options_.tfserving_grpc_address,
+                    {&tfserving_predict_only_, &tfserving_models_only_}, nullptr, port));
       spdlog::info("TensorFlow Serving gRPC listening on {}:{}",
                    HostOf(options_.tfserving_grpc_address), port);
     }
@@ -172,7 +173,8 @@ class ModeldServer : public Server {
       trimmer_ = std::make_unique<IdleTrimmer>(
           [this] {
             const auto [in_flight, finished] = service_.InFlightAndFinished();
-            return Activity{in_flight, finished};
+            // Calls gRPC answered itself (a flood of stalled ones, say) freed memory too.
+            return Activity{in_flight, finished + kserve_.infer_calls().Refused()};
           },
           absl::Milliseconds(options_.idle_trim_ms));
       trimmer_->Start();
@@ -195,6 +197,7 @@ class ModeldServer : public Server {
 
   absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(const std::string& address,
                                                           std::vector<grpc::Service*> services,
+                                                          grpc::CallbackGenericService* generic,
                                                           int& port) const {
     grpc::ServerBuilder builder;
     const int max_bytes = static_cast<int>(
@@ -207,9 +210,14 @@ class ModeldServer : public Server {
     // Without this, gRPC binds with SO_REUSEPORT and a second modeld on a taken port would
     // silently share its connections instead of failing at start.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONCURRENT_STREAMS,
+        static_cast<int>(std::min<int64_t>(options_.grpc_max_concurrent_streams,
+                                           std::numeric_limits<int>::max())));
     builder.SetMaxReceiveMessageSize(max_bytes);
     builder.SetMaxSendMessageSize(max_bytes);
     for (grpc::Service* service : services) builder.RegisterService(service);
+    if (generic != nullptr) builder.RegisterCallbackGenericService(generic);
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     if (server == nullptr || port == 0) {
       return absl::UnavailableError(

@@ -68,6 +68,20 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("grpc-max-message-bytes", v, &o.grpc_max_message_bytes);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_message_bytes); }},
+      {"grpc-receive-timeout-seconds", "N",
+       "How long a gRPC inference call may take to deliver its whole request message; then it "
+       "gets DEADLINE_EXCEEDED.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("grpc-receive-timeout-seconds", v, &o.grpc_receive_timeout_seconds);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.grpc_receive_timeout_seconds); }},
+      {"grpc-max-concurrent-streams", "N",
+       "Most calls open at once on one gRPC connection; a client waits for one to end before "
+       "opening more.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("grpc-max-concurrent-streams", v, &o.grpc_max_concurrent_streams);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_concurrent_streams); }},
       {"http-address", "HOST:PORT",
        "Where to serve HTTP (KServe V2 REST, TensorFlow Serving REST, /metrics). Port 0 picks a "
        "free port and logs it.",

@@ -15,6 +15,12 @@ struct ServerOptions {
   std::string grpc_address = "127.0.0.1:8001";
   // Largest gRPC message received or sent; a bigger request gets RESOURCE_EXHAUSTED.
   int64_t grpc_max_message_bytes = int64_t{64} << 20;
+  // How long a ModelInfer call may take, from its headers, to deliver its whole request
+  // message; then it is answered DEADLINE_EXCEEDED and what gRPC buffered is freed.
+  int64_t grpc_receive_timeout_seconds = 60;
+  // Most calls open at once on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS);
+  // a client opens more only as earlier ones end.
+  int64_t grpc_max_concurrent_streams = 100;
   // host:port for TensorFlow Serving's gRPC services alone (they are on grpc_address too);
   // empty: off. For drop-in set-ups whose clients dial port 8500.
   std::string tfserving_grpc_address;

@@ -63,26 +63,6 @@ grpc::ServerUnaryReactor* KServeGrpcService::ModelConfig(
   return FinishUnary(context, status);
 }
 
-grpc::ServerUnaryReactor* KServeGrpcService::ModelInfer(grpc::CallbackServerContext* context,
-                                                        const inference::ModelInferRequest* request,
-                                                        inference::ModelInferResponse* response) {
-  absl::StatusOr<core::InferRequest> decoded = kserve::DecodeInferRequest(*request);
-  if (!decoded.ok()) return FinishUnary(context, decoded.status());
-  // A client that stops waiting should not have its request run for nothing.
-  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-    decoded->deadline = absl::FromChrono(context->deadline());
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  // `request` and `response` stay valid until Finish(), which the callback calls last, so the
-  // decoded tensors may keep viewing the request's bytes.
-  service_.Infer(*std::move(decoded),
-                 [reactor, response](absl::StatusOr<core::InferResponse> result) {
-                   if (result.ok()) kserve::EncodeInferResponse(*result, response);
-                   reactor->Finish(ToGrpcStatus(result.status()));
-                 });
-  return reactor;
-}
-
 grpc::ServerUnaryReactor* KServeGrpcService::RepositoryIndex(
     grpc::CallbackServerContext* context, const inference::RepositoryIndexRequest* request,
     inference::RepositoryIndexResponse* response) {

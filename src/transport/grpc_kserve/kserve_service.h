@@ -1,10 +1,13 @@
 // KServeGrpcService: the Open Inference Protocol (KServe V2) gRPC service, on gRPC's callback
-// API. Handlers run on gRPC's threads and only decode, call InferenceService, and encode;
-// ModelInfer finishes from the worker thread that ran the model.
+// API. Handlers run on gRPC's threads and only decode, call InferenceService, and encode.
+// ModelInfer is served by InferCalls on the generic API (see infer_calls.h), which a server
+// registers with RegisterCallbackGenericService(&service.infer_calls()); it finishes from the
+// worker thread that ran the model.
 #pragma once
 
 #include "kserve/grpc_service.grpc.pb.h"
 #include "service/inference_service.h"
+#include "transport/grpc_kserve/infer_calls.h"
 
 namespace modeld::transport::grpc_kserve {
 
@@ -12,9 +15,15 @@ namespace modeld::transport::grpc_kserve {
 inline constexpr const char* kExtensions[] = {"model_configuration", "model_repository"};
 
 // Thread-safe. `service` must outlive this object and every RPC it has started.
-class KServeGrpcService : public inference::GRPCInferenceService::CallbackService {
+class KServeGrpcService : public inference::GRPCInferenceService::WithGenericMethod_ModelInfer<
+                              inference::GRPCInferenceService::CallbackService> {
  public:
-  explicit KServeGrpcService(service::InferenceService& service) : service_(service) {}
+  explicit KServeGrpcService(service::InferenceService& service,
+                             InferCallOptions infer_options = {})
+      : service_(service), infer_calls_(service, infer_options) {}
+
+  // ModelInfer, for ServerBuilder::RegisterCallbackGenericService.
+  InferCalls& infer_calls() { return infer_calls_; }
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -31,9 +40,6 @@ class KServeGrpcService : public inference::GRPCInferenceService::CallbackServic
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
                                           const inference::ModelMetadataRequest* request,
                                           inference::ModelMetadataResponse* response) override;
-  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
-                                       const inference::ModelInferRequest* request,
-                                       inference::ModelInferResponse* response) override;
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
                                         const inference::ModelConfigRequest* request,
                                         inference::ModelConfigResponse* response) override;
@@ -52,6 +58,7 @@ class KServeGrpcService : public inference::GRPCInferenceService::CallbackServic
 
  private:
   service::InferenceService& service_;
+  InferCalls infer_calls_;
 };
 
 }  // namespace modeld::transport::grpc_kserve

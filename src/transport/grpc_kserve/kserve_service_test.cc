@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kserve/grpc_service.grpc.pb.h"
@@ -84,6 +86,7 @@ class KServeServiceTest : public ::testing::Test {
     kserve_ = std::make_unique<KServeGrpcService>(serving_.service());
     grpc::ServerBuilder builder;
     builder.RegisterService(kserve_.get());
+    builder.RegisterCallbackGenericService(&kserve_->infer_calls());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     stub_ = GRPCInferenceService::NewStub(server_->InProcessChannel(grpc::ChannelArguments()));
@@ -372,6 +375,58 @@ TEST_F(KServeServiceTest, ServerStillAnswersAfterBadRequests) {
   ASSERT_EQ(response.raw_output_contents_size(), 1);
   EXPECT_THAT(Values<float>(response.raw_output_contents(0)), ElementsAre(7, 8, 9));
   EXPECT_TRUE(ModelReady("echo"));
+}
+
+// One call of `method` carrying `bytes` as its message, through gRPC's generic stub.
+grpc::Status CallWithBytes(grpc::Server& server, const std::string& method,
+                           const std::string& bytes, std::string* answer = nullptr) {
+  grpc::GenericStub stub(server.InProcessChannel(grpc::ChannelArguments()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  if (answer != nullptr && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(response.Dump(&slices).ok());
+    answer->clear();
+    for (const grpc::Slice& part : slices) answer->append(part.begin(), part.end());
+  }
+  return status;
+}
+
+TEST_F(KServeServiceTest, BytesThatAreNoModelInferRequestAreInvalidArgument) {
+  ExpectError(CallWithBytes(*server_, kModelInferMethod, "\xff\xff\xff not protobuf"),
+              grpc::StatusCode::INVALID_ARGUMENT, "not a valid inference.ModelInferRequest");
+  // A truncated message: the first bytes of a valid one.
+  std::string whole = EchoRequest({1, 3}, {1, 2, 3}).SerializeAsString();
+  ExpectError(CallWithBytes(*server_, kModelInferMethod, whole.substr(0, whole.size() - 5)),
+              grpc::StatusCode::INVALID_ARGUMENT, "not a valid inference.ModelInferRequest");
+  // model_name (field 1, a proto3 string) holding bytes that are not UTF-8.
+  ExpectError(CallWithBytes(*server_, kModelInferMethod, std::string("\x0a\x02\xc3\x28", 4)),
+              grpc::StatusCode::INVALID_ARGUMENT, "not UTF-8");
+  EXPECT_EQ(kserve_->infer_calls().Refused(), 3);
+
+  // The same path serves a valid message, and the server is unharmed.
+  std::string answer;
+  grpc::Status status = CallWithBytes(*server_, kModelInferMethod, whole, &answer);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  inference::ModelInferResponse response;
+  ASSERT_TRUE(response.ParseFromString(answer));
+  ASSERT_EQ(response.raw_output_contents_size(), 1);
+  EXPECT_THAT(Values<float>(response.raw_output_contents(0)), ElementsAre(1, 2, 3));
+}
+
+TEST_F(KServeServiceTest, AnUnknownMethodIsUnimplementedNamingIt) {
+  ExpectError(CallWithBytes(*server_, "/inference.GRPCInferenceService/ModelTrain", ""),
+              grpc::StatusCode::UNIMPLEMENTED, "/inference.GRPCInferenceService/ModelTrain");
 }
 
 TEST_F(KServeServiceTest, RepositoryExtensionIsUnavailableWithoutExplicitMode) {
