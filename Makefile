@@ -59,11 +59,13 @@ $(BUILD_DIR)/python/.stamp: $(PROTOS)
 	  --grpc_python_out=$(BUILD_DIR)/python $(PROTOS)
 	@touch $@
 
-# The example repository, written by Debian's torch (nothing is downloaded).
+# The example repository, written by the venv's torch (the release modeld links; nothing is
+# downloaded). The stamp also follows the requirements, so a new torch writes the models anew;
+# setup first, for the venv.
 models: $(MODELS)/.stamp
-$(MODELS)/.stamp: examples/generate_models.py
+$(MODELS)/.stamp: examples/generate_models.py scripts/requirements-nodeps.txt | setup
 	@echo "generating the example models in $(MODELS)"
-	@/usr/bin/python3 examples/generate_models.py --out $(MODELS)
+	@$(PY) examples/generate_models.py --out $(MODELS)
 	@touch $@
 
 # modeld and the Django demo site (examples/django_demo) under Gunicorn; prints the URLs.
@@ -131,6 +133,8 @@ bench: build models
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
 	@$(PY) bench/memory_burst.py --out bench/results/$$(date +%F)-memory-burst.md
 	@$(PY) bench/stalled_calls.py --out bench/results/$$(date +%F)-stalled-calls.md
+	@$(PY) bench/omp_wait.py --out bench/results/$$(date +%F)-omp-wait.md
+	@$(PY) bench/pytorch_bench.py --out bench/results/$$(date +%F)-pytorch.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

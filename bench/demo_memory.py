@@ -10,7 +10,7 @@ JSON endpoint shape (POST /api/predict/mlp {"inputs": [256 floats]}):
 - **modeld**: `build/bin/modeld` on a repository holding only mlp, and the demo site
   (examples/django_demo) under Gunicorn with N sync workers, talking to it over gRPC.
 - **in process**: bench/baselines/django_inprocess under the same Gunicorn with N sync
-  workers, each loading mlp with torch.jit.load (Debian's Python and python3-torch).
+  workers, each loading mlp with torch.jit.load (the venv's Python and torch).
 
 Each set-up first answers `--requests` requests from 8 client threads, until every worker
 has served (answers carry the worker's pid; a worker that never served would not have loaded
@@ -39,7 +39,6 @@ from harness import processes  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 DEMO = ROOT / "examples" / "django_demo"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch
 GUNICORN_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 GUNICORN_WORKER = re.compile(r"Booting worker with pid: (\d+)")
 
@@ -131,13 +130,11 @@ def run_modeld(args, log_dir, repository, x):
 
 
 def run_inprocess(args, log_dir, repository, x):
-    site_packages = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"))
     baseline = ROOT / "bench" / "baselines" / "django_inprocess"
-    # Debian's torch with the venv's Django and Gunicorn (both pure Python, same 3.11).
-    env = dict(os.environ, PYTHONPATH=f"{baseline}:{site_packages}",
-               MODEL_REPOSITORY=str(repository))
+    # The venv's torch (the release modeld links), Django and Gunicorn.
+    env = dict(os.environ, PYTHONPATH=str(baseline), MODEL_REPOSITORY=str(repository))
     web, port = gunicorn("inprocess-gunicorn", [
-        SYSTEM_PYTHON, "-m", "gunicorn", "--chdir", str(baseline), "--workers",
+        str(VENV_PYTHON), "-m", "gunicorn", "--chdir", str(baseline), "--workers",
         str(args.workers), "--bind", "127.0.0.1:0", "wsgi:application"], log_dir,
         args.workers, env)
     try:

@@ -6,8 +6,8 @@ Usage (from the repository root, after `make build models`):
     .venv/bin/python bench/redis_bench.py [--concurrency 8,64] [--seconds 3] [--warmup-seconds 1]
 
 Set-ups (bench/README.md, "The Redis transport"):
-- baseline: bench/baselines/redis_list/worker.py (Debian's Python and torch) holding mlp, as many
-  workers as mlp's instance_count with the intra-op threads modeld would give each, BRPOPping
+- baseline: bench/baselines/redis_list/worker.py (the venv's Python and torch) holding mlp, as
+  many workers as mlp's instance_count with the intra-op threads modeld would give each, BRPOPping
   one request and LPUSHing its answer onto ONE shared results list;
 - modeld: build/bin/modeld on mlp as generated (dynamic batching), --redis-url on the same
   redis-server, streams mode (the default).
@@ -36,7 +36,9 @@ from harness import processes, repositories  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch and python3-redis
+# The venv's interpreter: its torch is the release modeld links (docs/pytorch.md), its redis-py
+# the client's. Debian's python3-torch and python3-redis are no longer installed.
+VENV_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 MODEL = "mlp"
 BINARIES = ("modeld", "modeld-bench-redis")
 REDIS_CONSUMING = re.compile(r"redis: consuming")
@@ -122,7 +124,7 @@ class RedisBench:
             pids, start + int((self.args.warmup_seconds + 0.3) * 1e9),
             start + int((self.args.warmup_seconds + self.args.seconds) * 1e9))
         processes.run_checked(
-            [SYSTEM_PYTHON, str(BENCH / "baselines/redis_list/client.py"), "--port",
+            [VENV_PYTHON, str(BENCH / "baselines/redis_list/client.py"), "--port",
              str(self.redis_port), "--item-bytes", str(4 * math.prod(self.dims)),
              "--concurrency", str(concurrency), "--warmup-seconds", str(self.args.warmup_seconds),
              "--seconds", str(self.args.seconds), "--json", str(out)],
@@ -185,7 +187,7 @@ class RedisBench:
         try:
             for i in range(workers_count):
                 workers.append(processes.Process(f"{name}-worker-{i}", [
-                    SYSTEM_PYTHON, str(BENCH / "baselines/redis_list/worker.py"),
+                    VENV_PYTHON, str(BENCH / "baselines/redis_list/worker.py"),
                     "--port", str(self.redis_port),
                     "--model", str(self.repository / MODEL / "1" / "model.pt"),
                     "--shape", ",".join(map(str, self.dims)), "--threads", str(threads)],
@@ -326,9 +328,9 @@ def render(date, info, results, computed, levels):
         table(rows("cpp")), "",
         *tuned_note(results, top), "",
         "## Python clients", "",
-        f"The baseline's own `client.py` (Python threads in one process, Debian's redis-py) and "
-        f"`modeld.Client(\"redis://…\").predict()` (the venv's redis-py "
-        f"{redis.__version__}) in up to {info['python_processes']} processes sharing the "
+        f"The baseline's own `client.py` (Python threads in one process) and "
+        f"`modeld.Client(\"redis://…\").predict()`, both on the venv's redis-py "
+        f"{redis.__version__}, in up to {info['python_processes']} processes sharing the "
         f"clients. On this machine the Python clients compete with modeld and redis-server for "
         f"the same cores: their CPU column shows what they take. modeld/baseline at c={top}: "
         f"{python_ratio:.2f}×.", "",
@@ -337,7 +339,7 @@ def render(date, info, results, computed, levels):
         f"- One `redis-server` ({info['redis_version']}) for both, started by the harness: "
         "`--save '' --appendonly no` (no persistence), loopback, emptied (FLUSHALL) between "
         "the set-ups.",
-        f"- Baseline: {info['instances']} `bench/baselines/redis_list/worker.py` (Debian's "
+        f"- Baseline: {info['instances']} `bench/baselines/redis_list/worker.py` (the venv's "
         f"Python and torch; as many as mlp's instance_count), {info['threads']} intra-op "
         "thread(s) each (what modeld's TorchBackend gives an instance), BRPOP one request, "
         "run mlp on that one item, LPUSH the answer onto one shared results list.",

@@ -30,7 +30,9 @@ from harness import plots, processes, report, repositories, targets  # noqa: E40
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 BINARIES = ("modeld", "modeld-bench", "modeld-bench-echo", "modeld-bench-inprocess")
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch and python3-redis
+# The venv's interpreter: its torch is the release modeld links (docs/pytorch.md), its redis-py
+# the client's. Debian's python3-torch and python3-redis are no longer installed.
+VENV_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 SETUPS = """\
 - **modeld, dynamic batching**: `build/bin/modeld` on a copy of the repository with the
   models' `dynamic_batching { }` as generated.
@@ -158,7 +160,7 @@ class Bench:
         try:
             for i in range(inprocess["config_instance_count"]):
                 workers.append(processes.Process(f"{model}-redis-worker-{i}", [
-                    SYSTEM_PYTHON, str(BENCH / "baselines/redis_list/worker.py"),
+                    VENV_PYTHON, str(BENCH / "baselines/redis_list/worker.py"),
                     "--port", str(port), "--model", str(model_dir / "1" / "model.pt"),
                     "--shape", ",".join(map(str, dims)),
                     "--threads", str(inprocess["intra_op_threads"])], self.logs))
@@ -167,7 +169,7 @@ class Bench:
             out = self.work / f"{model}-redis.json"
             item_bytes = 4 * math.prod(dims)  # FP32 inputs
             processes.run_checked([
-                SYSTEM_PYTHON, str(BENCH / "baselines/redis_list/client.py"), "--port",
+                VENV_PYTHON, str(BENCH / "baselines/redis_list/client.py"), "--port",
                 str(port), "--item-bytes", str(item_bytes),
                 "--concurrency", self.args.redis_concurrency,
                 "--warmup-seconds", str(self.args.warmup_seconds),

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes modeld's example model repository: small TorchScript models in Triton's layout.
 
-Usage:  /usr/bin/python3 examples/generate_models.py --out examples/models
+Usage:  .venv/bin/python examples/generate_models.py --out examples/models   (make models)
 
-Runs with Debian's python3-torch (no downloads). Deterministic: every model seeds torch before
-it builds its weights, and the files are byte-identical from run to run. Idempotent: each
-model's folder is deleted and written again (other folders under --out are left alone).
+Runs with the venv's torch (scripts/requirements-nodeps.txt), the release whose LibTorch modeld
+links, so the examples are what a user of that release saves. Deterministic: every model seeds
+torch before it builds its weights, and the files are byte-identical from run to run on one
+torch release. Idempotent: each model's folder is deleted and written again (other folders
+under --out are left alone). Files saved by torch 1.13 still load: tests/fixtures/torch113.
 
 Layout, for each model:
     <out>/<model>/config.pbtxt           Triton model config, platform "pytorch_libtorch"
@@ -41,6 +43,7 @@ import os
 import pathlib
 import shutil
 import sys
+import warnings
 from typing import Tuple
 
 import numpy as np
@@ -48,6 +51,10 @@ import torch
 from torch import nn
 
 SEED = 20240601
+
+# torch 2.x marks torch.jit.script/save/load deprecated in favour of torch.export; TorchScript
+# is still what platform pytorch_libtorch serves (docs/pytorch.md), so the warning is noise here.
+warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
 
 
 class Linear(nn.Module):

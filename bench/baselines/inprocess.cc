@@ -1,7 +1,7 @@
-// modeld-bench-inprocess: the compute limit. Loads a model through TorchBackend, the code path
-// modeld uses (same config, same intra-op threads per instance, same Model::Run with inputs
-// viewed without copying), and times Model::Run at each batch size, with no transport and no
-// scheduler in between.
+// modeld-bench-inprocess: the compute limit. Loads a model through TorchBackend
+// (TorchAotiBackend for platform torch_aoti), the code path modeld uses (same config, same
+// intra-op threads per instance, same Model::Run with inputs viewed without copying), and
+// times Model::Run at each batch size, with no transport and no scheduler in between.
 //
 //   modeld-bench-inprocess --model-dir=examples/models/cnn --batch-sizes=1,2,4,8,16,32,64
 //
@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "backend/torch/aoti_backend.h"
 #include "backend/torch/torch_backend.h"
 #include "common/flags.h"
 #include "core/model_config.h"
@@ -144,7 +145,11 @@ absl::Status Main() {
       BatchSizes(absl::GetFlag(FLAGS_batch_sizes), config->max_batch_size);
   if (!sizes.ok()) return sizes.status();
   std::vector<std::unique_ptr<backend::Model>> models;
-  backend::TorchBackend torch;
+  backend::TorchBackend torch_script;
+  backend::TorchAotiBackend torch_aoti;
+  backend::Backend& torch = config->platform == backend::kTorchAotiPlatform
+                                ? static_cast<backend::Backend&>(torch_aoti)
+                                : torch_script;
   for (int i = 0; i < std::max(1, absl::GetFlag(FLAGS_instances)); ++i) {
     absl::StatusOr<std::unique_ptr<backend::Model>> model =
         torch.Load(*config, model_dir / std::to_string(absl::GetFlag(FLAGS_version)));

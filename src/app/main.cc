@@ -6,6 +6,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "app/idle_trimmer.h"
+#include "app/openmp_env.h"
 #include "app/protobuf_log.h"
 #include "app/server.h"
 #include "common/logging.h"
@@ -13,6 +14,7 @@
 #include "service/options.h"
 
 int main(int argc, char** argv) {
+  modeld::app::PreferPassiveOpenMpWait(argv);
   modeld::app::LimitMallocArenas();
   // TensorFlow (opened later, for the first SavedModel) logs its INFO lines to stderr between
   // ours; warnings and errors are enough. Set before any thread could read the environment;

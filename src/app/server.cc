@@ -11,6 +11,7 @@
 #include "app/transport_options.h"
 #include "backend/fake/fake_backend.h"
 #include "backend/registry.h"
+#include "backend/torch/aoti_backend.h"
 #include "backend/torch/torch_backend.h"
 #ifdef MODELD_WITH_TENSORFLOW
 #include "backend/tensorflow/tensorflow_backend.h"
@@ -45,6 +46,8 @@ using service::ServerOptions;
 std::unique_ptr<backend::BackendRegistry> MakeBackends(const ServerOptions& options) {
   auto backends = std::make_unique<backend::BackendRegistry>();
   backends->Register("pytorch", {"pytorch_libtorch"}, std::make_unique<backend::TorchBackend>());
+  backends->Register(backend::kTorchAotiPlatform, {backend::kTorchAotiPlatform},
+                     std::make_unique<backend::TorchAotiBackend>());
 #ifdef MODELD_WITH_TENSORFLOW
   backends->Register("tensorflow", {"tensorflow_savedmodel"},
                      std::make_unique<backend::TensorFlowBackend>(options.tensorflow_library));

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "core/model_config.h"
 #include "core/tensor.h"
 
@@ -97,6 +98,22 @@ class Backend {
   // INTERNAL when the framework fails to load it (with the framework's message).
   virtual absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                                       const std::filesystem::path& version_dir) = 0;
+
+  // Loads one instance onto `device`: core::ModelConfig::kCpuDevice, or a GPU's index (the
+  // config's instance_devices). The default loads CPU instances with Load() and refuses a GPU
+  // (FAILED_PRECONDITION: this backend runs on the CPU only). A backend that runs on GPUs
+  // answers FAILED_PRECONDITION naming what is missing (the GPU, its driver, the libraries).
+  virtual absl::StatusOr<std::unique_ptr<Model>> LoadOn(const core::ModelConfig& config,
+                                                        const std::filesystem::path& version_dir,
+                                                        int device) {
+    if (device != core::ModelConfig::kCpuDevice) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("instance_group KIND_GPU: the ",
+                       config.platform.empty() ? config.backend : config.platform,
+                       " backend runs models on the CPU only"));
+    }
+    return Load(config, version_dir);
+  }
 
   // Online learning's publishing: writes a trained model's State (Model::SaveState) as a
   // version folder this backend serves, into the empty folder `out`. `loaded_from` is the

@@ -88,26 +88,44 @@ absl::StatusOr<std::vector<TensorSpec>> ToTensorSpecs(
   return specs;
 }
 
-absl::StatusOr<int> InstanceCount(absl::string_view source, const inference::ModelConfig& proto) {
-  if (proto.instance_group().empty()) return 1;
-  int count = 0;
+absl::StatusOr<std::vector<int>> InstanceDevices(absl::string_view source,
+                                                 const inference::ModelConfig& proto) {
+  if (proto.instance_group().empty()) return std::vector<int>{ModelConfig::kCpuDevice};
+  std::vector<int> devices;
   for (const inference::ModelInstanceGroup& group : proto.instance_group()) {
-    const auto kind = group.kind();
-    if (kind != inference::ModelInstanceGroup::KIND_AUTO &&
-        kind != inference::ModelInstanceGroup::KIND_CPU) {
-      return ConfigError(source, absl::StrCat("instance_group kind ",
-                                              inference::ModelInstanceGroup::Kind_Name(kind),
-                                              " is not supported (modeld runs models on the CPU)"));
-    }
-    if (!group.gpus().empty()) {
-      return ConfigError(source, "instance_group gpus is not supported (CPU instances only)");
-    }
     if (group.count() < 0) {
       return ConfigError(source, "instance_group count must not be negative");
     }
-    count += group.count() == 0 ? 1 : group.count();
+    const int count = group.count() == 0 ? 1 : group.count();
+    switch (group.kind()) {
+      case inference::ModelInstanceGroup::KIND_AUTO:
+      case inference::ModelInstanceGroup::KIND_CPU:
+        if (!group.gpus().empty()) {
+          return ConfigError(source, "instance_group gpus needs kind: KIND_GPU");
+        }
+        devices.insert(devices.end(), count, ModelConfig::kCpuDevice);
+        break;
+      case inference::ModelInstanceGroup::KIND_GPU: {
+        const std::vector<int> gpus =
+            group.gpus().empty() ? std::vector<int>{0}
+                                 : std::vector<int>(group.gpus().begin(), group.gpus().end());
+        for (int gpu : gpus) {
+          if (gpu < 0) {
+            return ConfigError(source, absl::StrCat("instance_group gpus holds ", gpu,
+                                                    "; a GPU's index is 0 or more"));
+          }
+          devices.insert(devices.end(), count, gpu);
+        }
+        break;
+      }
+      default:
+        return ConfigError(source,
+                           absl::StrCat("instance_group kind ",
+                                        inference::ModelInstanceGroup::Kind_Name(group.kind()),
+                                        " is not supported (KIND_CPU or KIND_GPU)"));
+    }
   }
-  return count;
+  return devices;
 }
 
 absl::Status ValidateQueuePolicy(absl::string_view source, absl::string_view where,
@@ -320,7 +338,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromProto(inference::ModelConfig proto,
   config.max_batch_size = proto.max_batch_size();
   ASSIGN_OR_RETURN(config.inputs, ToTensorSpecs(source, "input", proto.input()));
   ASSIGN_OR_RETURN(config.outputs, ToTensorSpecs(source, "output", proto.output()));
-  ASSIGN_OR_RETURN(config.instance_count, InstanceCount(source, proto));
+  ASSIGN_OR_RETURN(config.instance_devices, InstanceDevices(source, proto));
+  config.instance_count = static_cast<int>(config.instance_devices.size());
   RETURN_IF_ERROR(ValidateWarmup(source, proto, config));
   for (const auto& [key, value] : proto.parameters()) {
     config.parameters[key] = value.string_value();

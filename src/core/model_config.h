@@ -40,6 +40,12 @@ struct ModelConfig {
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   int instance_count = 1;  // Model instances (worker threads) per loaded version
+  // Where each instance runs, one entry per instance: kCpuDevice, or a GPU's index. From
+  // instance_group: KIND_CPU and KIND_AUTO put `count` instances on the CPU; KIND_GPU puts
+  // `count` on each GPU of `gpus` (GPU 0 when it lists none). Backends that run on the CPU
+  // only refuse the others when they load them.
+  std::vector<int> instance_devices = {kCpuDevice};
+  static constexpr int kCpuDevice = -1;
   absl::flat_hash_map<std::string, std::string> parameters;
 
   // The API shape of `spec`: [-1] + dims when the model batches, else dims.

@@ -69,6 +69,28 @@ TEST(ModelConfigTest, WithoutBatchingTheShapeIsTheDims) {
   EXPECT_EQ(config->instance_count, 1);
 }
 
+TEST(ModelConfigTest, InstanceGroupsPlaceInstancesOnTheCpuOrOnEachListedGpu) {
+  const std::string io =
+      "platform: \"pytorch_libtorch\"\n"
+      "input { name: \"x\" data_type: TYPE_FP32 dims: [1] }\n"
+      "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }\n";
+  absl::StatusOr<ModelConfig> config =
+      ParseModelConfig(io + "instance_group [ { count: 2 kind: KIND_CPU }, { count: 2 kind: "
+                            "KIND_GPU gpus: [1, 0] } ]",
+                       "s", "m");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->instance_devices, (std::vector<int>{-1, -1, 1, 1, 0, 0}));
+  EXPECT_EQ(config->instance_count, 6);
+
+  config = ParseModelConfig(io + "instance_group { kind: KIND_GPU }", "s", "m");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->instance_devices, (std::vector<int>{0}));
+
+  config = ParseModelConfig(io, "s", "m");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->instance_devices, (std::vector<int>{ModelConfig::kCpuDevice}));
+}
+
 TEST(ModelConfigTest, UnknownFieldIsNamedWithItsLine) {
   absl::Status status = ErrorOf("platform: \"pytorch_libtorch\"\nsequence_batching {}\n");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -112,8 +134,9 @@ TEST(ModelConfigTest, RefusesWhatItCannotServe) {
       {p + "input { name: \"x\" data_type: TYPE_FP32 dims: [4] reshape { shape: [3] } }\n"
            "output { name: \"y\" data_type: TYPE_FP32 dims: [1] }",
        "reshape [3] does not hold the 4 elements"},
-      {p + io + "instance_group { kind: KIND_GPU }", "KIND_GPU is not supported"},
-      {p + io + "instance_group { count: 1 gpus: [0] }", "gpus is not supported"},
+      {p + io + "instance_group { kind: KIND_MODEL }", "KIND_MODEL is not supported"},
+      {p + io + "instance_group { count: 1 gpus: [0] }", "gpus needs kind: KIND_GPU"},
+      {p + io + "instance_group { kind: KIND_GPU gpus: [-1] }", "a GPU's index is 0 or more"},
       {p + io + "version_policy { latest { num_versions: 0 } }", "at least 1"},
       {p + io + "version_policy { specific { } }", "lists no versions"},
       {p + io + "version_policy { specific { versions: [0] } }", "is not a positive number"},

@@ -72,7 +72,8 @@ absl::StatusOr<ModelHandle> LoadServedVersion(const VersionSource& source,
   std::unique_ptr<training::Trainer> trainer;
   if (training.enabled) {
     // One instance (ParseTrainingOptions checks), shared by the scheduler and the trainer.
-    ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
+    ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model,
+                     backend.LoadOn(*config, version_dir, config->instance_devices[0]));
     RETURN_IF_ERROR(model->CanTrain());
     auto shared = std::make_shared<backend::SharedInstance>(std::move(model));
     ASSIGN_OR_RETURN(
@@ -94,7 +95,8 @@ absl::StatusOr<ModelHandle> LoadServedVersion(const VersionSource& source,
         std::make_unique<backend::LockedModel>(std::move(shared)), runs, 0));
   } else {
     for (int i = 0; i < config->instance_count; ++i) {
-      ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model, backend.Load(*config, version_dir));
+      ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model,
+                       backend.LoadOn(*config, version_dir, config->instance_devices[i]));
       instances.push_back(std::make_unique<backend::WatchedModel>(std::move(model), runs, i));
     }
   }

@@ -2,6 +2,8 @@
 
 Environment:
   MODELD_BINARY         the server binary (default build/bin/modeld)
+  MODELD_GENERATOR_PYTHON  the interpreter that runs the torch model generators (default: the
+                        one running pytest, the venv's)
   MODELD_PYTHON_STUBS   the folder holding kserve/grpc_service_pb2.py (default build/python)
   MODELD_EXAMPLE_MODELS the example repository (default examples/models; generated into a
                         temporary folder with examples/generate_models.py when missing)
@@ -31,8 +33,9 @@ from modeld_server import (
 # The generated stubs (kserve/grpc_service_pb2.py, ...) are imported as package `kserve`.
 sys.path.insert(0, str(STUBS_DIR))
 GENERATOR = REPO_ROOT / "examples" / "generate_models.py"
-# The generator needs torch; Debian's python3-torch lives with the system interpreter.
-GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", "/usr/bin/python3")
+# The generators need torch: the venv's (make runs pytest with .venv/bin/python, so that is
+# sys.executable), the release whose LibTorch modeld links.
+GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", sys.executable)
 
 
 def _is_complete(repository):

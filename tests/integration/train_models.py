@@ -1,4 +1,4 @@
-"""Writes the TorchScript modules of the online-learning tests (run with Debian's python3,
+"""Writes the TorchScript modules of the online-learning tests (run with the venv's python,
 which has torch): train_models.py OUT_DIR.
 
   regression.pt       y = x @ W + b with W = 0.5, b = 0 (one input, one output), trained by

@@ -3,7 +3,7 @@
 The pattern modeld replaces: a Django site whose every Gunicorn worker loads the model itself
 (torch.jit.load) and runs it inside the request. Same Django, same Gunicorn, same model and
 the same JSON endpoint shape as the demo's /api/predict/<model>; only where the model lives
-differs. Runs with Debian's Python, which has python3-torch.
+differs. Runs with the venv's Python and torch (bench/demo_memory.py starts it).
 """
 
 import os

@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Load for the Redis-list baseline: N concurrent Python clients, single-item requests.
 
-Usage (bench/run.py runs it; Debian's python3-redis):
-    /usr/bin/python3 bench/baselines/redis_list/client.py --port P --item-bytes 1024 \
+Usage (bench/run.py runs it; the venv's redis-py):
+    .venv/bin/python bench/baselines/redis_list/client.py --port P --item-bytes 1024 \
         --concurrency 1,4,16,64 --warmup-seconds 1 --seconds 3 --json out.json
 
 Each client is a thread with its own connection, as each web worker would have: LPUSH a

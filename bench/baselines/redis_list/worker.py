@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """The original design, as a baseline: a Python worker holding the model, fed by a Redis list.
 
-Usage (bench/run.py starts it; Debian's python3-torch and python3-redis):
-    /usr/bin/python3 bench/baselines/redis_list/worker.py --port P --model M/1/model.pt \
+Usage (bench/run.py starts it; the venv's torch and redis-py):
+    .venv/bin/python bench/baselines/redis_list/worker.py --port P --model M/1/model.pt \
         --shape 256 --threads 1
 
 The web tier LPUSHes a request onto one list; each worker BRPOPs it, runs the model on that ONE

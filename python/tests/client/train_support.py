@@ -1,4 +1,4 @@
-"""Trainable models for the tests of train(), written at test time with Debian's torch.
+"""Trainable models for the tests of train(), written at test time with the venv's torch.
 
 Every model is the TorchScript of an ``nn.Linear(1, 1)``: input "x" and output "y", FP32 of
 dims [1], batches up to 64, starting from the weight INITIAL_WEIGHT and the bias
@@ -12,14 +12,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-# The generator needs torch; Debian's python3-torch lives with the system interpreter.
-GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", "/usr/bin/python3")
+# The generator needs torch: the venv's (make runs pytest with .venv/bin/python, so that is
+# sys.executable). MODELD_GENERATOR_PYTHON names another interpreter.
+GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", sys.executable)
 
 SLOPE = 3.0
 INTERCEPT = 2.0

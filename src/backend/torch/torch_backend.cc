@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "backend/model_inputs.h"
+#include "backend/torch/torch_device.h"
 #include "backend/torch/torch_module.h"
 #include "backend/torch/torch_tensor.h"
 #include "backend/torch/torch_training.h"
@@ -29,17 +30,17 @@ namespace modeld::backend {
 namespace {
 
 constexpr char kDefaultModelFilename[] = "model.pt";
-constexpr char kIntraOpThreadsParameter[] = "intra_op_thread_count";
 // Inputs that passed validation against the config and still made forward() throw: the
 // config cannot state every relation between inputs (equal lengths, say), the model can.
 constexpr char kRejectedInput[] = "the model rejected the input";
 
 class TorchModel : public Model {
  public:
-  TorchModel(core::ModelConfig config, torch::jit::Module module, int intra_op_threads,
-             std::unique_ptr<TorchTraining> training)
+  TorchModel(core::ModelConfig config, torch::jit::Module module, c10::Device device,
+             int intra_op_threads, std::unique_ptr<TorchTraining> training)
       : config_(std::move(config)),
         module_(std::move(module)),
+        device_(device),
         intra_op_threads_(intra_op_threads),
         training_(std::move(training)) {}
 
@@ -114,8 +115,14 @@ class TorchModel : public Model {
   absl::StatusOr<core::TensorMap> RunForward(const core::TensorMap& inputs) {
     ASSIGN_OR_RETURN(const OrderedInputs ordered, OrderInputs(config_, inputs));
     ASSIGN_OR_RETURN(std::vector<c10::IValue> arguments, InputArguments(config_, ordered));
+    if (!device_.is_cpu()) {
+      for (c10::IValue& argument : arguments) argument = argument.toTensor().to(device_);
+    }
     const c10::IValue result = module_.forward(std::move(arguments));
     ASSIGN_OR_RETURN(std::vector<at::Tensor> tensors, UnpackOutputs(result, config_));
+    if (!device_.is_cpu()) {
+      for (at::Tensor& tensor : tensors) tensor = tensor.to(c10::kCPU);
+    }
     core::TensorMap outputs;
     outputs.reserve(tensors.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
@@ -127,35 +134,12 @@ class TorchModel : public Model {
 
   const core::ModelConfig config_;
   torch::jit::Module module_;
+  const c10::Device device_;
   const int intra_op_threads_;
   bool threads_set_ = false;
   const std::unique_ptr<TorchTraining> training_;  // null: training is off
   bool train_threads_set_ = false;                 // on the trainer's thread
 };
-
-absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config) {
-  if (std::optional<std::string> text = config.Parameter(kIntraOpThreadsParameter)) {
-    int threads = 0;
-    if (!absl::SimpleAtoi(*text, &threads) || threads < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("parameter ", kIntraOpThreadsParameter, " '",
-                                                     *text, "' is not a positive integer"));
-    }
-    return threads;
-  }
-  const int hardware = static_cast<int>(std::thread::hardware_concurrency());
-  return std::max(1, hardware / std::max(1, config.instance_count));
-}
-
-absl::Status CheckDataTypes(const std::vector<core::TensorSpec>& specs, absl::string_view kind) {
-  for (const core::TensorSpec& spec : specs) {
-    if (!ToScalarType(spec.type).has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(kind, " '", spec.name, "' has datatype ",
-                                                     core::DataTypeName(spec.type),
-                                                     ", which TorchScript tensors cannot hold"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // forward(self, a, b, ...) must take the config inputs, in order, as Tensors; any further
 // arguments need defaults since modeld never passes them.
@@ -191,6 +175,11 @@ absl::Status CheckSignature(const torch::jit::Module& module, const core::ModelC
 
 absl::StatusOr<std::unique_ptr<Model>> TorchBackend::Load(
     const core::ModelConfig& config, const std::filesystem::path& version_dir) {
+  return LoadOn(config, version_dir, core::ModelConfig::kCpuDevice);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> TorchBackend::LoadOn(
+    const core::ModelConfig& config, const std::filesystem::path& version_dir, int device_index) {
   const std::string& filename = config.proto.default_model_filename();
   // A name with a folder in it could point outside the version folder (an absolute one would
   // replace it altogether), so only a plain file name is accepted.
@@ -209,10 +198,15 @@ absl::StatusOr<std::unique_ptr<Model>> TorchBackend::Load(
   if (!std::filesystem::is_regular_file(path, error)) {
     return absl::NotFoundError(absl::StrCat("model file ", path.string(), " does not exist"));
   }
+  ASSIGN_OR_RETURN(const c10::Device device, TorchDevice(device_index));
+  if (training_options.enabled && !device.is_cpu()) {
+    return absl::InvalidArgumentError(
+        "parameter training is true but the instance is on a GPU; modeld trains on the CPU only");
+  }
 
   const std::string context = absl::StrCat("loading ", path.string());
   try {
-    torch::jit::Module module = torch::jit::load(path.string(), c10::kCPU);
+    torch::jit::Module module = torch::jit::load(path.string(), device);
     module.eval();
     if (absl::Status status = CheckSignature(module, config); !status.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", status.message()));
@@ -227,7 +221,8 @@ absl::StatusOr<std::unique_ptr<Model>> TorchBackend::Load(
       }
       training = *std::move(prepared);
     }
-    return std::make_unique<TorchModel>(config, std::move(module), threads, std::move(training));
+    return std::make_unique<TorchModel>(config, std::move(module), device, threads,
+                                        std::move(training));
   } catch (const c10::Error& e) {
     return FrameworkError(context, e);
   } catch (const std::exception& e) {

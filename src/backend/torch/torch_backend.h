@@ -17,6 +17,9 @@
 // Datatypes: BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64. TorchScript has no
 // tensors of UINT16, UINT32, UINT64 or BYTES, so a config naming them fails to load.
 //
+// Devices: instance_group KIND_GPU runs an instance on a CUDA GPU (torch_device.h): the module
+// is loaded there, inputs are copied to it and outputs back. Training runs on the CPU only.
+//
 // Config parameters:
 //   intra_op_thread_count  threads one instance uses inside an operator (a positive integer).
 //                          Default: hardware threads / instance_count, at least 1, so the
@@ -51,6 +54,9 @@ class TorchBackend : public Backend {
  public:
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
+  absl::StatusOr<std::unique_ptr<Model>> LoadOn(const core::ModelConfig& config,
+                                                const std::filesystem::path& version_dir,
+                                                int device) override;
   // Writes the checkpointed module as the version's model file.
   absl::Status ExportVersion(const core::ModelConfig& config, const Model::State& state,
                              const std::filesystem::path& loaded_from,

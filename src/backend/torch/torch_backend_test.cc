@@ -436,5 +436,56 @@ TEST_F(TorchBackendTest, IntraOpThreadCountIsPerWorkerThread) {
   EXPECT_EQ(threads_after_other_instance, 3);
 }
 
+// Whether this machine has an NVIDIA GPU: CI and most development machines do not.
+bool HasNvidiaGpu() { return std::filesystem::exists("/dev/nvidia0"); }
+
+constexpr char kGpuDoubleConfig[] = R"pb(
+  platform: "pytorch_libtorch"
+  max_batch_size: 8
+  input {
+    name: "x"
+    data_type: TYPE_FP32
+    dims: [ 2 ]
+  }
+  output {
+    name: "y"
+    data_type: TYPE_FP32
+    dims: [ 2 ]
+  }
+  instance_group {
+    kind: KIND_GPU
+    gpus: [ 0 ]
+  }
+)pb";
+
+TEST_F(TorchBackendTest, AGpuInstanceWithoutAGpuIsRefusedNamingWhatIsMissing) {
+  if (HasNvidiaGpu()) GTEST_SKIP() << "this machine has a GPU (GpuInstanceRunsOnTheGpu runs)";
+  SaveModule("def forward(self, x):\n  return x * 2\n");
+  absl::StatusOr<core::ModelConfig> config = core::ParseModelConfig(kGpuDoubleConfig, "test", "m");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<Model>> model = backend_.LoadOn(*config, dir_ / "1", 0);
+  ASSERT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition) << model.status();
+  EXPECT_THAT(Message(model.status()), HasSubstr("KIND_GPU"));
+  // A CPU instance of the same model still loads and runs.
+  absl::StatusOr<core::TensorMap> outputs =
+      SaveLoadAndRun("def forward(self, x):\n  return x * 2\n", kDoubleConfig);
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  EXPECT_THAT(Values<float>(outputs->at("y")), ElementsAre(2, 4));
+}
+
+TEST_F(TorchBackendTest, GpuInstanceRunsOnTheGpu) {
+  if (!HasNvidiaGpu()) GTEST_SKIP() << "no NVIDIA GPU on this machine (/dev/nvidia0)";
+  SaveModule("def forward(self, x):\n  assert x.is_cuda\n  return x * 2\n");
+  absl::StatusOr<core::ModelConfig> config = core::ParseModelConfig(kGpuDoubleConfig, "test", "m");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<Model>> model = backend_.LoadOn(*config, dir_ / "1", 0);
+  ASSERT_TRUE(model.ok()) << model.status();
+  core::TensorMap inputs;
+  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {2, 2}, {1, 2, 3, 4});
+  absl::StatusOr<core::TensorMap> outputs = (*model)->Run(inputs);
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  EXPECT_THAT(Values<float>(outputs->at("y")), ElementsAre(2, 4, 6, 8));
+}
+
 }  // namespace
 }  // namespace modeld::backend

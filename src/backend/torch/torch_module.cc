@@ -1,7 +1,12 @@
 #include "backend/torch/torch_module.h"
 
+#include <algorithm>
+#include <optional>
+#include <thread>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "backend/torch/torch_tensor.h"
@@ -10,7 +15,9 @@
 namespace modeld::backend {
 
 absl::Status FrameworkError(absl::string_view context, absl::string_view message) {
-  message = absl::StripTrailingAsciiWhitespace(message);
+  // Some LibTorch messages start with a newline ("\nUnknown builtin op: ..."); a log line or a
+  // client's message should not.
+  message = absl::StripAsciiWhitespace(message);
   constexpr absl::string_view kLastFrameEnd = "<--- HERE\n";
   if (absl::StrContains(message, "failed in the TorchScript interpreter")) {
     const size_t error_start = message.rfind(kLastFrameEnd);
@@ -28,6 +35,31 @@ absl::Status FrameworkError(absl::string_view context, const c10::Error& error) 
 
 absl::Status FrameworkError(absl::string_view context, const std::exception& error) {
   return FrameworkError(context, error.what());
+}
+
+absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config) {
+  constexpr char kParameter[] = "intra_op_thread_count";
+  if (std::optional<std::string> text = config.Parameter(kParameter)) {
+    int threads = 0;
+    if (!absl::SimpleAtoi(*text, &threads) || threads < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter ", kParameter, " '", *text, "' is not a positive integer"));
+    }
+    return threads;
+  }
+  const int hardware = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, hardware / std::max(1, config.instance_count));
+}
+
+absl::Status CheckDataTypes(const std::vector<core::TensorSpec>& specs, absl::string_view kind) {
+  for (const core::TensorSpec& spec : specs) {
+    if (!ToScalarType(spec.type).has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(kind, " '", spec.name, "' has datatype ",
+                                                     core::DataTypeName(spec.type),
+                                                     ", which LibTorch tensors cannot hold"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string ShapeString(const at::Tensor& tensor) {

@@ -30,6 +30,15 @@ absl::Status FrameworkError(absl::string_view context, absl::string_view message
 absl::Status FrameworkError(absl::string_view context, const c10::Error& error);
 absl::Status FrameworkError(absl::string_view context, const std::exception& error);
 
+// The intra_op_thread_count parameter (a positive integer), else hardware threads divided
+// among the instances (at least 1), so the instances of one model never oversubscribe the
+// machine. INVALID_ARGUMENT for a bad parameter.
+absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config);
+
+// INVALID_ARGUMENT naming the first of `specs` (inputs or outputs, `kind`) whose datatype
+// LibTorch tensors cannot hold.
+absl::Status CheckDataTypes(const std::vector<core::TensorSpec>& specs, absl::string_view kind);
+
 // "[2, 3]": a tensor's shape for messages.
 std::string ShapeString(const at::Tensor& tensor);
 
