@@ -6,7 +6,9 @@ exactly what goes over the wire, keep-alive included. Safe to import next to tri
 
 import http.client
 import json
+import re
 import struct
+import urllib.request
 
 import numpy as np
 
@@ -131,3 +133,23 @@ def assert_linear_still_serves(client):
     assert output["shape"] == [2, 1]
     np.testing.assert_allclose(np.array(output["data"], np.float32).reshape(2, 1),
                                linear_expected(x), rtol=1e-6)
+
+
+# modeld_batch_size (a histogram of the rows each run of a model held), from /metrics.
+BATCH_METRIC = re.compile(r'^modeld_batch_size_(bucket|sum|count)\{([^}]*)\}\s+(\S+)$', re.M)
+
+
+def batch_metrics(http_address, model):
+    """(runs with 1 row, runs, rows) of `model` from modeld_batch_size in /metrics."""
+    text = urllib.request.urlopen(f"http://{http_address}/metrics", timeout=10).read().decode()
+    one = runs = rows = 0.0
+    for kind, labels, value in BATCH_METRIC.findall(text):
+        if f'model="{model}"' not in labels:
+            continue
+        if kind == "bucket" and 'le="1"' in labels:
+            one += float(value)
+        elif kind == "count":
+            runs += float(value)
+        elif kind == "sum":
+            rows += float(value)
+    return one, runs, rows

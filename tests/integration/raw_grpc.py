@@ -43,9 +43,8 @@ class RawGrpcConnection:
     def max_streams(self):
         return self.h2.remote_settings.max_concurrent_streams
 
-    def start_call(self, claimed, sent, extra_headers=()):
-        """Opens a ModelInfer call whose message claims `claimed` bytes and sends `sent` of
-        them (without ending the stream); returns its stream id."""
+    def open_call(self, extra_headers=()):
+        """Sends the headers of a new ModelInfer call; returns its stream id."""
         stream = self.h2.get_next_available_stream_id()
         headers = [
             (":method", "POST"),
@@ -57,6 +56,18 @@ class RawGrpcConnection:
             *extra_headers,
         ]
         self.h2.send_headers(stream, headers)
+        return stream
+
+    def send_message(self, stream, message):
+        """Sends `message` whole as the call's one gRPC message and ends the call's side."""
+        self.h2.send_data(stream, b"\0" + len(message).to_bytes(4, "big") + message,
+                          end_stream=True)
+        self.flush()
+
+    def start_call(self, claimed, sent, extra_headers=()):
+        """Opens a ModelInfer call whose message claims `claimed` bytes and sends `sent` of
+        them (without ending the stream); returns its stream id."""
+        stream = self.open_call(extra_headers)
         self.pending[stream] = b"\0" + claimed.to_bytes(4, "big") + bytes(sent)
         self.send_pending()
         return stream

@@ -16,7 +16,7 @@ import pytest
 
 from infer_helpers import decode_response, make_request, make_stub
 from lifecycle_helpers import vm_rss_kib, wait_until
-from raw_grpc import MODEL_INFER, connect, pump
+from raw_grpc import connect, pump
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -60,22 +60,8 @@ def test_a_call_whose_deadline_passed_is_answered_without_reading_it(launch, exa
 def test_bytes_that_are_no_request_are_invalid_argument(launch, example_repository):
     server = launch(example_repository)
     connection = connect(server.port)
-    stream = connection.h2.get_next_available_stream_id()
-    connection.h2.send_headers(
-        stream,
-        [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", MODEL_INFER),
-            (":authority", "localhost"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ],
-    )
-    garbage = b"\xff\xff\xff not protobuf"
-    connection.h2.send_data(stream, b"\0" + len(garbage).to_bytes(4, "big") + garbage,
-                            end_stream=True)
-    connection.flush()
+    stream = connection.open_call()
+    connection.send_message(stream, b"\xff\xff\xff not protobuf")
     pump([connection], lambda: stream in connection.answers, 10)
     answer = connection.answers[stream]
     assert answer["grpc-status"] == "3", answer  # INVALID_ARGUMENT

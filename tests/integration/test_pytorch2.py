@@ -26,14 +26,13 @@ import concurrent.futures
 import re
 import shutil
 import threading
-import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 
 import pytorch_models
-from http_helpers import HttpClient, kserve_tensor
+from http_helpers import batch_metrics, HttpClient, kserve_tensor
 from infer_helpers import (
     RPC_TIMEOUT_S,
     decode_response,
@@ -230,25 +229,6 @@ def test_pt2_without_config_states_its_tensors(torch_stub):
     assert config.max_batch_size == pytorch_models.MLP_MAX_BATCH
     # A batch dimension turns dynamic batching on, as for a config that states it.
     assert config.HasField("dynamic_batching")
-
-
-BATCH_METRIC = re.compile(r'^modeld_batch_size_(bucket|sum|count)\{([^}]*)\}\s+(\S+)$', re.M)
-
-
-def batch_metrics(http_address, model):
-    """(runs with 1 row, runs, rows) of `model` from modeld_batch_size in /metrics."""
-    text = urllib.request.urlopen(f"http://{http_address}/metrics", timeout=10).read().decode()
-    one = runs = rows = 0.0
-    for kind, labels, value in BATCH_METRIC.findall(text):
-        if f'model="{model}"' not in labels:
-            continue
-        if kind == "bucket" and 'le="1"' in labels:
-            one += float(value)
-        elif kind == "count":
-            runs += float(value)
-        elif kind == "sum":
-            rows += float(value)
-    return one, runs, rows
 
 
 def test_pt2_batches_concurrent_requests(torch_stub, torch_server, references):

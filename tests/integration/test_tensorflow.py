@@ -15,14 +15,13 @@ import re
 import shutil
 import struct
 import threading
-import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 
 import tf_models
-from http_helpers import HttpClient, binary_body, split_binary_reply
+from http_helpers import batch_metrics, HttpClient, binary_body, split_binary_reply
 from infer_helpers import (
     CONTENTS_FIELD,
     NUMPY_DTYPE,
@@ -851,25 +850,6 @@ def test_modeld_python_client_strings(tf_server, scheme):
 
 
 # --- dynamic batching ------------------------------------------------------------------------
-
-BATCH_METRIC = re.compile(r'^modeld_batch_size_(bucket|sum|count)\{([^}]*)\}\s+(\S+)$', re.M)
-
-
-def batch_metrics(http_address, model):
-    """(runs with 1 row, runs, rows) of `model` from modeld_batch_size in /metrics."""
-    text = urllib.request.urlopen(f"http://{http_address}/metrics", timeout=10).read().decode()
-    one = runs = rows = 0.0
-    for kind, labels, value in BATCH_METRIC.findall(text):
-        if f'model="{model}"' not in labels:
-            continue
-        if kind == "bucket" and 'le="1"' in labels:
-            one += float(value)
-        elif kind == "count":
-            runs += float(value)
-        elif kind == "sum":
-            rows += float(value)
-    return one, runs, rows
-
 
 def test_keras_mlp_batches_16_concurrent_clients(stub, tf_server, tf_reference):
     clients, rounds, burst = 16, 6, 4
