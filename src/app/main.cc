@@ -14,7 +14,7 @@
 #include "service/options.h"
 
 int main(int argc, char** argv) {
-  modeld::app::PreferPassiveOpenMpWait(argv);
+  modeld::app::PreferShortOpenMpSpin(argv);
   modeld::app::LimitMallocArenas();
   // TensorFlow (opened later, for the first SavedModel) logs its INFO lines to stderr between
   // ours; warnings and errors are enough. Set before any thread could read the environment;

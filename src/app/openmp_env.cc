@@ -6,11 +6,13 @@
 
 namespace modeld::app {
 
-void PreferPassiveOpenMpWait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/1);
+void PreferShortOpenMpSpin(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) {
+    return;
+  }
+  setenv("GOMP_SPINCOUNT", kDefaultOpenMpSpinCount, /*overwrite=*/1);
   execv("/proc/self/exe", argv);
-  // Still here: exec failed (no /proc, say). Run on, with the default already loaded; the
+  // Still here: exec failed (no /proc, say). Run on with the settings already read; the
   // variable stays set for any process modeld starts.
 }
 

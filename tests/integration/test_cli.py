@@ -3,6 +3,7 @@
 import re
 import socket
 import subprocess
+from pathlib import Path
 
 from modeld_server import BINARY, LISTEN_RE, require_build
 
@@ -10,6 +11,8 @@ FLAGS = [
     "--model-repository",
     "--grpc-address",
     "--grpc-max-message-bytes",
+    "--grpc-receive-timeout-seconds",
+    "--grpc-max-concurrent-streams",
     "--drain-timeout-seconds",
     "--log-level",
     "--http-address",
@@ -71,3 +74,30 @@ def test_a_taken_grpc_port_fails_at_start(tmp_path):
                      "--http-address=127.0.0.1:0")
     assert result.returncode != 0
     assert f"cannot serve gRPC on 127.0.0.1:{port}" in result.stdout + result.stderr
+
+
+def _environment(pid):
+    """The environment process `pid` was executed with."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(e.decode().split("=", 1) for e in entries if b"=" in e)
+
+
+def test_openmp_threads_spin_briefly_unless_the_environment_chooses(
+        launch, example_repository, monkeypatch):
+    """modeld re-executes itself with GOMP_SPINCOUNT=3000 (src/app/openmp_env.h): libgomp
+    reads it at load time, before modeld's code runs. A setting of the user's is kept."""
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    server = launch(example_repository)
+    assert _environment(server.proc.pid).get("GOMP_SPINCOUNT") == "3000"
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    server = launch(example_repository)
+    environment = _environment(server.proc.pid)
+    assert environment.get("OMP_WAIT_POLICY") == "passive"
+    assert "GOMP_SPINCOUNT" not in environment
+
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")
+    server = launch(example_repository)
+    assert _environment(server.proc.pid).get("GOMP_SPINCOUNT") == "1000"
