@@ -23,9 +23,11 @@ while the others serve.
 """
 
 import concurrent.futures
+import io
 import re
 import shutil
 import threading
+import zipfile
 
 import grpc
 import numpy as np
@@ -74,7 +76,25 @@ BROKEN_MODELS = {
     "pt2_wrong_dims": [re.compile(r"\bx\b"), "128"],
     # TorchScript calling modeld_test::scale, registered only in the Python that saved it
     "unknown_op": ["model.pt", "Unknown builtin op", "modeld_test::scale"],
+    # a package whose code calls a LibTorch C function this LibTorch lacks: what a package
+    # compiled by another torch release presents
+    "pt2_other_torch": ["model.pt2", "undefined symbol", "aoti_torch_"],
 }
+
+
+def as_if_from_another_torch(package):
+    """`package` with the first AOTInductor C-shim function its library imports renamed, as a
+    package compiled against another torch release would import one this LibTorch lacks."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as zin, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith(".so"):
+                name = re.search(rb"aoti_torch_[a-z0-9_]+\0", data).group(0)
+                data = data.replace(name, name[:-2] + b"X\0")
+            zout.writestr(info, data)
+    return out.getvalue()
 
 
 def tolerance(model):
@@ -109,6 +129,11 @@ def build_repository(root, folder):
     (root / "pt2_wrong_dims" / "1" / "model.pt2").write_bytes(package)
     (root / "pt2_wrong_dims" / "config.pbtxt").write_text(
         pytorch_models.stated_pt2_config("pt2_wrong_dims", dims="[ 128 ]"))
+
+    (root / "pt2_other_torch" / "1").mkdir(parents=True)
+    (root / "pt2_other_torch" / "1" / "model.pt2").write_bytes(as_if_from_another_torch(package))
+    (root / "pt2_other_torch" / "config.pbtxt").write_text(
+        pytorch_models.stated_pt2_config("pt2_other_torch"))
 
     (root / "unknown_op" / "1").mkdir(parents=True)
     shutil.copyfile(folder / "extras" / "unknown_op" / "model.pt",

@@ -3,17 +3,22 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
+#include <sys/stat.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <unistd.h>
 
 #include <exception>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "absl/base/const_init.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "backend/model_inputs.h"
 #include "backend/torch/package_config.h"
 #include "backend/torch/torch_device.h"
@@ -69,6 +74,51 @@ std::optional<std::string> Find(const Metadata& metadata, const std::string& key
   if (it == metadata.end()) return std::nullopt;
   return it->second;
 }
+
+// LibTorch unpacks a package into <temp folder>/aotinductor_XXXXXX and removes the folder when
+// the loader is destroyed, but not when its constructor throws (a library that does not load,
+// say): each failed load, retried on every repository change, would leave a copy of the
+// package behind. So loaders are made one at a time, and after a failure the aotinductor_
+// folders that appeared meanwhile, and are ours (same owner), are removed. (Another process
+// unpacking into the same temp folder in that very window is the one case this could reach
+// beyond modeld; loads are rare and short.)
+class UnpackGuard {
+ public:
+  UnpackGuard() : before_(Unpacked()) {}
+
+  // After a failed load: removes what the failed loader left.
+  void RemoveLeftovers() {
+    for (const std::filesystem::path& folder : Unpacked()) {
+      struct stat info;
+      if (before_.contains(folder) || ::stat(folder.c_str(), &info) != 0 ||
+          info.st_uid != ::geteuid()) {
+        continue;
+      }
+      std::error_code ignored;
+      std::filesystem::remove_all(folder, ignored);
+    }
+  }
+
+ private:
+  static std::set<std::filesystem::path> Unpacked() {
+    std::set<std::filesystem::path> folders;
+    std::error_code error;
+    const std::filesystem::path temp = std::filesystem::temp_directory_path(error);
+    if (error) return folders;
+    for (const auto& entry : std::filesystem::directory_iterator(temp, error)) {
+      if (entry.path().filename().string().rfind("aotinductor_", 0) == 0) {
+        folders.insert(entry.path());
+      }
+    }
+    return folders;
+  }
+
+  absl::MutexLock lock_{&mu_};  // first: held while `before_` is read
+  static absl::Mutex mu_;
+  const std::set<std::filesystem::path> before_;
+};
+
+absl::Mutex UnpackGuard::mu_(absl::kConstInit);
 
 class AotiModel : public Model {
  public:
@@ -176,14 +226,17 @@ absl::StatusOr<std::unique_ptr<Model>> TorchAotiBackend::LoadOn(
   }
 
   const std::string context = absl::StrCat("loading ", path.string());
+  UnpackGuard unpacking;
   try {
     auto loader = std::make_unique<Loader>(path.string(), kPackagedModel,
                                            /*run_single_threaded=*/false, /*num_runners=*/1,
                                            device.is_cpu() ? -1 : device.index());
     return std::make_unique<AotiModel>(config, std::move(loader), device, threads);
   } catch (const c10::Error& e) {
+    unpacking.RemoveLeftovers();
     return FrameworkError(context, e);
   } catch (const std::exception& e) {
+    unpacking.RemoveLeftovers();
     return FrameworkError(context, e);
   }
 }
