@@ -109,7 +109,9 @@ class ModeldServer : public Server {
         models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_),
                 &metrics_),
         service_(models_, clock_, &metrics_),
-        kserve_(service_, {.receive_timeout = absl::Seconds(options.grpc_receive_timeout_seconds)}),
+        admission_(options.max_inflight_requests, &metrics_),
+        kserve_(service_, {.receive_timeout = absl::Seconds(options.grpc_receive_timeout_seconds),
+                           .admission = &admission_}),
         training_(service_),
         tfserving_predict_(service_),
         tfserving_models_(service_),
@@ -367,6 +369,7 @@ class ModeldServer : public Server {
   absl::Mutex start_mu_;
   bool redis_started_ ABSL_GUARDED_BY(start_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(start_mu_) = false;
+  service::Admission admission_;  // before the transports that hold it
   transport::grpc_kserve::KServeGrpcService kserve_;
   transport::grpc_kserve::TrainingGrpcService training_;
   transport::grpc_tfserving::TfServingPredictionService tfserving_predict_;

@@ -75,6 +75,17 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("grpc-receive-timeout-seconds", v, &o.grpc_receive_timeout_seconds);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_receive_timeout_seconds); }},
+      {"max-inflight-requests", "N",
+       "Most inference calls at work at once (gRPC ModelInfer); one more gets "
+       "RESOURCE_EXHAUSTED at once, before its payload is parsed. 0: no limit.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.max_inflight_requests) || o.max_inflight_requests < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--max-inflight-requests expects a non-negative integer, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.max_inflight_requests); }},
       {"grpc-max-concurrent-streams", "N",
        "Most calls open at once on one gRPC connection; a client waits for one to end before "
        "opening more.",

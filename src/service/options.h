@@ -21,6 +21,10 @@ struct ServerOptions {
   // Most calls open at once on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS);
   // a client opens more only as earlier ones end.
   int64_t grpc_max_concurrent_streams = 100;
+  // Most inference calls at work at once, checked when a call's message has arrived, before it
+  // is parsed; one more is answered RESOURCE_EXHAUSTED (service/admission.h). gRPC's ModelInfer
+  // for now. 0: no limit.
+  int64_t max_inflight_requests = 1024;
   // host:port for TensorFlow Serving's gRPC services alone (they are on grpc_address too);
   // empty: off. For drop-in set-ups whose clients dial port 8500.
   std::string tfserving_grpc_address;

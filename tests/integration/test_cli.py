@@ -13,6 +13,7 @@ FLAGS = [
     "--grpc-max-message-bytes",
     "--grpc-receive-timeout-seconds",
     "--grpc-max-concurrent-streams",
+    "--max-inflight-requests",
     "--drain-timeout-seconds",
     "--log-level",
     "--http-address",

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -79,6 +80,17 @@ class InferCall final : public grpc::ServerGenericBidiReactor {
                           "the call ended before its ModelInferRequest message arrived"));
       return;
     }
+    // Admitted once its bytes are here, before any work on them: a call still being sent
+    // holds no slot, so calls stalled mid-message (bounded by the receive timeout and the
+    // stream cap) cannot lock other clients out.
+    if (options_.admission != nullptr) {
+      absl::StatusOr<service::Admission::Ticket> admitted = options_.admission->Admit();
+      if (!admitted.ok()) {
+        Refuse(ToGrpcStatus(admitted.status()));
+        return;
+      }
+      ticket_.emplace(*std::move(admitted));
+    }
     grpc::ProtoBufferReader reader(&request_bytes_);
     if (!request_.ParseFromZeroCopyStream(&reader)) {
       Refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -133,6 +145,8 @@ class InferCall final : public grpc::ServerGenericBidiReactor {
   grpc::GenericCallbackServerContext* const context_;
   const InferCallOptions& options_;
   std::atomic<int64_t>& refused_;
+  // This call's slot under --max-inflight-requests, given back when the call is done.
+  std::optional<service::Admission::Ticket> ticket_;
   const std::shared_ptr<ReceiveRace> race_ = std::make_shared<ReceiveRace>();
   grpc::Alarm timer_;
   grpc::ByteBuffer request_bytes_;

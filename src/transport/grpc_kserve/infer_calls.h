@@ -5,6 +5,8 @@
 //   - a deadline that has already passed is answered DEADLINE_EXCEEDED, its bytes never read;
 //   - a message that does not arrive whole within the receive timeout is answered
 //     DEADLINE_EXCEEDED naming --grpc-receive-timeout-seconds, and gRPC frees what it held;
+//   - a message that arrives while --max-inflight-requests calls are at work is answered
+//     RESOURCE_EXHAUSTED before it is parsed (service/admission.h);
 //   - bytes that do not parse as a ModelInferRequest are answered INVALID_ARGUMENT.
 // Everything else is the typed service's ModelInfer: decode, InferenceService, encode.
 #pragma once
@@ -14,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "grpcpp/generic/async_generic_service.h"
+#include "service/admission.h"
 #include "service/inference_service.h"
 
 namespace modeld::transport::grpc_kserve {
@@ -25,6 +28,9 @@ inline constexpr char kModelInferMethod[] = "/inference.GRPCInferenceService/Mod
 struct InferCallOptions {
   // How long a call may take, from its headers, to deliver its whole request message.
   absl::Duration receive_timeout = absl::Seconds(60);
+  // Asked when a call's message has arrived, before it is parsed; a refusal is the answer.
+  // Null: every call is admitted. Must outlive the InferCalls.
+  service::Admission* admission = nullptr;
 };
 
 // Thread-safe. `service` must outlive this object and every call it has started. Registered
@@ -38,8 +44,8 @@ class InferCalls : public grpc::CallbackGenericService {
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* context) override;
 
-  // Calls answered here without reaching InferenceService (timed out, expired, unparsable,
-  // unknown method), so far. Activity that the idle trim counts with the service's own.
+  // Calls answered here without reaching InferenceService (refused, timed out, expired,
+  // unparsable, unknown method), so far. Activity that the idle trim counts with the service's own.
   int64_t Refused() const { return refused_.load(std::memory_order_relaxed); }
 
  private:

@@ -4,10 +4,12 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -422,6 +424,33 @@ TEST_F(KServeServiceTest, BytesThatAreNoModelInferRequestAreInvalidArgument) {
   ASSERT_TRUE(response.ParseFromString(answer));
   ASSERT_EQ(response.raw_output_contents_size(), 1);
   EXPECT_THAT(Values<float>(response.raw_output_contents(0)), ElementsAre(1, 2, 3));
+}
+
+TEST_F(KServeServiceTest, OverTheInflightLimitModelInferIsRefusedAtOnceNamingTheFlag) {
+  service::Admission admission(1, nullptr);
+  KServeGrpcService limited(serving_.service(), {.admission = &admission});
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&limited);
+  builder.RegisterCallbackGenericService(&limited.infer_calls());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  const std::string request = EchoRequest({1, 3}, {1, 2, 3}).SerializeAsString();
+
+  std::optional<absl::StatusOr<service::Admission::Ticket>> held = admission.Admit();
+  ASSERT_TRUE(held->ok());  // another call holds the one slot
+  ExpectError(CallWithBytes(*server, kModelInferMethod, request),
+              grpc::StatusCode::RESOURCE_EXHAUSTED, "--max-inflight-requests=1");
+  EXPECT_EQ(limited.infer_calls().Refused(), 1);
+
+  held.reset();  // that call finished
+  grpc::Status status = CallWithBytes(*server, kModelInferMethod, request);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  // The answered call gives its slot back once gRPC is done with it (OnDone, just after).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (admission.in_flight() != 0 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_EQ(admission.in_flight(), 0);
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 TEST_F(KServeServiceTest, AnUnknownMethodIsUnimplementedNamingIt) {
