@@ -161,6 +161,7 @@ class ModeldServer : public Server {
     }
 
     transport::http::HttpServerOptions http = HttpOptionsFrom(options_);
+    http.admission = &admission_;
     if (http_tls_.has_value()) http.tls = *http_tls_;
     transport::http::RouterOptions routes = RouterOptionsFrom(options_);
     routes.tokens = tokens_.get();

@@ -24,6 +24,7 @@ transport::http::HttpServerOptions HttpOptionsFrom(const service::ServerOptions&
   http.max_connections = options.http_max_connections;
   // Liveness and readiness probes get through a connection flood (docs/operations.md).
   http.is_probe = transport::http::IsHealthPath;
+  http.is_inference = transport::http::IsInferenceCall;
   http.max_header_bytes = static_cast<uint32_t>(
       std::min<int64_t>(options.http_max_header_bytes, std::numeric_limits<uint32_t>::max()));
   return http;

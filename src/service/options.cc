@@ -76,8 +76,9 @@ const std::vector<Flag>& Flags() {
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_receive_timeout_seconds); }},
       {"max-inflight-requests", "N",
-       "Most inference calls at work at once (gRPC ModelInfer); one more gets "
-       "RESOURCE_EXHAUSTED at once, before its payload is parsed. 0: no limit.",
+       "Most inference calls at work at once (gRPC ModelInfer, REST infer and predict); one "
+       "more gets RESOURCE_EXHAUSTED (HTTP 429) at once, before its payload is parsed. 0: no "
+       "limit.",
        [](ServerOptions& o, absl::string_view v) {
          if (!absl::SimpleAtoi(v, &o.max_inflight_requests) || o.max_inflight_requests < 0) {
            return absl::InvalidArgumentError(absl::StrCat(

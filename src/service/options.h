@@ -22,8 +22,8 @@ struct ServerOptions {
   // a client opens more only as earlier ones end.
   int64_t grpc_max_concurrent_streams = 100;
   // Most inference calls at work at once, checked when a call's message has arrived, before it
-  // is parsed; one more is answered RESOURCE_EXHAUSTED (service/admission.h). gRPC's ModelInfer
-  // for now. 0: no limit.
+  // is parsed; one more is answered RESOURCE_EXHAUSTED, or 429 with Retry-After over HTTP
+  // (service/admission.h): gRPC ModelInfer and both REST APIs' inference routes. 0: no limit.
   int64_t max_inflight_requests = 1024;
   // host:port for TensorFlow Serving's gRPC services alone (they are on grpc_address too);
   // empty: off. For drop-in set-ups whose clients dial port 8500.

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "service/admission.h"
 #include "transport/auth/tls_files.h"
 #include "transport/http/handler.h"
 
@@ -48,6 +49,12 @@ struct HttpServerOptions {
   // a flood that holds every other connection cannot fail a liveness probe; a probe connection
   // answers one request and closes. Null: none.
   std::function<bool(absl::string_view path)> is_probe;
+  // Inference calls (method, path without the query) and the cap they are admitted under
+  // (--max-inflight-requests): once such a request's body has arrived, before it is parsed, a
+  // refusal answers 429 with Retry-After; an admitted request holds its slot until its answer
+  // is written. Either null: no cap. `admission` must outlive the server.
+  std::function<bool(absl::string_view method, absl::string_view path)> is_inference;
+  service::Admission* admission = nullptr;
   std::optional<auth::TlsMaterial> tls;  // nullopt: plain HTTP
   absl::Duration header_timeout = absl::Seconds(10);
   absl::Duration idle_timeout = absl::Seconds(60);

@@ -266,6 +266,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                                    "' is not supported; send the body "
                                                    "uncompressed")));
     }
+    if (options().admission != nullptr && options().is_inference != nullptr) {
+      const absl::string_view target = request->target;
+      if (options().is_inference(request->method, target.substr(0, target.find('?')))) {
+        absl::StatusOr<service::Admission::Ticket> admitted = options().admission->Admit();
+        if (!admitted.ok()) {
+          Response refusal = ErrorResponse(429, admitted.status().message());
+          refusal.headers.emplace_back("Retry-After", "1");
+          return Write(std::move(refusal));
+        }
+        ticket_.emplace(*std::move(admitted));
+      }
+    }
     server_.handler().Handle(
         std::move(request), [self = this->shared_from_this()](Response response) {
           // Inference answers arrive on model worker threads: write from the connection's strand.
@@ -303,6 +315,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bhttp::async_write(stream_, *response_,
                        [self = this->shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                          self->response_.reset();
+                         self->ticket_.reset();  // the answer is out: the call is done
                          if (ec) return self->Close();
                          if (!keep_alive) return self->linger_ ? self->Linger() : self->Close();
                          self->ReadRequest();
@@ -343,6 +356,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> interim_;
   std::optional<bhttp::response<bhttp::string_body>> response_;
+  // The --max-inflight-requests slot of the inference request being answered, if any.
+  std::optional<service::Admission::Ticket> ticket_;
   State state_ = State::kReading;
   bool request_started_ = false;
   bool head_ = false;  // the request being answered is a HEAD

@@ -84,6 +84,14 @@ bool IsHealthPath(absl::string_view path) {
   return n == 5 || (n == 7 && segments[4] == "versions");
 }
 
+bool IsInferenceCall(absl::string_view method, absl::string_view path) {
+  if (method != "POST") return false;
+  if (absl::StartsWith(path, "/v2/models/")) return absl::EndsWith(path, "/infer");
+  return absl::StartsWith(path, "/v1/models/") &&
+         (absl::EndsWith(path, ":predict") || absl::EndsWith(path, ":classify") ||
+          absl::EndsWith(path, ":regress"));
+}
+
 Router::Router(service::InferenceService& service, std::function<std::string()> metrics_text,
                RouterOptions options)
     : options_(options),

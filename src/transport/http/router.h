@@ -47,6 +47,11 @@ struct RouterOptions {
 // Whether `path` is a health route or /metrics (what RouterOptions::health_open leaves open).
 bool IsHealthPath(absl::string_view path);
 
+// Whether `method` `path` is an inference call, which --max-inflight-requests admits: POST of
+// KServe's /v2/models/<m>[/versions/<v>]/infer, or of TensorFlow Serving's
+// /v1/models/<m>[/versions/<v>|/labels/<l>]:predict, :classify or :regress.
+bool IsInferenceCall(absl::string_view method, absl::string_view path);
+
 // Thread-safe. `service` must outlive the router and every request it has started.
 class Router : public Handler {
  public:

@@ -289,6 +289,18 @@ TEST_F(RouterTest, ServesMetricsText) {
   EXPECT_THAT(metrics.content_type, HasSubstr("text/plain; version=0.0.4"));
 }
 
+TEST(InferenceCallTest, IsAPostOfEitherApisInferenceRoutes) {
+  EXPECT_TRUE(IsInferenceCall("POST", "/v2/models/m/infer"));
+  EXPECT_TRUE(IsInferenceCall("POST", "/v2/models/m/versions/2/infer"));
+  EXPECT_TRUE(IsInferenceCall("POST", "/v1/models/m:predict"));
+  EXPECT_TRUE(IsInferenceCall("POST", "/v1/models/m/versions/3:classify"));
+  EXPECT_TRUE(IsInferenceCall("POST", "/v1/models/m/labels/stable:regress"));
+  EXPECT_FALSE(IsInferenceCall("GET", "/v2/models/m/infer"));
+  EXPECT_FALSE(IsInferenceCall("POST", "/v2/repository/models/m/load"));
+  EXPECT_FALSE(IsInferenceCall("GET", "/v2/health/ready"));
+  EXPECT_FALSE(IsInferenceCall("POST", "/v1/models/m/metadata"));
+}
+
 TEST(HealthPathTest, OnlyHealthRoutesAndMetrics) {
   EXPECT_TRUE(IsHealthPath("/metrics"));
   EXPECT_TRUE(IsHealthPath("/v2/health/live"));
