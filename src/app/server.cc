@@ -34,6 +34,7 @@
 #include "transport/grpc_tfserving/tfserving_service.h"
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
+#include "transport/grpc_limits.h"
 #include "transport/redis/redis_transport.h"
 
 namespace modeld::app {
@@ -101,6 +102,15 @@ void AppendModelStates(const std::vector<core::ModelStatus>& models, std::string
   }
 }
 
+transport::grpc_tfserving::TfServingCallOptions TfServingCalls(const ServerOptions& options,
+                                                              service::Admission& admission) {
+  return {.admission = &admission, .max_message_bytes = options.grpc_max_message_bytes};
+}
+
+bool AutomaticAdmission(const ServerOptions& options) {
+  return options.max_inflight_requests == service::kAutoInflightLimit;
+}
+
 class ModeldServer : public Server {
  public:
   explicit ModeldServer(const ServerOptions& options)
@@ -109,13 +119,16 @@ class ModeldServer : public Server {
         models_(options.model_repository, *backends_, batching::MakeSchedulerFactory(clock_),
                 &metrics_),
         service_(models_, clock_, &metrics_),
-        admission_(options.max_inflight_requests, &metrics_),
+        admission_(AutomaticAdmission(options) ? service::kMinAutoLimit
+                                               : options.max_inflight_requests,
+                   &metrics_, AutomaticAdmission(options)),
         kserve_(service_, {.receive_timeout = absl::Seconds(options.grpc_receive_timeout_seconds),
-                           .admission = &admission_}),
+                           .admission = &admission_,
+                           .max_message_bytes = options.grpc_max_message_bytes}),
         training_(service_),
-        tfserving_predict_(service_),
+        tfserving_predict_(service_, TfServingCalls(options, admission_)),
         tfserving_models_(service_),
-        tfserving_predict_only_(service_),
+        tfserving_predict_only_(service_, TfServingCalls(options, admission_)),
         tfserving_models_only_(service_) {
     control_ = std::make_unique<ModelControl>(
         models_, service::ControlModeFromFlag(options.model_control_mode),
@@ -124,9 +137,30 @@ class ModeldServer : public Server {
     models_.SetCheckpointRoot(options.checkpoint_dir);
     service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
     service_.SetMaxRequestElements(options.max_request_elements);
+    if (AutomaticAdmission(options)) {
+      models_.SetOnServedChange([this] {
+        const int64_t limit = service::AutoLimit(models_.ServedConfigs());
+        if (limit == admission_.limit()) return;
+        admission_.SetLimit(limit);
+        spdlog::info("at most {} inference requests in flight (--max-inflight-requests=auto)",
+                     limit);
+      });
+    }
     metrics_.AddCollector(metrics::AppendProcessMetrics);
     metrics_.AddCollector(
         [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
+    metrics_.AddCollector([this](std::string& out) {
+      absl::StrAppend(&out,
+                      "# HELP modeld_inflight_requests Inference calls holding a slot under "
+                      "--max-inflight-requests now.\n"
+                      "# TYPE modeld_inflight_requests gauge\nmodeld_inflight_requests ",
+                      admission_.in_flight(),
+                      "\n# HELP modeld_inflight_requests_limit --max-inflight-requests as in "
+                      "force now (auto: from the served models); 0: no limit.\n"
+                      "# TYPE modeld_inflight_requests_limit gauge\n"
+                      "modeld_inflight_requests_limit ",
+                      admission_.limit(), "\n");
+    });
   }
 
   // The transports open first, so health and readiness can be asked while models load
@@ -136,8 +170,10 @@ class ModeldServer : public Server {
     for (const std::string& warning : service::SecurityWarnings(options_))
       spdlog::warn("{}", warning);
     if (!options_.redis_url.empty()) {
-      ASSIGN_OR_RETURN(redis_, transport::redis::MakeRedisWorker(RedisOptionsFrom(options_),
-                                                                 service_, clock_, &metrics_));
+      transport::redis::RedisTransportOptions redis = RedisOptionsFrom(options_);
+      redis.admission = &admission_;
+      ASSIGN_OR_RETURN(redis_,
+                       transport::redis::MakeRedisWorker(redis, service_, clock_, &metrics_));
       // Before any transport serves: ServerReady is false while the worker cannot reach Redis.
       service_.AddReadinessCondition([worker = redis_.get()] { return worker->Ready(); });
     }
@@ -220,7 +256,8 @@ class ModeldServer : public Server {
         GRPC_ARG_MAX_CONCURRENT_STREAMS,
         static_cast<int>(std::min<int64_t>(options_.grpc_max_concurrent_streams,
                                            std::numeric_limits<int>::max())));
-    builder.SetMaxReceiveMessageSize(max_bytes);
+    // Inference calls check the limit themselves and name the flag (transport/grpc_limits.h).
+    builder.SetMaxReceiveMessageSize(transport::GrpcCoreReceiveLimit(options_.grpc_max_message_bytes));
     builder.SetMaxSendMessageSize(max_bytes);
     for (grpc::Service* service : services) builder.RegisterService(service);
     if (generic != nullptr) builder.RegisterCallbackGenericService(generic);

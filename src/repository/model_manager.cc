@@ -72,6 +72,8 @@ void ModelManager::Publish(std::shared_ptr<const Snapshot> next) {
   }
   // Released outside the lock: the last reference to a retired version drains it, and its
   // requests' callbacks may call Get().
+  previous.reset();
+  if (on_served_change_) on_served_change_();
 }
 
 bool ModelManager::Loading() const {
@@ -242,6 +244,15 @@ absl::StatusOr<core::ModelStatus> ModelManager::Status(absl::string_view name) c
     return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
   }
   return it->second.status;
+}
+
+std::vector<std::shared_ptr<const core::ModelConfig>> ModelManager::ServedConfigs() const {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  std::vector<std::shared_ptr<const core::ModelConfig>> configs;
+  for (const auto& [name, entry] : *models) {
+    for (const auto& [version, handle] : entry.ready) configs.push_back(handle->config_ptr());
+  }
+  return configs;
 }
 
 std::vector<core::ModelStatus> ModelManager::StatusAll() const {

@@ -93,6 +93,15 @@ class ModelManager {
   // Versions with an instance inside one Run() since before `now - limit`: stuck.
   std::vector<core::StuckRun> StuckRuns(absl::Time now, absl::Duration limit) const;
 
+  // The configs of the versions served now (READY), one per version.
+  std::vector<std::shared_ptr<const core::ModelConfig>> ServedConfigs() const;
+
+  // Called, outside every lock, each time the set of served versions may have changed (a load,
+  // reload or unload was published). Set before LoadAll().
+  void SetOnServedChange(std::function<void()> callback) {
+    on_served_change_ = std::move(callback);
+  }
+
  private:
   struct ModelEntry {
     core::ModelStatus status;
@@ -125,6 +134,7 @@ class ModelManager {
 
   const std::filesystem::path repository_;
   std::filesystem::path checkpoint_root_;  // set before LoadAll
+  std::function<void()> on_served_change_;  // set before LoadAll
   const backend::BackendRegistry& backends_;
   const batching::SchedulerFactory make_scheduler_;
   metrics::Registry* const registry_;

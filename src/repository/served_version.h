@@ -39,6 +39,7 @@ class ServedVersion {
   ~ServedVersion();
 
   const core::ModelConfig& config() const { return *config_; }
+  const std::shared_ptr<const core::ModelConfig>& config_ptr() const { return config_; }
   int64_t version() const { return version_; }
   const metrics::VersionMetrics& metrics() const { return *metrics_; }
   batching::Scheduler& scheduler() const { return *scheduler_; }

@@ -75,18 +75,28 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("grpc-receive-timeout-seconds", v, &o.grpc_receive_timeout_seconds);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_receive_timeout_seconds); }},
-      {"max-inflight-requests", "N",
-       "Most inference calls at work at once (gRPC ModelInfer, REST infer and predict); one "
-       "more gets RESOURCE_EXHAUSTED (HTTP 429) at once, before its payload is parsed. 0: no "
-       "limit.",
+      {"max-inflight-requests", "N|auto",
+       "Most inference calls at work at once (gRPC ModelInfer, REST infer and predict, Redis "
+       "entries taken); one more gets RESOURCE_EXHAUSTED (HTTP 429) at once, before its payload "
+       "is parsed. auto: what the served models run and queue at once (instances x max batch "
+       "size, plus each queue's max_queue_size or as much again), at least 128. 0: no limit.",
        [](ServerOptions& o, absl::string_view v) {
+         if (v == "auto") {
+           o.max_inflight_requests = kAutoInflightLimit;
+           return absl::OkStatus();
+         }
          if (!absl::SimpleAtoi(v, &o.max_inflight_requests) || o.max_inflight_requests < 0) {
            return absl::InvalidArgumentError(absl::StrCat(
-               "--max-inflight-requests expects a non-negative integer, got '", v, "'"));
+               "--max-inflight-requests expects 'auto' or a non-negative integer, got '", v,
+               "'"));
          }
          return absl::OkStatus();
        },
-       [](const ServerOptions& o) { return absl::StrCat(o.max_inflight_requests); }},
+       [](const ServerOptions& o) {
+         return o.max_inflight_requests == kAutoInflightLimit
+                    ? std::string("auto")
+                    : absl::StrCat(o.max_inflight_requests);
+       }},
       {"grpc-max-concurrent-streams", "N",
        "Most calls open at once on one gRPC connection; a client waits for one to end before "
        "opening more.",

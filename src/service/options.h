@@ -8,6 +8,9 @@
 
 namespace modeld::service {
 
+// --max-inflight-requests=auto: the limit follows the served models (service/admission.h).
+inline constexpr int64_t kAutoInflightLimit = -1;
+
 struct ServerOptions {
   // Folder with one sub-folder per model: <model>/config.pbtxt and <model>/<version>/.
   std::string model_repository;
@@ -23,8 +26,9 @@ struct ServerOptions {
   int64_t grpc_max_concurrent_streams = 100;
   // Most inference calls at work at once, checked when a call's message has arrived, before it
   // is parsed; one more is answered RESOURCE_EXHAUSTED, or 429 with Retry-After over HTTP
-  // (service/admission.h): gRPC ModelInfer and both REST APIs' inference routes. 0: no limit.
-  int64_t max_inflight_requests = 1024;
+  // (service/admission.h): gRPC ModelInfer, both REST APIs' inference routes, and the Redis
+  // entries taken. 0: no limit; kAutoInflightLimit: derived from the served models.
+  int64_t max_inflight_requests = kAutoInflightLimit;
   // host:port for TensorFlow Serving's gRPC services alone (they are on grpc_address too);
   // empty: off. For drop-in set-ups whose clients dial port 8500.
   std::string tfserving_grpc_address;

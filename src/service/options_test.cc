@@ -93,6 +93,22 @@ TEST(OptionsTest, SecurityAndLimitDefaults) {
   EXPECT_EQ(o.http_max_header_bytes, 64 << 10);
   EXPECT_EQ(o.http_max_json_depth, 64);
   EXPECT_EQ(o.max_request_elements, 16 << 20);
+  EXPECT_EQ(o.max_inflight_requests, kAutoInflightLimit);
+}
+
+TEST(OptionsTest, MaxInflightRequestsTakesAutoOrACount) {
+  EXPECT_EQ(Parse({"--model-repository=/m", "--max-inflight-requests=auto"})
+                ->options.max_inflight_requests,
+            kAutoInflightLimit);
+  EXPECT_EQ(Parse({"--model-repository=/m", "--max-inflight-requests=0"})
+                ->options.max_inflight_requests,
+            0);
+  EXPECT_EQ(Parse({"--model-repository=/m", "--max-inflight-requests=300"})
+                ->options.max_inflight_requests,
+            300);
+  EXPECT_THAT(
+      Parse({"--model-repository=/m", "--max-inflight-requests=lots"}).status().message(),
+      HasSubstr("--max-inflight-requests expects 'auto' or a non-negative integer, got 'lots'"));
 }
 
 TEST(OptionsTest, SecurityAndLimitFlags) {

@@ -13,6 +13,7 @@ import numpy as np
 
 from http_helpers import HttpClient
 from infer_helpers import decode_response, make_request, make_stub
+from infer_helpers import pb as kserve_pb
 from lifecycle_helpers import fake_config, wait_until
 
 REJECTED = re.compile(
@@ -20,6 +21,9 @@ REJECTED = re.compile(
 
 
 INFLIGHT_SLOW = re.compile(r'^modeld_inflight_requests\{model="slow",version="1"\} (\S+)$', re.M)
+
+
+LIMIT = re.compile(r"^modeld_inflight_requests_limit (\d+)$", re.M)
 
 
 def metrics(server):
@@ -95,7 +99,7 @@ def served(stub):
 
 def test_a_burst_far_over_the_cap_answers_every_call_with_its_own_result(
         launch, example_repository):
-    cap, clients, each = 4, 16, 25
+    cap, clients, each = 4, 40, 10  # 40 clients at once: ten times the cap
     server = launch(example_repository, [f"--max-inflight-requests={cap}"])
     outcomes = []
     lock = threading.Lock()
@@ -142,3 +146,57 @@ def test_over_the_cap_an_http_inference_gets_429_with_retry_after(
         future.result()
     wait_until(lambda: client.post("/v2/models/identity_fp32/infer", body).status == 200, 10,
                what="an HTTP inference admitted after the slow calls")
+
+
+def test_tfserving_predict_over_the_cap_is_refused_naming_the_flag(
+        launch, example_repository, tmp_path):
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    server = launch(slow_repository(tmp_path, example_repository), ["--max-inflight-requests=4"])
+    slow = hold_four_slots(server, make_stub(server.channel()))
+    predict = prediction_service_pb2_grpc.PredictionServiceStub(server.channel()).Predict
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "identity_fp32"
+    tensor = request.inputs["INPUT0"]
+    tensor.dtype = 1  # DT_FLOAT
+    tensor.tensor_shape.dim.add().size = 1
+    tensor.tensor_shape.dim.add().size = 2
+    tensor.float_val.extend([5, 6])
+    try:
+        predict(request, timeout=30)
+        raise AssertionError("a TensorFlow Serving Predict was admitted while four were at work")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+        assert "--max-inflight-requests=4" in error.details(), error.details()
+    for future in slow:
+        future.result()
+    reply = predict(request, timeout=30)
+    assert list(reply.outputs["OUTPUT0"].float_val) == [5, 6]
+
+
+def wide_config(name, instances, queue):
+    """A fake model running batches of up to 64 on `instances` instances, `queue` waiting."""
+    return fake_config(name, max_batch_size=64, dynamic_batching=False) + (
+        f"instance_group {{ count: {instances} kind: KIND_CPU }}\n"
+        f"dynamic_batching {{ default_queue_policy {{ max_queue_size: {queue} }} }}\n")
+
+
+def test_by_default_the_cap_follows_the_served_models(launch, tmp_path):
+    repository = tmp_path / "repo"
+    for name, instances, queue in (("wide", 4, 100), ("wider", 2, 300)):
+        (repository / name / "1").mkdir(parents=True)
+        (repository / name / "config.pbtxt").write_text(wide_config(name, instances, queue))
+    server = launch(repository, ["--model-control-mode=explicit"])
+
+    def limit():
+        return int(LIMIT.search(metrics(server)).group(1))
+
+    # Both served: 4 x 64 + 100, and 2 x 64 + 300.
+    assert limit() == 356 + 428
+    stub = make_stub(server.channel())
+    stub.RepositoryModelUnload(kserve_pb.RepositoryModelUnloadRequest(model_name="wider"),
+                               timeout=30)
+    wait_until(lambda: limit() == 356, 10, what="the cap to drop with 'wider' unloaded")
+    stub.RepositoryModelLoad(kserve_pb.RepositoryModelLoadRequest(model_name="wider"), timeout=30)
+    wait_until(lambda: limit() == 784, 10, what="the cap to grow with 'wider' loaded again")
+    assert "--max-inflight-requests=auto" in server.log

@@ -69,7 +69,30 @@ def test_grpc_message_size(limited, stub):
     x = np.zeros((64, 300), np.float32)  # 76,800 bytes of raw input: over 65,536
     request = make_request("identity_fp32", [("INPUT0", x)])
     expect_rpc_error(stub.ModelInfer, request, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                     "larger than max", "65536")
+                     "over the limit of 65536 bytes (--grpc-max-message-bytes)")
+    assert_still_serving(stub)
+
+
+def test_grpc_message_size_tfserving_predict(limited):
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "identity_fp32"
+    tensor = request.inputs["INPUT0"]
+    tensor.dtype = 1  # DT_FLOAT
+    tensor.tensor_shape.dim.add().size = 64
+    tensor.tensor_shape.dim.add().size = 300
+    tensor.tensor_content = bytes(64 * 300 * 4)
+    predict = prediction_service_pb2_grpc.PredictionServiceStub(limited.channel()).Predict
+    expect_rpc_error(predict, request, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                     "over the limit of 65536 bytes (--grpc-max-message-bytes)")
+
+
+def test_grpc_message_far_over_the_size_is_stopped_by_grpc_itself(limited, stub):
+    # Past twice the limit gRPC stops reading the message itself (transport/grpc_limits.h).
+    x = np.zeros((64, 600), np.float32)  # 153,600 bytes: over 131,072
+    expect_rpc_error(stub.ModelInfer, make_request("identity_fp32", [("INPUT0", x)]),
+                     grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max", "131072")
     assert_still_serving(stub)
 
 

@@ -12,6 +12,7 @@
 #include "grpcpp/alarm.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "kserve/grpc_service.grpc.pb.h"
+#include "transport/grpc_limits.h"
 #include "transport/kserve/codec.h"
 #include "transport/status_codes.h"
 
@@ -78,6 +79,12 @@ class InferCall final : public grpc::ServerGenericBidiReactor {
     if (!ok) {
       Refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "the call ended before its ModelInferRequest message arrived"));
+      return;
+    }
+    if (absl::Status fits = CheckMessageSize(static_cast<int64_t>(request_bytes_.Length()),
+                                             options_.max_message_bytes);
+        !fits.ok()) {
+      Refuse(ToGrpcStatus(fits));
       return;
     }
     // Admitted once its bytes are here, before any work on them: a call still being sent

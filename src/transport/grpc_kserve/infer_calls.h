@@ -5,6 +5,7 @@
 //   - a deadline that has already passed is answered DEADLINE_EXCEEDED, its bytes never read;
 //   - a message that does not arrive whole within the receive timeout is answered
 //     DEADLINE_EXCEEDED naming --grpc-receive-timeout-seconds, and gRPC frees what it held;
+//   - a message over --grpc-max-message-bytes is answered RESOURCE_EXHAUSTED naming the flag;
 //   - a message that arrives while --max-inflight-requests calls are at work is answered
 //     RESOURCE_EXHAUSTED before it is parsed (service/admission.h);
 //   - bytes that do not parse as a ModelInferRequest are answered INVALID_ARGUMENT.
@@ -31,6 +32,8 @@ struct InferCallOptions {
   // Asked when a call's message has arrived, before it is parsed; a refusal is the answer.
   // Null: every call is admitted. Must outlive the InferCalls.
   service::Admission* admission = nullptr;
+  // Largest request message (--grpc-max-message-bytes); 0: no limit.
+  int64_t max_message_bytes = 0;
 };
 
 // Thread-safe. `service` must outlive this object and every call it has started. Registered

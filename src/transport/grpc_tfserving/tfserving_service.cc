@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "transport/grpc_tfserving/examples.h"
+#include "transport/grpc_limits.h"
 #include "transport/grpc_tfserving/tensor_proto_codec.h"
 #include "transport/status_codes.h"
 #include "transport/tfserving/tfserving_model.h"
@@ -83,13 +84,26 @@ absl::StatusOr<Target> Resolve(service::InferenceService& service, const tfs::Mo
   return Target{std::move(selected), std::move(config)};
 }
 
+// An inference call's slot under --max-inflight-requests (null when there is no admission),
+// after its size is checked: both before its tensors are decoded.
+using Slot = std::shared_ptr<service::Admission::Ticket>;
+absl::StatusOr<Slot> Admit(const google::protobuf::Message& request,
+                           const TfServingCallOptions& options) {
+  RETURN_IF_ERROR(
+      CheckMessageSize(static_cast<int64_t>(request.ByteSizeLong()), options.max_message_bytes));
+  if (options.admission == nullptr) return nullptr;
+  ASSIGN_OR_RETURN(service::Admission::Ticket ticket, options.admission->Admit());
+  return std::make_shared<service::Admission::Ticket>(std::move(ticket));
+}
+
 // Queues `request` for `target` (with the call's deadline) and finishes the call from its
-// callback; `fill` writes the response of a result (and may fail, as encoding may).
+// callback, then gives back `slot`; `fill` writes the response of a result (and may fail, as
+// encoding may).
 using Fill = std::function<absl::Status(const core::InferResponse&)>;
 grpc::ServerUnaryReactor* Dispatch(service::InferenceService& service,
                                    grpc::CallbackServerContext* context,
                                    absl::StatusOr<core::InferRequest> request, const Target& target,
-                                   Fill fill) {
+                                   Slot slot, Fill fill) {
   if (!request.ok()) return FinishUnary(context, request.status());
   request->model_name = target.selected.name;
   request->model_version = target.selected.version;
@@ -97,10 +111,10 @@ grpc::ServerUnaryReactor* Dispatch(service::InferenceService& service,
     request->deadline = absl::FromChrono(context->deadline());
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  service.Infer(*std::move(request),
-                [reactor, fill = std::move(fill)](absl::StatusOr<core::InferResponse> result) {
-                  reactor->Finish(ToGrpcStatus(result.ok() ? fill(*result) : result.status()));
-                });
+  service.Infer(*std::move(request), [reactor, slot = std::move(slot), fill = std::move(fill)](
+                                         absl::StatusOr<core::InferResponse> result) {
+    reactor->Finish(ToGrpcStatus(result.ok() ? fill(*result) : result.status()));
+  });
   return reactor;
 }
 
@@ -108,15 +122,19 @@ grpc::ServerUnaryReactor* Dispatch(service::InferenceService& service,
 // the outputs into the response.
 template <typename Request, typename Response, typename ResultOf>
 grpc::ServerUnaryReactor* RunExamples(service::InferenceService& service,
+                                      const TfServingCallOptions& options,
                                       grpc::CallbackServerContext* context, const Request& request,
                                       Response* response, absl::string_view method,
                                       absl::string_view rpc, ResultOf result_of) {
+  absl::StatusOr<Slot> slot = Admit(request, options);
+  if (!slot.ok()) return FinishUnary(context, slot.status());
   absl::StatusOr<Target> target = Resolve(service, request.model_spec());
   if (!target.ok()) return FinishUnary(context, target.status());
   if (absl::Status served = CheckServesMethod(*target->config, method, rpc); !served.ok()) {
     return FinishUnary(context, served);
   }
   return Dispatch(service, context, ExamplesRequest(request.input(), *target->config), *target,
+                  *std::move(slot),
                   [response, config = target->config,
                    result_of](const core::InferResponse& result) -> absl::Status {
                     ASSIGN_OR_RETURN(*response->mutable_result(), result_of(result));
@@ -131,6 +149,8 @@ grpc::ServerUnaryReactor* RunExamples(service::InferenceService& service,
 grpc::ServerUnaryReactor* TfServingPredictionService::Predict(grpc::CallbackServerContext* context,
                                                               const tfs::PredictRequest* request,
                                                               tfs::PredictResponse* response) {
+  absl::StatusOr<Slot> slot = Admit(*request, options_);
+  if (!slot.ok()) return FinishUnary(context, slot.status());
   absl::StatusOr<Target> target = Resolve(service_, request->model_spec());
   if (!target.ok()) return FinishUnary(context, target.status());
   absl::StatusOr<core::InferRequest> decoded = [&]() -> absl::StatusOr<core::InferRequest> {
@@ -147,7 +167,7 @@ grpc::ServerUnaryReactor* TfServingPredictionService::Predict(grpc::CallbackServ
     return infer;
   }();
   return Dispatch(
-      service_, context, std::move(decoded), *target,
+      service_, context, std::move(decoded), *target, *std::move(slot),
       [response, config = target->config](const core::InferResponse& result) -> absl::Status {
         FillSpec(result.model_name, result.model_version, tfserving::ServedSignature(*config),
                  response->mutable_model_spec());
@@ -198,14 +218,14 @@ grpc::ServerUnaryReactor* TfServingPredictionService::GetModelMetadata(
 grpc::ServerUnaryReactor* TfServingPredictionService::Classify(
     grpc::CallbackServerContext* context, const tfs::ClassificationRequest* request,
     tfs::ClassificationResponse* response) {
-  return RunExamples(service_, context, *request, response, kClassifyMethod, "Classify",
+  return RunExamples(service_, options_, context, *request, response, kClassifyMethod, "Classify",
                      ClassificationResultOf);
 }
 
 grpc::ServerUnaryReactor* TfServingPredictionService::Regress(grpc::CallbackServerContext* context,
                                                               const tfs::RegressionRequest* request,
                                                               tfs::RegressionResponse* response) {
-  return RunExamples(service_, context, *request, response, kRegressMethod, "Regress",
+  return RunExamples(service_, options_, context, *request, response, kRegressMethod, "Regress",
                      RegressionResultOf);
 }
 

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "core/infer_response.h"
+#include "service/admission.h"
 #include "transport/redis/envelope.h"
 #include "transport/redis/work_queue.h"
 
@@ -23,6 +25,8 @@ struct RedisJob {
   std::string dead_reason;  // set: the entry goes to the dead-letter stream
   // The encoded ReplyEnvelope: by the writer from `result`, or at once for a query.
   std::string reply;
+  // The entry's slot under --max-inflight-requests, given back once it is finished.
+  std::optional<service::Admission::Ticket> slot;
 };
 
 }  // namespace modeld::transport::redis

@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<RedisWorker>> MakeRedisWorker(const RedisTranspor
   worker.where = endpoint->ToString();
   worker.read_count = options.read_count;
   worker.max_in_flight = options.max_in_flight;
+  worker.admission = options.admission;
   worker.max_deliveries = options.max_deliveries;
   // Twice per visibility timeout, so an abandoned entry waits at most 1.5 timeouts; at most
   // every 5 s, as each pass costs a few commands.

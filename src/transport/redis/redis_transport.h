@@ -39,6 +39,8 @@ struct RedisTransportOptions {
   absl::Duration reply_ttl = absl::Seconds(60);
   // The dead-letter stream (<stream or list>:dead) is capped at about this many entries.
   int64_t dead_letter_maxlen = 10000;
+  // The process-wide cap on work in flight (RedisWorkerOptions::admission); may be null.
+  service::Admission* admission = nullptr;
 };
 
 // The worker for `options`, not started. INVALID_ARGUMENT, naming --redis-url, for a

@@ -82,6 +82,15 @@ int RedisWorker::WaitForSlots(absl::Time deadline) {
   return std::max(0, options_.max_in_flight - in_flight_);
 }
 
+int RedisWorker::AdmissibleSlots(int free) const {
+  if (free == 0 || options_.admission == nullptr) return free;
+  int64_t admissible = options_.admission->Free();
+  if (admissible == 0) {
+    admissible = options_.admission->WaitForFree(absl::Now() + absl::Milliseconds(100));
+  }
+  return static_cast<int>(std::min<int64_t>(free, admissible));
+}
+
 void RedisWorker::Pause(absl::Time deadline, bool reader) {
   if (!reader) {
     // The writer keeps trying after stop is requested, until the write deadline.
@@ -152,7 +161,7 @@ absl::Status RedisWorker::PrepareQueue(ReaderState& state) {
 absl::Status RedisWorker::RecoverAbandoned(ReaderState& state, absl::Time now) {
   state.next_recover = now + options_.recover_interval;
   // With every slot taken the pass is skipped: this worker is busy enough.
-  const int free = WaitForSlots(now);
+  const int free = AdmissibleSlots(WaitForSlots(now));
   if (free == 0) return absl::OkStatus();
   ASSIGN_OR_RETURN(
       Recovered recovered,
@@ -179,7 +188,7 @@ absl::Status RedisWorker::SampleDepth(ReaderState& state, absl::Time now) {
 absl::Status RedisWorker::TakeEntries(ReaderState& state) {
   // Blocks no later than the next maintenance pass, and only while there is room.
   const absl::Time maintenance = std::min(state.next_recover, state.next_sample);
-  const int free = WaitForSlots(maintenance);
+  const int free = AdmissibleSlots(WaitForSlots(maintenance));
   if (free == 0) return absl::OkStatus();
   const absl::Duration block =
       std::clamp(maintenance - clock_.Now(), absl::Milliseconds(10), options_.block);
@@ -207,6 +216,7 @@ void RedisWorker::ReaderFailed(ReaderState& state, const absl::Status& status) {
 void RedisWorker::Dispatch(QueueEntry entry) {
   auto job = std::make_unique<RedisJob>();
   job->entry = std::move(entry);
+  if (options_.admission != nullptr) job->slot.emplace(options_.admission->Hold());
   {
     absl::MutexLock lock(&mu_);
     ++in_flight_;

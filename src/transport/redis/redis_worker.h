@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "metrics/registry.h"
+#include "service/admission.h"
 #include "service/inference_service.h"
 #include "transport/redis/log_throttle.h"
 #include "transport/redis/outbox.h"
@@ -48,6 +49,10 @@ struct RedisWorkerOptions {
   absl::Duration min_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   int write_batch = 256;  // most completions per pipeline
+  // The process-wide cap on work in flight: reads take no more entries than it has free
+  // slots, and each entry holds one until it is finished. Null: only max_in_flight bounds
+  // reads. Must outlive the worker.
+  service::Admission* admission = nullptr;
 };
 
 // Thread-safe. Lifecycle: Start once, then StopReading (optional) and Stop once.
@@ -108,6 +113,9 @@ class RedisWorker {
   // Blocks until fewer than max_in_flight entries are held, stop_reading_, or `deadline`;
   // returns the free slots (0 when none).
   int WaitForSlots(absl::Time deadline);
+  // At most `free`, and no more than the process-wide admission has free; waits up to 100 ms
+  // for one when it has none (the reader then loops, so it still sees StopReading).
+  int AdmissibleSlots(int free) const;
   // Sleeps until `deadline` or until the reader (reader=true) or writer must stop.
   void Pause(absl::Time deadline, bool reader);
   void SetLink(bool reader, bool up);

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -229,6 +230,25 @@ TEST_F(RedisWorkerTest, HoldsNoMoreThanMaxInFlight) {
   ASSERT_TRUE(queue_->WaitForFinished(kEntries, kWait));
   EXPECT_LE(queue_->max_held(), 3);
   EXPECT_GE(queue_->max_held(), 2);
+}
+
+TEST_F(RedisWorkerTest, ReadsNoMoreThanTheProcessWideAdmissionHasFree) {
+  service::Admission admission(3, nullptr);
+  // A gRPC call holds one of the three slots: the worker may take two entries at a time.
+  std::optional<service::Admission::Ticket> grpc_call = admission.Hold();
+  RedisWorkerOptions options;
+  options.admission = &admission;
+  StartWorker(options);
+  constexpr int kEntries = 6;
+  for (int i = 0; i < kEntries; ++i) {
+    queue_->Add(Entry(absl::StrCat("1-", i), Envelope(absl::StrCat("r", i), {1, 2}, "slow")));
+  }
+  ASSERT_TRUE(WaitUntil([&] { return queue_->held() == 2; }));
+  EXPECT_EQ(admission.in_flight(), 3);  // each entry taken holds a slot
+  grpc_call.reset();                    // the gRPC call ends: a third entry may be taken
+  ASSERT_TRUE(queue_->WaitForFinished(kEntries, kWait));
+  EXPECT_EQ(queue_->max_held(), 3);
+  ASSERT_TRUE(WaitUntil([&] { return admission.in_flight() == 0; }));  // all given back
 }
 
 TEST_F(RedisWorkerTest, StopFinishesWhatWasTakenAndLeavesTheRest) {
