@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -35,6 +36,7 @@
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
 #include "transport/grpc_limits.h"
+#include "transport/grpc_listener.h"
 #include "transport/redis/redis_transport.h"
 
 namespace modeld::app {
@@ -160,6 +162,13 @@ class ModeldServer : public Server {
                       "# TYPE modeld_inflight_requests_limit gauge\n"
                       "modeld_inflight_requests_limit ",
                       admission_.limit(), "\n");
+      int64_t connections = 0;
+      for (const auto& listener : grpc_listeners_) connections += listener->open_connections();
+      absl::StrAppend(&out,
+                      "# HELP modeld_grpc_connections gRPC connections open now (TCP ports), "
+                      "capped per port by --grpc-max-connections.\n"
+                      "# TYPE modeld_grpc_connections gauge\nmodeld_grpc_connections ",
+                      connections, "\n");
     });
   }
 
@@ -240,7 +249,7 @@ class ModeldServer : public Server {
   absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(const std::string& address,
                                                           std::vector<grpc::Service*> services,
                                                           grpc::CallbackGenericService* generic,
-                                                          int& port) const {
+                                                          int& port) {
     grpc::ServerBuilder builder;
     const int max_bytes = static_cast<int>(
         std::min<int64_t>(options_.grpc_max_message_bytes, std::numeric_limits<int>::max()));
@@ -248,7 +257,22 @@ class ModeldServer : public Server {
     security.tls = grpc_tls_.has_value() ? &*grpc_tls_ : nullptr;
     security.tokens = tokens_.get();
     security.health_open = options_.auth_health == "open";
-    builder.AddListeningPort(address, transport::auth::MakeGrpcServerCredentials(security), &port);
+    std::shared_ptr<grpc::ServerCredentials> credentials =
+        transport::auth::MakeGrpcServerCredentials(security);
+    // TCP ports are modeld's own, to cap their connections (transport/grpc_listener.h); a
+    // unix: socket is gRPC's, without a cap.
+    std::unique_ptr<transport::GrpcListener> listener;
+    std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor;
+    if (absl::StartsWith(address, "unix:")) {
+      builder.AddListeningPort(address, credentials, &port);
+    } else {
+      ASSIGN_OR_RETURN(listener, transport::GrpcListener::Bind(
+                                     {.address = address,
+                                      .max_connections = options_.grpc_max_connections,
+                                      .registry = &metrics_}));
+      acceptor = builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials);
+    }
     // Without this, gRPC binds with SO_REUSEPORT and a second modeld on a taken port would
     // silently share its connections instead of failing at start.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -262,6 +286,11 @@ class ModeldServer : public Server {
     for (grpc::Service* service : services) builder.RegisterService(service);
     if (generic != nullptr) builder.RegisterCallbackGenericService(generic);
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (listener != nullptr && server != nullptr) {
+      port = listener->port();
+      listener->Start(std::move(acceptor));
+      grpc_listeners_.push_back(std::move(listener));
+    }
     if (server == nullptr || port == 0) {
       return absl::UnavailableError(
           absl::StrCat("cannot serve gRPC on ", address, " (address in use or malformed?)"));
@@ -304,6 +333,7 @@ class ModeldServer : public Server {
     // deadline stays pending in Redis for another consumer.
     if (redis_started) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
+    for (const auto& listener : grpc_listeners_) listener->Stop();
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     if (tfserving_grpc_ != nullptr) {
       tfserving_grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
@@ -414,6 +444,8 @@ class ModeldServer : public Server {
   transport::grpc_tfserving::TfServingModelService tfserving_models_;
   std::unique_ptr<grpc::Server> grpc_;
   int grpc_port_ = 0;
+  // The TCP ports' listeners, which hand connections to grpc_ and tfserving_grpc_.
+  std::vector<std::unique_ptr<transport::GrpcListener>> grpc_listeners_;
   // --tfserving-grpc-address: TensorFlow Serving's services on a port of their own.
   transport::grpc_tfserving::TfServingPredictionService tfserving_predict_only_;
   transport::grpc_tfserving::TfServingModelService tfserving_models_only_;

@@ -104,6 +104,17 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("grpc-max-concurrent-streams", v, &o.grpc_max_concurrent_streams);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_concurrent_streams); }},
+      {"grpc-max-connections", "N",
+       "Most gRPC connections open at once on each gRPC port; one more is closed at once (its "
+       "calls fail UNAVAILABLE) and counted in modeld_connections_rejected_total. 0: no limit.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.grpc_max_connections) || o.grpc_max_connections < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--grpc-max-connections expects a non-negative integer, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_connections); }},
       {"http-address", "HOST:PORT",
        "Where to serve HTTP (KServe V2 REST, TensorFlow Serving REST, /metrics). Port 0 picks a "
        "free port and logs it.",

@@ -24,6 +24,9 @@ struct ServerOptions {
   // Most calls open at once on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS);
   // a client opens more only as earlier ones end.
   int64_t grpc_max_concurrent_streams = 100;
+  // Most gRPC connections open at once on each TCP port; one more is closed at once
+  // (transport/grpc_listener.h). 0: no limit.
+  int64_t grpc_max_connections = 1024;
   // Most inference calls at work at once, checked when a call's message has arrived, before it
   // is parsed; one more is answered RESOURCE_EXHAUSTED, or 429 with Retry-After over HTTP
   // (service/admission.h): gRPC ModelInfer, both REST APIs' inference routes, and the Redis

@@ -26,6 +26,7 @@ class RawGrpcConnection:
         self.pending = {}  # stream id -> bytes still to send
         self.answers = {}  # stream id -> {header: value} of its trailers (or trailers-only reply)
         self.answered_at = {}  # stream id -> time.monotonic() when its status arrived
+        self.resets = {}  # stream id -> the error code of the server's RST_STREAM
         self.settings_seen = False
         self.closed = False
         self.flush()
@@ -42,6 +43,12 @@ class RawGrpcConnection:
 
     def max_streams(self):
         return self.h2.remote_settings.max_concurrent_streams
+
+    def ignore_stream_cap(self):
+        """Lets this client open streams past the server's SETTINGS_MAX_CONCURRENT_STREAMS, as
+        a misbehaving client would (h2 itself refuses to)."""
+        self.h2.remote_settings.max_concurrent_streams = 1 << 20
+        self.h2.remote_settings.acknowledge()
 
     def open_call(self, extra_headers=()):
         """Sends the headers of a new ModelInfer call; returns its stream id."""
@@ -102,6 +109,8 @@ class RawGrpcConnection:
         for event in self.h2.receive_data(data):
             if isinstance(event, h2.events.RemoteSettingsChanged):
                 self.settings_seen = True
+            elif isinstance(event, h2.events.StreamReset):
+                self.resets[event.stream_id] = int(event.error_code)
             elif isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
                 fields = dict(event.headers)
                 if "grpc-status" in fields:
