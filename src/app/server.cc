@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/resource_quota.h"
 #include "metrics/process_metrics.h"
 #include "metrics/registry.h"
 #include "repository/model_manager.h"
@@ -283,6 +284,11 @@ class ModeldServer : public Server {
     // Inference calls check the limit themselves and name the flag (transport/grpc_limits.h).
     builder.SetMaxReceiveMessageSize(transport::GrpcCoreReceiveLimit(options_.grpc_max_message_bytes));
     builder.SetMaxSendMessageSize(max_bytes);
+    if (options_.grpc_memory_quota_bytes > 0) {
+      grpc::ResourceQuota quota("modeld-grpc");
+      quota.Resize(static_cast<size_t>(options_.grpc_memory_quota_bytes));
+      builder.SetResourceQuota(quota);
+    }
     for (grpc::Service* service : services) builder.RegisterService(service);
     if (generic != nullptr) builder.RegisterCallbackGenericService(generic);
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -115,6 +115,17 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_connections); }},
+      {"grpc-memory-quota-bytes", "N",
+       "gRPC's memory quota: what each gRPC server may buffer before it shrinks flow-control "
+       "windows and cancels calls. 0: none.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.grpc_memory_quota_bytes) || o.grpc_memory_quota_bytes < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--grpc-memory-quota-bytes expects a non-negative integer, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.grpc_memory_quota_bytes); }},
       {"http-address", "HOST:PORT",
        "Where to serve HTTP (KServe V2 REST, TensorFlow Serving REST, /metrics). Port 0 picks a "
        "free port and logs it.",

@@ -27,6 +27,8 @@ struct ServerOptions {
   // Most gRPC connections open at once on each TCP port; one more is closed at once
   // (transport/grpc_listener.h). 0: no limit.
   int64_t grpc_max_connections = 1024;
+  // gRPC's memory quota (its ResourceQuota) for what each gRPC server buffers; 0: none.
+  int64_t grpc_memory_quota_bytes = int64_t{1} << 30;
   // Most inference calls at work at once, checked when a call's message has arrived, before it
   // is parsed; one more is answered RESOURCE_EXHAUSTED, or 429 with Retry-After over HTTP
   // (service/admission.h): gRPC ModelInfer, both REST APIs' inference routes, and the Redis

@@ -27,6 +27,7 @@ class RawGrpcConnection:
         self.answers = {}  # stream id -> {header: value} of its trailers (or trailers-only reply)
         self.answered_at = {}  # stream id -> time.monotonic() when its status arrived
         self.resets = {}  # stream id -> the error code of the server's RST_STREAM
+        self.tolerate_resets = False
         self.settings_seen = False
         self.closed = False
         self.flush()
@@ -71,9 +72,11 @@ class RawGrpcConnection:
                           end_stream=True)
         self.flush()
 
-    def start_call(self, claimed, sent, extra_headers=()):
+    def start_call(self, claimed, sent, extra_headers=(), tolerate_resets=False):
         """Opens a ModelInfer call whose message claims `claimed` bytes and sends `sent` of
-        them (without ending the stream); returns its stream id."""
+        them (without ending the stream); returns its stream id. With `tolerate_resets`, the
+        bytes of calls the server has reset are dropped instead of failing the send."""
+        self.tolerate_resets = self.tolerate_resets or tolerate_resets
         stream = self.open_call(extra_headers)
         self.pending[stream] = b"\0" + claimed.to_bytes(4, "big") + bytes(sent)
         self.send_pending()
@@ -82,7 +85,7 @@ class RawGrpcConnection:
     def send_pending(self):
         """Sends as much of each stream's bytes as flow control allows."""
         for stream, data in list(self.pending.items()):
-            if stream in self.answers:
+            if stream in self.answers or (self.tolerate_resets and stream in self.resets):
                 del self.pending[stream]
                 continue
             window = min(self.h2.local_flow_control_window(stream), self.h2.max_outbound_frame_size)

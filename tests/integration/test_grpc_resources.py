@@ -1,23 +1,25 @@
-"""gRPC's own resources: --grpc-max-connections (src/transport/grpc_listener.h) and
---grpc-max-concurrent-streams, each exceeded once. The extra connection is closed at once and
-counted; the extra call is refused with RST_STREAM(REFUSED_STREAM); what was admitted is
+"""gRPC's own resources, each exceeded once: --grpc-max-connections
+(src/transport/grpc_listener.h), --grpc-max-concurrent-streams and --grpc-memory-quota-bytes.
+The extra connection is closed at once and counted; a client that ignores the stream cap loses
+its own connection; a flood of half-sent messages is held to the quota. What was admitted is
 served on."""
 
 import re
+import time
 import urllib.request
 
 import grpc
 import numpy as np
+import pytest
 
 from infer_helpers import decode_response, make_request, make_stub
-from lifecycle_helpers import wait_until
+from lifecycle_helpers import vm_rss_kib, wait_until
 from raw_grpc import connect, pump
 
 KIB = 1024
 MIB = 1024 * KIB
 REFUSED = re.compile(r'^modeld_connections_rejected_total\{transport="grpc"\} (\d+)$', re.M)
 OPEN = re.compile(r"^modeld_grpc_connections (\d+)$", re.M)
-REFUSED_STREAM = 7  # HTTP/2 error code
 
 
 def metric(server, pattern):
@@ -86,3 +88,32 @@ def test_a_client_that_opens_calls_over_the_stream_cap_loses_its_connection_alon
                what="the broken connection counted gone")
     assert identity(bystander, [3, 4]) == [[3, 4]]  # served on, on its own connection
     connection.close()
+
+
+@pytest.mark.measures_memory
+def test_a_flood_of_half_sent_messages_is_held_to_the_memory_quota(launch, example_repository):
+    """10 connections x 20 calls, each sending all but the last byte of an 8 MiB message: 1.6 GB
+    for gRPC to buffer. Without a quota modeld's RSS passed 1.7 GiB; with 64 MiB, gRPC shrinks
+    its windows and resets calls instead."""
+    server = launch(example_repository, ["--grpc-memory-quota-bytes=67108864",
+                                         "--grpc-receive-timeout-seconds=20"])
+    pid = server.proc.pid
+    bystander = own_channel(server)
+    assert identity(bystander, [1, 2]) == [[1, 2]]
+    started = vm_rss_kib(pid)
+    connections = [connect(server.port) for _ in range(10)]
+    for connection in connections:
+        for _ in range(20):
+            connection.start_call(claimed=8 * MIB, sent=8 * MIB - 1, tolerate_resets=True)
+    peak = started
+    until = time.monotonic() + 10
+    while time.monotonic() < until:
+        for connection in connections:
+            connection.receive()
+        peak = max(peak, vm_rss_kib(pid))
+        time.sleep(0.05)
+    assert sum(len(connection.resets) for connection in connections) > 0
+    assert peak - started < 512 * 1024, f"RSS went from {started // 1024} to {peak // 1024} MiB"
+    for connection in connections:
+        connection.close()
+    assert identity(own_channel(server), [3, 4]) == [[3, 4]]  # modeld serves on
