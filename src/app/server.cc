@@ -154,14 +154,13 @@ class ModeldServer : public Server {
         [this](std::string& out) { AppendModelStates(models_.StatusAll(), out); });
     metrics_.AddCollector([this](std::string& out) {
       absl::StrAppend(&out,
-                      "# HELP modeld_inflight_requests Inference calls holding a slot under "
-                      "--max-inflight-requests now.\n"
-                      "# TYPE modeld_inflight_requests gauge\nmodeld_inflight_requests ",
+                      "# HELP modeld_admission_in_flight Inference calls (and Redis entries) holding "
+                      "a slot under --max-inflight-requests now.\n"
+                      "# TYPE modeld_admission_in_flight gauge\nmodeld_admission_in_flight ",
                       admission_.in_flight(),
-                      "\n# HELP modeld_inflight_requests_limit --max-inflight-requests as in "
-                      "force now (auto: from the served models); 0: no limit.\n"
-                      "# TYPE modeld_inflight_requests_limit gauge\n"
-                      "modeld_inflight_requests_limit ",
+                      "\n# HELP modeld_admission_limit --max-inflight-requests as in force now "
+                      "(auto: from the served models); 0: no limit.\n"
+                      "# TYPE modeld_admission_limit gauge\nmodeld_admission_limit ",
                       admission_.limit(), "\n");
       int64_t connections = 0;
       for (const auto& listener : grpc_listeners_) connections += listener->open_connections();

@@ -23,7 +23,7 @@ REJECTED = re.compile(
 INFLIGHT_SLOW = re.compile(r'^modeld_inflight_requests\{model="slow",version="1"\} (\S+)$', re.M)
 
 
-LIMIT = re.compile(r"^modeld_inflight_requests_limit (\d+)$", re.M)
+LIMIT = re.compile(r"^modeld_admission_limit (\d+)$", re.M)
 
 
 def metrics(server):
