@@ -34,6 +34,8 @@ ABSL_FLAG(std::string, batch_sizes, "1,2,4,8,16,32,64",
 ABSL_FLAG(int, instances, 1, "Model instances, each run back to back by its own thread.");
 ABSL_FLAG(double, seconds_per_size, 0.5, "Measurement time per batch size (after a warm-up).");
 ABSL_FLAG(std::string, json, "", "Write the results to this JSON file.");
+ABSL_FLAG(int64_t, idle_us, 0,
+          "Sleep between calls, as a server's worker idles between requests at low load.");
 
 namespace modeld::bench {
 namespace {
@@ -69,7 +71,9 @@ core::TensorMap MakeInputs(const core::ModelConfig& config, int batch, std::mt19
 // each call's latency.
 absl::Status RunUntil(backend::Model& model, const core::TensorMap& inputs, Clock::time_point end,
                       size_t min_calls, std::vector<double>& latencies_us) {
+  const int64_t idle_us = absl::GetFlag(FLAGS_idle_us);
   while (Clock::now() < end || latencies_us.size() < min_calls) {
+    if (idle_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
     const Clock::time_point start = Clock::now();
     absl::StatusOr<core::TensorMap> outputs = model.Run(inputs);
     if (!outputs.ok()) return outputs.status();
