@@ -11,6 +11,7 @@
 #include "app/idle_trimmer.h"
 #include "app/transport_options.h"
 #include "backend/fake/fake_backend.h"
+#include "backend/onnx/onnx_backend.h"
 #include "backend/registry.h"
 #include "backend/torch/aoti_backend.h"
 #include "backend/torch/torch_backend.h"
@@ -52,11 +53,11 @@ std::unique_ptr<backend::BackendRegistry> MakeBackends(const ServerOptions& opti
   backends->Register("pytorch", {"pytorch_libtorch"}, std::make_unique<backend::TorchBackend>());
   backends->Register(backend::kTorchAotiPlatform, {backend::kTorchAotiPlatform},
                      std::make_unique<backend::TorchAotiBackend>());
+  backends->Register(backend::kOnnxBackendName, {backend::kOnnxPlatform},
+                     std::make_unique<backend::OnnxBackend>(options.onnxruntime_library));
 #ifdef MODELD_WITH_TENSORFLOW
   backends->Register("tensorflow", {"tensorflow_savedmodel"},
                      std::make_unique<backend::TensorFlowBackend>(options.tensorflow_library));
-#else
-  (void)options;
 #endif
   backends->Register("fake", {}, std::make_unique<backend::FakeBackend>());
   return backends;

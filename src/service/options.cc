@@ -310,6 +310,14 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return o.tensorflow_library; }},
+      {"onnxruntime-library", "PATH",
+       "The libonnxruntime.so opened for the first ONNX model; empty: the one found when modeld "
+       "was built (the onnxruntime wheel in .venv).",
+       [](ServerOptions& o, absl::string_view v) {
+         o.onnxruntime_library = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.onnxruntime_library; }},
       {"redis-url", "URL",
        "Turns the Redis queue worker on: redis://[[user]:password@]host[:port][/db] "
        "(docs/redis.md).",

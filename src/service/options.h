@@ -97,6 +97,8 @@ struct ServerOptions {
   // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:
   // the one found when modeld was built (the tensorflow-cpu wheel in .venv).
   std::string tensorflow_library;
+  // The libonnxruntime.so opened for the first ONNX model; empty: the one modeld was built with.
+  std::string onnxruntime_library;
 
   // Redis transport (docs/redis.md): a queue worker, off unless redis_url is set.
   // redis://[[user]:password@]host[:port][/db].

@@ -14,6 +14,7 @@
 #include "backend/tensorflow/tf_api.h"
 #include "backend/tensorflow/tf_tensor.h"
 #include "backend/tensorflow/tf_training.h"
+#include "backend/thread_counts.h"
 #include "common/status_macros.h"
 #include "core/training_options.h"
 #include "tensorflow/config.pb.h"
@@ -21,28 +22,10 @@
 namespace modeld::backend {
 namespace {
 
-constexpr char kIntraOpThreadsParameter[] = "intra_op_thread_count";
-constexpr char kInterOpThreadsParameter[] = "inter_op_thread_count";
-
-absl::StatusOr<int> ThreadCount(const core::ModelConfig& config, absl::string_view parameter,
-                                int fallback) {
-  const std::optional<std::string> text = config.Parameter(parameter);
-  if (!text.has_value()) return fallback;
-  int threads = 0;
-  if (!absl::SimpleAtoi(*text, &threads) || threads < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("parameter ", parameter, " '", *text, "' is not a positive integer"));
-  }
-  return threads;
-}
-
 // Session options: this instance's own thread pools, sized from the config.
 absl::StatusOr<std::string> SessionConfig(const core::ModelConfig& config) {
-  const int hardware = static_cast<int>(std::thread::hardware_concurrency());
-  ASSIGN_OR_RETURN(const int intra,
-                   ThreadCount(config, kIntraOpThreadsParameter,
-                               std::max(1, hardware / std::max(1, config.instance_count))));
-  ASSIGN_OR_RETURN(const int inter, ThreadCount(config, kInterOpThreadsParameter, 1));
+  ASSIGN_OR_RETURN(const int intra, IntraOpThreads(config));
+  ASSIGN_OR_RETURN(const int inter, ThreadCountParameter(config, kInterOpThreadsParameter, 1));
   tensorflow::ConfigProto proto;
   proto.set_intra_op_parallelism_threads(intra);
   proto.set_inter_op_parallelism_threads(inter);

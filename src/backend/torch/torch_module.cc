@@ -37,20 +37,6 @@ absl::Status FrameworkError(absl::string_view context, const std::exception& err
   return FrameworkError(context, error.what());
 }
 
-absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config) {
-  constexpr char kParameter[] = "intra_op_thread_count";
-  if (std::optional<std::string> text = config.Parameter(kParameter)) {
-    int threads = 0;
-    if (!absl::SimpleAtoi(*text, &threads) || threads < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("parameter ", kParameter, " '", *text, "' is not a positive integer"));
-    }
-    return threads;
-  }
-  const int hardware = static_cast<int>(std::thread::hardware_concurrency());
-  return std::max(1, hardware / std::max(1, config.instance_count));
-}
-
 absl::Status CheckDataTypes(const std::vector<core::TensorSpec>& specs, absl::string_view kind) {
   for (const core::TensorSpec& spec : specs) {
     if (!ToScalarType(spec.type).has_value()) {

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "backend/model_inputs.h"
+#include "backend/thread_counts.h"  // IntraOpThreads, for the torch backends
 #include "core/model_config.h"
 
 namespace modeld::backend {
@@ -29,11 +30,6 @@ namespace modeld::backend {
 absl::Status FrameworkError(absl::string_view context, absl::string_view message);
 absl::Status FrameworkError(absl::string_view context, const c10::Error& error);
 absl::Status FrameworkError(absl::string_view context, const std::exception& error);
-
-// The intra_op_thread_count parameter (a positive integer), else hardware threads divided
-// among the instances (at least 1), so the instances of one model never oversubscribe the
-// machine. INVALID_ARGUMENT for a bad parameter.
-absl::StatusOr<int> IntraOpThreads(const core::ModelConfig& config);
 
 // INVALID_ARGUMENT naming the first of `specs` (inputs or outputs, `kind`) whose datatype
 // LibTorch tensors cannot hold.
