@@ -24,6 +24,7 @@ namespace modeld::backend {
 namespace {
 
 constexpr char kAllowSpinningParameter[] = "allow_spinning";
+constexpr char kOptimizationParameter[] = "graph_optimization_level";
 
 // ONNX Runtime and its one environment (it wants one per process), made on first use.
 struct Runtime {
@@ -232,6 +233,21 @@ absl::StatusOr<SessionSettings> SettingsFor(const core::ModelConfig& config) {
           "parameter ", kAllowSpinningParameter, " '", *spinning, "' is neither \"0\" nor \"1\""));
     }
     settings.allow_spinning = *spinning == "1";
+  }
+  if (std::optional<std::string> level = config.Parameter(kOptimizationParameter)) {
+    static constexpr std::pair<absl::string_view, ort::GraphOptimizationLevel> kLevels[] = {
+        {"disable", ort::GraphOptimizationLevel::kDisableAll},
+        {"basic", ort::GraphOptimizationLevel::kBasic},
+        {"extended", ort::GraphOptimizationLevel::kExtended},
+        {"all", ort::GraphOptimizationLevel::kAll}};
+    const auto* found = std::find_if(std::begin(kLevels), std::end(kLevels),
+                                     [&](const auto& entry) { return entry.first == *level; });
+    if (found == std::end(kLevels)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter ", kOptimizationParameter, " '", *level,
+                       "' is none of disable, basic, extended, all"));
+    }
+    settings.optimization = found->second;
   }
   return settings;
 }

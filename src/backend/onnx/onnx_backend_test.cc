@@ -314,6 +314,14 @@ TEST_F(OnnxBackendTest, ThreadParametersAreChecked) {
   const absl::Status status = backend_.Load(*config, Version("linear")).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("parameter allow_spinning 'yes' is neither"));
+  (*proto->mutable_parameters())["allow_spinning"].set_string_value("0");
+  (*proto->mutable_parameters())["graph_optimization_level"].set_string_value("most");
+  config = core::ModelConfigFromProto(*proto, "test", "linear");
+  ASSERT_TRUE(config.ok());
+  EXPECT_THAT(backend_.Load(*config, Version("linear")).status().message(),
+              HasSubstr("parameter graph_optimization_level 'most' is none of disable, basic, "
+                        "extended, all"));
+  (*proto->mutable_parameters())["graph_optimization_level"].set_string_value("basic");
   (*proto->mutable_parameters())["allow_spinning"].set_string_value("1");
   (*proto->mutable_parameters())["intra_op_thread_count"].set_string_value("1");
   config = core::ModelConfigFromProto(*proto, "test", "linear");
