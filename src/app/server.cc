@@ -20,6 +20,7 @@
 #endif
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/thread_priority.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/resource_quota.h"
 #include "metrics/process_metrics.h"
@@ -141,6 +142,7 @@ class ModeldServer : public Server {
     models_.SetCheckpointRoot(options.checkpoint_dir);
     service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
     service_.SetMaxRequestElements(options.max_request_elements);
+    common::SetModelThreadNice(static_cast<int>(options.model_thread_nice));
     if (AutomaticAdmission(options)) {
       models_.SetOnServedChange([this] {
         const int64_t limit = service::AutoLimit(models_.ServedConfigs());

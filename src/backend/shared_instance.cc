@@ -1,9 +1,14 @@
 #include "backend/shared_instance.h"
 
+#include "common/thread_priority.h"
+
 namespace modeld::backend {
 
 SharedInstance::SharedInstance(std::unique_ptr<Model> model) : model_(std::move(model)) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    common::EnterModelThread();
+    Loop();
+  });
 }
 
 SharedInstance::~SharedInstance() {

@@ -1,5 +1,7 @@
 #include "batching/worker_threads.h"
 
+#include "common/thread_priority.h"
+
 namespace modeld::batching {
 namespace {
 
@@ -11,6 +13,7 @@ void WorkerThreads::Start(std::function<void()> body) {
   absl::MutexLock lock(&mu_);
   threads_.emplace_back([body = std::move(body)] {
     on_worker_thread = true;
+    common::EnterModelThread();
     body();
   });
 }

@@ -115,6 +115,19 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return absl::StrCat(o.grpc_max_connections); }},
+      {"model-thread-nice", "N",
+       "How much nicer (0..19) than the gRPC, HTTP and Redis threads the threads that run models "
+       "are, so that a request arriving while every core computes is read, admitted or refused "
+       "at once. 0: the same priority.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.model_thread_nice) || o.model_thread_nice < 0 ||
+             o.model_thread_nice > 19) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--model-thread-nice expects an integer from 0 to 19, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.model_thread_nice); }},
       {"grpc-memory-quota-bytes", "N",
        "gRPC's memory quota: what each gRPC server may buffer before it shrinks flow-control "
        "windows and cancels calls. 0: none.",

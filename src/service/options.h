@@ -29,6 +29,9 @@ struct ServerOptions {
   int64_t grpc_max_connections = 1024;
   // gRPC's memory quota (its ResourceQuota) for what each gRPC server buffers; 0: none.
   int64_t grpc_memory_quota_bytes = int64_t{1} << 30;
+  // How much nicer than the transports' threads the threads that run models are
+  // (common/thread_priority.h); 0: the same priority.
+  int64_t model_thread_nice = 10;
   // Most inference calls at work at once, checked when a call's message has arrived, before it
   // is parsed; one more is answered RESOURCE_EXHAUSTED, or 429 with Retry-After over HTTP
   // (service/admission.h): gRPC ModelInfer, both REST APIs' inference routes, and the Redis

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "common/thread_priority.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -158,7 +159,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Start(Params params) {
   ASSIGN_OR_RETURN(const int64_t restored, worker->Restore());
   std::unique_ptr<Trainer> trainer(new Trainer(worker, restored));
   absl::MutexLock lock(&trainer->thread_mu_);
-  trainer->thread_ = std::thread([worker] { worker->Loop(); });
+  trainer->thread_ = std::thread([worker] {
+    common::EnterModelThread();
+    worker->Loop();
+  });
   return trainer;
 }
 
