@@ -135,6 +135,9 @@ bench: build models
 	@$(PY) bench/stalled_calls.py --out bench/results/$$(date +%F)-stalled-calls.md
 	@$(PY) bench/omp_wait.py --out bench/results/$$(date +%F)-omp-wait.md
 	@$(PY) bench/pytorch_bench.py --out bench/results/$$(date +%F)-pytorch.md
+	@$(PY) bench/overload.py --out bench/results/$$(date +%F)-overload.md
+	@$(PY) bench/threads_instances.py --out bench/results/$$(date +%F)-threads-instances.md
+	@$(PY) bench/onnx_bench.py --out bench/results/$$(date +%F)-onnx.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

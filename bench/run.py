@@ -138,7 +138,7 @@ class Bench:
 
     def modeld_argv(self, repository):
         return [str(self.bin / "modeld"), f"--model-repository={repository}",
-                "--grpc-address=127.0.0.1:0"]
+                "--grpc-address=127.0.0.1:0", *getattr(self.args, "modeld_flag", [])]
 
     def inprocess(self, model, model_dir):
         out = self.work / f"{model}-inprocess.json"
