@@ -1,5 +1,6 @@
 #include "transport/grpc_tfserving/tfserving_service.h"
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <utility>
@@ -87,8 +88,13 @@ absl::StatusOr<Target> Resolve(service::InferenceService& service, const tfs::Mo
 // An inference call's slot under --max-inflight-requests (null when there is no admission),
 // after its size is checked: both before its tensors are decoded.
 using Slot = std::shared_ptr<service::Admission::Ticket>;
-absl::StatusOr<Slot> Admit(const google::protobuf::Message& request,
+absl::StatusOr<Slot> Admit(grpc::CallbackServerContext* context,
+                           const google::protobuf::Message& request,
                            const TfServingCallOptions& options) {
+  // A client that has stopped waiting gets no work done for it, decoding included.
+  if (context->deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("the call's deadline passed before modeld read its request");
+  }
   RETURN_IF_ERROR(
       CheckMessageSize(static_cast<int64_t>(request.ByteSizeLong()), options.max_message_bytes));
   if (options.admission == nullptr) return nullptr;
@@ -126,7 +132,7 @@ grpc::ServerUnaryReactor* RunExamples(service::InferenceService& service,
                                       grpc::CallbackServerContext* context, const Request& request,
                                       Response* response, absl::string_view method,
                                       absl::string_view rpc, ResultOf result_of) {
-  absl::StatusOr<Slot> slot = Admit(request, options);
+  absl::StatusOr<Slot> slot = Admit(context, request, options);
   if (!slot.ok()) return FinishUnary(context, slot.status());
   absl::StatusOr<Target> target = Resolve(service, request.model_spec());
   if (!target.ok()) return FinishUnary(context, target.status());
@@ -149,7 +155,7 @@ grpc::ServerUnaryReactor* RunExamples(service::InferenceService& service,
 grpc::ServerUnaryReactor* TfServingPredictionService::Predict(grpc::CallbackServerContext* context,
                                                               const tfs::PredictRequest* request,
                                                               tfs::PredictResponse* response) {
-  absl::StatusOr<Slot> slot = Admit(*request, options_);
+  absl::StatusOr<Slot> slot = Admit(context, *request, options_);
   if (!slot.ok()) return FinishUnary(context, slot.status());
   absl::StatusOr<Target> target = Resolve(service_, request->model_spec());
   if (!target.ok()) return FinishUnary(context, target.status());
