@@ -225,8 +225,18 @@ void DynamicBatcher::RunBatch(backend::Model& model, std::vector<Pending>& batch
   absl::StatusOr<core::TensorMap> outputs =
       model.Run(batch.size() > 1 ? merged : batch.front().request.inputs);
   metrics_->RecordBatch(total_rows, clock_.Now() - start);
+  if (!outputs.ok() && batch.size() > 1) {
+    // The error may belong to one request's data (a string that is not UTF-8, say): each runs
+    // again alone, so that only the requests that fail alone get an error.
+    for (Pending& pending : batch) {
+      std::vector<Pending> alone;
+      alone.push_back(std::move(pending));
+      RunBatch(model, alone);
+    }
+    return;
+  }
   if (!outputs.ok()) {
-    for (Pending& pending : batch) Answer(pending, outputs.status());
+    Answer(batch.front(), outputs.status());
     return;
   }
   if (batch.size() == 1) {

@@ -14,7 +14,8 @@
 //    DEADLINE_EXCEEDED without running.
 //  - preserve_ordering: answers leave in arrival order even when instances finish out of
 //    order.
-//  - A backend error fails every request of that batch with the error.
+//  - When a batch fails, each of its requests runs again alone: a request whose data the
+//    model cannot take (a string that is not UTF-8) fails by itself, never its neighbours.
 #pragma once
 
 #include <deque>

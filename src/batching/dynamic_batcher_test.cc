@@ -1,5 +1,6 @@
 #include "batching/dynamic_batcher.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr float kBlock = -1;  // a batch whose first value is this waits for Release()
+constexpr float kPoison = 13;  // a batch holding this value fails, as bad data would
 
 // What the test models saw, shared by every instance of one batcher.
 struct Recorder {
@@ -51,6 +53,11 @@ class RecordingModel : public backend::Model {
     recorder_.batch_rows.push_back(x.shape()[0]);
     if (first == kBlock) recorder_.mu.Await(absl::Condition(&recorder_.released));
     if (recorder_.fail) return absl::InternalError("the model broke");
+    std::vector<float> values(x.bytes().size() / sizeof(float));
+    memcpy(values.data(), x.bytes().data(), x.bytes().size());
+    if (std::find(values.begin(), values.end(), kPoison) != values.end()) {
+      return absl::InvalidArgumentError("a poisoned row");
+    }
     return core::TensorMap{{"y", x}};
   }
 
@@ -272,7 +279,23 @@ TEST_F(DynamicBatcherTest, HigherPriorityGoesFirst) {
   EXPECT_THAT(order_, ElementsAre(kBlock, 2, 1));
 }
 
-TEST_F(DynamicBatcherTest, ABackendErrorFailsTheWholeBatch) {
+TEST_F(DynamicBatcherTest, ABatchThatFailsRunsEachRequestAloneSoOnlyTheBadOneFails) {
+  Start("");
+  auto blocker = Send(kBlock);
+  recorder_.AwaitBatches(1);
+  auto a = Send(1);
+  auto bad = Send(kPoison);
+  auto c = Send(3);
+  recorder_.Release();
+  ExpectEcho(*a, 1);
+  ExpectEcho(*c, 3);
+  EXPECT_EQ(StatusOf(*bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StatusOf(*bad).message(), "a poisoned row");
+  // The blocker alone, then the three together, then each of them alone.
+  EXPECT_THAT(recorder_.Rows(), ElementsAre(1, 3, 1, 1, 1));
+}
+
+TEST_F(DynamicBatcherTest, ABrokenModelFailsEveryRequestWithItsError) {
   Start("");
   auto blocker = Send(kBlock);
   recorder_.AwaitBatches(1);

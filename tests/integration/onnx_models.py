@@ -19,6 +19,23 @@ symbolic batch dimension):
   sklearn_zipmap/1/model.onnx      the same pipeline with ZipMap (skl2onnx's default):
                                    x FP32 [N, 4] -> output_label INT64 [N],
                                    output_probability seq(map(int64, float)): refused by modeld
+  sklearn_forest/1/model.onnx      Pipeline(StandardScaler, RandomForestClassifier(10 trees,
+                                   depth 4)), 3 classes, skl2onnx with zipmap=False:
+                                   x FP32 [N, 5] -> label INT64 [N], probabilities FP32 [N, 3]
+  text_tfidf/1/model.onnx          Pipeline(TfidfVectorizer, LogisticRegression) on a seeded
+                                   corpus of short texts (accented and CJK words among them), 3
+                                   classes, skl2onnx with zipmap=False and a string input:
+                                   text BYTES [N, 1] -> label INT64 [N], probabilities FP32
+                                   [N, 3]. Two converter options (TEXT_OPTIONS) make it run
+                                   here and agree with scikit-learn: the StringNormalizer's
+                                   locale (onnxruntime defaults to en_US.UTF-8, which a
+                                   machine without that locale, this one, cannot construct:
+                                   the session fails to load) and a Unicode tokenizer pattern
+                                   (skl2onnx replaces scikit-learn's default with an ASCII one,
+                                   which splits "café" into "caf"). When the converter or
+                                   onnxruntime cannot make or run it, the folder is left out and
+                                   TEXT_UNAVAILABLE (next to repository/) says why: the tests
+                                   of the model fail with that reason.
   xgboost/1/model.onnx             XGBClassifier (10 trees, depth 3, 3 classes), onnxmltools:
                                    x FP32 [N, 6] -> label INT64 [N], probabilities FP32 [N, 3]
   lightgbm/1/model.onnx            LGBMRegressor (10 trees, 7 leaves), onnxmltools:
@@ -35,13 +52,20 @@ symbolic batch dimension):
   stated_bad_type/, stated_bad_dims/, stated_bad_name/
                                    the same with a config that states x TYPE_FP64, x dims [5],
                                    an input y (STATED_BAD): each must fail to load
+  corrupt_random/1/model.onnx      4096 seeded random bytes, no config (CORRUPT): must fail to
+                                   load, as onnxruntime in Python fails to open it
+  corrupt_truncated/1/model.onnx   the first half of sklearn_logreg's model.onnx, no config:
+                                   the same
 
 and in references/<model>/<case>/ the inputs (input_<tensor>.npy) and onnxruntime's outputs
 for them (output_<tensor>.npy), from a Python InferenceSession on the written file: cases b1,
-b3, b7 (rows) of sklearn_logreg, xgboost, lightgbm and torch_mlp, rows64 of sklearn_logreg
-(for one-row requests), and b3 of all_types (BYTES as object arrays of bytes: load them with
+b3, b7 (rows) of sklearn_logreg, sklearn_forest, text_tfidf, xgboost, lightgbm and torch_mlp,
+rows64 of sklearn_logreg (for one-row requests), clients of torch_mlp and sklearn_forest
+(CLIENTS * CLIENT_REQUESTS * CLIENT_ROWS distinct rows, a slice for each request of each
+concurrent client), and b3 of all_types (BYTES as object arrays of bytes: load them with
 allow_pickle=True, which load_references does). references/summary.json holds the largest
-differences between onnxruntime and the original library on those inputs.
+differences between onnxruntime and the original library on those inputs, and onnxruntime's
+reasons for refusing the CORRUPT files.
 """
 
 from __future__ import annotations
@@ -77,6 +101,7 @@ ML_OPSET = 3
 ONNXMLTOOLS_OPSET = 15
 
 LOGREG_FEATURES, LOGREG_CLASSES = 4, 3
+FOREST_FEATURES, FOREST_CLASSES = 5, 3
 XGB_FEATURES, XGB_CLASSES = 6, 3
 LGBM_FEATURES = 5
 MLP_IN, MLP_HIDDEN, MLP_OUT = 16, 64, 8
@@ -85,6 +110,11 @@ STATED_MAX_BATCH = 8
 
 BATCH_CASES = {"b1": 1, "b3": 3, "b7": 7}
 ROWS_CASE, ROWS = "rows64", 64
+# Concurrent clients (test_onnx.py), each with its own channel: request r of client c sends
+# 1 + (c + r) % CLIENT_ROWS rows of the `clients` case, from a CLIENT_ROWS-row slice of its
+# own (client_rows gives them).
+CLIENTS_CASE, CLIENTS, CLIENT_REQUESTS, CLIENT_ROWS = "clients", 32, 4, 3
+CLIENT_MODELS = ("torch_mlp", "sklearn_forest")
 ALL_TYPES_CASE, ALL_TYPES_ROWS = "b3", 3
 
 # The onnx.helper model's datatypes: ONNX type name (the tensor names' suffix) ->
@@ -109,6 +139,27 @@ ALL_TYPES = {
 STRINGS = [b"", "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c".encode(), b"a\x00b", b"x",
            b"Mixed Case 123", b"y" * 300]
 
+# The text model: the words of each of its classes (each training text is a seeded draw of
+# them, with some of TEXT_COMMON), and the texts of the requests (b1, b3, b7 draw from them):
+# non-ASCII and upper-case letters, an empty text, words it never saw, a symbol.
+TEXT_MODEL = "text_tfidf"
+TEXT_UNAVAILABLE = f"{TEXT_MODEL}_unavailable.txt"
+TEXT_TOPICS = (
+    ("cat", "dog", "puppy", "kitten", "pets", "bark", "purr", "vet", "leash", "paw"),
+    ("café", "crème", "brûlée", "jalapeño", "façade", "naïve", "smörgåsbord", "über",
+     "ramen", "日本料理"),
+    ("stock", "market", "bonds", "shares", "yield", "crash", "rally", "dividend", "bank",
+     "fund"),
+)
+TEXT_COMMON = ("the", "and", "with", "today", "very", "good", "new", "my")
+TEXT_REQUESTS = (
+    "The cat and the dog", "CAFÉ CRÈME with jalapeño", "stock market RALLY today",
+    "", "naïve Façade über alles", "日本料理 and ramen", "a totally unseen sentence",
+    "Dividend ✓ yield ✓ bank", "puppy café shares", "smörgåsbord", "BONDS crash", "Purr",
+)
+# skl2onnx's TfidfVectorizer options (see the module docstring).
+TEXT_OPTIONS = {"locale": "C.UTF-8", "tokenexp": r"[\p{L}\p{N}_]+"}
+
 # model -> (inputs, outputs) as modeld completes its config: (name, config datatype, dims,
 # reshape or None), dims after the batch dimension; and its max_batch_size.
 COMPLETED = {
@@ -116,6 +167,14 @@ COMPLETED = {
         [("x", "TYPE_FP32", [LOGREG_FEATURES], None)],
         [("label", "TYPE_INT64", [1], []),
          ("probabilities", "TYPE_FP32", [LOGREG_CLASSES], None)]),
+    "sklearn_forest": (
+        [("x", "TYPE_FP32", [FOREST_FEATURES], None)],
+        [("label", "TYPE_INT64", [1], []),
+         ("probabilities", "TYPE_FP32", [FOREST_CLASSES], None)]),
+    TEXT_MODEL: (
+        [("text", "TYPE_STRING", [1], None)],
+        [("label", "TYPE_INT64", [1], []),
+         ("probabilities", "TYPE_FP32", [len(TEXT_TOPICS)], None)]),
     "xgboost": (
         [("x", "TYPE_FP32", [XGB_FEATURES], None)],
         [("label", "TYPE_INT64", [1], []),
@@ -138,7 +197,8 @@ MAX_BATCH["fixed"] = 0
 
 # Models that serve (stated_ok under its own config) and those modeld must refuse.
 SERVING = (*COMPLETED, "stated_ok")
-REFERENCE_MODELS = ("sklearn_logreg", "xgboost", "lightgbm", "torch_mlp", "all_types")
+REFERENCE_MODELS = ("sklearn_logreg", "sklearn_forest", TEXT_MODEL, "xgboost", "lightgbm",
+                    "torch_mlp", "all_types")
 
 
 def stated_config(name, x_name="x", x_type="TYPE_FP32", x_dims=LOGREG_FEATURES):
@@ -157,7 +217,12 @@ STATED_BAD = {
     "stated_bad_dims": stated_config("stated_bad_dims", x_dims=5),
     "stated_bad_name": stated_config("stated_bad_name", x_name="y"),
 }
-REFUSED = ("sklearn_zipmap", *STATED_BAD)
+# Files onnxruntime cannot open, served with no config: model -> how its model.onnx is made.
+CORRUPT = {
+    "corrupt_random": "4096 seeded random bytes",
+    "corrupt_truncated": "the first half of sklearn_logreg's model.onnx",
+}
+REFUSED = ("sklearn_zipmap", *STATED_BAD, *CORRUPT)
 
 
 def content_key():
@@ -196,10 +261,17 @@ def ensure(cache_root=CACHE_ROOT, python=None):
     return folder
 
 
+def unavailable(folder):
+    """{model: why it was not written}: the text model, when the converter or onnxruntime
+    could not make or run it (TEXT_UNAVAILABLE); empty otherwise."""
+    path = Path(folder) / TEXT_UNAVAILABLE
+    return {TEXT_MODEL: path.read_text()} if path.is_file() else {}
+
+
 def load_references(folder):
     """{model: {case: ({input: array}, {output: array})}} as onnxruntime gave them, shaped as
     onnxruntime shapes them (label [N], not the API's [N, 1]); BYTES as object arrays of
-    bytes."""
+    bytes. A model of unavailable() has none."""
     import numpy as np
 
     def arrays(case, kind):
@@ -208,10 +280,18 @@ def load_references(folder):
 
     references = {}
     for model in REFERENCE_MODELS:
+        if model in unavailable(folder):
+            continue
         references[model] = {
             case.name: (arrays(case, "input"), arrays(case, "output"))
             for case in sorted((Path(folder) / "references" / model).iterdir())}
     return references
+
+
+def client_rows(client, request):
+    """The rows of the `clients` case that request `request` of client `client` sends."""
+    start = (client * CLIENT_REQUESTS + request) * CLIENT_ROWS
+    return slice(start, start + 1 + (client + request) % CLIENT_ROWS)
 
 
 # --- writing (the converters and onnxruntime from here on) -----------------------------------
@@ -290,6 +370,105 @@ def _write_sklearn(repository, np):
         return {"label": pipeline.predict(x), "probabilities": pipeline.predict_proba(x)}
 
     return original
+
+
+def _write_forest(repository, np):
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    x, y = make_classification(n_samples=300, n_features=FOREST_FEATURES, n_informative=4,
+                               n_redundant=1, n_classes=FOREST_CLASSES, n_clusters_per_class=1,
+                               random_state=(SEED + 1) % 2**31)
+    pipeline = Pipeline([("scale", StandardScaler()),
+                         ("forest", RandomForestClassifier(n_estimators=10, max_depth=4,
+                                                           random_state=SEED % 2**31,
+                                                           n_jobs=1))])
+    pipeline.fit(x.astype(np.float32), y)
+    initial = [("x", FloatTensorType([None, FOREST_FEATURES]))]
+    proto = convert_sklearn(pipeline, initial_types=initial,
+                            target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+                            options={id(pipeline): {"zipmap": False}})
+    _save_model(proto, repository / "sklearn_forest" / "1" / "model.onnx")
+
+    def original(x):
+        return {"label": pipeline.predict(x), "probabilities": pipeline.predict_proba(x)}
+
+    return original
+
+
+def _text_corpus(np):
+    """(texts, classes): 20 seeded texts per topic of TEXT_TOPICS, a few common words in each."""
+    rng = np.random.default_rng(SEED + 5)
+    texts, classes = [], []
+    for topic, words in enumerate(TEXT_TOPICS):
+        for _ in range(20):
+            chosen = list(rng.choice(words, size=int(rng.integers(2, 5)), replace=False))
+            chosen += list(rng.choice(TEXT_COMMON, size=int(rng.integers(0, 3))))
+            rng.shuffle(chosen)
+            texts.append(" ".join(chosen))
+            classes.append(topic)
+    return texts, np.array(classes)
+
+
+def _write_text(repository, np):
+    """text_tfidf; returns its original's function, or raises with the converter's or
+    onnxruntime's error (write() records it in TEXT_UNAVAILABLE)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+
+    texts, classes = _text_corpus(np)
+    pipeline = Pipeline([("tfidf", TfidfVectorizer()),
+                         ("logreg", LogisticRegression(max_iter=500))])
+    pipeline.fit(texts, classes)
+    proto = convert_sklearn(pipeline, initial_types=[("text", StringTensorType([None, 1]))],
+                            target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+                            options={id(pipeline): {"zipmap": False},
+                                     id(pipeline.steps[0][1]): dict(TEXT_OPTIONS)})
+    path = repository / TEXT_MODEL / "1" / "model.onnx"
+    _save_model(proto, path)
+    _session(path)  # onnxruntime opens it (or raises, and the model is unavailable)
+
+    def original(text):
+        decoded = [value.decode("utf-8") for value in text[:, 0]]
+        return {"label": pipeline.predict(decoded),
+                "probabilities": pipeline.predict_proba(decoded)}
+
+    return original
+
+
+def _text_inputs(rows, rng, np):
+    """[rows, 1] distinct texts of TEXT_REQUESTS, UTF-8 encoded, as an object array of bytes."""
+    array = np.empty((rows, 1), dtype=object)
+    chosen = rng.permutation(len(TEXT_REQUESTS))[:rows]
+    array[:, 0] = [TEXT_REQUESTS[i].encode() for i in chosen]
+    return array
+
+
+def _write_corrupt(repository, np):
+    """The CORRUPT models; returns {model: onnxruntime's reason for refusing it}."""
+    random = repository / "corrupt_random" / "1" / "model.onnx"
+    truncated = repository / "corrupt_truncated" / "1" / "model.onnx"
+    logreg = (repository / "sklearn_logreg" / "1" / "model.onnx").read_bytes()
+    for path, data in ((random, np.random.default_rng(SEED + 20).bytes(4096)),
+                       (truncated, logreg[:len(logreg) // 2])):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    reasons = {}
+    for model in CORRUPT:
+        try:
+            _session(repository / model / "1" / "model.onnx")
+        except Exception as error:  # onnxruntime's Fail, InvalidProtobuf, ...
+            reasons[model] = f"{type(error).__name__}: {error}"
+        else:
+            raise AssertionError(f"onnxruntime opens {model}'s model.onnx")
+    return reasons
 
 
 def _write_xgboost(repository, np):
@@ -474,10 +653,19 @@ def write(out):
     repository.mkdir(parents=True)
     originals = {
         "sklearn_logreg": (_write_sklearn(repository, np), LOGREG_FEATURES),
+        "sklearn_forest": (_write_forest(repository, np), FOREST_FEATURES),
         "xgboost": (_write_xgboost(repository, np), XGB_FEATURES),
         "lightgbm": (_write_lightgbm(repository, np), LGBM_FEATURES),
         "torch_mlp": (_write_torch_mlp(repository, np), MLP_IN),
     }
+    try:
+        originals[TEXT_MODEL] = (_write_text(repository, np), None)
+    except Exception as error:  # recorded: the text model's tests fail with it
+        shutil.rmtree(repository / TEXT_MODEL, ignore_errors=True)
+        (out / TEXT_UNAVAILABLE).write_text(
+            f"{TEXT_MODEL} could not be made with skl2onnx "
+            f"{importlib.metadata.version('skl2onnx')} and run with onnxruntime "
+            f"{importlib.metadata.version('onnxruntime')}: {type(error).__name__}: {error}\n")
     _write_fixed(repository)
     _write_all_types(repository)
     logreg = repository / "sklearn_logreg" / "1" / "model.onnx"
@@ -492,17 +680,23 @@ def write(out):
         sessions[model] = _session(repository / model / "1" / "model.onnx")
         summary["tensors"][model] = _describe(sessions[model])
     _check_tensors(summary["tensors"])
+    summary["corrupt"] = _write_corrupt(repository, np)
 
     rng = np.random.default_rng(SEED + 10)
     for model, (original, features) in originals.items():
         cases = dict(BATCH_CASES)
         if model == "sklearn_logreg":
             cases[ROWS_CASE] = ROWS
+        if model in CLIENT_MODELS:
+            cases[CLIENTS_CASE] = CLIENTS * CLIENT_REQUESTS * CLIENT_ROWS
         largest = 0.0
         for case, rows in cases.items():
-            x = rng.standard_normal((rows, features)).astype(np.float32)
-            outputs = _run(sessions[model], {"x": x}, np)
-            _save_case(references / model / case, {"x": x}, outputs, np)
+            if model == TEXT_MODEL:
+                tensor, x = "text", _text_inputs(rows, rng, np)
+            else:
+                tensor, x = "x", rng.standard_normal((rows, features)).astype(np.float32)
+            outputs = _run(sessions[model], {tensor: x}, np)
+            _save_case(references / model / case, {tensor: x}, outputs, np)
             # The conversion is right: onnxruntime agrees with the library that trained it.
             for name, want in original(x).items():
                 got = outputs[name]
@@ -541,6 +735,8 @@ def _check_tensors(tensors):
     onnx_type = {config: f"tensor({'float' if t == 'float' else t})"
                  for t, (_, _, config) in ALL_TYPES.items()}
     for model, (inputs, outputs) in COMPLETED.items():
+        if model == TEXT_MODEL and model not in tensors:  # unavailable: recorded
+            continue
         described = tensors[model]
         for kind, expected in (("inputs", inputs), ("outputs", outputs)):
             got = described[kind]

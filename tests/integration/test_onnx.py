@@ -1,7 +1,8 @@
 """ONNX models through the real binary (platform onnxruntime_onnx, backend onnxruntime):
-scikit-learn, XGBoost, LightGBM and PyTorch exports, onnx.helper graphs of every datatype and
-of fixed shapes, served with no config.pbtxt (modeld completes the config from the session's
-inputs and outputs) and under configs that state them, right or wrong.
+scikit-learn (a linear model, a random forest, a TF-IDF text classifier with a string input),
+XGBoost, LightGBM and PyTorch exports, onnx.helper graphs of every datatype and of fixed
+shapes, served with no config.pbtxt (modeld completes the config from the session's inputs and
+outputs) and under configs that state them, right or wrong.
 
 The models come from onnx_models.py (cached by content under build/test-models/; a
 subprocess with the venv's converters and onnxruntime writes them, this process imports
@@ -15,9 +16,14 @@ as for TensorFlow SavedModels in test_tensorflow.py).
 
 One server (module scope, --model-control-mode=explicit so the repository index answers)
 serves the good models next to refused ones: a ZipMap output (a sequence of maps, not a
-tensor) and configs that contradict model.onnx on a datatype, a shape and a name. Each refused
-one must be unavailable with its reason (repository index, load answer, metadata, infer, log)
-while the others serve.
+tensor), configs that contradict model.onnx on a datatype, a shape and a name, and model.onnx
+files onnxruntime cannot open (random bytes, half a model). Each refused one must be
+unavailable with its reason (repository index, load answer, metadata, infer, log) while the
+others serve.
+
+The text model is made only when the pinned skl2onnx and onnxruntime can make and run it;
+when they cannot, onnx_models.py records why, and every test of it fails (at setup) with that
+reason.
 """
 
 import concurrent.futures
@@ -54,7 +60,8 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 # The models compared with onnxruntime's answers for batches of 1, 3 and 7 rows.
-BATCH_MODELS = ("sklearn_logreg", "xgboost", "lightgbm", "torch_mlp")
+BATCH_MODELS = ("sklearn_logreg", "sklearn_forest", onnx_models.TEXT_MODEL, "xgboost",
+                "lightgbm", "torch_mlp")
 BATCH_CASES = tuple(onnx_models.BATCH_CASES)
 
 # model -> what the reason it is refused with must hold (substrings or regexes), wherever the
@@ -69,6 +76,12 @@ REFUSED = {
                         re.compile(r"has shape \[[^\]]*\b5\]"),
                         re.compile(r"model\.onnx has \[[^\]]*\b4\]")],
     "stated_bad_name": ["input 'y' is not in model.onnx, whose inputs are: x"],
+    # onnxruntime's own words after the file's path ("Load model from <path> failed:Protobuf
+    # parsing failed.")
+    "corrupt_random": [re.compile(r"cannot load \S*/corrupt_random/1/model\.onnx: "),
+                       "Protobuf parsing failed"],
+    "corrupt_truncated": [re.compile(r"cannot load \S*/corrupt_truncated/1/model\.onnx: "),
+                          "Protobuf parsing failed"],
 }
 assert sorted(REFUSED) == sorted(onnx_models.REFUSED)
 
@@ -188,6 +201,21 @@ def onnx_folder():
 @pytest.fixture(scope="module")
 def references(onnx_folder):
     return onnx_models.load_references(onnx_folder)
+
+
+def fail_if_unavailable(onnx_folder, *models):
+    """Fails with the generator's reason when one of `models` could not be made."""
+    reasons = onnx_models.unavailable(onnx_folder)
+    for model in models:
+        if isinstance(model, str) and model in reasons:
+            pytest.fail(reasons[model], pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _unavailable_model_fails(request, onnx_folder):
+    """A test parametrized with a model the generator could not make fails with its reason."""
+    callspec = getattr(request.node, "callspec", None)
+    fail_if_unavailable(onnx_folder, *(callspec.params.values() if callspec else ()))
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +475,8 @@ def test_concurrent_single_rows_get_their_own_answers(stub, onnx_server, referen
     assert runs < len(x), f"no run held more than one request: {runs} runs, {one} of one row"
 
 
-def test_concurrent_requests_to_every_model(stub, references):
+def test_concurrent_requests_to_every_model(stub, onnx_folder, references):
+    fail_if_unavailable(onnx_folder, *BATCH_MODELS)
     jobs = []
     for i in range(32):
         model = BATCH_MODELS[i % len(BATCH_MODELS)]
@@ -466,12 +495,93 @@ def test_concurrent_requests_to_every_model(stub, references):
         assert list(pool.map(call, range(len(jobs)))) == list(range(len(jobs)))
 
 
+def test_concurrent_clients_on_their_own_channels(onnx_server, references):
+    """CLIENTS clients, each on a channel of its own (torch_mlp or sklearn_forest), send
+    CLIENT_REQUESTS requests each, of 1 to CLIENT_ROWS rows no other request sends, and each
+    checks its own answers against onnxruntime's for those rows."""
+    barrier = threading.Barrier(onnx_models.CLIENTS)
+
+    def client(c):
+        model = onnx_models.CLIENT_MODELS[c % len(onnx_models.CLIENT_MODELS)]
+        inputs, outputs = references[model][onnx_models.CLIENTS_CASE]
+        expected = as_served(model, outputs)
+        channel = onnx_server.channel()
+        try:
+            stub = make_stub(channel)
+            barrier.wait(timeout=RPC_TIMEOUT_S)
+            for r in range(onnx_models.CLIENT_REQUESTS):
+                rows = onnx_models.client_rows(c, r)
+                request_id = f"client {c} request {r}"
+                response, got = run(stub, model, {k: v[rows] for k, v in inputs.items()},
+                                    request_id=request_id)
+                assert (response.id, response.model_name) == (request_id, model)
+                assert_same(got, {k: v[rows] for k, v in expected.items()}, request_id)
+        finally:
+            channel.close()
+        return c
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=onnx_models.CLIENTS) as pool:
+        assert sorted(pool.map(client, range(onnx_models.CLIENTS))) == list(
+            range(onnx_models.CLIENTS))
+
+
+def text_input(texts):
+    """The text model's input: [len(texts), 1] BYTES, each text UTF-8 encoded (or bytes)."""
+    array = np.empty((len(texts), 1), dtype=object)
+    array[:, 0] = [t if isinstance(t, bytes) else t.encode() for t in texts]
+    return array
+
+
+# A batch whose run fails runs again request by request (batching::DynamicBatcher::RunBatch),
+# so a request onnxruntime refuses at run time never takes the requests batched beside it down.
+def test_text_that_is_not_utf8_fails_alone(stub, onnx_folder, references):
+    """Bytes that are not UTF-8 reach onnxruntime's StringNormalizer, which refuses them: that
+    request fails with onnxruntime's reason, and the requests sent with it, which dynamic
+    batching joins it with, are answered. modeld answers INTERNAL (it hands BYTES to ONNX
+    strings as they are and reports what the run says), where INVALID_ARGUMENT would name the
+    client's mistake: either passes."""
+    fail_if_unavailable(onnx_folder, onnx_models.TEXT_MODEL)
+    inputs, outputs = references[onnx_models.TEXT_MODEL]["b1"]
+    expected = as_served(onnx_models.TEXT_MODEL, outputs)
+    bad = {b"caf\xc3": "Truncated UTF-8 sequence", b"\xff\xfe not utf-8": "Invalid UTF-8"}
+    good = request_of(onnx_models.TEXT_MODEL, inputs)
+    for _ in range(10):
+        requests = [(None, good)] * 4 + [
+            (text, request_of(onnx_models.TEXT_MODEL, {"text": text_input([text])}))
+            for text in bad] + [(None, good)] * 4
+        futures = [(text, stub.ModelInfer.future(request, timeout=RPC_TIMEOUT_S))
+                   for text, request in requests]
+        for text, future in futures:
+            if text is None:
+                try:
+                    response = future.result()
+                except grpc.RpcError as error:
+                    raise AssertionError(f"a good request beside texts that are not UTF-8 "
+                                         f"failed: {error.code().name}: {error.details()}")
+                assert_same(decode(response), expected, "beside texts that are not UTF-8")
+                continue
+            with pytest.raises(grpc.RpcError) as caught:
+                future.result()
+            code, details = caught.value.code(), caught.value.details()
+            assert code in (grpc.StatusCode.INTERNAL, INVALID), (text, code, details)
+            assert bad[text] in details, (text, details)
+    assert_onnx_still_serving(stub, references)
+
+
 # --- HTTP (KServe JSON) ----------------------------------------------------------------------
+
+
+def json_tensor(name, array):
+    """A KServe JSON input; BYTES as JSON strings (UTF-8 text)."""
+    if array.dtype != object:
+        return kserve_tensor(name, array)
+    return {"name": name, "shape": list(array.shape), "datatype": "BYTES",
+            "data": [value.decode("utf-8") for value in array.ravel()]}
 
 
 def http_infer(http, model, inputs):
     reply = http.post(f"/v2/models/{model}/infer",
-                      {"inputs": [kserve_tensor(k, v) for k, v in inputs.items()]})
+                      {"inputs": [json_tensor(k, v) for k, v in inputs.items()]})
     assert reply.status == 200, reply.body
     body = reply.json()
     assert body["model_name"] == model
@@ -480,7 +590,8 @@ def http_infer(http, model, inputs):
 
 
 @pytest.mark.parametrize("model,case", [("sklearn_logreg", "b3"), ("torch_mlp", "b7"),
-                                        ("lightgbm", "b1")])
+                                        ("lightgbm", "b1"), ("sklearn_forest", "b3"),
+                                        (onnx_models.TEXT_MODEL, "b7")])
 def test_kserve_json_matches_onnxruntime(http, references, model, case):
     inputs, outputs = references[model][case]
     got, body = http_infer(http, model, inputs)
@@ -612,7 +723,8 @@ def test_refused_model_reason_in_repository_index(stub, http, model):
          for m in reply.json()], model)
 
 
-def test_repository_index_shows_the_good_models_ready(stub):
+def test_repository_index_shows_the_good_models_ready(stub, onnx_folder):
+    fail_if_unavailable(onnx_folder, *onnx_models.SERVING)
     index = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), timeout=RPC_TIMEOUT_S)
     assert sorted({m.name for m in index.models}) == sorted(onnx_models.SERVING)
 
