@@ -63,7 +63,7 @@ $(BUILD_DIR)/python/.stamp: $(PROTOS)
 # downloaded). The stamp also follows the requirements, so a new torch writes the models anew;
 # setup first, for the venv.
 models: $(MODELS)/.stamp
-$(MODELS)/.stamp: examples/generate_models.py scripts/requirements-nodeps.txt | setup
+$(MODELS)/.stamp: examples/generate_models.py scripts/requirements.txt scripts/requirements-nodeps.txt | setup
 	@echo "generating the example models in $(MODELS)"
 	@$(PY) examples/generate_models.py --out $(MODELS)
 	@touch $@

@@ -93,6 +93,10 @@ class Backend {
     return absl::OkStatus();
   }
 
+  // Whether models of this backend can learn online when their config turns training on
+  // (docs/online-learning.md). Default: no.
+  virtual bool Trains() const { return false; }
+
   // Loads one instance of the version in `version_dir`. INVALID_ARGUMENT when the config asks
   // for something this backend cannot do (named), NOT_FOUND when the model file is missing,
   // INTERNAL when the framework fails to load it (with the framework's message).

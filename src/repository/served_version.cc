@@ -70,6 +70,19 @@ absl::StatusOr<ModelHandle> LoadServedVersion(const VersionSource& source,
   auto runs = std::make_shared<backend::RunWatch>(config->instance_count);
   ASSIGN_OR_RETURN(const core::TrainingOptions training, core::ParseTrainingOptions(*config));
   std::unique_ptr<training::Trainer> trainer;
+  // Whether training could be turned on, for a request to train a model that does not.
+  const absl::Status can_train =
+      backend.Trains() ? absl::OkStatus()
+                       : absl::FailedPreconditionError(absl::StrCat(
+                             "its platform (", config->platform.empty() ? config->backend
+                                                                       : config->platform,
+                             ") serves models without training them; online learning needs a "
+                             "TorchScript model or a TensorFlow SavedModel "
+                             "(docs/online-learning.md)"));
+  if (training.enabled && !can_train.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("its config.pbtxt turns training on, but ", can_train.message()));
+  }
   if (training.enabled) {
     // One instance (ParseTrainingOptions checks), shared by the scheduler and the trainer.
     ASSIGN_OR_RETURN(std::unique_ptr<backend::Model> model,
@@ -112,9 +125,11 @@ absl::StatusOr<ModelHandle> LoadServedVersion(const VersionSource& source,
     spdlog::info("model '{}' version {}: warm-up done ({} request{})", config->name, version,
                  warmup.size(), warmup.size() == 1 ? "" : "s");
   }
-  return std::make_shared<const ServedVersion>(std::move(config), version, std::move(metrics),
-                                               std::move(scheduler), std::move(runs),
-                                               std::move(trainer));
+  auto served = std::make_shared<ServedVersion>(std::move(config), version, std::move(metrics),
+                                                std::move(scheduler), std::move(runs),
+                                                std::move(trainer));
+  served->set_can_train(can_train);
+  return served;
 }
 
 }  // namespace modeld::repository

@@ -45,6 +45,10 @@ class ServedVersion {
   batching::Scheduler& scheduler() const { return *scheduler_; }
   // The version's trainer when its config turns training on; null otherwise.
   training::Trainer* trainer() const { return trainer_.get(); }
+  // OK when the backend could train this model if its config asked (Backend::Trains),
+  // FAILED_PRECONDITION saying why not otherwise (an ONNX model, say).
+  const absl::Status& can_train() const { return can_train_; }
+  void set_can_train(absl::Status status) { can_train_ = std::move(status); }
   // When the oldest Run() of its instances still in progress began; InfiniteFuture if none.
   absl::Time OldestRunStart() const {
     return runs_ != nullptr ? runs_->OldestRunStart() : absl::InfiniteFuture();
@@ -63,6 +67,7 @@ class ServedVersion {
   const std::shared_ptr<const backend::RunWatch> runs_;
   std::unique_ptr<batching::Scheduler> scheduler_;
   std::unique_ptr<training::Trainer> trainer_;
+  absl::Status can_train_;
 };
 
 using ModelHandle = std::shared_ptr<const ServedVersion>;

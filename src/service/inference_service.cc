@@ -84,6 +84,10 @@ void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&&
       AcceptingVersion(models_, draining_.load(), request.model_name, request.model_version);
   if (!handle.ok()) return std::move(done)(handle.status());
   training::Trainer* trainer = (*handle)->trainer();
+  if (trainer == nullptr && !(*handle)->can_train().ok()) {
+    return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
+        "model '", request.model_name, "' cannot train: ", (*handle)->can_train().message())));
+  }
   if (trainer == nullptr) {
     return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
         "model '", request.model_name,

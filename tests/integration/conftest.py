@@ -39,7 +39,9 @@ GENERATOR_PYTHON = os.environ.get("MODELD_GENERATOR_PYTHON", sys.executable)
 
 
 def _is_complete(repository):
-    return all((repository / name / "config.pbtxt").is_file() for name in EXAMPLE_MODELS)
+    # digits has no config.pbtxt (modeld completes it from model.onnx).
+    return (all((repository / name / "config.pbtxt").is_file() for name in EXAMPLE_MODELS)
+            and (repository / "digits" / "1" / "model.onnx").is_file())
 
 
 def pytest_collection_modifyitems(config, items):

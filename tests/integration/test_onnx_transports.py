@@ -64,8 +64,11 @@ platform: "{onnx_models.PLATFORM}"
 parameters {{ key: "training" value {{ string_value: "true" }} }}
 """
 # The refusals (src/backend/backend.h, src/service/inference_service.cc).
-NO_TRAINING = "this backend does not train models"
-NOT_TRAINABLE = "model 'sklearn_logreg' is not trainable"
+NO_TRAINING = ("its config.pbtxt turns training on, but its platform (onnxruntime_onnx) "
+               "serves models without training them; online learning needs a TorchScript "
+               "model or a TensorFlow SavedModel")
+NOT_TRAINABLE = ("model 'sklearn_logreg' cannot train: its platform (onnxruntime_onnx) serves "
+                 "models without training them")
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 
 

@@ -141,9 +141,10 @@ _HTTP_CLASSES: dict[int, type[ModeldError]] = {
 
 def error_for_grpc(code_name: str, message: str) -> ModeldError:
     """The exception for a gRPC status, given by name (``grpc.StatusCode.X.name``)."""
-    if code_name == "RESOURCE_EXHAUSTED" and "larger than max" in message:
-        # gRPC's own refusal of a message over --grpc-max-message-bytes: retrying later
-        # cannot help, unlike a full queue.
+    if code_name == "RESOURCE_EXHAUSTED" and (
+            "--grpc-max-message-bytes" in message or "larger than max" in message):
+        # A message over --grpc-max-message-bytes (modeld's refusal naming the flag, or gRPC's
+        # own past twice the limit): retrying later cannot help, unlike a full queue.
         return InvalidInput(message, code_name)
     return _GRPC_CLASSES.get(code_name, ModeldError)(message, code_name)
 

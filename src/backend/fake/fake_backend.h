@@ -25,6 +25,7 @@ namespace modeld::backend {
 // Thread-safe.
 class FakeBackend : public Backend {
  public:
+  bool Trains() const override { return true; }
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
 

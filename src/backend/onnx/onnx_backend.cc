@@ -15,6 +15,7 @@
 #include "backend/onnx/ort_api.h"
 #include "backend/thread_counts.h"
 #include "common/status_macros.h"
+#include "spdlog/spdlog.h"
 
 #ifndef MODELD_ONNXRUNTIME_LIBRARY
 #define MODELD_ONNXRUNTIME_LIBRARY ""
@@ -32,6 +33,13 @@ struct Runtime {
   ort::Env* env = nullptr;
 };
 
+// ONNX Runtime's own log lines, in modeld's log at debug level: what they report (a failed
+// load or run) reaches the caller as a status already, with the same text.
+void LogLine(void*, ort::LoggingLevel severity, const char*, const char*, const char* location,
+             const char* message) {
+  spdlog::debug("onnxruntime ({}, {}): {}", static_cast<int>(severity), location, message);
+}
+
 absl::StatusOr<const Runtime*> GetRuntime(const std::string& library) {
   static absl::once_flag once;
   static absl::StatusOr<const Runtime*>* runtime = nullptr;
@@ -39,9 +47,11 @@ absl::StatusOr<const Runtime*> GetRuntime(const std::string& library) {
     runtime = new absl::StatusOr<const Runtime*>([&]() -> absl::StatusOr<const Runtime*> {
       ASSIGN_OR_RETURN(const ort::Api* api, ort::LoadApi(library));
       auto* made = new Runtime{api, nullptr};  // for the process's lifetime
-      RETURN_IF_ERROR(ort::ToStatus(
-          *api, api->CreateEnv(ort::LoggingLevel::kError, "modeld", &made->env),
-          "cannot start ONNX Runtime"));
+      RETURN_IF_ERROR(ort::ToStatus(*api,
+                                    api->CreateEnvWithCustomLogger(
+                                        &LogLine, nullptr, ort::LoggingLevel::kWarning, "modeld",
+                                        &made->env),
+                                    "cannot start ONNX Runtime"));
       return made;
     }());
   });
@@ -372,8 +382,9 @@ class OnnxModel : public Model {
     RETURN_IF_ERROR(ort::ToStatus(api_, api_.GetDimensions(info.get(), shape.data(), rank), what));
     // The API shape: the batch, then the config's dims (an item reshape undone).
     core::Shape api_shape;
+    api_shape.reserve(spec.dims.size() + 1);
     if (batch.has_value()) api_shape.push_back(*batch);
-    api_shape.insert(api_shape.end(), spec.dims.begin(), spec.dims.end());
+    for (int64_t dim : spec.dims) api_shape.push_back(dim);
     if (!spec.reshape.has_value()) {
       bool matches = api_shape.size() == shape.size();
       for (size_t i = 0; matches && i < shape.size(); ++i) {

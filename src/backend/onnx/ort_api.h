@@ -89,6 +89,11 @@ enum class GraphOptimizationLevel : int { kDisableAll = 0, kBasic = 1, kExtended
 enum class AllocatorType : int { kDevice = 0, kArena = 1 };
 enum class MemType : int { kDefault = 0 };
 
+// ONNX Runtime's log sink: (param, severity, category, log id, code location, message).
+using LoggingFunction = void (*)(void* param, LoggingLevel severity, const char* category,
+                                 const char* log_id, const char* code_location,
+                                 const char* message);
+
 // The table version asked for: ONNX Runtime 1.17, the oldest release modeld supports.
 inline constexpr uint32_t kOrtApiVersion = 17;
 
@@ -97,6 +102,8 @@ inline constexpr uint32_t kOrtApiVersion = 17;
   X(1, GetErrorCode, ErrorCode, (const Status*))                                               \
   X(2, GetErrorMessage, const char*, (const Status*))                                          \
   X(3, CreateEnv, Status*, (LoggingLevel, const char* log_id, Env**))                          \
+  X(4, CreateEnvWithCustomLogger, Status*,                                                     \
+    (LoggingFunction, void* param, LoggingLevel, const char* log_id, Env**))                   \
   X(7, CreateSession, Status*,                                                                 \
     (const Env*, const char* model_path, const SessionOptions*, Session**))                    \
   X(9, Run, Status*,                                                                           \

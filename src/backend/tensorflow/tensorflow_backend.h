@@ -64,6 +64,7 @@ class TensorFlowBackend : public Backend {
   bool ServesWithoutConfig(const std::filesystem::path& version_dir) override;
   absl::Status CompleteConfig(const std::filesystem::path& version_dir,
                               inference::ModelConfig& config) override;
+  bool Trains() const override { return true; }
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
   // Writes the SavedModel `loaded_from` holds, in the same layout, with the state's variables.

@@ -52,6 +52,7 @@ namespace modeld::backend {
 // results that do not match the config as INTERNAL.
 class TorchBackend : public Backend {
  public:
+  bool Trains() const override { return true; }
   absl::StatusOr<std::unique_ptr<Model>> Load(const core::ModelConfig& config,
                                               const std::filesystem::path& version_dir) override;
   absl::StatusOr<std::unique_ptr<Model>> LoadOn(const core::ModelConfig& config,

@@ -132,6 +132,10 @@ class InferCall final : public grpc::ServerGenericBidiReactor {
     // `request_` stays valid until OnDone, after the callback's Finish, so the decoded tensors
     // may keep viewing its bytes.
     service_.Infer(*std::move(decoded), [this](absl::StatusOr<core::InferResponse> result) {
+      // The slot goes back as the answer is handed to gRPC, not when gRPC reports the call
+      // done: under load that report lags, and closed-loop clients would find the cap full of
+      // calls already answered.
+      ticket_.reset();
       if (!result.ok()) {
         Finish(ToGrpcStatus(result.status()));
         return;
@@ -152,7 +156,8 @@ class InferCall final : public grpc::ServerGenericBidiReactor {
   grpc::GenericCallbackServerContext* const context_;
   const InferCallOptions& options_;
   std::atomic<int64_t>& refused_;
-  // This call's slot under --max-inflight-requests, given back when the call is done.
+  // This call's slot under --max-inflight-requests, given back once its answer is handed to
+  // gRPC.
   std::optional<service::Admission::Ticket> ticket_;
   const std::shared_ptr<ReceiveRace> race_ = std::make_shared<ReceiveRace>();
   grpc::Alarm timer_;

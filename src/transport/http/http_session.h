@@ -298,6 +298,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void Write(Response response) {
     if (state_ == State::kClosed) return;
     state_ = State::kWriting;
+    // The answer is handed to the transport: the call's slot goes back now, not once the write
+    // completes, so a client that reads it and sends at once never finds its own call holding it.
+    ticket_.reset();
     response_.emplace();
     response_->version(version_);
     response_->result(static_cast<unsigned>(response.status));
@@ -315,7 +318,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bhttp::async_write(stream_, *response_,
                        [self = this->shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                          self->response_.reset();
-                         self->ticket_.reset();  // the answer is out: the call is done
                          if (ec) return self->Close();
                          if (!keep_alive) return self->linger_ ? self->Linger() : self->Close();
                          self->ReadRequest();
