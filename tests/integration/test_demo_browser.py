@@ -1,8 +1,10 @@
 """The demo site in a real browser: Gunicorn (4 sync workers) serving examples/django_demo
 against the session's modeld, driven by Debian's Chromium through Playwright.
 
-The page's prediction for mlp must equal what the modeld client answers for the same input.
-A screenshot of the answered page is saved to build/test-output/demo-page.png.
+The page's prediction for mlp must equal what the modeld client answers for the same input;
+so must the draw-a-digit canvas's probabilities for the 8x8 image it made of a stroke drawn
+with the mouse. Screenshots of the answered page are saved to build/test-output/
+(demo-page.png, demo-digits.png).
 """
 
 import json
@@ -22,6 +24,7 @@ from process_log import ProcessLog
 
 DEMO_DIR = REPO_ROOT / "examples" / "django_demo"
 SCREENSHOT = REPO_ROOT / "build" / "test-output" / "demo-page.png"
+DIGITS_SCREENSHOT = REPO_ROOT / "build" / "test-output" / "demo-digits.png"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -70,8 +73,11 @@ class Gunicorn:
 
 
 @pytest.fixture
-def demo_site(server):
+def demo_site(server, example_repository):
     """The demo site's base URL, once Gunicorn listens, its workers booted and it answers."""
+    # The site's /healthz waits for digits too (demo_site/settings.py).
+    if not (example_repository / "digits" / "1" / "model.onnx").is_file():
+        pytest.fail(f"{example_repository} has no digits model; regenerate it (make models)")
     gunicorn = Gunicorn(f"grpc://{server.address}")
     try:
         port = int(gunicorn.wait_for(LISTENING)[0].group(1))
@@ -141,3 +147,116 @@ def test_demo_page_shows_the_clients_prediction(server, demo_site, page, capsys)
     assert navigation.value.status == 200
     assert "linear takes 3 numbers; you entered 4." in page.text_content("#form-errors")
     assert page.locator("#prediction").count() == 0
+
+
+def test_a_drawn_digit_is_predicted_through_modeld(server, demo_site, page, capsys):
+    page.goto(f"{demo_site}/")
+    assert page.is_disabled("#digit-predict")  # nothing drawn yet
+    assert page.is_hidden("#digit-result")
+    canvas = page.locator("#digit-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    # A vertical stroke down the middle, as a "1" is drawn (which digit the model reads is not
+    # asserted: a hand-drawn stroke is fuzzy).
+    x = box["x"] + box["width"] / 2
+    top, height = box["y"] + box["height"] * 0.15, box["height"] * 0.7
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x + step % 3, top + height * step / 20)
+    # Lifting the pen predicts; so does the button.
+    with page.expect_response(lambda r: r.url.endswith("/api/digits")) as first:
+        page.mouse.up()
+    assert first.value.status == 200, first.value.text()
+    with page.expect_response(lambda r: r.url.endswith("/api/digits")) as second:
+        page.click("#digit-predict")
+    assert second.value.status == 200, second.value.text()
+    page.wait_for_selector("#digit-result", state="visible")
+
+    # The 8x8 image sent: 0..16, white ink on black, a centred vertical bar.
+    pixels = np.array(json.loads(page.get_attribute("#digit-preview", "data-pixels")),
+                      dtype=np.float32)
+    assert pixels.shape == (64,)
+    assert pixels.min() == 0 and 0 < pixels.max() <= 16
+    assert np.all(pixels == np.round(pixels))
+    image = pixels.reshape(8, 8)
+    inked = np.nonzero(image.sum(axis=0))[0]
+    assert image.sum(axis=1).all(), image  # every row: the stroke fills the height
+    assert set(inked) <= {2, 3, 4, 5}, image  # centred, a bar
+
+    # Ten probabilities that sum to 1, exactly modeld's for that image; the label their argmax.
+    with modeld.Client(f"grpc://{server.address}") as client:
+        expected = client.infer("digits", {"pixels": pixels[None, :]})
+    shown = page.locator("#digit-probabilities li").evaluate_all(
+        "items => items.map(i => i.dataset.value)")
+    probabilities = np.array(shown, dtype=np.float32)
+    assert probabilities.shape == (10,)
+    assert abs(float(probabilities.sum()) - 1.0) < 1e-4, probabilities
+    np.testing.assert_array_equal(probabilities, expected["probabilities"][0])
+    label = int(page.text_content("#digit-label"))
+    assert label == int(np.argmax(probabilities)) == int(expected["label"].reshape(-1)[0])
+    assert page.locator("#digit-probabilities li.top").count() == 1
+    assert page.text_content("#digit-probabilities li.top .bar-name") == str(label)
+    assert page.is_hidden("#digit-error")
+
+    DIGITS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DIGITS_SCREENSHOT), full_page=True)
+    with capsys.disabled():
+        print(f"\n  digits canvas screenshot: {DIGITS_SCREENSHOT} (read as {label})")
+
+    # Clear empties the canvas and the answer.
+    page.click("#digit-clear")
+    assert page.is_hidden("#digit-result")
+    assert page.is_disabled("#digit-predict")
+    assert page.get_attribute("#digit-preview", "data-pixels") is None
+
+    # modeld unavailable (the site's answer, as modeld down gives it): a visible message.
+    page.route("**/api/digits", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body=json.dumps({"error": "failed to connect to all addresses", "code": "UNAVAILABLE"})))
+    page.mouse.move(x, top)
+    page.mouse.down()
+    page.mouse.move(x, top + height)
+    with page.expect_response(lambda r: r.url.endswith("/api/digits")):
+        page.mouse.up()
+    page.wait_for_selector("#digit-error", state="visible")
+    assert "modeld could not answer (503): failed to connect" in page.text_content("#digit-error")
+    assert page.is_hidden("#digit-result")
+
+
+def test_a_digit_drawn_by_touch_is_predicted(demo_site, page):
+    """A finger on a touch screen (Chromium's own touch events, through the DevTools protocol):
+    the canvas takes the stroke, not the page's scrolling."""
+    context = page.context.browser.new_context(viewport={"width": 400, "height": 800},
+                                               has_touch=True, is_mobile=True)
+    phone = context.new_page()
+    phone.set_default_timeout(PAGE_TIMEOUT_MS)
+    phone.goto(f"{demo_site}/")
+    phone.locator("#digit-canvas").scroll_into_view_if_needed()
+    box = phone.locator("#digit-canvas").bounding_box()
+    scrolled = phone.evaluate("window.scrollY")
+    devtools = context.new_cdp_session(phone)
+
+    def touch(kind, fraction_x=None, fraction_y=None):
+        points = [] if fraction_x is None else [
+            {"x": box["x"] + box["width"] * fraction_x, "y": box["y"] + box["height"] * fraction_y}]
+        devtools.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    # A "7": across the top, then down to the left.
+    touch("touchStart", 0.3, 0.2)
+    for step in range(1, 11):
+        touch("touchMove", 0.3 + 0.4 * step / 10, 0.2)
+    for step in range(1, 11):
+        touch("touchMove", 0.7 - 0.25 * step / 10, 0.2 + 0.6 * step / 10)
+    with phone.expect_response(lambda r: r.url.endswith("/api/digits")) as answer:
+        touch("touchEnd")
+    assert answer.value.status == 200, answer.value.text()
+    phone.wait_for_selector("#digit-result", state="visible")
+    assert phone.evaluate("window.scrollY") == scrolled  # the finger drew, the page stayed
+    probabilities = np.array(phone.locator("#digit-probabilities li").evaluate_all(
+        "items => items.map(i => i.dataset.value)"), dtype=np.float32)
+    assert probabilities.shape == (10,) and abs(float(probabilities.sum()) - 1.0) < 1e-4
+    assert int(phone.text_content("#digit-label")) == int(np.argmax(probabilities))
+    pixels = json.loads(phone.get_attribute("#digit-preview", "data-pixels"))
+    assert len(pixels) == 64 and sum(pixels) > 0
+    context.close()

@@ -47,7 +47,7 @@ MODELD = {
     "default": {
         "URL": os.environ.get("MODELD_URL", "grpc://127.0.0.1:8001"),
         "TIMEOUT": float(os.environ.get("MODELD_TIMEOUT", "5")),
-        "MODELS": ["linear", "mlp"],
+        "MODELS": ["linear", "mlp", "digits"],
     },
 }
 

@@ -9,5 +9,6 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("api/predict/<str:model>", api.predict, name="api-predict"),
     path("api/apredict/<str:model>", api.apredict, name="api-apredict"),
+    path("api/digits", api.digits, name="api-digits"),
     path("healthz", health, name="healthz"),
 ]

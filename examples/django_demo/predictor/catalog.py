@@ -1,4 +1,5 @@
-"""The models the demo page offers (see examples/generate_models.py for how they are made)."""
+"""The models the demo page offers (see examples/generate_models.py for how they are made):
+the form's (MODELS, one input and one output of numbers each) and the canvas's (DIGITS)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,25 @@ MODELS: dict[str, DemoModel] = {
     ]
 }
 DEFAULT_MODEL = "linear"
+
+
+@dataclass(frozen=True)
+class DigitsModel:
+    """The draw-a-digit canvas's classifier: an 8x8 image in, a class and its probabilities
+    out. A scikit-learn pipeline trained on ``sklearn.datasets.load_digits()``, served as ONNX
+    without a config.pbtxt (modeld completes it)."""
+
+    name: str = "digits"
+    input: str = "pixels"  # FP32 [N, 64]: the image row by row, white (16) on black (0)
+    label: str = "label"  # INT64 [N] (answered as [N, 1]): the most probable class
+    probabilities: str = "probabilities"  # FP32 [N, 10]: one per digit, 0 to 9
+    side: int = 8  # pixels per row and column
+    maximum: int = 16  # the data set's darkest ink: 16 of a 4x4 block's pixels set
+    classes: int = 10
+
+    @property
+    def size(self) -> int:
+        return self.side * self.side
+
+
+DIGITS = DigitsModel()

@@ -57,6 +57,23 @@ def as_batch(inputs: Any) -> tuple[np.ndarray, bool]:
     return np.asarray(rows, dtype=np.float32), batched
 
 
+def as_pixels(pixels: Any, size: int, maximum: float) -> np.ndarray:
+    """``pixels`` (a list of ``size`` numbers, each from 0 to ``maximum``: an image row by
+    row) as a float32 batch of one image."""
+    if not isinstance(pixels, list):
+        raise BadInput(f'"pixels" must be a list of {size} numbers from 0 to {maximum:g}, '
+                       f"not {type(pixels).__name__}")
+    if len(pixels) != size:
+        raise BadInput(f'"pixels" must hold {size} numbers (an 8x8 image, row by row), '
+                       f"not {len(pixels)}")
+    for index, value in enumerate(pixels):
+        if not _is_number(value):
+            raise BadInput(f"pixel {index}, {value!r}, is not a finite number")
+        if not 0 <= value <= maximum:
+            raise BadInput(f"pixel {index}, {value!r}, is outside 0..{maximum:g}")
+    return np.asarray([pixels], dtype=np.float32)
+
+
 def format_number(value: float) -> str:
     """The shortest text that reads back as the same float32."""
     return np.format_float_positional(np.float32(value), trim="-")

@@ -1,4 +1,5 @@
-"""The demo page: choose a model, enter its input numbers, see modeld's prediction."""
+"""The demo page: choose a model, enter its input numbers, see modeld's prediction; or draw a
+digit on the canvas (its script asks POST /api/digits, see api.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 import modeld
 import modeld.django
 
-from .catalog import DEFAULT_MODEL, MODELS
+from .catalog import DEFAULT_MODEL, DIGITS, MODELS
 from .forms import PredictForm
 from .services import format_number, status_for
 
@@ -44,6 +45,7 @@ def index(request: HttpRequest) -> HttpResponse:
         form=form,
         models=MODELS.values(),
         examples={m.name: {"size": m.size, "example": m.example_text} for m in MODELS.values()},
+        digits=DIGITS,
         modeld_url=settings.MODELD["default"]["URL"],
         pid=os.getpid(),
     )

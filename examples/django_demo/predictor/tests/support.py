@@ -17,7 +17,7 @@ from modeld_server import start_server  # noqa: E402
 
 
 def modeld_setting(url: str) -> dict:
-    return {"default": {"URL": url, "TIMEOUT": 10.0, "MODELS": ["linear", "mlp"]}}
+    return {"default": {"URL": url, "TIMEOUT": 10.0, "MODELS": ["linear", "mlp", "digits"]}}
 
 
 class ModeldServerTestCase(SimpleTestCase):
@@ -25,8 +25,10 @@ class ModeldServerTestCase(SimpleTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        if not (EXAMPLE_MODELS / "mlp" / "config.pbtxt").is_file():
-            raise AssertionError(f"{EXAMPLE_MODELS} is missing; generate the example models")
+        if not ((EXAMPLE_MODELS / "mlp" / "config.pbtxt").is_file()
+                and (EXAMPLE_MODELS / "digits" / "1" / "model.onnx").is_file()):
+            raise AssertionError(f"{EXAMPLE_MODELS} is missing or predates digits; generate "
+                                 "the example models (make models)")
         cls.server = start_server(EXAMPLE_MODELS)
         cls.addClassCleanup(cls._stop_server)
         cls.url = f"grpc://{cls.server.address}"

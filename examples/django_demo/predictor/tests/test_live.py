@@ -86,4 +86,5 @@ class LiveTests(ModeldServerTestCase):
     def test_healthz_is_200(self):
         response = self.client.get("/healthz")
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(response.json()["models"], {"default": {"linear": True, "mlp": True}})
+        self.assertEqual(response.json()["models"],
+                         {"default": {"linear": True, "mlp": True, "digits": True}})

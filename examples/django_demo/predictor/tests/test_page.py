@@ -246,7 +246,8 @@ class DeadServerTests(DeadServerTestCase):
     def test_healthz_is_503(self):
         response = self.client.get("/healthz")
         self.assertEqual(response.status_code, 503)
-        self.assertEqual(response.json()["not_ready"], ["default", "default/linear", "default/mlp"])
+        self.assertEqual(response.json()["not_ready"],
+                         ["default", "default/linear", "default/mlp", "default/digits"])
 
     def test_an_overridden_model_still_answers(self):
         with override_model("linear", linear_v2):
