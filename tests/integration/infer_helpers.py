@@ -6,8 +6,10 @@ Never import this module in a process that also imports tritonclient: both regis
 """
 
 import re
+import struct
 
 import grpc
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,24 @@ def assert_still_serving(stub):
     assert response.id == "still-serving"
     assert response.model_version == str(LINEAR_NEWEST_VERSION)
     np.testing.assert_allclose(outputs["y"], linear_expected(x), rtol=1e-6, atol=1e-6)
+
+
+def serialize_bytes(array):
+    """A BYTES tensor's raw contents: each element length-prefixed (4 bytes, little-endian)."""
+    return b"".join(struct.pack("<I", len(v)) + v for v in np.asarray(array, object).ravel())
+
+
+def parse_bytes(raw, count):
+    """`count` BYTES elements out of `raw`, as an object array; asserts the layout."""
+    values, offset = [], 0
+    for i in range(count):
+        assert offset + 4 <= len(raw), f"BYTES element {i} of {count} is missing"
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        assert offset + length <= len(raw), f"BYTES element {i} runs past the end"
+        values.append(bytes(raw[offset:offset + length]))
+        offset += length
+    assert offset == len(raw), f"{len(raw) - offset} bytes after {count} BYTES elements"
+    array = np.empty(count, dtype=object)
+    array[:] = values
+    return array

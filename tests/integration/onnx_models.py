@@ -71,19 +71,17 @@ reasons for refusing the CORRUPT files.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import model_cache
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE_ROOT = REPO_ROOT / "build" / "test-models"
+CACHE_ROOT = model_cache.CACHE_ROOT
 PREFIX = "onnx-"
 SEED = 20261215
 # The libraries whose output (or whose check of it) the files depend on.
@@ -227,38 +225,15 @@ REFUSED = ("sklearn_zipmap", *STATED_BAD, *CORRUPT)
 
 def content_key():
     """The cache key: what the files depend on, without importing the libraries."""
-    digest = hashlib.sha256()
-    parts = [Path(__file__).read_bytes(), platform.machine().encode()]
-    parts += [f"{name}=={importlib.metadata.version(name)}".encode() for name in LIBRARIES]
-    for part in parts:
-        digest.update(hashlib.sha256(part).digest())
-    return digest.hexdigest()[:16]
+    return model_cache.content_key(
+        [Path(__file__).read_bytes()]
+        + [f"{name}=={importlib.metadata.version(name)}".encode() for name in LIBRARIES])
 
 
 def ensure(cache_root=CACHE_ROOT, python=None):
     """The folder for the current content, written (in a subprocess) when it is missing."""
-    folder = Path(cache_root) / f"{PREFIX}{content_key()}"
-    if (folder / ".complete").is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.parent / f".partial-{folder.name}-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    python = python or os.environ.get("MODELD_GENERATOR_PYTHON", sys.executable)
-    result = subprocess.run([python, str(Path(__file__)), "--write", str(partial)],
-                            capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise RuntimeError(f"writing the ONNX test models failed:\n{result.stdout}\n"
-                           f"{result.stderr}")
-    (partial / ".complete").write_text(result.stdout)
-    try:
-        partial.rename(folder)
-    except OSError:  # another session wrote it meanwhile
-        shutil.rmtree(partial, ignore_errors=True)
-    for stale in folder.parent.glob(f"{PREFIX}*"):  # earlier contents
-        if stale != folder:
-            shutil.rmtree(stale, ignore_errors=True)
-    return folder
+    return model_cache.ensure(Path(__file__), PREFIX, content_key(), "ONNX test models",
+                              cache_root, python)
 
 
 def unavailable(folder):

@@ -40,19 +40,18 @@ never imports torch. It holds:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+import model_cache
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE_ROOT = REPO_ROOT / "build" / "test-models"
+CACHE_ROOT = model_cache.CACHE_ROOT
 PREFIX = "pytorch2-"
 TORCH_EXPORT = REPO_ROOT / "python" / "src" / "modeld" / "torch_export.py"
 SEED = 20261207
@@ -99,37 +98,14 @@ def stated_pt2_config(name, dims=f"[ {MLP_IN} ]"):
 
 def content_key():
     """The cache key: what the files depend on, without importing torch."""
-    digest = hashlib.sha256()
-    for part in (Path(__file__).read_bytes(), TORCH_EXPORT.read_bytes(),
-                 importlib.metadata.version("torch").encode(), platform.machine().encode()):
-        digest.update(hashlib.sha256(part).digest())
-    return digest.hexdigest()[:16]
+    return model_cache.content_key([Path(__file__).read_bytes(), TORCH_EXPORT.read_bytes(),
+                                    importlib.metadata.version("torch").encode()])
 
 
 def ensure(cache_root=CACHE_ROOT, python=None):
     """The folder for the current content, written (in a subprocess) when it is missing."""
-    folder = Path(cache_root) / f"{PREFIX}{content_key()}"
-    if (folder / ".complete").is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.parent / f".partial-{folder.name}-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    python = python or os.environ.get("MODELD_GENERATOR_PYTHON", sys.executable)
-    result = subprocess.run([python, str(Path(__file__)), "--write", str(partial)],
-                            capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise RuntimeError(f"writing the PyTorch test models failed:\n{result.stdout}\n"
-                           f"{result.stderr}")
-    (partial / ".complete").write_text(result.stdout)
-    try:
-        partial.rename(folder)
-    except OSError:  # another session wrote it meanwhile
-        shutil.rmtree(partial, ignore_errors=True)
-    for stale in folder.parent.glob(f"{PREFIX}*"):  # earlier contents
-        if stale != folder:
-            shutil.rmtree(stale, ignore_errors=True)
-    return folder
+    return model_cache.ensure(Path(__file__), PREFIX, content_key(), "PyTorch test models",
+                              cache_root, python)
 
 
 def load_references(folder):

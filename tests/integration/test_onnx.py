@@ -30,7 +30,6 @@ import concurrent.futures
 import json
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import threading
@@ -48,7 +47,9 @@ from infer_helpers import (
     expect_rpc_error,
     make_stub,
     mc,
+    parse_bytes,
     pb,
+    serialize_bytes,
 )
 from modeld_server import start_server
 
@@ -97,24 +98,6 @@ def datatype_of(array):
             return name
     raise ValueError(f"no KServe datatype for {array.dtype}")
 
-
-def serialize_bytes(array):
-    return b"".join(struct.pack("<I", len(v)) + v for v in np.asarray(array, object).ravel())
-
-
-def parse_bytes(raw, count):
-    values, offset = [], 0
-    for i in range(count):
-        assert offset + 4 <= len(raw), f"BYTES element {i} of {count} is missing"
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        assert offset + length <= len(raw), f"BYTES element {i} runs past the end"
-        values.append(bytes(raw[offset:offset + length]))
-        offset += length
-    assert offset == len(raw), f"{len(raw) - offset} bytes after {count} BYTES elements"
-    array = np.empty(count, dtype=object)
-    array[:] = values
-    return array
 
 
 def request_of(model, inputs, *, typed=False, outputs=None, request_id=""):

@@ -65,7 +65,7 @@ BROKEN_MODELS = {
     "broken_syntax": ["config.pbtxt", re.compile(r"(?<![\d:])3:\d+")],
     "corrupt_model": ["model.pt", "PytorchStreamReader"],  # torch's own message
     "empty_version": ["model.pt", "does not exist"],
-    "unknown_platform": ["onnxruntime_onnx"],
+    "unknown_platform": ["tensorrt_plan"],
     "no_version_folder": ["no version folder"],
     "name_mismatch": ["not_the_folder_name"],
 }
@@ -112,10 +112,10 @@ def build_repository(root, example_repository):
                                                             platform="pytorch_libtorch"))
     (empty / "1").mkdir()
 
-    onnx = model("unknown_platform", LINEAR_LIKE_CONFIG.format(name="unknown_platform",
-                                                              platform="onnxruntime_onnx"))
-    (onnx / "1").mkdir()
-    (onnx / "1" / "model.onnx").write_bytes(b"not really onnx")
+    plan = model("unknown_platform", LINEAR_LIKE_CONFIG.format(name="unknown_platform",
+                                                              platform="tensorrt_plan"))
+    (plan / "1").mkdir()
+    (plan / "1" / "model.plan").write_bytes(b"not really a TensorRT plan")
 
     model("no_version_folder", LINEAR_LIKE_CONFIG.format(name="no_version_folder",
                                                          platform="pytorch_libtorch"))

@@ -30,7 +30,9 @@ from infer_helpers import (
     make_stub,
     matches,
     mc,
+    parse_bytes,
     pb,
+    serialize_bytes,
 )
 from infer_helpers import expect_rpc_error as expect_error
 from modeld_server import start_server
@@ -85,24 +87,6 @@ def bytes_array(values):
     array[:] = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
     return array
 
-
-def serialize_bytes(array):
-    return b"".join(struct.pack("<I", len(v)) + v for v in np.asarray(array, object).ravel())
-
-
-def parse_bytes(raw, count):
-    values, offset = [], 0
-    for i in range(count):
-        assert offset + 4 <= len(raw), f"BYTES element {i} of {count} is missing"
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        assert offset + length <= len(raw), f"BYTES element {i} runs past the end"
-        values.append(bytes(raw[offset:offset + length]))
-        offset += length
-    assert offset == len(raw), f"{len(raw) - offset} bytes after {count} BYTES elements"
-    array = np.empty(count, dtype=object)
-    array[:] = values
-    return array
 
 
 def datatype_of(array):
