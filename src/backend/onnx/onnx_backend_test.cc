@@ -9,9 +9,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/temp_repository.h"
+#include "testing/tensors.h"
 
 namespace modeld::backend {
 namespace {
+
+using ::modeld::testing::MakeTensor;
+using ::modeld::testing::Values;
 
 using ::testing::HasSubstr;
 
@@ -142,20 +146,6 @@ class OnnxBackendTest : public ::testing::Test {
 
 testing::TempRepository* OnnxBackendTest::repo_ = nullptr;
 
-template <typename T>
-core::Tensor Make(core::DataType type, core::Shape shape, const std::vector<T>& values) {
-  std::string bytes(values.size() * sizeof(T), '\0');
-  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
-  return core::Tensor::Owning(type, std::move(shape), std::move(bytes));
-}
-
-template <typename T>
-std::vector<T> Values(const core::Tensor& tensor) {
-  std::vector<T> values(tensor.bytes().size() / sizeof(T));
-  if (!values.empty()) std::memcpy(values.data(), tensor.bytes().data(), tensor.bytes().size());
-  return values;
-}
-
 TEST_F(OnnxBackendTest, ServesAFolderWithModelOnnxWithoutAConfig) {
   EXPECT_TRUE(backend_.ServesWithoutConfig(Version("linear")));
   EXPECT_FALSE(backend_.ServesWithoutConfig(repo_->path() / "linear"));
@@ -184,7 +174,7 @@ TEST_F(OnnxBackendTest, FixedShapesGiveNoBatchDimension) {
   std::unique_ptr<Model> model = Load("fixed");
   ASSERT_NE(model, nullptr);
   core::TensorMap inputs;
-  inputs["a"] = Make<float>(core::DataType::kFp32, {2, 3}, {-1, 2, -3, 4, -5, 6});
+  inputs["a"] = MakeTensor<float>(core::DataType::kFp32, {2, 3}, {-1, 2, -3, 4, -5, 6});
   absl::StatusOr<core::TensorMap> outputs = model->Run(inputs);
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   EXPECT_THAT(Values<float>(outputs->at("b")), ::testing::ElementsAre(0, 2, 0, 4, 0, 6));
@@ -194,7 +184,7 @@ TEST_F(OnnxBackendTest, RunsWithWeightsFromExternalData) {
   std::unique_ptr<Model> model = Load("linear");
   ASSERT_NE(model, nullptr);
   core::TensorMap inputs;
-  inputs["x"] = Make<float>(core::DataType::kFp32, {2, 3}, {1, 0, 0, 1, 1, 1});
+  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {2, 3}, {1, 0, 0, 1, 1, 1});
   absl::StatusOr<core::TensorMap> outputs = model->Run(inputs);
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   const core::Tensor& y = outputs->at("y");
@@ -210,7 +200,7 @@ TEST_F(OnnxBackendTest, AnItemOfNoDimsIsShownWithDimsOne) {
   std::unique_ptr<Model> model = Load("row_sum");
   ASSERT_NE(model, nullptr);
   core::TensorMap inputs;
-  inputs["x"] = Make<float>(core::DataType::kFp32, {3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
   absl::StatusOr<core::TensorMap> outputs = model->Run(inputs);
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   EXPECT_EQ(outputs->at("s").shape(), (core::Shape{3, 1}));
@@ -260,7 +250,7 @@ TEST_F(OnnxBackendTest, ASequenceOutputIsRefusedSayingWhatToDo) {
                                       "output { name: \"y\" data_type: TYPE_FP32 dims: 3 }\n");
   ASSERT_NE(model, nullptr);
   core::TensorMap inputs;
-  inputs["x"] = Make<float>(core::DataType::kFp32, {1, 3}, {7, 8, 9});
+  inputs["x"] = MakeTensor<float>(core::DataType::kFp32, {1, 3}, {7, 8, 9});
   absl::StatusOr<core::TensorMap> outputs = model->Run(inputs);
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   EXPECT_THAT(Values<float>(outputs->at("y")), ::testing::ElementsAre(7, 8, 9));

@@ -11,28 +11,18 @@
 #include "core/model_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/tensors.h"
 
 namespace modeld::backend {
 namespace {
+
+using ::modeld::testing::MakeTensor;
+using ::modeld::testing::Values;
 
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-template <typename T>
-core::Tensor MakeTensor(core::DataType type, core::Shape shape, const std::vector<T>& values) {
-  std::string bytes(values.size() * sizeof(T), '\0');
-  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
-  return core::Tensor::Owning(type, std::move(shape), std::move(bytes));
-}
-
-template <typename T>
-std::vector<T> Values(const core::Tensor& tensor) {
-  std::vector<T> values(tensor.bytes().size() / sizeof(T));
-  if (!values.empty()) std::memcpy(values.data(), tensor.bytes().data(), tensor.bytes().size());
-  return values;
-}
 
 // As a std::string, which gtest prints as text (Debian's absl::string_view is not std's).
 std::string Message(const absl::Status& status) { return std::string(status.message()); }

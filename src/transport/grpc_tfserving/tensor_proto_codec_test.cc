@@ -7,9 +7,12 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "testing/tensors.h"
 
 namespace modeld::transport::grpc_tfserving {
 namespace {
+
+using ::modeld::testing::Values;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -18,13 +21,6 @@ tensorflow::TensorProto Proto(const std::string& text) {
   tensorflow::TensorProto proto;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &proto)) << text;
   return proto;
-}
-
-template <typename T>
-std::vector<T> Values(const core::Tensor& tensor) {
-  std::vector<T> values(tensor.bytes().size() / sizeof(T));
-  std::memcpy(values.data(), tensor.bytes().data(), tensor.bytes().size());
-  return values;
 }
 
 TEST(DecodeTensorProto, TypedFieldsOfEveryKind) {

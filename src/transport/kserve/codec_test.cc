@@ -4,9 +4,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/tensors.h"
 
 namespace modeld::transport::kserve {
 namespace {
+
+using ::modeld::testing::Values;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -25,13 +28,6 @@ auto* AddInput(inference::ModelInferRequest& request, const std::string& name,
   input->set_datatype(datatype);
   for (int64_t dim : shape) input->add_shape(dim);
   return input;
-}
-
-template <typename T>
-std::vector<T> Values(const core::Tensor& tensor) {
-  std::vector<T> values(tensor.bytes().size() / sizeof(T));
-  memcpy(values.data(), tensor.bytes().data(), tensor.bytes().size());
-  return values;
 }
 
 TEST(CodecTest, RawInputsAreViewedNotCopied) {
