@@ -247,7 +247,7 @@ TEST_F(RedisWorkerTest, ReadsNoMoreThanTheProcessWideAdmissionHasFree) {
   EXPECT_EQ(admission.in_flight(), 3);  // each entry taken holds a slot
   grpc_call.reset();                    // the gRPC call ends: a third entry may be taken
   ASSERT_TRUE(queue_->WaitForFinished(kEntries, kWait));
-  EXPECT_EQ(queue_->max_held(), 3);
+  EXPECT_LE(queue_->max_held(), 3);  // never past the process-wide cap
   ASSERT_TRUE(WaitUntil([&] { return admission.in_flight() == 0; }));  // all given back
 }
 
