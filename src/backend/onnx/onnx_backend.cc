@@ -14,6 +14,7 @@
 #include "backend/model_inputs.h"
 #include "backend/onnx/ort_api.h"
 #include "backend/thread_counts.h"
+#include "common/logging.h"  // fmt for absl::string_view
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -26,6 +27,7 @@ namespace {
 
 constexpr char kAllowSpinningParameter[] = "allow_spinning";
 constexpr char kOptimizationParameter[] = "graph_optimization_level";
+constexpr char kOptimizedFileParameter[] = "optimized_model_file";
 
 // ONNX Runtime and its one environment (it wants one per process), made on first use.
 struct Runtime {
@@ -201,6 +203,8 @@ struct SessionSettings {
   int inter_op_threads = 1;
   bool allow_spinning = false;
   ort::GraphOptimizationLevel optimization = ort::GraphOptimizationLevel::kAll;
+  // Where ONNX Runtime writes the model as optimized, when set (a cache; see Load).
+  std::filesystem::path save_optimized;
 };
 
 absl::StatusOr<ort::OwnedSession> OpenSession(const Runtime& runtime,
@@ -224,6 +228,11 @@ absl::StatusOr<ort::OwnedSession> OpenSession(const Runtime& runtime,
   for (const char* key : {"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"}) {
     RETURN_IF_ERROR(
         ort::ToStatus(api, api.AddSessionConfigEntry(options.get(), key, spinning), context));
+  }
+  if (!settings.save_optimized.empty()) {
+    RETURN_IF_ERROR(ort::ToStatus(
+        api, api.SetOptimizedModelFilePath(options.get(), settings.save_optimized.c_str()),
+        context));
   }
   ort::OwnedSession session;
   RETURN_IF_ERROR(ort::ToStatus(
@@ -447,6 +456,41 @@ class OnnxModel : public Model {
   std::vector<const char*> output_names_;
 };
 
+// The session of `version_dir`'s model, through the optimized-model cache when the config names
+// one (parameter optimized_model_file, relative to the version folder): a cache file not older
+// than model.onnx is loaded as it is, with no optimization again; otherwise model.onnx is
+// optimized and ONNX Runtime writes the result there for the next load. A cache that cannot
+// be read or written is skipped with a warning: it only saves time.
+absl::StatusOr<ort::OwnedSession> OpenCached(const Runtime& runtime,
+                                             const core::ModelConfig& config,
+                                             const std::filesystem::path& version_dir,
+                                             SessionSettings settings) {
+  const std::filesystem::path model = version_dir / kOnnxModelFile;
+  const std::optional<std::string> cache_name = config.Parameter(kOptimizedFileParameter);
+  if (!cache_name.has_value() || cache_name->empty()) return OpenSession(runtime, model, settings);
+  const std::filesystem::path cache = version_dir / *cache_name;
+  std::error_code error;
+  const auto cache_time = std::filesystem::last_write_time(cache, error);
+  if (!error && cache_time >= std::filesystem::last_write_time(model, error) && !error) {
+    SessionSettings cached = settings;
+    cached.optimization = ort::GraphOptimizationLevel::kDisableAll;
+    absl::StatusOr<ort::OwnedSession> session = OpenSession(runtime, cache, cached);
+    if (session.ok()) return session;
+    spdlog::warn("model '{}': the optimized model {} did not load ({}); optimizing {} again",
+                 config.name, cache.string(), session.status().message(), model.string());
+  }
+  settings.save_optimized = cache;
+  absl::StatusOr<ort::OwnedSession> session = OpenSession(runtime, model, settings);
+  if (session.ok()) return session;
+  settings.save_optimized.clear();
+  absl::StatusOr<ort::OwnedSession> uncached = OpenSession(runtime, model, settings);
+  if (uncached.ok()) {
+    spdlog::warn("model '{}': could not write the optimized model {} ({}); loaded without it",
+                 config.name, cache.string(), session.status().message());
+  }
+  return uncached;
+}
+
 }  // namespace
 
 OnnxBackend::OnnxBackend(std::string library)
@@ -474,8 +518,7 @@ absl::StatusOr<std::unique_ptr<Model>> OnnxBackend::Load(const core::ModelConfig
   ASSIGN_OR_RETURN(const SessionSettings settings, SettingsFor(config));
   ASSIGN_OR_RETURN(const Runtime* runtime, GetRuntime(library_));
   const ort::Api& api = *runtime->api;
-  ASSIGN_OR_RETURN(ort::OwnedSession session,
-                   OpenSession(*runtime, version_dir / kOnnxModelFile, settings));
+  ASSIGN_OR_RETURN(ort::OwnedSession session, OpenCached(*runtime, config, version_dir, settings));
   // A stated config that leaves an output out is served; one the model does not have is not.
   ASSIGN_OR_RETURN(const FileTensors file, DescribeSession(api, session.get()));
   inference::ModelConfig checked = config.proto;

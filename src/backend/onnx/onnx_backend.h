@@ -10,7 +10,9 @@
 // Each instance is one ONNX Runtime session with intra_op_thread_count threads (default: the
 // cores divided among the instances) and inter_op_thread_count (default 1); its threads do not
 // spin waiting for work (parameter allow_spinning "1" lets them, for a machine whose cores are
-// the model's alone); graph_optimization_level is disable, basic, extended or all (default). Inputs are handed to ONNX Runtime without a copy (BYTES are copied into its string
+// the model's alone); graph_optimization_level is disable, basic, extended or all (default);
+// optimized_model_file names a cache of the optimized graph (written on the first load, read
+// until model.onnx is newer). Inputs are handed to ONNX Runtime without a copy (BYTES are copied into its string
 // tensors); numeric outputs are handed back without a copy.
 #pragma once
 

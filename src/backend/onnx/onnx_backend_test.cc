@@ -1,5 +1,6 @@
 #include "backend/onnx/onnx_backend.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -293,6 +294,35 @@ TEST_F(OnnxBackendTest, AMissingOrBrokenFileIsAnErrorNamingIt) {
   EXPECT_FALSE(garbage.ok());
   EXPECT_THAT(garbage.message(), HasSubstr("cannot load"));
   EXPECT_THAT(garbage.message(), HasSubstr("garbage/1/model.onnx"));
+}
+
+TEST_F(OnnxBackendTest, TheOptimizedModelIsWrittenOnceAndLoadedUntilTheModelChanges) {
+  const std::filesystem::path cache = Version("fixed") / "model.optimized.onnx";
+  std::filesystem::remove(cache);
+  const std::string config =
+      "parameters { key: \"optimized_model_file\" value { string_value: "
+      "\"model.optimized.onnx\" } }\n";
+  core::TensorMap inputs;
+  inputs["a"] = MakeTensor<float>(core::DataType::kFp32, {2, 3}, {-1, 2, -3, 4, -5, 6});
+  auto run = [&] {
+    std::unique_ptr<Model> model = Load("fixed", config);
+    EXPECT_NE(model, nullptr);
+    if (model == nullptr) return std::vector<float>();
+    absl::StatusOr<core::TensorMap> outputs = model->Run(inputs);
+    EXPECT_TRUE(outputs.ok()) << outputs.status();
+    return outputs.ok() ? Values<float>(outputs->at("b")) : std::vector<float>();
+  };
+  EXPECT_THAT(run(), ::testing::ElementsAre(0, 2, 0, 4, 0, 6));
+  ASSERT_TRUE(std::filesystem::is_regular_file(cache));  // written by the first load
+  const auto written = std::filesystem::last_write_time(cache);
+  EXPECT_THAT(run(), ::testing::ElementsAre(0, 2, 0, 4, 0, 6));
+  EXPECT_EQ(std::filesystem::last_write_time(cache), written);  // loaded, not written again
+  // A newer model.onnx makes the cache stale: optimized and written again.
+  std::filesystem::last_write_time(Version("fixed") / "model.onnx",
+                                   written + std::chrono::seconds(10));
+  EXPECT_THAT(run(), ::testing::ElementsAre(0, 2, 0, 4, 0, 6));
+  EXPECT_GT(std::filesystem::last_write_time(cache), written);
+  std::filesystem::remove(cache);
 }
 
 TEST_F(OnnxBackendTest, ThreadParametersAreChecked) {

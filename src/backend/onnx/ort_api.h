@@ -111,6 +111,7 @@ inline constexpr uint32_t kOrtApiVersion = 17;
      size_t input_count, const char* const* output_names, size_t output_count,                 \
      Value** outputs))                                                                         \
   X(10, CreateSessionOptions, Status*, (SessionOptions**))                                     \
+  X(11, SetOptimizedModelFilePath, Status*, (SessionOptions*, const char* path))               \
   X(23, SetSessionGraphOptimizationLevel, Status*, (SessionOptions*, GraphOptimizationLevel))  \
   X(24, SetIntraOpNumThreads, Status*, (SessionOptions*, int))                                 \
   X(25, SetInterOpNumThreads, Status*, (SessionOptions*, int))                                 \
