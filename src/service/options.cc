@@ -503,8 +503,9 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, const char* const* argv) {
 std::string FlagsHelp() {
   const ServerOptions defaults;
   std::string text =
-      "modeld: keeps TorchScript models resident and serves them over gRPC (KServe V2),\n"
-      "HTTP (KServe V2 REST, TensorFlow Serving REST) and Redis (a queue worker).\n\n"
+      "modeld: keeps models resident (TorchScript, torch.export packages, TensorFlow\n"
+      "SavedModels, ONNX) and serves them over gRPC (KServe V2, TensorFlow Serving), HTTP\n"
+      "(KServe V2 REST, TensorFlow Serving REST) and Redis (a queue worker).\n\n"
       "Usage: modeld --model-repository=PATH [flags]\n\nFlags:\n";
   for (const Flag& flag : Flags()) {
     absl::StrAppend(&text, "  --", flag.name, "=", flag.value_name, "\n      ", flag.help, "\n");
