@@ -2,6 +2,7 @@
 
     python -m modeld [--url URL] [--timeout S] status [--model M ...]
     python -m modeld [--url URL] infer MODEL --json '[[1, 2, 3]]' [--version V]
+    python -m modeld [--url URL] infer MODEL --json '{"NAME": JSON, ...}' [--output NAME ...]
     python -m modeld [--url URL] infer MODEL --input NAME=JSON [--input NAME=JSON ...]
                      [--output NAME ...] [--version V]
     python -m modeld [--url URL] metadata [MODEL] [--version V]
@@ -86,15 +87,19 @@ def _parser() -> argparse.ArgumentParser:
 
     infer = commands.add_parser(
         "infer", help="run a model",
-        description="With --json: the model's only input; prints its only output as JSON. "
-                    "With --input: prints {output name: value} as JSON.")
+        description="With --json LIST: the model's only input; prints its only output as JSON. "
+                    "With --json OBJECT ({input name: value}, as manage.py modeld infer takes) "
+                    "or --input: prints {output name: value} as JSON. --json - reads stdin.")
     infer.add_argument("model")
     source = infer.add_mutually_exclusive_group(required=True)
-    source.add_argument("--json", metavar="JSON", help="the value of the model's only input")
+    source.add_argument("--json", metavar="JSON",
+                        help="a list: the value of the model's only input; an object: "
+                             "{input name: value}; -: read it from stdin")
     source.add_argument("--input", action="append", metavar="NAME=JSON",
                         help="the value of input NAME (repeat for several inputs)")
     infer.add_argument("--output", action="append", metavar="NAME",
-                       help="only return this output (repeatable; with --input)")
+                       help="only return this output (repeatable; with --input or a --json "
+                            "object)")
     infer.add_argument("--version", help="the model version (default: the latest)")
 
     metadata = commands.add_parser("metadata", help="server metadata, or a model's")
@@ -113,11 +118,15 @@ def _run(args: argparse.Namespace, client: Client) -> tuple[Any, int]:
         return {"url": url, "live": live, "ready": ready, "models": models}, 0 if ok else 1
     if args.command == "infer":
         if args.json is not None:
-            if args.output:
-                raise ModeldError("--output goes with --input, not --json", "INVALID_ARGUMENT")
-            value = _parse_json(args.json, "--json")
-            return _jsonable(client.predict(args.model, value, version=args.version)), 0
-        inputs = dict(_parse_input(text) for text in args.input)
+            value = _parse_json(sys.stdin.read() if args.json == "-" else args.json, "--json")
+            if not isinstance(value, dict):
+                if args.output:
+                    raise ModeldError("--output goes with --input or a --json object, not a "
+                                      "--json list", "INVALID_ARGUMENT")
+                return _jsonable(client.predict(args.model, value, version=args.version)), 0
+            inputs = value
+        else:
+            inputs = dict(_parse_input(text) for text in args.input)
         outputs = client.infer(args.model, inputs, version=args.version, outputs=args.output)
         return {name: _jsonable(value) for name, value in outputs.items()}, 0
     if args.version is not None and args.model is None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 
-def cli(*args, url=None, env_url=None, timeout=60):
+def cli(*args, url=None, env_url=None, timeout=60, stdin=None):
     env = {k: v for k, v in os.environ.items() if k != "MODELD_URL"}
     if env_url is not None:
         env["MODELD_URL"] = env_url
@@ -18,7 +18,7 @@ def cli(*args, url=None, env_url=None, timeout=60):
     if url is not None:
         command += ["--url", url]
     return subprocess.run(command + list(args), capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=timeout, input=stdin)
 
 
 def test_status(url):
@@ -57,6 +57,18 @@ def test_infer_with_several_inputs(url):
                                          "positive": [[True, False, True]]}
     result = cli("infer", "int64_bool", "--input", "ids=[[4]]", "--input", "mask=[[true]]",
                  "--output", "positive", url=url)
+    assert json.loads(result.stdout) == {"positive": [[True]]}
+
+
+def test_infer_with_a_json_object_takes_inputs_by_name_as_manage_py_does(url):
+    result = cli("infer", "int64_bool", "--json",
+                 '{"ids": [[4, -1, 2]], "mask": [[true, true, false]]}', url=url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"masked_ids": [[4, -1, 0]],
+                                         "positive": [[True, False, True]]}
+    result = cli("infer", "int64_bool", "--json", "-", "--output", "positive", url=url,
+                 stdin='{"ids": [[4]], "mask": [[true]]}')
+    assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"positive": [[True]]}
 
 
