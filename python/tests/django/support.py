@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import sys
@@ -90,6 +91,24 @@ class ModeldServerTestCase(DeadServerMixin, SimpleTestCase):
         cls.http_url = f"http://{cls.server.http_address}"
         super().setUpClass()
         cls.enterClassContext(override_settings(MODELD=cls.modeld_setting()))
+
+
+class BrokenModelServerTestCase(DeadServerMixin, SimpleTestCase):
+    """modeld on a repository of linear (from examples/models) and ``broken``, an ONNX model
+    whose model.onnx is not one: it fails to load and the server, ready, says why. ``cls.url``
+    is its gRPC URL."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        repository = Path(cls.enterClassContext(tempfile.TemporaryDirectory()))
+        shutil.copytree(EXAMPLE_MODELS / "linear", repository / "linear")
+        (repository / "broken" / "1").mkdir(parents=True)
+        (repository / "broken" / "1" / "model.onnx").write_bytes(b"not an ONNX model")
+        cls.server = start_server(repository)
+        cls.addClassCleanup(_stop, cls.server)
+        _close_helper_channels(cls.server)
+        cls.url = f"grpc://{cls.server.address}"
+        super().setUpClass()
 
 
 class LoadingServerTestCase(DeadServerMixin, SimpleTestCase):

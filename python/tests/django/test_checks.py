@@ -9,7 +9,12 @@ from django.test import SimpleTestCase, override_settings
 
 from modeld.django import conf
 from modeld.django.checks import check_servers, check_settings
-from support import DeadServerMixin, LoadingServerTestCase, ModeldServerTestCase
+from support import (
+    BrokenModelServerTestCase,
+    DeadServerMixin,
+    LoadingServerTestCase,
+    ModeldServerTestCase,
+)
 
 
 def ids(messages):
@@ -203,6 +208,8 @@ class DeployCheckLiveServerTests(ModeldServerTestCase):
             messages = check_servers()
         self.assertEqual(ids(messages), ["modeld.W003"])
         self.assertIn("'no_such_model'", messages[0].msg)
+        self.assertIn("unknown model 'no_such_model'", messages[0].msg)
+        self.assertIn("modeld has no such model", messages[0].hint)
 
     def test_each_alias_is_checked(self):
         setting = {"default": {"URL": self.grpc_url, "MODELS": ["mlp"]},
@@ -213,6 +220,19 @@ class DeployCheckLiveServerTests(ModeldServerTestCase):
         self.assertEqual(ids(messages), ["modeld.W001", "modeld.W003"])
         self.assertIn("'down'", messages[0].msg)
         self.assertIn("'rest'", messages[1].obj)
+
+
+class DeployCheckBrokenModelTests(BrokenModelServerTestCase):
+    def test_a_model_that_failed_to_load_is_w003_with_the_servers_reason(self):
+        setting = {"default": {"URL": self.url, "MODELS": ["linear", "broken"]}}
+        with override_settings(MODELD=setting):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W003"])  # loading is over: the server is ready
+        w003 = messages
+        self.assertIn("'broken'", w003[0].msg)
+        self.assertIn("model.onnx", w003[0].msg)  # the server's reason names the file
+        self.assertIn("does not serve", w003[0].hint)
+        self.assertNotIn("add it to the model repository", w003[0].hint)
 
 
 class DeployCheckLoadingServerTests(LoadingServerTestCase):

@@ -16,6 +16,7 @@ class DeadServerHealthTests(DeadServerMixin, SimpleTestCase):
             "servers": {"default": False},
             "models": {"default": {"linear": False, "mlp": False}},
             "not_ready": ["default", "default/linear", "default/mlp"],
+            "reasons": {},  # the server could not be asked about them
         })
         self.assertIn("no-cache", response["Cache-Control"])
 
@@ -39,6 +40,7 @@ class LiveHealthTests(ModeldServerTestCase):
             "models": {"default": {"linear": True, "mlp": True},
                        "rest": {"linear": True, "mlp": True}},
             "not_ready": [],
+            "reasons": {},
         })
         self.assertEqual(self.client.head("/healthz").status_code, 200)
 
@@ -51,6 +53,7 @@ class LiveHealthTests(ModeldServerTestCase):
         self.assertEqual(body["servers"], {"default": True})
         self.assertEqual(body["models"], {"default": {"linear": True, "nope": False}})
         self.assertEqual(body["not_ready"], ["default/nope"])
+        self.assertEqual(body["reasons"], {"default/nope": "unknown model 'nope'"})
 
     def test_one_dead_alias_is_503(self):
         setting = {"default": {"URL": self.grpc_url, "MODELS": ["linear"]},
@@ -67,9 +70,13 @@ class LoadingServerHealthTests(LoadingServerTestCase):
         with override_settings(MODELD={"default": {"URL": self.url, "MODELS": ["slow"]}}):
             response = self.client.get("/healthz")
         self.assertEqual(response.status_code, 503)
-        self.assertEqual(response.json(), {
+        body = response.json()
+        reasons = body.pop("reasons")
+        self.assertEqual(body, {
             "ready": False,
             "servers": {"default": False},
             "models": {"default": {"slow": False}},
             "not_ready": ["default", "default/slow"],
         })
+        self.assertEqual(list(reasons), ["default/slow"])
+        self.assertIn("'slow'", reasons["default/slow"])  # modeld's own words

@@ -37,7 +37,7 @@ from django.core.checks import CheckMessage, Error
 from django.core.checks import Warning as CheckWarning
 
 from . import conf
-from .probe import probe
+from .probe import UNKNOWN, probe
 
 #: Seconds each deploy-check call may take (or the alias's TIMEOUT when that is shorter).
 DEPLOY_CHECK_TIMEOUT = 2.0
@@ -80,9 +80,15 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         for name, ready in status.models.items():
             if not ready:
                 reason = status.model_errors.get(name, "the server says it is not ready")
+                if status.model_problems.get(name) == UNKNOWN:
+                    hint = ("modeld has no such model: add it to the model repository, or "
+                            "correct or remove its name in MODELS.")
+                else:
+                    hint = ("The model is in modeld's repository but does not serve: the reason "
+                            "above says why (it failed to load, or is still loading). Fix the "
+                            "model files, or see modeld's log.")
                 messages.append(CheckWarning(
                     f"Model {name!r} in MODELD[{alias!r}]['MODELS'] is not ready at "
                     f"{url}: {reason}",
-                    hint="Add it to the model repository, or remove it from MODELS.",
-                    obj=obj, id="modeld.W003"))
+                    hint=hint, obj=obj, id="modeld.W003"))
     return messages

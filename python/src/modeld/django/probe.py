@@ -25,8 +25,12 @@ class AliasStatus:
     models: dict[str, bool] = field(default_factory=dict)
     #: why the server could not be asked (unreachable, timed out), else None
     error: str | None = None
-    #: model name -> why it is not ready, when the server said more than "no"
+    #: model name -> why it is not ready, as the server says it (the reason a model failed to
+    #: load, say), or why it could not be asked
     model_errors: dict[str, str] = field(default_factory=dict)
+    #: model name -> UNKNOWN (the server has no such model) or NOT_LOADED (it has the model, and
+    #: model_errors says why it does not serve it), for each model that is not ready
+    model_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -71,4 +75,27 @@ def probe(
             status.models[name] = bool(client.model_ready(name))
         except Exception as error:
             status.model_errors[name] = _describe(error)
+            continue
+        if not status.models[name]:
+            status.model_problems[name], status.model_errors[name] = _why_not_ready(client, name)
     return status
+
+
+#: AliasStatus.model_problems values
+UNKNOWN = "unknown"
+NOT_LOADED = "not loaded"
+
+
+def _why_not_ready(client: Any, name: str) -> tuple[str, str]:
+    """(problem, reason) for a model the server says is not ready: its metadata call answers
+    NOT_FOUND for a model it does not have, and UNAVAILABLE with the reason for one it has but
+    does not serve (failed to load, still loading)."""
+    from ..errors import ModelNotFound
+
+    try:
+        client.metadata(name)
+    except ModelNotFound as error:
+        return UNKNOWN, getattr(error, "message", None) or str(error)
+    except Exception as error:
+        return NOT_LOADED, getattr(error, "message", None) or str(error)
+    return NOT_LOADED, "the server says it is not ready"

@@ -41,5 +41,8 @@ def health(request: HttpRequest) -> JsonResponse:
         "servers": {status.alias: status.ready for status in statuses},
         "models": {status.alias: status.models for status in statuses},
         "not_ready": [name for status in statuses for name in status.not_ready()],
+        # alias/model -> why it is not ready, as modeld says it
+        "reasons": {f"{status.alias}/{name}": reason for status in statuses
+                    for name, reason in status.model_errors.items()},
     }
     return JsonResponse(body, status=200 if ready else 503)
