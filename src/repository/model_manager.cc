@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "repository/export_hints.h"
 #include "repository/version_policy.h"
 
 namespace modeld::repository {
@@ -92,6 +93,7 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   ModelEntry entry;
   entry.status.name = dir.name;
   auto fail = [&](std::string reason) {
+    reason = WithExportHint(std::move(reason), dir.path);
     spdlog::error("model '{}' failed to load: {}", dir.name, reason);
     entry.status.reason = std::move(reason);
     return std::move(entry);
@@ -196,7 +198,8 @@ void ModelManager::LoadVersions(const ModelDir& dir, backend::Backend& backend, 
           dir.name, status.version, status.reload_error);
     } else {
       status.state = core::VersionState::kUnavailable;
-      status.reason = std::string(handle.status().message());
+      status.reason = WithExportHint(std::string(handle.status().message()), dir.path,
+                                     dir.path / std::to_string(status.version));
       spdlog::error("model '{}' version {} failed to load: {}", dir.name, status.version,
                     status.reason);
     }

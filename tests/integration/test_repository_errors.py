@@ -3,6 +3,7 @@ the rest of the repository still serves."""
 
 import re
 import shutil
+import zipfile
 
 import grpc
 import numpy as np
@@ -68,6 +69,17 @@ BROKEN_MODELS = {
     "unknown_platform": ["tensorrt_plan"],
     "no_version_folder": ["no version folder"],
     "name_mismatch": ["not_the_folder_name"],
+    # Export mistakes, each recognised with its fix (src/repository/export_hints.h).
+    "torch_save_pickle": ["constants.pkl", "hint: this file was saved with torch.save",
+                          "torch.jit.save"],
+    "keras_archive": ["hint: model.keras is a Keras archive, not a SavedModel",
+                      'model.export("keras_archive/1")'],
+    "frozen_graph": ["hint: frozen.pb looks like a TensorFlow 1 frozen graph"],
+    "file_beside_config": ["no version folder",
+                           "hint: model.pt is in file_beside_config/ itself",
+                           "file_beside_config/1/model.pt"],
+    "renamed_onnx": ["hint: modeld loads model.onnx, and this version folder holds "
+                     "classifier.onnx: rename it"],
 }
 
 
@@ -123,6 +135,24 @@ def build_repository(root, example_repository):
     mismatch = model("name_mismatch", LINEAR_LIKE_CONFIG.format(name="not_the_folder_name",
                                                                platform="pytorch_libtorch"))
     shutil.copytree(example_repository / "linear" / "1", mismatch / "1")
+
+    # What torch.save writes: a zip of pickled Python objects (data.pkl), no TorchScript code.
+    pickle = model("torch_save_pickle", LINEAR_LIKE_CONFIG.format(name="torch_save_pickle",
+                                                                 platform="pytorch_libtorch"))
+    (pickle / "1").mkdir()
+    with zipfile.ZipFile(pickle / "1" / "model.pt", "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("model/version", "3\n")
+    (root / "keras_archive" / "1").mkdir(parents=True)
+    (root / "keras_archive" / "1" / "model.keras").write_bytes(b"PK\x03\x04 a Keras zip")
+    (root / "frozen_graph" / "1").mkdir(parents=True)
+    (root / "frozen_graph" / "1" / "frozen.pb").write_bytes(b"\x0a\x00")
+    beside = model("file_beside_config", LINEAR_LIKE_CONFIG.format(name="file_beside_config",
+                                                                  platform="pytorch_libtorch"))
+    shutil.copy(example_repository / "linear" / "1" / "model.pt", beside / "model.pt")
+    (root / "renamed_onnx" / "1").mkdir(parents=True)
+    shutil.copy(example_repository / "digits" / "1" / "model.onnx",
+                root / "renamed_onnx" / "1" / "classifier.onnx")
     return root
 
 
