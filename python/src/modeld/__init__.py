@@ -26,6 +26,7 @@ from .errors import (
     ModeldError,
     ModelNotFound,
     ServerBusy,
+    ModelFailed,
     Unauthenticated,
     Unavailable,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ModelNotFound",
     "InvalidInput",
     "ServerBusy",
+    "ModelFailed",
     "DeadlineExceeded",
     "Unavailable",
     "Unauthenticated",

@@ -113,7 +113,8 @@ class Client(ClientBase):
             arrays of bytes).
 
         Raises:
-            ModelNotFound, InvalidInput, ServerBusy, DeadlineExceeded, Unavailable, ModeldError.
+            ModelNotFound, InvalidInput, ServerBusy, DeadlineExceeded, Unavailable, ModelFailed,
+            ModeldError.
         """
         return self._run(_calls.infer(self, model, inputs, version, outputs, timeout))
 
@@ -177,8 +178,8 @@ class Client(ClientBase):
             ModelNotFound: the model or version is not served.
             InvalidInput: a wrong, missing or extra input or target (named in the message), or
                 the model is not trainable (the message says so).
-            ServerBusy, DeadlineExceeded, Unavailable, ModeldError: as :meth:`infer`, except
-                that nothing is retried.
+            ServerBusy, DeadlineExceeded, Unavailable, ModelFailed, ModeldError: as
+                :meth:`infer`, except that nothing is retried.
         """
         return self._run(_calls.train(self, model, inputs, targets, version, timeout, id))
 

@@ -15,6 +15,8 @@ exception                   gRPC status (and Redis reply code)          HTTP sta
                             token)
 :class:`Unavailable`        UNAVAILABLE, or the server cannot be        503
                             reached (refused, reset), or Redis cannot
+:class:`ModelFailed`        INTERNAL: the model ran and its framework   500
+                            failed (the server logged it)
 :class:`ModeldError`        anything else                               anything else
 ==========================  ==========================================  =================
 
@@ -35,6 +37,7 @@ __all__ = [
     "DeadlineExceeded",
     "Unavailable",
     "Unauthenticated",
+    "ModelFailed",
     "error_for_grpc",
     "error_for_rpc_code",
     "client_timeout",
@@ -107,6 +110,14 @@ class Unauthenticated(ModeldError):
     default_code = "UNAUTHENTICATED"
 
 
+class ModelFailed(ModeldError):
+    """The model ran and failed: its framework raised an error that is not about the request's
+    shape or types (those are InvalidInput). The message is the framework's; the server logged
+    it. Usually a bug in the model, or data it cannot take."""
+
+    default_code = "INTERNAL"
+
+
 def client_timeout(detail: str = "") -> DeadlineExceeded:
     """A DeadlineExceeded for a timeout found by the client itself (not told by the server).
 
@@ -126,6 +137,7 @@ _GRPC_CLASSES: dict[str, type[ModeldError]] = {
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "UNAVAILABLE": Unavailable,
     "UNAUTHENTICATED": Unauthenticated,
+    "INTERNAL": ModelFailed,
 }
 
 _HTTP_CLASSES: dict[int, type[ModeldError]] = {
@@ -136,6 +148,7 @@ _HTTP_CLASSES: dict[int, type[ModeldError]] = {
     429: ServerBusy,
     503: Unavailable,
     504: DeadlineExceeded,
+    500: ModelFailed,
 }
 
 

@@ -108,9 +108,10 @@ def test_error_mapping():
     assert type(error_for_grpc("RESOURCE_EXHAUSTED", "m")) is modeld.ServerBusy
     assert type(error_for_grpc("DEADLINE_EXCEEDED", "m")) is modeld.DeadlineExceeded
     assert type(error_for_grpc("UNAVAILABLE", "m")) is modeld.Unavailable
-    assert type(error_for_grpc("INTERNAL", "m")) is modeld.ModeldError
+    assert type(error_for_grpc("INTERNAL", "m")) is modeld.ModelFailed
+    assert type(error_for_grpc("UNKNOWN", "m")) is modeld.ModeldError
     expected = {400: modeld.InvalidInput, 404: modeld.ModelNotFound, 429: modeld.ServerBusy,
-                503: modeld.Unavailable, 504: modeld.DeadlineExceeded, 500: modeld.ModeldError,
+                503: modeld.Unavailable, 504: modeld.DeadlineExceeded, 500: modeld.ModelFailed,
                 501: modeld.ModeldError}
     for status, cls in expected.items():
         error = error_for_http(status, "m")

@@ -110,10 +110,10 @@ def test_oversize_request_is_invalid_input_not_server_busy(client, transport):
     assert client.predict("identity_fp32", [[1.0]]).tolist() == [[1.0]]
 
 
-def test_model_failure_is_a_plain_modeld_error(fake_client, transport):
-    with pytest.raises(modeld.ModeldError) as info:
+def test_model_failure_is_model_failed(fake_client, transport):
+    with pytest.raises(modeld.ModelFailed) as info:
         fake_client.predict("failing", [1.0])
-    assert type(info.value) is modeld.ModeldError
+    assert isinstance(info.value, modeld.ModeldError)
     assert "fake model failure" in info.value.message
     assert info.value.code == expected_code(transport, "INTERNAL", 500)
 
@@ -206,7 +206,9 @@ def test_retries_stop_at_the_timeout(transport, closed_port):
         with pytest.raises(modeld.Unavailable):
             client.model_ready("linear")
         elapsed = time.monotonic() - started
-    assert elapsed < 1.0, elapsed
+    # 1,000 retries 50 ms apart would take 50 s; the 0.5 s timeout ends them. The margin is for
+    # a loaded machine, not a speed target.
+    assert elapsed < 5.0, elapsed
     assert 2 <= len(calls) < 20, len(calls)
 
 

@@ -267,7 +267,8 @@ def test_http_train_answer():
 
 @pytest.mark.parametrize("status,cls", [
     (400, modeld.InvalidInput), (404, modeld.ModelNotFound), (429, modeld.ServerBusy),
-    (503, modeld.Unavailable), (504, modeld.DeadlineExceeded), (500, modeld.ModeldError),
+    (503, modeld.Unavailable), (504, modeld.DeadlineExceeded), (500, modeld.ModelFailed),
+    (501, modeld.ModeldError),
 ])
 def test_http_train_errors(status, cls):
     with pytest.raises(cls, match="the server's words") as info:
