@@ -1,6 +1,8 @@
 """The MODELD setting: parsing, defaults and the system checks (modeld.E0xx, modeld.W0xx)."""
 
+import tempfile
 from io import StringIO
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
@@ -120,6 +122,9 @@ class SettingsCheckTests(SimpleTestCase):
         ("empty token", {"default": {"URL": "grpc://h:1", "TOKEN": ""}}, ["modeld.E011"]),
         ("token with redis", {"default": {"URL": "redis://h:1/0", "TOKEN": "t"}},
          ["modeld.E011"]),
+        ("an API path in the URL", {"default": {"URL": "http://h:8000/v2"}}, ["modeld.E004"]),
+        ("an API path after a prefix", {"default": {"URL": "https://h/modeld/v2/"}},
+         ["modeld.E004"]),
     ]
 
     def test_each_malformed_setting_is_an_error(self):
@@ -220,6 +225,39 @@ class DeployCheckLiveServerTests(ModeldServerTestCase):
         self.assertEqual(ids(messages), ["modeld.W001", "modeld.W003"])
         self.assertIn("'down'", messages[0].msg)
         self.assertIn("'rest'", messages[1].obj)
+
+
+class DeployCheckSchemeAndFilesTests(ModeldServerTestCase):
+    def test_http_url_on_the_grpc_port_says_to_use_grpc(self):
+        setting = {"default": {"URL": self.grpc_url.replace("grpc://", "http://"),
+                               "RETRIES": 0}}
+        with override_settings(MODELD=setting):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W001"])
+        self.assertIn("use a grpc:// URL", messages[0].hint)
+
+    def test_grpc_url_on_the_http_port_says_to_use_http(self):
+        setting = {"default": {"URL": self.http_url.replace("http://", "grpc://"),
+                               "RETRIES": 0}}
+        with override_settings(MODELD=setting):
+            messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W001"])
+        self.assertIn("use an http:// URL", messages[0].hint)
+
+    def test_tls_files_that_are_missing_or_no_pem_are_w004(self):
+        with tempfile.TemporaryDirectory() as folder:
+            not_pem = Path(folder) / "ca.crt"
+            not_pem.write_text("not a certificate")
+            setting = {"default": {"URL": self.grpc_url.replace("grpc://", "grpcs://"),
+                                   "TLS_CA": str(not_pem),
+                                   "TLS_CERT": str(Path(folder) / "missing.pem"),
+                                   "TLS_KEY": str(not_pem)}}
+            with override_settings(MODELD=setting):
+                messages = check_servers()
+        self.assertEqual(ids(messages), ["modeld.W004"] * 3)
+        text = " ".join(m.msg for m in messages)
+        self.assertIn("missing.pem' does not exist", text)
+        self.assertIn("holds no PEM data", text)
 
 
 class DeployCheckBrokenModelTests(BrokenModelServerTestCase):

@@ -22,7 +22,10 @@ modeld.E011     ``TLS_CA`` / ``TLS_CERT`` / ``TLS_KEY`` / ``TOKEN`` malformed, h
                 pair, or given with a Redis URL
 modeld.W001     (``check --deploy``) an alias's server cannot be reached
 modeld.W002     (``check --deploy``) an alias's server answers but is not ready
-modeld.W003     (``check --deploy``) a model in an alias's ``MODELS`` is not ready
+modeld.W003     (``check --deploy``) a model in an alias's ``MODELS`` is not ready: unknown to
+                the server, or in its repository but not serving (the server's reason)
+modeld.W004     (``check --deploy``) a ``TLS_CA`` / ``TLS_CERT`` / ``TLS_KEY`` file does not
+                exist, cannot be read, or holds no PEM data
 ==============  =========================================================================
 
 The deploy checks ask each server with a short timeout (:data:`DEPLOY_CHECK_TIMEOUT`, no
@@ -43,6 +46,42 @@ from .probe import UNKNOWN, probe
 DEPLOY_CHECK_TIMEOUT = 2.0
 
 
+def _unreachable_hint(url: str, error: str) -> str:
+    """What to do about a server that could not be asked, from how it failed."""
+    scheme = url.split(":", 1)[0].lower()
+    # An HTTP client that reached a gRPC port reads HTTP/2's frames as a status line; a gRPC
+    # client that reached an HTTP/1.1 port says so itself.
+    if scheme.startswith("http") and ("\\x00\\x00" in error or "BadStatusLine" in error):
+        return "This port speaks gRPC (HTTP/2): use a grpc:// URL for it, or modeld's HTTP port."
+    if scheme.startswith("grpc") and "http1.x" in error:
+        return "This port speaks HTTP/1.1: use an http:// URL for it, or modeld's gRPC port."
+    return "Start modeld, or correct the URL."
+
+
+def _tls_file_warnings(alias: str, config: Any) -> list[CheckMessage]:
+    """W004 for each TLS file of the alias that is missing, unreadable or holds no PEM data."""
+    found: list[CheckMessage] = []
+    for key, path in (("TLS_CA", config.tls_ca), ("TLS_CERT", config.tls_cert),
+                      ("TLS_KEY", config.tls_key)):
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as file:
+                pem = b"-----BEGIN " in file.read(1 << 20)
+            problem = None if pem else "holds no PEM data (-----BEGIN ...)"
+        except FileNotFoundError:
+            problem = "does not exist"
+        except OSError as error:
+            problem = f"cannot be read ({error.strerror})"
+        if problem:
+            found.append(CheckWarning(
+                f"MODELD[{alias!r}][{key!r}] = {path!r} {problem}.",
+                hint="Give the path of the PEM file on this machine; the client would fail "
+                     "at its first call.",
+                obj=f"settings.MODELD[{alias!r}]", id="modeld.W004"))
+    return found
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Errors for a malformed ``MODELD`` setting."""
     return [
@@ -59,6 +98,10 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
     messages: list[CheckMessage] = []
     for alias, config in conf.load().items():
+        tls_warnings = _tls_file_warnings(alias, config)
+        if tls_warnings:
+            messages += tls_warnings  # no client can be made with them
+            continue
         client = create_client(config, timeout=min(config.timeout, DEPLOY_CHECK_TIMEOUT),
                                retries=0)
         try:
@@ -70,7 +113,7 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         if status.error and not status.live:
             messages.append(CheckWarning(
                 f"modeld at {url} (alias {alias!r}) cannot be reached: {status.error}",
-                hint="Start modeld, or correct the URL.", obj=obj, id="modeld.W001"))
+                hint=_unreachable_hint(config.url, status.error), obj=obj, id="modeld.W001"))
             continue
         if not status.ready:
             messages.append(CheckWarning(

@@ -120,6 +120,12 @@ def _url_problem(alias: str, url: Any) -> Problem | None:
         return Problem("modeld.E004", f"{where} = {url!r} names no host.", hint)
     if scheme in ("grpc", "grpcs") and parts.path.rstrip("/"):
         return Problem("modeld.E004", f"{where} = {url!r}: a grpc:// URL has no path.", hint)
+    if parts.path.rstrip("/").endswith(("/v1", "/v2")):
+        return Problem(
+            "modeld.E004",
+            f"{where} = {url!r} ends in {parts.path.rstrip('/').rsplit('/', 1)[1]!r}, which is "
+            "part of modeld's API paths: the client adds /v2/... itself.",
+            "Give the server's root (http://host:8000), or the prefix a proxy serves it under.")
     if parts.query or parts.fragment or parts.username or parts.password:
         return Problem("modeld.E004", f"{where} = {url!r}: query, fragment and user are not "
                        "supported.", hint)
