@@ -22,6 +22,8 @@ only shells: their methods carry the signatures and the docstrings, and a short 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -86,6 +88,14 @@ Call = Generator[Step, Any, T]
 # --- plumbing -------------------------------------------------------------------------------
 
 
+#: Each call (its name and model, never tensor values) with its latency at DEBUG, each retry at
+#: DEBUG, and each call that fails at WARNING.
+logger = logging.getLogger("modeld")
+# A library's logger prints nothing until the application configures logging (Django's LOGGING,
+# logging.basicConfig): without this, Python would print its warnings on stderr by itself.
+logger.addHandler(logging.NullHandler())
+
+
 def _retrying(
     client: ClientBase,
     what: str,
@@ -98,20 +108,31 @@ def _retrying(
     """transport.<method>(*args, seconds left), retried on Unavailable with backoff within the
     deadline; a call that is not `idempotent` is sent once."""
     retry = 0
-    while True:
-        if client._closed:
-            raise ModeldError(f"{what}: the client is closed", "CLOSED")
-        remaining = deadline.check(what)
-        try:
-            return (yield Request(method, (*args, remaining)))
-        except DeadlineExceeded as error:
-            raise client._timed_out(what, error, deadline) from None
-        except Unavailable:
-            wait = client._policy.delay(retry, deadline) if idempotent else None
-            if wait is None:
-                raise
-            yield Sleep(wait)  # the client sleeps (or awaits asyncio.sleep), then resumes us
-            retry += 1
+    started = time.monotonic()
+    try:
+        while True:
+            if client._closed:
+                raise ModeldError(f"{what}: the client is closed", "CLOSED")
+            remaining = deadline.check(what)
+            try:
+                result = yield Request(method, (*args, remaining))
+                logger.debug("%s: %.1f ms%s", what, (time.monotonic() - started) * 1000,
+                             f" ({retry} retries)" if retry else "")
+                return result
+            except DeadlineExceeded as error:
+                raise client._timed_out(what, error, deadline) from None
+            except Unavailable as error:
+                wait = client._policy.delay(retry, deadline) if idempotent else None
+                if wait is None:
+                    raise
+                logger.debug("%s: %s; retry %d in %.0f ms", what, error.message, retry + 1,
+                             wait * 1000)
+                yield Sleep(wait)  # the client sleeps (or awaits asyncio.sleep), then resumes us
+                retry += 1
+    except ModeldError as error:
+        logger.warning("%s failed after %.1f ms: %s %s", what,
+                       (time.monotonic() - started) * 1000, error.code, error.message)
+        raise
 
 
 def _spec(
