@@ -244,7 +244,9 @@ TEST_F(RedisWorkerTest, ReadsNoMoreThanTheProcessWideAdmissionHasFree) {
     queue_->Add(Entry(absl::StrCat("1-", i), Envelope(absl::StrCat("r", i), {1, 2}, "slow")));
   }
   ASSERT_TRUE(WaitUntil([&] { return queue_->held() == 2; }));
-  EXPECT_EQ(admission.in_flight(), 3);  // each entry taken holds a slot
+  // Each entry taken holds a slot (taken just after the read returns, so wait for it).
+  EXPECT_TRUE(WaitUntil([&] { return admission.in_flight() == 3; }));
+  EXPECT_LE(queue_->held(), 2);  // and no third entry was read while the cap was full
   grpc_call.reset();                    // the gRPC call ends: a third entry may be taken
   ASSERT_TRUE(queue_->WaitForFinished(kEntries, kWait));
   EXPECT_LE(queue_->max_held(), 3);  // never past the process-wide cap
