@@ -45,6 +45,34 @@ std::optional<std::filesystem::path> NewestVersion(const std::filesystem::path& 
   return model_dir / std::to_string(*newest);
 }
 
+// A hint for a file that holds something other than a servable model, whatever folder it
+// is in: Python pickles and weights-only files, which need an export step first.
+std::string ForeignFileHint(const std::filesystem::path& file, const std::string& model) {
+  const std::string name = file.filename().string();
+  const std::string extension = file.extension().string();
+  if (extension == ".pkl" || extension == ".pickle" || extension == ".joblib") {
+    return absl::StrCat(name,
+                        " is a Python pickle (pickle.dump or joblib.dump), which only Python "
+                        "can load: convert a scikit-learn model with skl2onnx, "
+                        "to_onnx(model, X[:1], options={\"zipmap\": False}), and save it as ",
+                        model, "/1/model.onnx (docs/exporting.md)");
+  }
+  if (extension == ".ubj" || extension == ".bst") {
+    return absl::StrCat(name,
+                        " is an XGBoost booster file: convert it with onnxmltools "
+                        "(convert_xgboost, target_opset 15) and save it as ",
+                        model, "/1/model.onnx (docs/exporting.md)");
+  }
+  if (extension == ".safetensors") {
+    return absl::StrCat(name,
+                        " holds weights only, without the model's code: export the model "
+                        "with torch.onnx.export to ",
+                        model, "/1/model.onnx, or save it as TorchScript to ", model,
+                        "/1/model.pt (docs/exporting.md)");
+  }
+  return "";
+}
+
 bool IsModelFile(const std::filesystem::path& file) {
   const std::string extension = file.extension().string();
   return extension == ".keras" || extension == ".h5" || extension == ".pb" ||
@@ -60,6 +88,7 @@ std::string ExportHint(const std::filesystem::path& model_dir,
   std::error_code error;
   // A model file beside config.pbtxt: the version folder is missing or empty.
   for (const std::filesystem::path& file : Files(model_dir)) {
+    if (std::string hint = ForeignFileHint(file, model); !hint.empty()) return hint;
     if (IsModelFile(file)) {
       return absl::StrCat(file.filename().string(), " is in ", model,
                           "/ itself: models go into a numbered version folder, ", model, "/1/",
@@ -75,7 +104,15 @@ std::string ExportHint(const std::filesystem::path& model_dir,
            "torch.jit.script(model), \"model.pt\"), or export it with "
            "modeld.torch_export.export_package (docs/pytorch.md)";
   }
+  if (absl::StrContains(reason, "External data path does not exist")) {
+    return "this ONNX model keeps its weights in a separate file (torch.onnx.export writes "
+           "model.onnx.data beside model.onnx for large models), which is missing: copy it "
+           "into the version folder beside model.onnx, under the name the error gives";
+  }
   const std::vector<std::filesystem::path> files = Files(*dir);
+  for (const std::filesystem::path& file : files) {
+    if (std::string hint = ForeignFileHint(file, model); !hint.empty()) return hint;
+  }
   const bool has_variables = std::filesystem::is_directory(*dir / "variables", error);
   for (const std::filesystem::path& file : files) {
     const std::string name = file.filename().string();

@@ -1,6 +1,6 @@
 // Export mistakes recognised when a model fails to load, each with the fix: what users most
-// often put in a repository instead of a servable model (docs/exporting.md ... see
-// docs/pytorch.md, docs/onnx.md and README "TensorFlow SavedModels").
+// often put in a repository instead of a servable model (docs/exporting.md shows the
+// right way for each framework).
 #pragma once
 
 #include <filesystem>
@@ -16,6 +16,9 @@ namespace modeld::repository {
 //  - a TensorFlow 1 frozen graph (a .pb other than saved_model.pb, without variables/);
 //  - a PyTorch file saved with torch.save (a pickle: LibTorch finds no constants.pkl);
 //  - a model file of the right kind under another name than the one modeld loads.
+//  - a Python pickle (.pkl, .joblib), an XGBoost booster or a safetensors file, which need
+//    an export to ONNX or TorchScript first;
+//  - an ONNX model whose external-data file (model.onnx.data) was left behind.
 // `version_dir` is the version folder that failed, or empty for a model-level failure (its
 // newest version folder is looked at then, if any).
 std::string ExportHint(const std::filesystem::path& model_dir,

@@ -237,6 +237,7 @@ TEST_F(CompletionTest, AFolderWithoutConfigIsServedWhenABackendRecognisesItsNewe
   ASSERT_TRUE(plain.ok());
   EXPECT_FALSE(plain->ready());
   EXPECT_THAT(plain->reason, HasSubstr("config.pbtxt: cannot be read"));
+  EXPECT_THAT(plain->reason, HasSubstr("a TorchScript model.pt needs a config.pbtxt"));
 }
 
 TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing) {

@@ -7,6 +7,9 @@ import zipfile
 
 import grpc
 import numpy as np
+import onnx
+import onnx.helper
+import onnx.numpy_helper
 import pytest
 
 from infer_helpers import (
@@ -80,6 +83,10 @@ BROKEN_MODELS = {
                            "file_beside_config/1/model.pt"],
     "renamed_onnx": ["hint: modeld loads model.onnx, and this version folder holds "
                      "classifier.onnx: rename it"],
+    "sklearn_pickle": ["hint: model.joblib is a Python pickle", "skl2onnx",
+                       "sklearn_pickle/1/model.onnx"],
+    "onnx_weights_left_behind": ["model.onnx.data",
+                                 "hint: this ONNX model keeps its weights in a separate file"],
 }
 
 
@@ -153,6 +160,21 @@ def build_repository(root, example_repository):
     (root / "renamed_onnx" / "1").mkdir(parents=True)
     shutil.copy(example_repository / "digits" / "1" / "model.onnx",
                 root / "renamed_onnx" / "1" / "classifier.onnx")
+    (root / "sklearn_pickle" / "1").mkdir(parents=True)
+    (root / "sklearn_pickle" / "1" / "model.joblib").write_bytes(b"\x80\x04\x95 a joblib dump")
+    # Weights saved apart (as torch.onnx.export does for large models), then not copied.
+    left_behind = root / "onnx_weights_left_behind" / "1"
+    left_behind.mkdir(parents=True)
+    weights = onnx.numpy_helper.from_array(np.ones((3, 1), np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])], "linear",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 1])],
+        [weights])
+    onnx.save_model(onnx.helper.make_model(graph), str(left_behind / "model.onnx"),
+                    save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx.data", size_threshold=0)
+    (left_behind / "model.onnx.data").unlink()
     return root
 
 
