@@ -52,12 +52,20 @@ class Security:
         return None if self.token is None else f"Bearer {self.token}"
 
     def ssl_context(self) -> Any:
-        """An ssl.SSLContext that verifies the server (and presents the client certificate)."""
+        """An ssl.SSLContext that verifies the server (and presents the client certificate);
+        ValueError when the PEM files do not load."""
         import ssl
 
-        context = ssl.create_default_context(cafile=self.ca)
+        try:
+            context = ssl.create_default_context(cafile=self.ca)
+        except ssl.SSLError as error:
+            raise ValueError(f"tls_ca: {self.ca!r} does not load: {error}") from None
         if self.cert is not None:
-            context.load_cert_chain(self.cert, self.key)
+            try:
+                context.load_cert_chain(self.cert, self.key)
+            except ssl.SSLError as error:
+                raise ValueError(f"tls_cert, tls_key: {self.cert!r} and {self.key!r} do not "
+                                 f"load as a certificate and its key: {error}") from None
         return context
 
 
@@ -81,8 +89,8 @@ def make_security(
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("tls_cert and tls_key go together: give both or neither")
     for name, path in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)):
-        if path is not None and not os.path.isfile(path):
-            raise ValueError(f"{name}: no file at {path!r}")
+        if path is not None:
+            _check_pem_file(name, path)
     if token is not None and (not isinstance(token, str) or not token.strip() or
                               any(c.isspace() for c in token.strip())):
         raise ValueError("token must be a non-empty string without spaces")
@@ -93,6 +101,20 @@ def make_security(
         key=tls_key,
         token=token.strip() if token is not None else None,
     )
+
+
+def _check_pem_file(name: str, path: str) -> None:
+    """ValueError unless `path` is a readable file of PEM data. Checked here, so that every
+    transport refuses the same files the same way, before anything connects."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{name}: no file at {path!r}")
+    try:
+        with open(path, "rb") as file:
+            pem = b"-----BEGIN " in file.read(1 << 20)
+    except OSError as error:
+        raise ValueError(f"{name}: cannot read {path!r} ({error.strerror})") from None
+    if not pem:
+        raise ValueError(f"{name}: {path!r} holds no PEM data (-----BEGIN ...)")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ the gRPC status of the same name. Errors of the Redis transport itself are Model
 the codes ``"MISROUTED"`` (a reply that answers another request), ``"REDIS_ERROR"`` (Redis
 refused a command: WRONGTYPE, NOPERM, OOM, ...), ``"UNAUTHENTICATED"`` (Redis refused the
 credentials) and ``"UNIMPLEMENTED"`` (server metadata, which the queue does not carry).
+
+Mistakes in how a client is made or called are not ModeldErrors, and are raised before anything
+is sent: ValueError (a bad URL; a TLS file that is missing, unreadable or holds no PEM data; an
+argument out of range), TypeError (an argument of the wrong type) and ImportError (``redis://``
+without redis-py). python/README.md lists them all.
 """
 
 from __future__ import annotations
