@@ -15,18 +15,22 @@ from typing import Any
 
 import numpy as np
 
+from .._common import ClientBase
 from .._training import TrainResult
+from ._metadata import FakeMetadata
 
 
 @dataclass(eq=False)
 class Override:
     """One active override: calls for ``model`` on alias ``using`` (any alias when None) go to
-    ``fn`` (and training steps to ``train``)."""
+    ``fn`` (and training steps to ``train``). With ``checks``, the model's metadata, calls are
+    checked against it first, as the client and the server check them."""
 
     model: str
     fn: Callable[[Any], Any]
     using: str | None = None
     output: str | None = None
+    checks: FakeMetadata | None = None
     #: what fn was called with, call after call (an array, or a dict of arrays)
     calls: list[Any] = field(default_factory=list)
     train: Callable[[Any, Any], Any] | None = None
@@ -37,16 +41,30 @@ class Override:
     def matches(self, alias: str, model: str) -> bool:
         return self.model == model and (self.using is None or self.using == alias)
 
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The model's metadata given to the override (None: none given)."""
+        return self.checks.data if self.checks is not None else None
+
     # --- the two call styles -----------------------------------------------------------------
 
     def call_predict(self, x: Any) -> Any:
         """``fn(x)`` with x as an array; its raw result (maybe awaitable) goes to
         :meth:`predict_result`."""
-        array = np.asarray(x)
+        if self.checks is not None:
+            name, _ = ClientBase._single(self.checks.spec)  # InvalidInput, as the client's
+            array = self.checks.check_inputs({name: x})[name]
+        else:
+            array = np.asarray(x)
         self.calls.append(array)
         return self.fn(array)
 
     def predict_result(self, result: Any) -> np.ndarray:
+        if self.checks is not None:
+            (output,) = self.checks.spec.outputs
+            if not isinstance(result, Mapping):
+                result = {output.name: result}
+            return self.checks.check_outputs(self.model, result, [output.name])[output.name]
         if isinstance(result, Mapping):
             if len(result) != 1:
                 raise TypeError(
@@ -55,9 +73,13 @@ class Override:
             (result,) = result.values()
         return np.asarray(result)
 
-    def call_infer(self, inputs: Mapping[str, Any]) -> Any:
+    def call_infer(self, inputs: Mapping[str, Any], outputs: Any = None) -> Any:
         """``fn(array)`` for one input, ``fn(dict of arrays)`` for several."""
-        arrays = {name: np.asarray(value) for name, value in inputs.items()}
+        if self.checks is not None:
+            arrays = self.checks.check_inputs(inputs)
+            self.checks.check_requested(outputs)
+        else:
+            arrays = {name: np.asarray(value) for name, value in inputs.items()}
         argument: Any = arrays
         if len(arrays) == 1:
             (argument,) = arrays.values()
@@ -69,11 +91,16 @@ class Override:
             named = {str(name): np.asarray(value) for name, value in result.items()}
         elif self.output is not None:
             named = {self.output: np.asarray(result)}
+        elif self.checks is not None and len(self.checks.spec.outputs) == 1:
+            named = {self.checks.spec.outputs[0].name: np.asarray(result)}
         else:
             raise TypeError(
                 f"override_model({self.model!r}): fn returned an array to infer(), which "
                 f"answers a dict; return a dict, or name the output with "
                 f"override_model({self.model!r}, fn, output='NAME')")
+        if self.checks is not None:
+            wanted = self.checks.check_requested(outputs)
+            return self.checks.check_outputs(self.model, named, wanted)
         if outputs is None:
             return named
         wanted = [outputs] if isinstance(outputs, str) else list(outputs)
@@ -95,8 +122,11 @@ class Override:
             raise TypeError(
                 f"override_model({self.model!r}) answers predict() and infer() only; give it "
                 f"train=fn to answer train() too (fn(inputs, targets) returns the loss)")
-        arrays = ({str(n): np.asarray(v) for n, v in inputs.items()},
-                  {str(n): np.asarray(v) for n, v in targets.items()})
+        if self.checks is not None:
+            checked = self.checks.check_inputs(inputs)
+        else:
+            checked = {str(n): np.asarray(v) for n, v in inputs.items()}
+        arrays = (checked, {str(n): np.asarray(v) for n, v in targets.items()})
         self.train_calls.append(arrays)
         return self.train(*arrays)
 

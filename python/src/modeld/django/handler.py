@@ -4,13 +4,14 @@
 ``django.db.connections``: ``clients["default"]`` is the same object on every call in a
 process, created on first use and safe to share between threads. The objects they hand out
 wrap a :class:`modeld.Client` (or :class:`modeld.aio.Client`): ``predict``, ``infer`` and
-``train`` first consult :func:`modeld.django.testing.override_model`, everything else goes to
-the client.
+``train`` first consult :func:`modeld.django.testing.override_model` (and so does ``metadata``,
+for an override given the model's metadata), everything else goes to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import os
 import threading
@@ -150,7 +151,7 @@ class AliasClient(_AliasClientBase):
         """Runs a model on named inputs; see :meth:`modeld.Client.infer`."""
         override = _overrides.find(self.alias, model)
         if override is not None:
-            result = override.call_infer(inputs)
+            result = override.call_infer(inputs, outputs)
             _refuse_awaitable(result, model)
             return override.infer_result(result, outputs)
         return self.client.infer(model, inputs, version=version, outputs=outputs,
@@ -181,6 +182,9 @@ class AliasClient(_AliasClientBase):
 
     def metadata(self, model: str | None = None, version: str | int | None = None, *,
                  timeout: float | None = None) -> dict:
+        faked = _faked_metadata(self.alias, model)
+        if faked is not None:
+            return faked
         return self.client.metadata(model, version, timeout=timeout)
 
     def close(self) -> None:
@@ -240,7 +244,7 @@ class AsyncAliasClient(_AliasClientBase):
     ) -> dict[str, np.ndarray]:
         override = _overrides.find(self.alias, model)
         if override is not None:
-            result = override.call_infer(inputs)
+            result = override.call_infer(inputs, outputs)
             if inspect.isawaitable(result):
                 result = await result
             return override.infer_result(result, outputs)
@@ -275,6 +279,9 @@ class AsyncAliasClient(_AliasClientBase):
 
     async def metadata(self, model: str | None = None, version: str | int | None = None, *,
                        timeout: float | None = None) -> dict:
+        faked = _faked_metadata(self.alias, model)
+        if faked is not None:
+            return faked
         return await (await self._client_for_call()).metadata(model, version, timeout=timeout)
 
     async def close(self) -> None:
@@ -282,6 +289,16 @@ class AsyncAliasClient(_AliasClientBase):
             client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+def _faked_metadata(alias: str, model: str | None) -> dict | None:
+    """The metadata an active override_model(..., metadata=...) gives `model`, if any."""
+    if model is None:
+        return None
+    override = _overrides.find(alias, model)
+    if override is None or override.metadata is None:
+        return None
+    return copy.deepcopy(override.metadata)
 
 
 def _refuse_awaitable(result: Any, model: str) -> None:

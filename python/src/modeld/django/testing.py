@@ -1,8 +1,9 @@
 """Test helpers: answer a model with a Python function instead of the server.
 
-``override_model(model, fn, using=None, *, output=None, train=None)`` works as a context
-manager, as a decorator of functions (sync or async) and test methods, and as a decorator of
-``unittest.TestCase`` classes (active around each test, like ``override_settings``)::
+``override_model(model, fn, using=None, *, output=None, train=None, metadata=None)`` works as a
+context manager, as a decorator of functions (sync or async) and test methods, and as a
+decorator of ``unittest.TestCase`` classes (active around each test, like
+``override_settings``)::
 
     from modeld.django.testing import override_model
 
@@ -43,21 +44,46 @@ The exact rule for calling ``fn``:
 * Through the async API ``fn`` (and ``train``) may also be a coroutine function; through the
   sync API that is a TypeError.
 
+With ``metadata=`` the fake also refuses what modeld would refuse. It is the model's metadata:
+a dict shaped as :meth:`modeld.Client.metadata` returns it (``{"inputs": [{"name", "datatype",
+"shape"}, ...], "outputs": [...]}``, shapes in full with -1 for any size, plus an optional
+``"max_batch_size"``, which KServe metadata does not carry), or ``recorded(path)``: read from
+the JSON file at ``path``, or, where there is none yet, asked once of the alias's server
+(``using``, else "default") and written there, to commit with the tests. Then:
+
+* ``predict``, ``infer`` (and ``train``'s inputs) are checked as the client and the server
+  check them, and refused with the :class:`modeld.InvalidInput` and message the server gives:
+  a missing or unknown input, a wrong datatype (after the client's safe casts: numbers to a
+  float input, integers that fit to an integer one; never floats to integers or numbers to
+  BOOL), a wrong rank or fixed dimension, ``outputs=`` naming an output the model does not
+  have; ``predict`` of a model with several inputs or outputs. With ``max_batch_size`` also a
+  batch of 0 or over it, and inputs that disagree on the batch size.
+* ``fn`` is called with the inputs as the server gets them (cast to the declared datatype).
+* ``fn``'s outputs must be the model's: an output it does not declare, a missing one (every
+  declared output when ``infer`` asks for all), a datatype that the same safe casts do not
+  turn into the declared one, or a shape that does not fit raise AssertionError naming the
+  fake's mistake (the test fails). An array answers ``infer`` of a one-output model.
+* ``metadata(model)`` of the alias's client answers the given metadata.
+
+``version`` is ignored: the metadata is that of the version the test means.
+
 The value bound by ``with ... as fake`` (and passed as ``kwarg_name`` / set as ``attr_name``
 when given) records every call's argument in ``fake.calls``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.test.utils import TestContextDecorator
 
 from . import _overrides
+from ._metadata import FakeMetadata, Recorded, parse, recorded
 from ._overrides import Override
+from .conf import DEFAULT_ALIAS
 
-__all__ = ["override_model", "Override"]
+__all__ = ["override_model", "recorded", "Override"]
 
 
 class override_model(TestContextDecorator):  # noqa: N801 (named like override_settings)
@@ -71,6 +97,7 @@ class override_model(TestContextDecorator):  # noqa: N801 (named like override_s
         *,
         output: str | None = None,
         train: Callable[[Any, Any], Any] | None = None,
+        metadata: Mapping[str, Any] | Recorded | None = None,
         attr_name: str | None = None,
         kwarg_name: str | None = None,
     ) -> None:
@@ -85,12 +112,20 @@ class override_model(TestContextDecorator):  # noqa: N801 (named like override_s
         self.using = using
         self.output = output
         self.train = train
+        # A dict is checked now; recorded(path) when first entered (it may ask the server).
+        self.metadata = metadata
+        self._checks: FakeMetadata | None = None
+        if metadata is not None and not isinstance(metadata, Recorded):
+            self._checks = parse(model, metadata)
         self._entered: list[Override] = []
         super().__init__(attr_name=attr_name, kwarg_name=kwarg_name)
 
     def enable(self) -> Override:
+        if self._checks is None and isinstance(self.metadata, Recorded):
+            alias = self.using if self.using is not None else DEFAULT_ALIAS
+            self._checks = parse(self.model, self.metadata.load(self.model, alias))
         override = Override(self.model, self.fn, using=self.using, output=self.output,
-                            train=self.train)
+                            train=self.train, checks=self._checks)
         self._entered.append(_overrides.push(override))
         return override
 
