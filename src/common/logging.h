@@ -23,4 +23,9 @@ namespace modeld::common {
 // Lines go to stderr as "<time> <level> <message>". INVALID_ARGUMENT names a bad level.
 absl::Status InitLogging(absl::string_view level);
 
+// Where modeld's log lines are written: file descriptor 2 until RouteStderrThroughLog
+// (stderr_router.h) points it at a copy of the original stderr. Each line is one write(2),
+// unbuffered, so nothing is lost when the process dies.
+void SetLogFileDescriptor(int fd);
+
 }  // namespace modeld::common

@@ -952,3 +952,34 @@ def test_without_the_tensorflow_library_only_tensorflow_models_fail(launch, tmp_
     x = np.ones((1, 3), np.float32)
     response = stub.ModelInfer(request_of("linear", {"x": x}), timeout=RPC_TIMEOUT_S)
     np.testing.assert_allclose(decode(response)["y"], linear_expected(x), rtol=1e-5, atol=1e-5)
+
+
+# --- TensorFlow's own log lines --------------------------------------------------------------
+
+MODELD_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (trace|debug|info|warning|error|critical) ")
+# Abseil's ("I1207 09:49:56.963283 28845 file.cc:401] ...") and tsl's
+# ("2026-12-07 09:49:56.963283: W tensorflow/...cc:1840] ...") formats.
+FOREIGN_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] )")
+
+
+def test_tensorflow_log_lines_take_modelds_format(stub, tf_server):
+    assert_tf_still_serving(stub)  # a session has run, and loaded its graph optimizers
+    lines = [line for line in tf_server.log_lines() if line.strip()]
+    assert not [line for line in lines if FOREIGN_LINE.match(line)]
+    assert not [line for line in lines if "absl::InitializeLog" in line]
+    assert not [line for line in lines if not MODELD_LINE.match(line)], lines
+
+
+def test_tensorflow_info_lines_are_modelds_debug_lines(tmp_path, tf_repository):
+    shutil.copytree(tf_repository / "linear", tmp_path / "linear")
+    process = start_server(tmp_path, extra_args=["--log-level=debug"])
+    try:
+        assert_tf_still_serving(make_stub(process.channel()))
+    finally:
+        process.stop()
+    # TensorFlow logs at INFO while it loads (its graph optimizers): "debug <file>:<line>: ...".
+    routed = [line for line in process.log_lines()
+              if re.search(r" debug [\w/.-]+\.cc:\d+: ", line)]
+    assert routed, process.log
+    assert all(MODELD_LINE.match(line) for line in routed)

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "common/stderr_router.h"
 
 namespace modeld::backend {
 namespace {
@@ -22,6 +23,10 @@ absl::StatusOr<const TfApi*> Open(const std::string& library) {
     return absl::FailedPreconditionError(
         "no TensorFlow library: modeld was built without the tensorflow-cpu wheel and "
         "--tensorflow-library is not set");
+  }
+  // TensorFlow prints its own log lines to stderr: route them into modeld's log first.
+  if (absl::Status routed = common::RouteStderrThroughLog(); !routed.ok()) {
+    spdlog::warn("TensorFlow's log lines keep their own format: {}", routed.message());
   }
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (handle == nullptr) {
