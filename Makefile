@@ -46,7 +46,10 @@ build: setup
 # The modeld Python package (python/): its generated messages, installed editable in the venv.
 PY_PROTOS := python/src/modeld/_proto/grpc_service_pb2.py
 python: $(PY_PROTOS) .venv/.modeld-editable
-$(PY_PROTOS): $(PROTOS) python/generate_protos.py
+# TensorFlow Serving's model status, which the client asks for (modeld.Client.model_status).
+PY_TF_PROTOS := proto/tensorflow/error_codes.proto proto/tensorflow_serving/model.proto \
+                proto/tensorflow_serving/get_model_status.proto
+$(PY_PROTOS): $(PROTOS) $(PY_TF_PROTOS) python/generate_protos.py
 	@$(PY) python/generate_protos.py
 .venv/.modeld-editable: python/pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e python

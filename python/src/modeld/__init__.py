@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._client import Client
+from ._status import ModelStatus
 from ._training import TrainResult
 from .errors import (
     DeadlineExceeded,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Client",
+    "ModelStatus",
     "TrainResult",
     "ModeldError",
     "ModelNotFound",

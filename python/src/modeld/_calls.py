@@ -31,8 +31,10 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _status
 from ._codec import ModelSpec
 from ._common import ClientBase, Deadline
+from ._status import ModelStatus
 from ._training import TrainResult, train_id
 from .errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
 
@@ -47,6 +49,8 @@ __all__ = [
     "live",
     "ready",
     "model_ready",
+    "model_status",
+    "models",
     "metadata",
 ]
 
@@ -241,6 +245,36 @@ def model_ready(
     return (yield from _retrying(
         client, f"model_ready of model '{model}'", "model_ready", key, client._deadline(timeout)
     ))
+
+
+def model_status(
+    client: ClientBase, model: str, version: int | str | None, timeout: float | None
+) -> Call[ModelStatus]:
+    key = client._key(model, version)
+    _status.check_version(key[1])
+    # An unknown model, or one that failed, is an answer here, not an error: the transport
+    # returns it as a status, so it is neither retried nor logged as a failure.
+    versions = yield from _retrying(
+        client, f"model_status of model '{model}'", "model_status", key,
+        client._deadline(timeout)
+    )
+    return _status.summarize(versions)
+
+
+def models(client: ClientBase, timeout: float | None) -> Call[list[ModelStatus]]:
+    deadline = client._deadline(timeout)
+    index = yield from _retrying(client, "models", "repository_index", (), deadline)
+    if index is not None:
+        return index
+    # The server's model control is off, so it serves no repository index: the models it has
+    # are those of /metrics (over HTTP; gRPC and Redis raise here), each asked for its versions.
+    names = yield from _retrying(client, "models", "model_names", (), deadline)
+    found: list[ModelStatus] = []
+    for name in names:
+        found += yield from _retrying(
+            client, f"model_status of model '{name}'", "model_status", (name, ""), deadline
+        )
+    return found
 
 
 def metadata(

@@ -11,6 +11,7 @@ from numpy.typing import ArrayLike
 
 from . import _calls
 from ._common import ClientBase, Endpoint
+from ._status import ModelStatus
 from ._training import TrainResult
 
 __all__ = ["Client"]
@@ -45,7 +46,8 @@ class Client(ClientBase):
     Over Redis, each call is a request on modeld's queue (a stream, or a list with
     ``?list=KEY``) answered on its own reply key; :meth:`live` asks Redis (PING), the other
     calls ask modeld through the queue, so they time out (DeadlineExceeded) while no modeld
-    consumes it. :meth:`metadata` without a model is not available over Redis.
+    consumes it. :meth:`metadata` without a model and :meth:`models` are not available over
+    Redis.
 
     Args:
         url: ``grpc://host:port``, ``http://host:port`` or
@@ -200,6 +202,48 @@ class Client(ClientBase):
         Raises Unavailable when the server cannot be reached.
         """
         return self._run(_calls.model_ready(self, model, version, timeout))
+
+    def model_status(
+        self, model: str, version: int | str | None = None, *, timeout: float | None = None
+    ) -> ModelStatus:
+        """The state of `model` (at `version`) as the server reports it, and why it is not
+        ready: the load error of a model that failed, "unknown model 'x'" for one the server
+        does not have.
+
+        Without `version`, the status is of the version a request naming none would get (the
+        newest ready one); when none is ready, of the newest version loading, else of the
+        newest. An unknown model or version is an answer (state ``"UNKNOWN"``), not an error.
+
+        Asks modeld's model status (TensorFlow Serving's GetModelStatus, which modeld serves in
+        every --model-control-mode; ``GET /v1/models/{m}`` over HTTP). Over Redis, whose queue
+        carries model metadata and not version states, a model that is not ready is
+        ``"UNAVAILABLE"`` with modeld's reason (which says when it is loading).
+
+        Raises:
+            Unavailable: the server cannot be reached (after the retries).
+            InvalidInput: a version that is not a number.
+            DeadlineExceeded, Unauthenticated, ModeldError.
+        """
+        return self._run(_calls.model_status(self, model, version, timeout))
+
+    def models(self, *, timeout: float | None = None) -> list[ModelStatus]:
+        """Every model and version the server knows, each with its state and reason, in the
+        server's order (by model name, then version).
+
+        With ``--model-control-mode=explicit`` modeld serves its repository index, which this
+        returns as it is: it also lists the model folders that are not loaded (UNAVAILABLE,
+        "unloaded"), and a READY version whose changed files failed to reload carries that
+        failure as its reason. Without it (the default) modeld serves no index: over HTTP the
+        client reads the models modeld has from ``/metrics`` and asks each for the model status
+        of its versions (:meth:`model_status`), one call per model.
+
+        Raises:
+            ModeldError: code ``"MODEL_CONTROL_OFF"`` over gRPC from a server without
+                --model-control-mode=explicit (gRPC offers no other list of models);
+                ``"UNIMPLEMENTED"`` over Redis (the queue carries no list of models).
+            Unavailable, DeadlineExceeded, Unauthenticated: as the other calls.
+        """
+        return self._run(_calls.models(self, timeout))
 
     def metadata(
         self,

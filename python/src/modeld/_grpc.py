@@ -13,11 +13,12 @@ from typing import Any
 import grpc
 import numpy as np
 
-from . import _codec, _training
+from . import _codec, _status, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint, ForkLocal, Security
 from ._proto import grpc_service_pb2 as pb
-from ._proto import training_pb2
+from ._proto import tf_model_status_pb2, training_pb2
+from ._status import ModelStatus
 from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, client_timeout, error_for_grpc
 
@@ -28,6 +29,10 @@ __all__ = [
     "grpc_error",
     "channel_credentials",
     "call_metadata",
+    "model_status_request",
+    "model_status_entries",
+    "index_entries",
+    "model_names_unavailable",
 ]
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -51,9 +56,12 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
     "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
     "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
 }
 #: The path of Train, the method of modeld's own Training service (proto/modeld/training.proto).
 TRAIN_METHOD = "/modeld.training.Training/Train"
+#: TensorFlow Serving's model status, which modeld serves on its gRPC port in every mode.
+MODEL_STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
 
 
 def stubs(channel: Any) -> dict[str, Callable[..., Any]]:
@@ -70,6 +78,11 @@ def stubs(channel: Any) -> dict[str, Callable[..., Any]]:
         TRAIN_METHOD,
         request_serializer=training_pb2.TrainRequest.SerializeToString,
         response_deserializer=training_pb2.TrainResponse.FromString,
+    )
+    rpcs["GetModelStatus"] = channel.unary_unary(
+        MODEL_STATUS_METHOD,
+        request_serializer=tf_model_status_pb2.GetModelStatusRequest.SerializeToString,
+        response_deserializer=tf_model_status_pb2.GetModelStatusResponse.FromString,
     )
     return rpcs
 
@@ -113,6 +126,45 @@ def server_metadata_dict(response: Any) -> dict[str, Any]:
         "version": response.version,
         "extensions": list(response.extensions),
     }
+
+
+def model_status_request(model: str, version: str) -> Any:
+    """The GetModelStatusRequest of `model` (every version, or only `version`)."""
+    request = tf_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model
+    if version:
+        request.model_spec.version.value = int(version)
+    return request
+
+
+def model_status_entries(model: str, response: Any) -> list[ModelStatus]:
+    """The versions of a GetModelStatusResponse."""
+    return [
+        _status.tfserving_entry(
+            model, item.version,
+            _status.TFSERVING_STATE_NAMES.get(item.state, "UNKNOWN"),
+            item.status.error_message,
+        )
+        for item in response.model_version_status
+    ]
+
+
+def index_entries(response: Any) -> list[ModelStatus]:
+    """The entries of a RepositoryIndexResponse."""
+    return _status.from_index([
+        {"name": m.name, "version": m.version, "state": m.state, "reason": m.reason}
+        for m in response.models
+    ])
+
+
+def model_names_unavailable() -> ModeldError:
+    """Why a gRPC client cannot list the models of a server whose repository index is off."""
+    return ModeldError(
+        "modeld lists its models over gRPC only with --model-control-mode=explicit (the "
+        "repository index; model control is off on this server). Ask over http://, where the "
+        "client reads them from /metrics, or ask model_status() of the models you know",
+        "MODEL_CONTROL_OFF",
+    )
 
 
 class GrpcTransport:
@@ -163,6 +215,28 @@ class GrpcTransport:
     def model_metadata(self, model: str, version: str, timeout: float | None) -> ModelSpec:
         request = pb.ModelMetadataRequest(name=model, version=version)
         return ModelSpec.from_proto(self._call("ModelMetadata", request, timeout))
+
+    def model_status(self, model: str, version: str, timeout: float | None) -> list[ModelStatus]:
+        try:
+            request = model_status_request(model, version)
+            return model_status_entries(model, self._call("GetModelStatus", request, timeout))
+        except ModeldError as error:
+            entry = _status.from_error(model, version, error)
+            if entry is None:
+                raise
+            return [entry]
+
+    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+        try:
+            return index_entries(self._call("RepositoryIndex", pb.RepositoryIndexRequest(),
+                                            timeout))
+        except ModeldError as error:
+            if _status.index_is_off(error):
+                return None
+            raise
+
+    def model_names(self, timeout: float | None) -> list[str]:
+        raise model_names_unavailable()
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ import numpy as np
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint
 from ._rest import Request, Response, RestApi, closed_by_peer
+from ._status import ModelStatus
 from ._training import TrainResult
 from .errors import Unavailable, client_timeout
 
@@ -126,6 +127,16 @@ class HttpTransport:
     def model_metadata(self, model: str, version: str, timeout: float | None) -> ModelSpec:
         response = self._send(self._api.model_metadata(model, version), timeout)
         return self._api.model_metadata_result(response)
+
+    def model_status(self, model: str, version: str, timeout: float | None) -> list[ModelStatus]:
+        response = self._send(self._api.model_status(model, version), timeout)
+        return self._api.model_status_result(response, model, version)
+
+    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+        return self._api.repository_index_result(self._send(self._api.repository_index(), timeout))
+
+    def model_names(self, timeout: float | None) -> list[str]:
+        return self._api.model_names_result(self._send(self._api.metrics(), timeout))
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -23,15 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _codec, _redis_wire, _training
+from . import _codec, _redis_wire, _status, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint, ForkLocal
 from ._redis_url import RedisTarget
+from ._status import ModelStatus
 from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, Unavailable, client_timeout
 
 __all__ = ["RedisTransport", "import_redis", "auth_errors", "connect_error", "unauthenticated",
-           "server_metadata_unsupported", "CONNECT_TIMEOUT_S", "SEND_TIMEOUT_S", "REDIS_ERROR"]
+           "server_metadata_unsupported", "repository_index_unsupported", "metadata_status",
+           "CONNECT_TIMEOUT_S", "SEND_TIMEOUT_S", "REDIS_ERROR"]
 
 #: The longest a new connection may take to open (less when the call has less time left).
 CONNECT_TIMEOUT_S = 5.0
@@ -61,6 +63,28 @@ def server_metadata_unsupported() -> ModeldError:
         "are); ask modeld over grpc:// or http:// for it",
         "UNIMPLEMENTED",
     )
+
+
+def repository_index_unsupported() -> ModeldError:
+    return ModeldError(
+        "the list of models is not carried by modeld's Redis queue (model_status() of a named "
+        "model is, from its metadata); ask modeld over grpc:// or http:// for it",
+        "UNIMPLEMENTED",
+    )
+
+
+def metadata_status(call: _redis_wire.Call, popped: Any, where: str, model: str,
+                    version: str) -> list[ModelStatus]:
+    """The model status that the answer to a metadata query stands for (modeld's answer: an
+    error of Redis itself, or no answer in time, is raised)."""
+    try:
+        spec = ModelSpec.from_proto(_redis_wire.answer(call, popped, where))
+    except ModeldError as error:
+        entry = _status.from_metadata_error(model, version, error)
+        if entry is None:
+            raise
+        return [entry]
+    return _status.from_metadata(model, version, spec.versions)
 
 
 class _Pool:
@@ -217,6 +241,17 @@ class RedisTransport:
     def model_metadata(self, model: str, version: str, timeout: float | None) -> ModelSpec:
         call = _redis_wire.metadata_call(self._target, model, version, timeout)
         return ModelSpec.from_proto(self._call(call))
+
+    def model_status(self, model: str, version: str, timeout: float | None) -> list[ModelStatus]:
+        call = _redis_wire.metadata_call(self._target, model, version, timeout)
+        replies = self._roundtrip(call.commands, call.timeout, call.idempotent)
+        return metadata_status(call, replies[-1], self._target.describe(), model, version)
+
+    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+        raise repository_index_unsupported()
+
+    def model_names(self, timeout: float | None) -> list[str]:
+        raise repository_index_unsupported()
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import _codec, _training
+from . import _codec, _status, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint
+from ._status import ModelStatus
 from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, error_for_http
 
@@ -98,6 +99,20 @@ class RestApi:
     def model_metadata(self, model: str, version: str) -> Request:
         return Request("GET", self._model_path(model, version))
 
+    def model_status(self, model: str, version: str) -> Request:
+        """TensorFlow Serving's model status, which modeld serves in every mode."""
+        path = f"{self.prefix}/v1/models/{quote(model, safe='')}"
+        if version:
+            path += f"/versions/{quote(version, safe='')}"
+        return Request("GET", path)
+
+    def repository_index(self) -> Request:
+        return Request("POST", f"{self.prefix}/v2/repository/index", b"{}",
+                       {"Content-Type": "application/json"})
+
+    def metrics(self) -> Request:
+        return Request("GET", f"{self.prefix}/metrics", headers={"Accept": "text/plain"})
+
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None) -> Request:
         body, header_length = _codec.http_infer_body(tensors, outputs)
@@ -169,6 +184,38 @@ class RestApi:
         if not isinstance(data, dict):
             raise ModeldError("malformed model metadata from the server")
         return ModelSpec.from_dict(data)
+
+    @classmethod
+    def model_status_result(cls, response: Response, model: str,
+                            version: str) -> list[ModelStatus]:
+        if response.status != 200:
+            error = cls.error(response)
+            entry = _status.from_error(model, version, error)
+            if entry is None:
+                raise error
+            return [entry]
+        return _status.from_tfserving_json(model, cls._json(response))
+
+    @classmethod
+    def repository_index_result(cls, response: Response) -> list[ModelStatus] | None:
+        """The index; None when the server's model control is off (it serves no index)."""
+        if response.status != 200:
+            error = cls.error(response)
+            if _status.index_is_off(error):
+                return None
+            raise error
+        return _status.from_index(cls._json(response))
+
+    @classmethod
+    def model_names_result(cls, response: Response) -> list[str]:
+        """The models /metrics names (modeld_model_state)."""
+        if response.status != 200:
+            raise cls.error(response)
+        text = bytes(response.body).decode("utf-8", "replace")
+        try:
+            return _status.model_names_from_metrics(text)
+        except ValueError as error:
+            raise ModeldError(f"malformed /metrics from the server: {error}") from None
 
     @classmethod
     def infer_result(cls, response: Response) -> dict[str, np.ndarray]:

@@ -24,7 +24,10 @@ Over Redis, a reply's ``code`` (a ``google.rpc.Code``, numbered as gRPC's status
 the gRPC status of the same name. Errors of the Redis transport itself are ModeldErrors with
 the codes ``"MISROUTED"`` (a reply that answers another request), ``"REDIS_ERROR"`` (Redis
 refused a command: WRONGTYPE, NOPERM, OOM, ...), ``"UNAUTHENTICATED"`` (Redis refused the
-credentials) and ``"UNIMPLEMENTED"`` (server metadata, which the queue does not carry).
+credentials) and ``"UNIMPLEMENTED"`` (server metadata and the list of models, which the queue
+does not carry). :meth:`modeld.Client.models` over gRPC, from a modeld whose model control is
+off (it serves no repository index), raises a ModeldError with the code
+``"MODEL_CONTROL_OFF"``.
 
 Mistakes in how a client is made or called are not ModeldErrors, and are raised before anything
 is sent: ValueError (a bad URL; a TLS file that is missing, unreadable or holds no PEM data; an

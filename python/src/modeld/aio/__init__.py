@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike
 
 from .. import _calls
 from .._common import ClientBase, Endpoint
+from .._status import ModelStatus
 from .._training import TrainResult
 
 __all__ = ["Client"]
@@ -129,6 +130,18 @@ class Client(ClientBase):
     ) -> bool:
         """Whether `model` (at `version`) is ready; False for an unknown model."""
         return await self._run(_calls.model_ready(self, model, version, timeout))
+
+    async def model_status(
+        self, model: str, version: int | str | None = None, *, timeout: float | None = None
+    ) -> ModelStatus:
+        """The state of `model` (at `version`) and why it is not ready (see
+        :meth:`modeld.Client.model_status`)."""
+        return await self._run(_calls.model_status(self, model, version, timeout))
+
+    async def models(self, *, timeout: float | None = None) -> list[ModelStatus]:
+        """Every model and version the server knows, with state and reason (see
+        :meth:`modeld.Client.models`)."""
+        return await self._run(_calls.models(self, timeout))
 
     async def metadata(
         self,

@@ -18,7 +18,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from .. import _codec, _training
+from .. import _codec, _status, _training
 from .._codec import ModelSpec, Tensor
 from .._common import Endpoint, on_fork
 from .._grpc import (
@@ -26,10 +26,15 @@ from .._grpc import (
     call_metadata,
     channel_credentials,
     grpc_error,
+    index_entries,
+    model_names_unavailable,
+    model_status_entries,
+    model_status_request,
     server_metadata_dict,
     stubs,
 )
 from .._proto import grpc_service_pb2 as pb
+from .._status import ModelStatus
 from .._training import TrainResult
 from ..errors import InvalidInput, ModeldError, ModelNotFound
 
@@ -121,6 +126,30 @@ class AioGrpcTransport:
     async def model_metadata(self, model: str, version: str, timeout: float | None) -> ModelSpec:
         request = pb.ModelMetadataRequest(name=model, version=version)
         return ModelSpec.from_proto(await self._call("ModelMetadata", request, timeout))
+
+    async def model_status(self, model: str, version: str,
+                           timeout: float | None) -> list[ModelStatus]:
+        try:
+            request = model_status_request(model, version)
+            response = await self._call("GetModelStatus", request, timeout)
+            return model_status_entries(model, response)
+        except ModeldError as error:
+            entry = _status.from_error(model, version, error)
+            if entry is None:
+                raise
+            return [entry]
+
+    async def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+        try:
+            return index_entries(await self._call("RepositoryIndex",
+                                                  pb.RepositoryIndexRequest(), timeout))
+        except ModeldError as error:
+            if _status.index_is_off(error):
+                return None
+            raise
+
+    async def model_names(self, timeout: float | None) -> list[str]:
+        raise model_names_unavailable()
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -27,10 +27,13 @@ from .._redis import (
     auth_errors,
     connect_error,
     import_redis,
+    metadata_status,
+    repository_index_unsupported,
     server_metadata_unsupported,
     unauthenticated,
 )
 from .._redis_url import RedisTarget
+from .._status import ModelStatus
 from .._training import TrainResult
 from ..errors import InvalidInput, ModeldError, ModelNotFound, Unavailable, client_timeout
 
@@ -170,6 +173,18 @@ class AioRedisTransport:
     async def model_metadata(self, model: str, version: str, timeout: float | None) -> ModelSpec:
         call = _redis_wire.metadata_call(self._target, model, version, timeout)
         return ModelSpec.from_proto(await self._call(call))
+
+    async def model_status(self, model: str, version: str,
+                           timeout: float | None) -> list[ModelStatus]:
+        call = _redis_wire.metadata_call(self._target, model, version, timeout)
+        replies = await self._roundtrip(call.commands, call.timeout, call.idempotent)
+        return metadata_status(call, replies[-1], self._target.describe(), model, version)
+
+    async def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+        raise repository_index_unsupported()
+
+    async def model_names(self, timeout: float | None) -> list[str]:
+        raise repository_index_unsupported()
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
