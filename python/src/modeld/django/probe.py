@@ -72,12 +72,14 @@ def probe(
         return status
     for name in models:
         try:
-            status.models[name] = bool(client.model_ready(name))
+            model = client.model_status(name)
         except Exception as error:
             status.model_errors[name] = _describe(error)
             continue
-        if not status.models[name]:
-            status.model_problems[name], status.model_errors[name] = _why_not_ready(client, name)
+        status.models[name] = model.ready
+        if not model.ready:
+            status.model_problems[name] = UNKNOWN if model.state == model.UNKNOWN else NOT_LOADED
+            status.model_errors[name] = reason(model)
     return status
 
 
@@ -86,16 +88,11 @@ UNKNOWN = "unknown"
 NOT_LOADED = "not loaded"
 
 
-def _why_not_ready(client: Any, name: str) -> tuple[str, str]:
-    """(problem, reason) for a model the server says is not ready: its metadata call answers
-    NOT_FOUND for a model it does not have, and UNAVAILABLE with the reason for one it has but
-    does not serve (failed to load, still loading)."""
-    from ..errors import ModelNotFound
-
-    try:
-        client.metadata(name)
-    except ModelNotFound as error:
-        return UNKNOWN, getattr(error, "message", None) or str(error)
-    except Exception as error:
-        return NOT_LOADED, getattr(error, "message", None) or str(error)
-    return NOT_LOADED, "the server says it is not ready"
+def reason(model: Any) -> str:
+    """Why a model (a :class:`modeld.ModelStatus`) is not ready: the server's reason (the load
+    error, "unknown model 'x'"), or, where it gives none (a version that is loading), its
+    state."""
+    if model.reason:
+        return model.reason
+    which = f"version {model.version} of model" if model.version else "model"
+    return f"{which} '{model.name}' is {model.state.lower()}"
