@@ -2,6 +2,9 @@
 
 from django.urls import path
 
-from modeld.django.views import health
+from modeld.django.views import health, status
 
-urlpatterns = [path("healthz", health, name="health")]
+urlpatterns = [
+    path("healthz", health, name="health"),
+    path("modeld/status", status, name="modeld-status"),
+]

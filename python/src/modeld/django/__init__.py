@@ -12,8 +12,8 @@ Add ``"modeld.django"`` to ``INSTALLED_APPS`` (app label ``modeld``), then::
         y = await apredict("linear", [[1.0, 2.0, 3.0]])
 
 See :mod:`modeld.django.conf` for the setting, :mod:`modeld.django.checks` for the system
-checks, :mod:`modeld.django.views` for the health view and :mod:`modeld.django.testing` for
-``override_model``.
+checks, :mod:`modeld.django.views` for the health view and the staff status page, and
+:mod:`modeld.django.testing` for ``override_model``.
 """
 
 from __future__ import annotations

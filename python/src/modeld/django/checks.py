@@ -20,6 +20,8 @@ modeld.E009     ``BACKOFF`` is not a non-negative number
 modeld.E010     ``MODELD`` has no ``"default"`` alias
 modeld.E011     ``TLS_CA`` / ``TLS_CERT`` / ``TLS_KEY`` / ``TOKEN`` malformed, half a certificate
                 pair, or given with a Redis URL
+modeld.E012     ``METRICS_URL`` is neither None nor an http(s):// URL with a host, or carries
+                a user or password
 modeld.W001     (``check --deploy``) an alias's server cannot be reached
 modeld.W002     (``check --deploy``) an alias's server answers but is not ready
 modeld.W003     (``check --deploy``) a model in an alias's ``MODELS`` is not ready: unknown to

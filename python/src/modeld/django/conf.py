@@ -18,6 +18,10 @@ upper-case keys::
             "TLS_CERT": "/etc/modeld/web.crt",  # client certificate and key, for mTLS
             "TLS_KEY": "/etc/modeld/web.key",
             "TOKEN": os.environ["MODELD_TOKEN"],  # bearer token (--auth-token-file)
+            # modeld's Prometheus metrics, for the status page (modeld.django.views.status):
+            # default <URL>/metrics for http(s):// URLs, none for grpc:// and redis://;
+            # None: none.
+            "METRICS_URL": "http://127.0.0.1:8000/metrics",
         },
     }
 
@@ -45,7 +49,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.05
 KNOWN_KEYS = ("URL", "TIMEOUT", "RETRIES", "BACKOFF", "MODELS", "TLS_CA", "TLS_CERT", "TLS_KEY",
-              "TOKEN")
+              "TOKEN", "METRICS_URL")
 SECURITY_KEYS = ("TLS_CA", "TLS_CERT", "TLS_KEY", "TOKEN")
 REDIS_HINT = ("redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N], "
               "naming the queue modeld reads (--redis-stream / --redis-list); docs/redis.md.")
@@ -66,6 +70,8 @@ class AliasSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     token: str | None = field(default=None, repr=False)
+    #: where modeld's /metrics is read for the status page; None: nowhere
+    metrics_url: str | None = None
 
     def security_kwargs(self) -> dict[str, str]:
         """The client's tls_ca / tls_cert / tls_key / token arguments that are set."""
@@ -156,6 +162,47 @@ def _security_problems(alias: str, options: dict[str, Any]) -> list[Problem]:
     return found
 
 
+def default_metrics_url(url: str) -> str | None:
+    """``<URL>/metrics`` for an http(s):// URL (modeld serves its metrics on its HTTP port);
+    None for grpc:// and redis://, whose port does not serve them."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https"):
+        return None
+    return f"{url.strip().rstrip('/')}/metrics"
+
+
+def _metrics_url(options: dict[str, Any]) -> str | None:
+    """An alias's METRICS_URL: as given (None: none), else the default for its URL."""
+    if "METRICS_URL" not in options:
+        return default_metrics_url(options["URL"])
+    value = options["METRICS_URL"]
+    return value.strip() if value is not None else None
+
+
+def _metrics_url_problem(alias: str, value: Any) -> Problem | None:
+    """METRICS_URL: None, or an http(s):// URL with a host and no user or password."""
+    if value is None:
+        return None
+    where = f"MODELD[{alias!r}]['METRICS_URL']"
+    hint = ("The URL of modeld's /metrics on its HTTP port, e.g. http://127.0.0.1:8000/metrics; "
+            "None for none.")
+    if not isinstance(value, str) or not value.strip():
+        return Problem("modeld.E012", f"{where} must be a URL or None, not {value!r}.", hint)
+    parts = urlsplit(value.strip())
+    try:
+        _ = parts.port
+    except ValueError:
+        return Problem("modeld.E012", f"{where} = {redact_url(value)!r} has an invalid port.",
+                       hint)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return Problem("modeld.E012", f"{where} = {redact_url(value)!r} is not an http:// or "
+                       "https:// URL with a host.", hint)
+    if parts.username or parts.password:
+        return Problem("modeld.E012", f"{where} = {redact_url(value)!r} carries a user or "
+                       "password.", "modeld takes the alias's TOKEN, which is sent with it.")
+    return None
+
+
 def alias_problems(alias: Any, options: Any) -> list[Problem]:
     """What is wrong with one alias (an empty list when nothing is)."""
     if not isinstance(alias, str) or not alias:
@@ -208,6 +255,9 @@ def alias_problems(alias: Any, options: Any) -> list[Problem]:
             "modeld.E009",
             f"MODELD[{alias!r}]['BACKOFF'] must be a non-negative number of seconds, "
             f"not {backoff!r}."))
+    metrics_problem = _metrics_url_problem(alias, options.get("METRICS_URL"))
+    if metrics_problem:
+        problems.append(metrics_problem)
     return problems
 
 
@@ -253,6 +303,7 @@ def load(raw: Any = None) -> dict[str, AliasSettings]:
             tls_cert=options.get("TLS_CERT"),
             tls_key=options.get("TLS_KEY"),
             token=options.get("TOKEN"),
+            metrics_url=_metrics_url(options),
         )
         for alias, options in raw.items()
     }

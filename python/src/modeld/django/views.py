@@ -1,9 +1,10 @@
-"""``health``: a readiness view for load-balancer probes.
+"""``health``: a readiness view for load-balancer probes; ``status``: a page for staff.
 
-    path("healthz", modeld.django.views.health)
+    path("healthz", modeld.django.views.health),
+    path("modeld/status", modeld.django.views.status),
 
-GET (or HEAD) answers 200 when every alias's server is ready and so is every model in its
-``MODELS``, else 503; the body says what is ready::
+**health.** GET (or HEAD) answers 200 when every alias's server is ready and so is every model
+in its ``MODELS``, else 503; the body says what is ready::
 
     {"ready": false,
      "servers": {"default": true},
@@ -12,11 +13,27 @@ GET (or HEAD) answers 200 when every alias's server is ready and so is every mod
 
 ``not_ready`` lists ``alias`` for a server that is not ready and ``alias/model`` for a model.
 Each call uses the alias's client and its TIMEOUT. Other methods get 405.
+
+**status.** An HTML page for staff users (``is_staff`` and ``is_active``): for each alias its
+server's URL (without the password), whether it is live and ready, every model and version the
+server knows with its state and reason, which of them are in ``MODELS``, and each version's
+requests, errors and latency since modeld started, read from modeld's ``/metrics``
+(``METRICS_URL``). Anonymous users are redirected to the login page (the admin's when the admin
+is installed, else ``settings.LOGIN_URL``); users who are logged in but not staff get 403. It
+needs ``django.contrib.auth`` and its middleware, and the template engine with ``APP_DIRS``.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -46,3 +63,41 @@ def health(request: HttpRequest) -> JsonResponse:
                     for name, reason in status.model_errors.items()},
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def _login_url() -> str:
+    try:
+        return reverse("admin:login")
+    except NoReverseMatch:
+        return settings.LOGIN_URL
+
+
+def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Lets active staff users through; redirects anonymous ones to the login page (the
+    admin's, or ``settings.LOGIN_URL`` without the admin) and answers 403 to the others (and
+    to every request where no ``request.user`` is set: no authentication middleware)."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_active and user.is_staff:
+            return view(request, *args, **kwargs)
+        if user is not None and not user.is_authenticated:
+            from django.contrib.auth.views import redirect_to_login
+
+            return redirect_to_login(request.get_full_path(), _login_url())
+        raise PermissionDenied("the modeld status page is for staff users")
+
+    return checked
+
+
+@never_cache
+@staff_only
+@require_safe
+def status(request: HttpRequest) -> HttpResponse:
+    """The status page of every alias (see the module's docstring)."""
+    from . import clients
+    from .overview import overview
+
+    aliases = [overview(client) for client in clients.all()]
+    return render(request, "modeld/status.html", {"aliases": aliases})
