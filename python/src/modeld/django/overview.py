@@ -249,6 +249,14 @@ def _unasked(name: str, error: Exception | None) -> Any:
     return ModelStatus(name, None, False, NOT_ASKED, _describe(error) if error else None)
 
 
+#: ModeldError code of models() -> why the server gives no list, as the page says it.
+_WHY_NO_LIST = {
+    "MODEL_CONTROL_OFF": "over gRPC modeld lists its models only with "
+                         "--model-control-mode=explicit",
+    "UNIMPLEMENTED": "modeld's Redis queue carries no list of models",
+}
+
+
 def _list_models(client: Any, result: AliasOverview, samples: list[Sample] | None) -> list[Any]:
     """The server's models: models() (the repository index, or /metrics over http://); for a
     server that gives no list, modeld_model_state of the alias's METRICS_URL, each version
@@ -260,7 +268,7 @@ def _list_models(client: Any, result: AliasOverview, samples: list[Sample] | Non
             result.listing_error = _describe(error)
             result.listing = EXPECTED
             return []
-        result.listing_error = getattr(error, "message", None) or str(error)
+        result.listing_error = _WHY_NO_LIST.get(getattr(error, "code", None)) or _describe(error)
     if samples is None:
         result.listing = EXPECTED
         return []
