@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "core/infer_response.h"
 #include "service/admission.h"
-#include "transport/redis/envelope.h"
+#include "transport/message/envelope.h"
 #include "transport/redis/work_queue.h"
 
 namespace modeld::transport::redis {
@@ -18,7 +18,7 @@ struct RedisJob {
   QueueEntry entry;
   // Keeps the request's bytes alive: the decoded tensors, and maybe the outputs of an
   // identity model, view them until the answer is encoded.
-  std::shared_ptr<const wire::RequestEnvelope> envelope;
+  std::shared_ptr<const message::wire::RequestEnvelope> envelope;
   std::string request_id;
   std::string reply_key;
   absl::StatusOr<core::InferResponse> result = absl::UnknownError("not run");

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "transport/redis/backoff.h"
-#include "transport/redis/envelope.h"
+#include "transport/message/backoff.h"
+#include "transport/message/envelope.h"
 
 namespace modeld::transport::redis {
 
@@ -22,8 +22,8 @@ RedisWorker::RedisWorker(RedisWorkerOptions options, std::unique_ptr<WorkQueue> 
       clock_(clock),
       metrics_(registry),
       outbox_(std::make_shared<Outbox>()),
-      bad_entry_log_(std::make_unique<LogThrottle>()),
-      reply_failure_log_(std::make_unique<LogThrottle>()) {}
+      bad_entry_log_(std::make_unique<message::LogThrottle>("redis")),
+      reply_failure_log_(std::make_unique<message::LogThrottle>("redis")) {}
 
 RedisWorker::~RedisWorker() {
   if (reader_.joinable() || writer_.joinable()) Stop(clock_.Now());
@@ -112,7 +112,7 @@ struct RedisWorker::ReaderState {
   bool first = true;      // no Prepare has succeeded yet (it then creates the group)
   bool ever_connected = false;
   bool warned = false;  // about the current outage
-  Backoff backoff;
+  message::Backoff backoff;
   absl::Time next_recover = absl::InfinitePast();
   absl::Time next_sample = absl::InfinitePast();
 };
@@ -232,7 +232,8 @@ void RedisWorker::Dispatch(QueueEntry entry) {
     Finish(std::move(job));
     return;
   }
-  absl::StatusOr<wire::RequestEnvelope> envelope = ParseRequestEnvelope(*job->entry.envelope);
+  absl::StatusOr<message::wire::RequestEnvelope> envelope =
+      message::ParseRequestEnvelope(*job->entry.envelope);
   if (!envelope.ok()) {
     metrics_.bad_envelope.Increment();
     job->dead_reason = std::string(envelope.status().message());
@@ -244,10 +245,10 @@ void RedisWorker::Dispatch(QueueEntry entry) {
   if (!queue_->CompletionNeedsEnvelope()) job->entry.envelope.reset();
   job->request_id = envelope->request_id();
   job->reply_key = envelope->reply_key();
-  auto shared = std::make_shared<const wire::RequestEnvelope>(*std::move(envelope));
+  auto shared = std::make_shared<const message::wire::RequestEnvelope>(*std::move(envelope));
   job->envelope = shared;
 
-  if (absl::Status valid = CheckEnvelope(*shared); !valid.ok()) {
+  if (absl::Status valid = message::CheckEnvelope(*shared); !valid.ok()) {
     metrics_.bad_request.Increment();
     job->result = std::move(valid);
     Finish(std::move(job));
@@ -263,18 +264,18 @@ void RedisWorker::Dispatch(QueueEntry entry) {
     Finish(std::move(job));
     return;
   }
-  if (now >= Deadline(*shared)) {
+  if (now >= message::Deadline(*shared)) {
     metrics_.expired.Increment();
     job->result = absl::DeadlineExceededError(
         "the request's deadline passed before modeld took it from the queue");
     Finish(std::move(job));
     return;
   }
-  if (IsQuery(*shared)) {
+  if (message::IsQuery(*shared)) {
     // Metadata and readiness are answered here and now, from the service's state: they never
     // wait behind inference in a model's queue.
     metrics_.queries.Increment();
-    if (!job->reply_key.empty()) job->reply = AnswerQuery(*shared, service_);
+    if (!job->reply_key.empty()) job->reply = message::AnswerQuery(*shared, service_);
     Finish(std::move(job));
     return;
   }
@@ -282,7 +283,7 @@ void RedisWorker::Dispatch(QueueEntry entry) {
     Train(std::move(job));
     return;
   }
-  absl::StatusOr<core::InferRequest> request = DecodeEnvelopeRequest(*shared);
+  absl::StatusOr<core::InferRequest> request = message::DecodeEnvelopeRequest(*shared);
   if (!request.ok()) {
     metrics_.bad_request.Increment();
     job->result = request.status();
@@ -298,7 +299,7 @@ void RedisWorker::Dispatch(QueueEntry entry) {
 }
 
 void RedisWorker::Train(std::unique_ptr<RedisJob> job) {
-  absl::StatusOr<core::TrainRequest> request = DecodeEnvelopeTrain(*job->envelope);
+  absl::StatusOr<core::TrainRequest> request = message::DecodeEnvelopeTrain(*job->envelope);
   if (!request.ok()) {
     metrics_.bad_request.Increment();
     job->result = request.status();
@@ -314,7 +315,7 @@ void RedisWorker::Train(std::unique_ptr<RedisJob> job) {
     } else {
       job->result = result.status();
     }
-    if (!job->reply_key.empty()) job->reply = EncodeTrainReply(job->request_id, result);
+    if (!job->reply_key.empty()) job->reply = message::EncodeTrainReply(job->request_id, result);
     outbox->Push(std::move(job));
   });
 }
@@ -325,7 +326,7 @@ void RedisWorker::WriterLoop() {
   std::unique_ptr<RedisConnection> connection;
   bool ever_connected = false;
   bool link_up = false;
-  Backoff backoff(options_.min_backoff, options_.max_backoff);
+  message::Backoff backoff(options_.min_backoff, options_.max_backoff);
   absl::Time next_beat = absl::InfinitePast();
   std::vector<std::unique_ptr<RedisJob>> batch;  // taken from the outbox, not yet written
 
@@ -378,7 +379,7 @@ void RedisWorker::WriterLoop() {
     completions.reserve(batch.size());
     for (const std::unique_ptr<RedisJob>& job : batch) {
       if (!job->reply_key.empty() && job->reply.empty()) {
-        job->reply = EncodeReply(job->request_id, job->result);
+        job->reply = message::EncodeReply(job->request_id, job->result);
       }
       completions.push_back({&job->entry, job->reply_key, job->reply, job->dead_reason});
     }

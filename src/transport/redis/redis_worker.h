@@ -27,7 +27,7 @@
 #include "metrics/registry.h"
 #include "service/admission.h"
 #include "service/inference_service.h"
-#include "transport/redis/log_throttle.h"
+#include "transport/message/log_throttle.h"
 #include "transport/redis/outbox.h"
 #include "transport/redis/redis_connection.h"
 #include "transport/redis/redis_job.h"
@@ -128,8 +128,8 @@ class RedisWorker {
   const common::Clock& clock_;
   RedisMetrics metrics_;
   const std::shared_ptr<Outbox> outbox_;  // shared with inference callbacks
-  const std::unique_ptr<LogThrottle> bad_entry_log_;
-  const std::unique_ptr<LogThrottle> reply_failure_log_;
+  const std::unique_ptr<message::LogThrottle> bad_entry_log_;
+  const std::unique_ptr<message::LogThrottle> reply_failure_log_;
 
   mutable absl::Mutex mu_;
   absl::CondVar changed_;  // slots freed, stop requested

@@ -21,7 +21,7 @@ TEST_F(RedisWorkerTest, AnswersMetadataAndReadinessQueries) {
       [this] { return worker_ != nullptr && worker_->Ready(); });
   StartWorker();
   ASSERT_TRUE(WaitUntil([&] { return worker_->Ready(); }));
-  using E = wire::RequestEnvelope;
+  using E = message::wire::RequestEnvelope;
   const std::vector<std::pair<std::string, std::function<void(E&)>>> queries = {
       {"meta", [](E& e) { e.mutable_metadata()->set_name("echo"); }},
       {"meta-v1",
@@ -53,17 +53,17 @@ TEST_F(RedisWorkerTest, AnswersMetadataAndReadinessQueries) {
     queue_->Add(Entry(absl::StrCat("1-", i), Query(queries[i].first, queries[i].second)));
   }
   ASSERT_TRUE(queue_->WaitForFinished(queries.size(), kWait));
-  std::map<std::string, wire::ReplyEnvelope> replies;
+  std::map<std::string, message::wire::ReplyEnvelope> replies;
   for (const FakeWorkQueue::Finished& f : queue_->finished()) {
     EXPECT_EQ(f.dead_reason, "");
-    const wire::ReplyEnvelope reply = Reply(f);
+    const message::wire::ReplyEnvelope reply = Reply(f);
     EXPECT_EQ(f.reply_key, absl::StrCat("reply:", reply.request_id()));
     replies[reply.request_id()] = reply;
   }
   ASSERT_EQ(replies.size(), queries.size());
 
   for (const char* id : {"meta", "meta-v1"}) {
-    const wire::ReplyEnvelope& reply = replies[id];
+    const message::wire::ReplyEnvelope& reply = replies[id];
     ASSERT_EQ(reply.code(), 0) << id << ": " << reply.message();
     ASSERT_TRUE(reply.has_metadata()) << id;
     const inference::ModelMetadataResponse& metadata = reply.metadata();
@@ -87,7 +87,7 @@ TEST_F(RedisWorkerTest, AnswersMetadataAndReadinessQueries) {
                                                  {"ready-unknown", false},
                                                  {"ready-v2", false},
                                                  {"ready-bad-version", false}}) {
-    const wire::ReplyEnvelope& reply = replies[id];
+    const message::wire::ReplyEnvelope& reply = replies[id];
     EXPECT_EQ(reply.code(), 0) << id << ": " << reply.message();
     ASSERT_TRUE(reply.has_model_ready()) << id;
     EXPECT_EQ(reply.model_ready().ready(), ready) << id;
@@ -103,7 +103,7 @@ TEST_F(RedisWorkerTest, AnswersMetadataAndReadinessQueries) {
   serving_.service().StartDraining();
   queue_->Add(Entry("2-0", Query("draining", [](E& e) { e.mutable_server_ready(); })));
   ASSERT_TRUE(queue_->WaitForFinished(queries.size() + 1, kWait));
-  const wire::ReplyEnvelope draining = Reply(queue_->finished().back());
+  const message::wire::ReplyEnvelope draining = Reply(queue_->finished().back());
   EXPECT_EQ(draining.request_id(), "draining");
   ASSERT_TRUE(draining.has_server_ready());
   EXPECT_FALSE(draining.server_ready().ready());
@@ -116,7 +116,7 @@ TEST_F(RedisWorkerTest, QueriesDoNotWaitBehindInference) {
   for (int i = 0; i < kSlow; ++i) {
     queue_->Add(Entry(absl::StrCat("1-", i), Envelope(absl::StrCat("r", i), {1, 2}, "slow")));
   }
-  queue_->Add(Entry("1-9", Query("meta", [](wire::RequestEnvelope& e) {
+  queue_->Add(Entry("1-9", Query("meta", [](message::wire::RequestEnvelope& e) {
                       e.mutable_metadata()->set_name("slow");
                     })));
   ASSERT_TRUE(queue_->WaitForFinished(kSlow + 1, kWait));
@@ -132,17 +132,18 @@ TEST_F(RedisWorkerTest, QueriesDoNotWaitBehindInference) {
 
 TEST_F(RedisWorkerTest, ExpiredAndPoisonQueriesFollowTheRules) {
   StartWorker();
-  queue_->Add(Entry("1-0", Query("late", [](wire::RequestEnvelope& e) {
+  queue_->Add(Entry("1-0", Query("late", [](message::wire::RequestEnvelope& e) {
                       e.mutable_server_ready();
                       e.set_deadline_unix_ms(absl::ToUnixMillis(absl::Now() - absl::Seconds(1)));
                     })));
   queue_->AddOrphan(Entry(
       "1-1",
-      Query("poison", [](wire::RequestEnvelope& e) { e.mutable_metadata()->set_name("echo"); }),
+      Query("poison",
+            [](message::wire::RequestEnvelope& e) { e.mutable_metadata()->set_name("echo"); }),
       /*deliveries=*/9));
   ASSERT_TRUE(queue_->WaitForFinished(2, kWait));
   for (const FakeWorkQueue::Finished& f : queue_->finished()) {
-    const wire::ReplyEnvelope reply = Reply(f);
+    const message::wire::ReplyEnvelope reply = Reply(f);
     if (reply.request_id() == "late") {
       EXPECT_EQ(reply.code(), 4);
       EXPECT_EQ(f.dead_reason, "");

@@ -30,7 +30,7 @@ TEST_F(RedisWorkerTest, AnswersEveryEntryOnItsOwnReplyKey) {
     const std::string n = finished.entry.id.substr(2);
     EXPECT_EQ(finished.reply_key, absl::StrCat("reply:req-", n));
     EXPECT_EQ(finished.dead_reason, "");
-    const wire::ReplyEnvelope reply = Reply(finished);
+    const message::wire::ReplyEnvelope reply = Reply(finished);
     EXPECT_EQ(reply.request_id(), absl::StrCat("req-", n));
     EXPECT_EQ(reply.code(), 0) << reply.message();
     ASSERT_EQ(reply.infer().raw_output_contents_size(), 1);
@@ -88,18 +88,18 @@ TEST_F(RedisWorkerTest, BadRequestsAreAnsweredWithTheirError) {
   StartWorker();
   queue_->Add(Entry("1-0", Envelope("unknown", {1, 2}, "no_such_model")));
   queue_->Add(Entry("1-1", Envelope("shape", {1, 2, 3})));  // echo takes [n, 2]
-  wire::RequestEnvelope empty;
+  message::wire::RequestEnvelope empty;
   empty.set_request_id("empty");
   empty.set_reply_key("reply:empty");
   queue_->Add(Entry("1-2", empty.SerializeAsString()));
-  wire::RequestEnvelope bad_type;
+  message::wire::RequestEnvelope bad_type;
   ASSERT_TRUE(bad_type.ParseFromString(Envelope("dtype", {1, 2})));
   bad_type.mutable_infer()->mutable_inputs(0)->set_datatype("FP99");
   queue_->Add(Entry("1-3", bad_type.SerializeAsString()));
   ASSERT_TRUE(queue_->WaitForFinished(4, kWait));
   for (const FakeWorkQueue::Finished& f : queue_->finished()) {
     EXPECT_EQ(f.dead_reason, "") << f.entry.id;
-    const wire::ReplyEnvelope reply = Reply(f);
+    const message::wire::ReplyEnvelope reply = Reply(f);
     if (reply.request_id() == "unknown") {
       EXPECT_EQ(reply.code(), 5);
       EXPECT_THAT(reply.message(), HasSubstr("no_such_model"));
@@ -120,7 +120,7 @@ TEST_F(RedisWorkerTest, ExpiredRequestIsAnsweredWithoutRunning) {
                                     absl::ToUnixMillis(absl::Now() + absl::Seconds(60)))));
   ASSERT_TRUE(queue_->WaitForFinished(2, kWait));
   for (const FakeWorkQueue::Finished& f : queue_->finished()) {
-    const wire::ReplyEnvelope reply = Reply(f);
+    const message::wire::ReplyEnvelope reply = Reply(f);
     if (reply.request_id() == "late") {
       EXPECT_EQ(reply.code(), 4);
       EXPECT_THAT(reply.message(), HasSubstr("deadline passed"));
@@ -140,7 +140,7 @@ TEST_F(RedisWorkerTest, ANegativeDeadlineIsRefusedWithoutRunning) {
   StartWorker();
   queue_->Add(Entry("1-0", Envelope("negative", {1, 2}, "echo", -5)));
   ASSERT_TRUE(queue_->WaitForFinished(1, kWait));
-  const wire::ReplyEnvelope reply = Reply(queue_->finished()[0]);
+  const message::wire::ReplyEnvelope reply = Reply(queue_->finished()[0]);
   EXPECT_EQ(reply.request_id(), "negative");
   EXPECT_EQ(reply.code(), 3);  // INVALID_ARGUMENT
   EXPECT_THAT(reply.message(), HasSubstr("deadline_unix_ms -5 is negative"));
@@ -157,7 +157,7 @@ TEST_F(RedisWorkerTest, EntryDeliveredTooOftenIsDeadLetteredAndAnsweredAborted) 
   queue_->AddOrphan(Entry("1-1", Envelope("retry", {1, 2}), /*deliveries=*/3));
   ASSERT_TRUE(queue_->WaitForFinished(2, kWait));
   for (const FakeWorkQueue::Finished& f : queue_->finished()) {
-    const wire::ReplyEnvelope reply = Reply(f);
+    const message::wire::ReplyEnvelope reply = Reply(f);
     if (reply.request_id() == "poison") {
       EXPECT_THAT(f.dead_reason, HasSubstr("delivered 4 times, more than the 3 allowed"));
       EXPECT_EQ(reply.code(), 10);  // ABORTED
@@ -247,7 +247,7 @@ TEST_F(RedisWorkerTest, ReadsNoMoreThanTheProcessWideAdmissionHasFree) {
   // Each entry taken holds a slot (taken just after the read returns, so wait for it).
   EXPECT_TRUE(WaitUntil([&] { return admission.in_flight() == 3; }));
   EXPECT_LE(queue_->held(), 2);  // and no third entry was read while the cap was full
-  grpc_call.reset();                    // the gRPC call ends: a third entry may be taken
+  grpc_call.reset();             // the gRPC call ends: a third entry may be taken
   ASSERT_TRUE(queue_->WaitForFinished(kEntries, kWait));
   EXPECT_LE(queue_->max_held(), 3);  // never past the process-wide cap
   ASSERT_TRUE(WaitUntil([&] { return admission.in_flight() == 0; }));  // all given back

@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "transport/redis/envelope.h"
+#include "transport/message/envelope.h"
 #include "transport/redis/reply_util.h"
 
 namespace modeld::transport::redis {

@@ -23,6 +23,9 @@
 
 namespace modeld::transport::redis {
 
+// The name of the stream entry field that carries the envelope.
+inline constexpr absl::string_view kEnvelopeField = "envelope";
+
 // One unit of work taken from the queue.
 struct QueueEntry {
   // Identifies the entry to Complete: the stream entry id, or for a list the field under

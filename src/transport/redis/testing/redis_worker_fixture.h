@@ -15,7 +15,7 @@
 #include "kserve/grpc_service.pb.h"
 #include "metrics/registry.h"
 #include "service/testing/fake_backend_service.h"
-#include "transport/redis/envelope.h"
+#include "transport/message/envelope.h"
 #include "transport/redis/redis_worker.h"
 #include "transport/redis/testing/fake_work_queue.h"
 
@@ -32,7 +32,7 @@ inline std::string Floats(std::vector<float> values) {
 // A serialized RequestEnvelope asking `model` for [1, 2] FP32 input `values`.
 inline std::string Envelope(const std::string& request_id, const std::vector<float>& values,
                             const std::string& model = "echo", int64_t deadline_unix_ms = 0) {
-  wire::RequestEnvelope envelope;
+  message::wire::RequestEnvelope envelope;
   envelope.set_request_id(request_id);
   envelope.set_reply_key(absl::StrCat("reply:", request_id));
   envelope.set_deadline_unix_ms(deadline_unix_ms);
@@ -49,8 +49,8 @@ inline std::string Envelope(const std::string& request_id, const std::vector<flo
 
 // A serialized RequestEnvelope carrying a query that `fill` sets.
 inline std::string Query(const std::string& request_id,
-                         const std::function<void(wire::RequestEnvelope&)>& fill) {
-  wire::RequestEnvelope envelope;
+                         const std::function<void(message::wire::RequestEnvelope&)>& fill) {
+  message::wire::RequestEnvelope envelope;
   envelope.set_request_id(request_id);
   envelope.set_reply_key(absl::StrCat("reply:", request_id));
   fill(envelope);
@@ -62,10 +62,10 @@ inline QueueEntry Entry(const std::string& id, std::optional<std::string> envelo
   return QueueEntry{id, std::move(envelope), deliveries};
 }
 
-inline wire::ReplyEnvelope Reply(const FakeWorkQueue::Finished& finished) {
-  absl::StatusOr<wire::ReplyEnvelope> reply = ParseReplyEnvelope(finished.reply);
+inline message::wire::ReplyEnvelope Reply(const FakeWorkQueue::Finished& finished) {
+  absl::StatusOr<message::wire::ReplyEnvelope> reply = message::ParseReplyEnvelope(finished.reply);
   EXPECT_TRUE(reply.ok()) << "entry " << finished.entry.id << " has no parsable reply";
-  return reply.value_or(wire::ReplyEnvelope());
+  return reply.value_or(message::wire::ReplyEnvelope());
 }
 
 // Polls `condition` until it holds or `timeout` passes (the worker exposes no events).

@@ -1,11 +1,11 @@
-#include "transport/redis/envelope.h"
+#include "transport/message/envelope.h"
 
 #include <cstring>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 namespace {
 
 using ::testing::HasSubstr;
@@ -153,4 +153,4 @@ TEST(EnvelopeTest, EncodesAnError) {
 }
 
 }  // namespace
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

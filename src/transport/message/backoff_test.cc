@@ -1,8 +1,8 @@
-#include "transport/redis/backoff.h"
+#include "transport/message/backoff.h"
 
 #include "gtest/gtest.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 namespace {
 
 // Each wait is its step within ±20%; steps double up to the maximum; Reset starts over.
@@ -30,4 +30,4 @@ TEST(BackoffTest, WaitsAreJittered) {
 }
 
 }  // namespace
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

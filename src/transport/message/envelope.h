@@ -1,5 +1,6 @@
-// The Redis transport's wire format (proto/modeld/redis.proto) <-> what the worker needs:
-// parsing a RequestEnvelope taken from the queue, and encoding the ReplyEnvelope for it.
+// The message queues' wire format (proto/modeld/redis.proto, spoken by the Redis and AMQP
+// transports) <-> what their workers need: parsing a RequestEnvelope taken from a queue, and
+// encoding the ReplyEnvelope for it.
 // An envelope carries an inference request (run through the scheduler), a training step (run
 // by the model's trainer), or a query (model metadata, model or server readiness) answered at
 // once from InferenceService.
@@ -16,14 +17,12 @@
 #include "modeld/redis.pb.h"
 #include "service/inference_service.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 
-// The generated messages live in the proto package modeld.redis, which C++ code inside
-// modeld::transport::redis would otherwise shadow.
+// The generated messages live in the proto package modeld.redis (named after the first
+// transport that spoke it), which C++ code inside modeld::transport::redis would otherwise
+// shadow.
 namespace wire = ::modeld::redis;
-
-// The name of the stream entry field that carries the envelope.
-inline constexpr absl::string_view kEnvelopeField = "envelope";
 
 // INVALID_ARGUMENT when `bytes` is not a RequestEnvelope.
 absl::StatusOr<wire::RequestEnvelope> ParseRequestEnvelope(absl::string_view bytes);
@@ -66,4 +65,4 @@ std::string EncodeTrainReply(absl::string_view request_id,
 // Reads a serialized ReplyEnvelope (tests and tools). INVALID_ARGUMENT when it is not one.
 absl::StatusOr<wire::ReplyEnvelope> ParseReplyEnvelope(absl::string_view bytes);
 
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

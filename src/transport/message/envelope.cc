@@ -1,17 +1,17 @@
-#include "transport/redis/envelope.h"
+#include "transport/message/envelope.h"
 
 #include "absl/strings/str_cat.h"
 #include "transport/kserve/answers.h"
 #include "transport/kserve/codec.h"
 #include "transport/status_codes.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 
 absl::StatusOr<wire::RequestEnvelope> ParseRequestEnvelope(absl::string_view bytes) {
   wire::RequestEnvelope envelope;
   if (!envelope.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the entry's envelope (", bytes.size(), " bytes) is not a modeld.redis.RequestEnvelope"));
+        "the envelope (", bytes.size(), " bytes) is not a modeld.redis.RequestEnvelope"));
   }
   return envelope;
 }
@@ -131,4 +131,4 @@ absl::StatusOr<wire::ReplyEnvelope> ParseReplyEnvelope(absl::string_view bytes) 
   return reply;
 }
 
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

@@ -6,7 +6,7 @@
 #include "absl/random/random.h"
 #include "absl/time/time.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 
 // Not thread-safe: one per connection-owning thread.
 class Backoff {
@@ -25,4 +25,4 @@ class Backoff {
   absl::BitGen bitgen_;
 };
 
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

@@ -1,8 +1,8 @@
-#include "transport/redis/backoff.h"
+#include "transport/message/backoff.h"
 
 #include <algorithm>
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 
 absl::Duration Backoff::Next() {
   const absl::Duration current = next_;
@@ -10,4 +10,4 @@ absl::Duration Backoff::Next() {
   return current * absl::Uniform(bitgen_, 0.8, 1.2);
 }
 
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

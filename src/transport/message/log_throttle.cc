@@ -1,8 +1,8 @@
-#include "transport/redis/log_throttle.h"
+#include "transport/message/log_throttle.h"
 
 #include "common/logging.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 
 bool LogThrottle::Warn(absl::Time now, const std::string& message) {
   absl::MutexLock lock(&mu_);
@@ -12,12 +12,12 @@ bool LogThrottle::Warn(absl::Time now, const std::string& message) {
   }
   next_ = now + period_;
   if (suppressed_ > 0) {
-    spdlog::warn("redis: {} ({} similar messages suppressed)", message, suppressed_);
+    spdlog::warn("{}: {} ({} similar messages suppressed)", prefix_, message, suppressed_);
   } else {
-    spdlog::warn("redis: {}", message);
+    spdlog::warn("{}: {}", prefix_, message);
   }
   suppressed_ = 0;
   return true;
 }
 
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message

@@ -1,12 +1,12 @@
-#include "transport/redis/log_throttle.h"
+#include "transport/message/log_throttle.h"
 
 #include "gtest/gtest.h"
 
-namespace modeld::transport::redis {
+namespace modeld::transport::message {
 namespace {
 
 TEST(LogThrottleTest, LogsOncePerPeriod) {
-  LogThrottle throttle(absl::Seconds(10));
+  LogThrottle throttle("redis", absl::Seconds(10));
   const absl::Time start = absl::FromUnixSeconds(1000);
   EXPECT_TRUE(throttle.Warn(start, "bad entry"));
   EXPECT_FALSE(throttle.Warn(start + absl::Seconds(1), "bad entry"));
@@ -16,4 +16,4 @@ TEST(LogThrottleTest, LogsOncePerPeriod) {
 }
 
 }  // namespace
-}  // namespace modeld::transport::redis
+}  // namespace modeld::transport::message
