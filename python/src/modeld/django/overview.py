@@ -228,7 +228,7 @@ def overview(alias_client: Any) -> AliasOverview:
                        ready=status.ready, reason=status.reason,
                        expected=status.name in expected)
         if counted is not None and status.version:
-            # A version no request reached yet has no modeld_requests_total: none, then.
+            # A version no request reached yet has no modeld_requests_total: zero requests.
             row.traffic = counted.get((status.name, status.version), Traffic())
         result.rows.append(row)
     if samples is not None:
