@@ -40,6 +40,7 @@
 #include "transport/http/router.h"
 #include "transport/grpc_limits.h"
 #include "transport/grpc_listener.h"
+#include "transport/amqp/amqp_transport.h"
 #include "transport/redis/redis_transport.h"
 
 namespace modeld::app {
@@ -189,6 +190,13 @@ class ModeldServer : public Server {
       // Before any transport serves: ServerReady is false while the worker cannot reach Redis.
       service_.AddReadinessCondition([worker = redis_.get()] { return worker->Ready(); });
     }
+    if (!options_.amqp_url.empty()) {
+      transport::amqp::AmqpTransportOptions amqp = AmqpOptionsFrom(options_);
+      amqp.admission = &admission_;
+      ASSIGN_OR_RETURN(amqp_, transport::amqp::MakeAmqpWorker(amqp, service_, clock_, &metrics_));
+      // ServerReady is false while the worker cannot reach the broker, on every transport.
+      service_.AddReadinessCondition([worker = amqp_.get()] { return worker->Ready(); });
+    }
     // One gRPC server for KServe V2, modeld's training extension and TensorFlow Serving's
     // services...
     ASSIGN_OR_RETURN(grpc_,
@@ -314,12 +322,16 @@ class ModeldServer : public Server {
     // another modeld instead of being answered UNAVAILABLE. (A loader still at work will not
     // start it any more.)
     bool redis_started = false;
+    bool amqp_started = false;
     {
       absl::MutexLock lock(&start_mu_);
       stopping_ = true;
       redis_started = redis_started_;
+      amqp_started = amqp_started_;
     }
     if (redis_started) redis_->StopReading();
+    // Likewise the AMQP consumer is cancelled: the broker keeps the rest for another modeld.
+    if (amqp_started) amqp_->StopReading();
     // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
     // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
@@ -340,6 +352,9 @@ class ModeldServer : public Server {
     // Replies and acknowledgements of what the worker took; what it cannot write by the
     // deadline stays pending in Redis for another consumer.
     if (redis_started) redis_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
+    // Replies and acknowledgements of what the AMQP worker holds; the broker delivers what is
+    // unacknowledged at the deadline again.
+    if (amqp_started) amqp_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
     for (const auto& listener : grpc_listeners_) listener->Stop();
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
@@ -396,6 +411,10 @@ class ModeldServer : public Server {
       redis_->Start();
       redis_started_ = true;
     }
+    if (amqp_ != nullptr) {
+      amqp_->Start();
+      amqp_started_ = true;
+    }
     control_->Start();
     spdlog::info("modeld is ready");
   }
@@ -440,10 +459,12 @@ class ModeldServer : public Server {
   // Null unless --redis-url. Declared before the other transports, so it is destroyed after
   // them: their readiness checks call it.
   std::unique_ptr<transport::redis::RedisWorker> redis_;
+  std::unique_ptr<transport::amqp::AmqpWorker> amqp_;  // null unless --amqp-url; likewise
   // What the loader has started, and whether a stop has begun; the loader starts nothing
   // once it has.
   absl::Mutex start_mu_;
   bool redis_started_ ABSL_GUARDED_BY(start_mu_) = false;
+  bool amqp_started_ ABSL_GUARDED_BY(start_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(start_mu_) = false;
   service::Admission admission_;  // before the transports that hold it
   transport::grpc_kserve::KServeGrpcService kserve_;

@@ -53,4 +53,16 @@ transport::redis::RedisTransportOptions RedisOptionsFrom(const service::ServerOp
   return redis;
 }
 
+transport::amqp::AmqpTransportOptions AmqpOptionsFrom(const service::ServerOptions& options) {
+  transport::amqp::AmqpTransportOptions amqp;
+  amqp.url = options.amqp_url;
+  amqp.tls_ca_file = options.amqp_tls_ca;
+  amqp.queue = options.amqp_queue;
+  amqp.quorum = options.amqp_queue_type == "quorum";
+  amqp.max_priority = static_cast<int>(options.amqp_max_priority);
+  amqp.prefetch = static_cast<int>(options.amqp_prefetch);
+  amqp.max_deliveries = options.amqp_max_deliveries;
+  return amqp;
+}
+
 }  // namespace modeld::app

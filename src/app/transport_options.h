@@ -6,6 +6,7 @@
 #include "service/options.h"
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
+#include "transport/amqp/amqp_transport.h"
 #include "transport/redis/redis_transport.h"
 
 namespace modeld::app {
@@ -16,5 +17,8 @@ transport::http::HttpServerOptions HttpOptionsFrom(const service::ServerOptions&
 transport::http::RouterOptions RouterOptionsFrom(const service::ServerOptions& options);
 // --redis-*.
 transport::redis::RedisTransportOptions RedisOptionsFrom(const service::ServerOptions& options);
+
+// --amqp-*.
+transport::amqp::AmqpTransportOptions AmqpOptionsFrom(const service::ServerOptions& options);
 
 }  // namespace modeld::app

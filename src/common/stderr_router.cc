@@ -11,8 +11,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <ctime>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -47,11 +47,16 @@ bool SplitWhere(absl::string_view rest, ForeignLogLine& line) {
 
 std::optional<spdlog::level::level_enum> Level(char letter) {
   switch (letter) {
-    case 'I': return spdlog::level::debug;  // frameworks' INFO is modeld's debug
-    case 'W': return spdlog::level::warn;
-    case 'E': return spdlog::level::err;
-    case 'F': return spdlog::level::critical;
-    default: return std::nullopt;
+    case 'I':
+      return spdlog::level::debug;  // frameworks' INFO is modeld's debug
+    case 'W':
+      return spdlog::level::warn;
+    case 'E':
+      return spdlog::level::err;
+    case 'F':
+      return spdlog::level::critical;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -179,8 +184,8 @@ void ReadLoop() {
     }
     pending.erase(0, start);
     // Text that cannot become a framework line (a prompt, progress dots) goes out at once.
-    if (!pending.empty() && (!MayBecomeForeignLine(pending) || pending.size() > kMaxHeldBack ||
-                             crashing.load())) {
+    if (!pending.empty() &&
+        (!MayBecomeForeignLine(pending) || pending.size() > kMaxHeldBack || crashing.load())) {
       WriteAll(original_stderr, pending.data(), pending.size());
       pending.clear();
     }

@@ -94,8 +94,7 @@ TEST(RouteStderrThroughLogTest, FrameworkLinesAreLoggedInModeldsFormatAndTheRest
       "terminate called without an active exception\n"
       "2026-12-07 09:49:56.963283: W tensorflow/core/kernel.cc:1840] OP_REQUIRES failed\n"
       "a prompt without a newline";
-  ASSERT_EQ(write(STDERR_FILENO, lines.data(), lines.size()),
-            static_cast<ssize_t>(lines.size()));
+  ASSERT_EQ(write(STDERR_FILENO, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
   spdlog::info("modeld's own line");
 
   std::string text;

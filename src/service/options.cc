@@ -404,6 +404,77 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("redis-dead-letter-maxlen", v, &o.redis_dead_letter_maxlen);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.redis_dead_letter_maxlen); }},
+      {"amqp-url", "URL",
+       "Turns the AMQP (RabbitMQ) queue worker on: amqp://user:password@host:port/vhost, or "
+       "amqps:// for TLS (docs/amqp.md).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::StartsWith(v, "amqp://") && !absl::StartsWith(v, "amqps://")) {
+           return absl::InvalidArgumentError(
+               "--amqp-url expects amqp://user:password@host:port/vhost or amqps://...");
+         }
+         o.amqp_url = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.amqp_url; }},
+      {"amqp-tls-ca", "PATH",
+       "With an amqps:// --amqp-url: the CA certificate(s) that signed the broker's (PEM); "
+       "empty: the system's.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("amqp-tls-ca", v, &o.amqp_tls_ca);
+       },
+       [](const ServerOptions& o) { return o.amqp_tls_ca; }},
+      {"amqp-queue", "NAME",
+       "The durable queue producers publish requests to; modeld declares it, and "
+       "<queue>.dead-letters for what it rejects.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("amqp-queue", v, &o.amqp_queue);
+       },
+       [](const ServerOptions& o) { return o.amqp_queue; }},
+      {"amqp-queue-type", "TYPE",
+       "classic or quorum: the kind of queue modeld declares (quorum queues count deliveries "
+       "themselves and have no priorities).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (v != "classic" && v != "quorum") {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--amqp-queue-type expects classic or quorum, got '", v, "'"));
+         }
+         o.amqp_queue_type = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.amqp_queue_type; }},
+      {"amqp-max-priority", "N",
+       "Declare the (classic) queue with x-max-priority N, so messages with a higher priority "
+       "are delivered first; 0: no priorities. Must match an existing queue's.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.amqp_max_priority) || o.amqp_max_priority < 0 ||
+             o.amqp_max_priority > 255) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--amqp-max-priority expects 0 to 255, got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.amqp_max_priority); }},
+      {"amqp-prefetch", "N",
+       "Most unacknowledged messages held at once (basic.qos); fewer while the process-wide "
+       "--max-inflight-requests cap has fewer free.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (absl::Status status = ParsePositive("amqp-prefetch", v, &o.amqp_prefetch);
+             !status.ok()) {
+           return status;
+         }
+         if (o.amqp_prefetch > 65535) {
+           return absl::InvalidArgumentError("--amqp-prefetch is at most 65535");
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.amqp_prefetch); }},
+      {"amqp-max-deliveries", "N",
+       "A message delivered more times than this (its consumers stopped before answering) is "
+       "rejected into the dead letters and answered ABORTED.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("amqp-max-deliveries", v, &o.amqp_max_deliveries);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.amqp_max_deliveries); }},
   };
   return *flags;
 }
@@ -415,12 +486,18 @@ const Flag* FindFlag(absl::string_view name) {
   return nullptr;
 }
 
-// Redis flags that make no sense together or without --redis-url.
+// Redis and AMQP flags that make no sense together or without --redis-url / --amqp-url.
 absl::Status CheckRedisFlags(const ServerOptions& options, const std::set<std::string>& given) {
   for (const std::string& name : given) {
     if (absl::StartsWith(name, "redis-") && name != "redis-url" && options.redis_url.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--", name, " needs --redis-url (the Redis transport is off without it)"));
+    }
+  }
+  for (const std::string& name : given) {
+    if (absl::StartsWith(name, "amqp-") && name != "amqp-url" && options.amqp_url.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " needs --amqp-url (the AMQP transport is off without it)"));
     }
   }
   if (!options.redis_list.empty()) {

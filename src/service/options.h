@@ -128,6 +128,20 @@ struct ServerOptions {
   int64_t redis_reply_ttl_ms = 60000;
   // The dead-letter stream (<stream or list>:dead) is capped at about this many entries.
   int64_t redis_dead_letter_maxlen = 10000;
+
+  // AMQP transport (docs/amqp.md): a RabbitMQ queue worker, off unless amqp_url is set.
+  // amqp://user:password@host:port/vhost, or amqps:// for TLS.
+  std::string amqp_url;
+  // amqps://: the CA certificate(s) that signed the broker's; empty: the system's.
+  std::string amqp_tls_ca;
+  // The durable request queue (its dead letters go to <queue>.dead-letters).
+  std::string amqp_queue = "modeld.requests";
+  std::string amqp_queue_type = "classic";  // or quorum
+  int64_t amqp_max_priority = 0;            // x-max-priority (classic); 0: no priorities
+  int64_t amqp_prefetch = 64;               // most unacknowledged messages held at once
+  // A message delivered more times than this is rejected into the dead letters and answered
+  // ABORTED.
+  int64_t amqp_max_deliveries = 3;
 };
 
 struct ParsedFlags {

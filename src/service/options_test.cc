@@ -194,6 +194,37 @@ TEST(OptionsTest, RedisFlags) {
   EXPECT_EQ(flags->options.redis_list, "q");
 }
 
+TEST(OptionsTest, AmqpFlags) {
+  absl::StatusOr<ParsedFlags> flags =
+      Parse({"--model-repository=/m", "--amqp-url=amqps://u:pw@mq:5671/prod",
+             "--amqp-tls-ca=/etc/ca.pem", "--amqp-queue=jobs", "--amqp-max-priority=9",
+             "--amqp-prefetch=16", "--amqp-max-deliveries=5"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.amqp_url, "amqps://u:pw@mq:5671/prod");
+  EXPECT_EQ(o.amqp_tls_ca, "/etc/ca.pem");
+  EXPECT_EQ(o.amqp_queue, "jobs");
+  EXPECT_EQ(o.amqp_queue_type, "classic");
+  EXPECT_EQ(o.amqp_max_priority, 9);
+  EXPECT_EQ(o.amqp_prefetch, 16);
+  EXPECT_EQ(o.amqp_max_deliveries, 5);
+}
+
+TEST(OptionsTest, AmqpFlagErrors) {
+  EXPECT_THAT(Parse({"--model-repository=/m", "--amqp-url=rabbit:5672"}).status().message(),
+              HasSubstr("--amqp-url expects amqp://"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--amqp-queue=jobs"}).status().message(),
+              HasSubstr("--amqp-queue needs --amqp-url"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--amqp-url=amqp://h", "--amqp-queue-type=stream"})
+                  .status()
+                  .message(),
+              HasSubstr("--amqp-queue-type expects classic or quorum"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--amqp-url=amqp://h", "--amqp-max-priority=256"})
+                  .status()
+                  .message(),
+              HasSubstr("--amqp-max-priority expects 0 to 255"));
+}
+
 TEST(OptionsTest, RedisFlagErrors) {
   EXPECT_THAT(Parse({"--model-repository=/m", "--redis-url=localhost:6379"}).status().message(),
               HasSubstr("--redis-url expects redis://"));

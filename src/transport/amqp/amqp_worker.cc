@@ -1,0 +1,511 @@
+#include "transport/amqp/amqp_worker.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "transport/message/backoff.h"
+#include "transport/message/envelope.h"
+
+namespace modeld::transport::amqp {
+
+// One delivered message inside the worker, from delivery to acknowledgement.
+struct AmqpJob {
+  enum class Action {
+    kAnswer,      // publish the reply (if reply_to), ack once the broker confirms it
+    kAckOnly,     // nobody to answer: ack at once
+    kDeadLetter,  // reply with the error (if reply_to), reject into the dead letters
+    kCount,       // put a copy back with its delivery count, ack once the broker confirms
+  };
+  Delivery delivery;
+  uint64_t generation = 0;
+  Action action = Action::kAnswer;
+  int64_t deliveries = 1;
+  // Keeps the request's bytes alive while its decoded tensors view them.
+  std::shared_ptr<const message::wire::RequestEnvelope> envelope;
+  std::string request_id;
+  absl::StatusOr<core::InferResponse> result = absl::UnknownError("not run");
+  std::optional<std::string> reply;  // an encoded ReplyEnvelope, when known before Complete
+  std::optional<service::Admission::Ticket> slot;
+};
+
+// Finished jobs on their way from inference callbacks (any thread) to the worker's thread,
+// which an eventfd wakes. Shared with the callbacks, which may outlive the worker.
+class AmqpOutbox {
+ public:
+  AmqpOutbox() : wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  ~AmqpOutbox() {
+    if (wake_fd_ >= 0) close(wake_fd_);
+  }
+
+  // Queues `job` and wakes the worker; drops it once closed.
+  void Push(std::unique_ptr<AmqpJob> job) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_) return;
+      jobs_.push_back(std::move(job));
+    }
+    Wake();
+  }
+
+  std::vector<std::unique_ptr<AmqpJob>> TakeAll() {
+    uint64_t count = 0;
+    (void)!read(wake_fd_, &count, sizeof(count));  // resets the eventfd
+    absl::MutexLock lock(&mu_);
+    std::vector<std::unique_ptr<AmqpJob>> jobs;
+    jobs.reserve(jobs_.size());
+    for (auto& job : jobs_) jobs.push_back(std::move(job));
+    jobs_.clear();
+    return jobs;
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
+
+  // Refuses further jobs, and returns the queued ones.
+  std::vector<std::unique_ptr<AmqpJob>> Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    std::vector<std::unique_ptr<AmqpJob>> jobs;
+    for (auto& job : jobs_) jobs.push_back(std::move(job));
+    jobs_.clear();
+    return jobs;
+  }
+
+  int wake_fd() const { return wake_fd_; }
+
+ private:
+  const int wake_fd_;
+  absl::Mutex mu_;
+  std::deque<std::unique_ptr<AmqpJob>> jobs_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+namespace {
+
+constexpr absl::Duration kEventWait = absl::Milliseconds(250);
+constexpr absl::Duration kPrefetchFitInterval = absl::Milliseconds(100);
+constexpr char kReplyType[] = "modeld.redis.ReplyEnvelope";
+
+// The earlier of the envelope's deadline and the message's header.
+absl::Time DeadlineOf(const message::wire::RequestEnvelope& envelope, const Delivery& delivery) {
+  absl::Time deadline = message::Deadline(envelope);
+  if (delivery.deadline_ms.has_value() && *delivery.deadline_ms > 0) {
+    deadline = std::min(deadline, absl::FromUnixMillis(*delivery.deadline_ms));
+  }
+  return deadline;
+}
+
+}  // namespace
+
+AmqpWorker::AmqpWorker(AmqpWorkerOptions options, LinkFactory links,
+                       service::InferenceService& service, const common::Clock& clock,
+                       metrics::Registry* registry)
+    : options_(std::move(options)),
+      links_(std::move(links)),
+      service_(service),
+      clock_(clock),
+      metrics_(registry),
+      outbox_(std::make_shared<AmqpOutbox>()) {}
+
+AmqpWorker::~AmqpWorker() { Stop(absl::Now()); }
+
+void AmqpWorker::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+bool AmqpWorker::Ready() const { return ready_.load(); }
+
+void AmqpWorker::StopReading() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_reading_ = true;
+  }
+  outbox_->Wake();
+}
+
+void AmqpWorker::Stop(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_reading_ = true;
+    stopping_ = true;
+    stop_deadline_ = std::min(stop_deadline_, deadline);
+  }
+  outbox_->Wake();
+  if (thread_.joinable()) thread_.join();
+  for (std::unique_ptr<AmqpJob>& job : outbox_->Close()) Release(*job);
+}
+
+bool AmqpWorker::Stopping() const {
+  absl::MutexLock lock(&mu_);
+  if (!stopping_) return false;
+  // Done when nothing is held, or the deadline passed, or there is no link to ack on.
+  return in_flight_.load() == 0 || clock_.Now() >= stop_deadline_ || link_ == nullptr;
+}
+
+void AmqpWorker::Loop() {
+  message::Backoff backoff(options_.min_backoff, options_.max_backoff);
+  bool ever_connected = false;
+  bool warned = false;
+  while (!Stopping()) {
+    if (link_ == nullptr) {
+      absl::Status connected = Connect();
+      if (!connected.ok()) {
+        if (!warned) {
+          spdlog::warn("amqp: {} ({}); retrying", connected.message(), options_.where);
+          warned = true;
+        } else {
+          spdlog::debug("amqp: {}; retrying", connected.message());
+        }
+        LinkLost(connected);
+        // Sleeps out the backoff, woken early by a stop.
+        const absl::Time until = clock_.Now() + backoff.Next();
+        while (clock_.Now() < until && !Stopping()) {
+          absl::MutexLock lock(&mu_);
+          if (stopping_) break;
+          mu_.AwaitWithDeadline(absl::Condition(&stopping_), until);
+        }
+        continue;
+      }
+      backoff.Reset();
+      if (ever_connected) metrics_.reconnects.Increment();
+      if (warned || !ever_connected) {
+        spdlog::info("amqp: consuming '{}' on {} (prefetch {})", options_.topology.queue,
+                     options_.where, prefetch_);
+      }
+      ever_connected = true;
+      warned = false;
+    }
+    if (absl::Status step = Step(); !step.ok()) {
+      spdlog::warn("amqp: {}; reconnecting", step.message());
+      warned = true;
+      LinkLost(step);
+    }
+  }
+  if (link_ != nullptr) {
+    (void)link_->Cancel();
+    link_->Close();
+    link_.reset();
+  }
+  ready_ = false;
+  metrics_.connected.Set(0);
+  for (auto& [sequence, job] : unconfirmed_) Release(*job);
+  unconfirmed_.clear();
+}
+
+absl::Status AmqpWorker::Connect() {
+  link_ = links_();
+  ++generation_;
+  RETURN_IF_ERROR(link_->Open());
+  RETURN_IF_ERROR(link_->Declare(options_.topology));
+  prefetch_ = options_.prefetch;
+  RETURN_IF_ERROR(link_->SetPrefetch(prefetch_));
+  metrics_.prefetch.Set(prefetch_);
+  bool reading = false;
+  {
+    absl::MutexLock lock(&mu_);
+    reading = !stop_reading_;
+  }
+  if (reading) RETURN_IF_ERROR(link_->Consume(options_.topology.queue));
+  consuming_ = reading;
+  ready_ = reading;
+  metrics_.connected.Set(reading ? 1 : 0);
+  return absl::OkStatus();
+}
+
+void AmqpWorker::LinkLost(const absl::Status& status) {
+  (void)status;
+  ready_ = false;
+  consuming_ = false;
+  metrics_.connected.Set(0);
+  if (link_ != nullptr) link_->Close();
+  link_.reset();
+  // The broker delivers every unacknowledged message again: what was held is let go.
+  for (auto& [sequence, job] : unconfirmed_) {
+    metrics_.dropped.Increment();
+    Release(*job);
+  }
+  unconfirmed_.clear();
+}
+
+absl::Status AmqpWorker::Step() {
+  bool stop_reading = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_reading = stop_reading_;
+  }
+  if (stop_reading && consuming_) {
+    consuming_ = false;
+    ready_ = false;
+    metrics_.connected.Set(0);
+    RETURN_IF_ERROR(link_->Cancel());
+  }
+  for (std::unique_ptr<AmqpJob>& job : outbox_->TakeAll()) {
+    RETURN_IF_ERROR(Complete(std::move(job)));
+  }
+  RETURN_IF_ERROR(FitPrefetch());
+  ASSIGN_OR_RETURN(std::optional<Event> event, link_->Next(kEventWait, outbox_->wake_fd()));
+  if (event.has_value()) RETURN_IF_ERROR(HandleEvent(*event));
+  return absl::OkStatus();
+}
+
+absl::Status AmqpWorker::FitPrefetch() {
+  if (options_.admission == nullptr || !consuming_) return absl::OkStatus();
+  const absl::Time now = clock_.Now();
+  if (now < next_prefetch_fit_) return absl::OkStatus();
+  next_prefetch_fit_ = now + kPrefetchFitInterval;
+  // What this worker holds plus what the process-wide cap has free, never 0 (0 would mean
+  // "no limit" to the broker).
+  const int64_t room = in_flight_.load() + options_.admission->Free();
+  const int fitted = static_cast<int>(std::clamp<int64_t>(room, 1, options_.prefetch));
+  if (fitted == prefetch_) return absl::OkStatus();
+  prefetch_ = fitted;
+  metrics_.prefetch.Set(prefetch_);
+  return link_->SetPrefetch(prefetch_);
+}
+
+absl::Status AmqpWorker::HandleEvent(const Event& event) {
+  switch (event.kind) {
+    case Event::Kind::kDelivery:
+      Dispatch(event.delivery);
+      return absl::OkStatus();
+    case Event::Kind::kConfirmed:
+      return Confirmed(event.sequence, event.multiple, /*refused=*/false);
+    case Event::Kind::kRefused:
+      return Confirmed(event.sequence, event.multiple, /*refused=*/true);
+    case Event::Kind::kReturned:
+      metrics_.replies_returned.Increment();
+      returned_log_.Warn(clock_.Now(),
+                         absl::StrCat("a reply to '", event.routing_key, "' reached no queue (",
+                                      event.text, "): its requester is gone"));
+      return absl::OkStatus();
+    case Event::Kind::kCancelled:
+      return absl::UnavailableError(absl::StrCat("the broker cancelled the consumer of '",
+                                                 options_.topology.queue,
+                                                 "' (was the queue deleted?)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AmqpWorker::Confirmed(uint64_t sequence, bool multiple, bool refused) {
+  auto end = multiple ? unconfirmed_.upper_bound(sequence) : unconfirmed_.find(sequence);
+  auto begin = multiple ? unconfirmed_.begin() : end;
+  if (!multiple) {
+    if (end == unconfirmed_.end()) return absl::OkStatus();  // a publish nobody waits on
+    ++end;
+  }
+  absl::Status status;
+  for (auto it = begin; it != end; ++it) {
+    AmqpJob& job = *it->second;
+    if (refused) {
+      // The broker did not take the reply (or the counted copy): the request goes back.
+      metrics_.replies_refused.Increment();
+      if (status.ok()) status = link_->Reject(job.delivery.tag, /*requeue=*/true);
+    } else {
+      if (job.action == AmqpJob::Action::kAnswer) metrics_.replies.Increment();
+      if (status.ok()) status = link_->Ack(job.delivery.tag);
+      metrics_.acks.Increment();
+    }
+    Release(job);
+  }
+  unconfirmed_.erase(begin, end);
+  return status;
+}
+
+void AmqpWorker::Release(AmqpJob& job) {
+  if (job.slot.has_value()) job.slot.reset();
+  if (job.generation != 0) {
+    job.generation = 0;
+    metrics_.in_flight.Set(static_cast<double>(--in_flight_));
+  }
+}
+
+void AmqpWorker::Dispatch(Delivery delivery) {
+  auto job = std::make_unique<AmqpJob>();
+  job->delivery = std::move(delivery);
+  job->generation = generation_;
+  if (options_.admission != nullptr) job->slot.emplace(options_.admission->Hold());
+  metrics_.in_flight.Set(static_cast<double>(++in_flight_));
+  metrics_.deliveries.Increment();
+  const Delivery& d = job->delivery;
+  if (d.redelivered) metrics_.redeliveries.Increment();
+  const absl::Time now = clock_.Now();
+
+  // How often it has been delivered, this time included.
+  bool count_again = false;
+  if (d.quorum_count.has_value()) {
+    job->deliveries = *d.quorum_count + 1;
+  } else {
+    job->deliveries = std::max<int64_t>(1, d.modeld_deliveries.value_or(1));
+    if (d.redelivered) {
+      ++job->deliveries;
+      count_again = true;
+    }
+  }
+  absl::StatusOr<message::wire::RequestEnvelope> envelope = message::ParseRequestEnvelope(d.body);
+  if (envelope.ok()) job->request_id = envelope->request_id();
+
+  if (job->deliveries > options_.max_deliveries) {
+    metrics_.dead_max_deliveries.Increment();
+    const std::string why = absl::StrCat(
+        "delivered ", job->deliveries, " times, more than the ", options_.max_deliveries,
+        " allowed (--amqp-max-deliveries): every consumer that took it stopped before answering");
+    bad_message_log_.Warn(now, absl::StrCat("message ", d.correlation_id, ": ", why,
+                                            "; rejected into the dead letters"));
+    job->action = AmqpJob::Action::kDeadLetter;
+    job->reply = message::EncodeReply(
+        job->request_id, absl::AbortedError(absl::StrCat("modeld gave up on this request: ", why,
+                                                         "; it went to the dead letters")));
+    outbox_->Push(std::move(job));
+    return;
+  }
+  if (count_again) {
+    // Put back with the count in a header, so the count survives this process.
+    job->action = AmqpJob::Action::kCount;
+    outbox_->Push(std::move(job));
+    return;
+  }
+  if (!envelope.ok()) {
+    metrics_.dead_bad_message.Increment();
+    bad_message_log_.Warn(
+        now, absl::StrCat("message ", d.correlation_id, ": ", envelope.status().message(),
+                          "; rejected into the dead letters"));
+    job->action = AmqpJob::Action::kDeadLetter;
+    job->reply = message::EncodeReply("", envelope.status());
+    outbox_->Push(std::move(job));
+    return;
+  }
+  auto shared = std::make_shared<const message::wire::RequestEnvelope>(*std::move(envelope));
+  job->envelope = shared;
+  if (d.reply_to.empty() && !shared->has_train()) {
+    metrics_.no_reply_to.Increment();
+    bad_message_log_.Warn(now, absl::StrCat("message ", d.correlation_id,
+                                            ": no reply_to, so nobody can be answered; "
+                                            "acknowledged without running"));
+    job->action = AmqpJob::Action::kAckOnly;
+    outbox_->Push(std::move(job));
+    return;
+  }
+  if (absl::Status valid = message::CheckEnvelope(*shared); !valid.ok()) {
+    metrics_.bad_request.Increment();
+    job->result = std::move(valid);
+    outbox_->Push(std::move(job));
+    return;
+  }
+  const absl::Time deadline = DeadlineOf(*shared, d);
+  if (now >= deadline) {
+    metrics_.expired.Increment();
+    job->result = absl::DeadlineExceededError(
+        "the request's deadline passed before modeld took it from the queue");
+    outbox_->Push(std::move(job));
+    return;
+  }
+  if (message::IsQuery(*shared)) {
+    metrics_.queries.Increment();
+    job->reply = message::AnswerQuery(*shared, service_);
+    outbox_->Push(std::move(job));
+    return;
+  }
+  if (shared->has_train()) {
+    Train(std::move(job));
+    return;
+  }
+  absl::StatusOr<core::InferRequest> request = message::DecodeEnvelopeRequest(*shared);
+  if (!request.ok()) {
+    metrics_.bad_request.Increment();
+    job->result = request.status();
+    outbox_->Push(std::move(job));
+    return;
+  }
+  request->deadline = std::min(request->deadline, deadline);
+  // The callback runs on a model thread: it only hands the job back to this worker's thread.
+  service_.Infer(*std::move(request), [outbox = outbox_, job = std::move(job)](
+                                          absl::StatusOr<core::InferResponse> result) mutable {
+    job->result = std::move(result);
+    outbox->Push(std::move(job));
+  });
+}
+
+void AmqpWorker::Train(std::unique_ptr<AmqpJob> job) {
+  absl::StatusOr<core::TrainRequest> request = message::DecodeEnvelopeTrain(*job->envelope);
+  if (!request.ok()) {
+    metrics_.bad_request.Increment();
+    job->result = request.status();
+    outbox_->Push(std::move(job));
+    return;
+  }
+  service_.Train(*std::move(request), [outbox = outbox_, job = std::move(job)](
+                                          absl::StatusOr<core::TrainResponse> result) mutable {
+    job->reply = message::EncodeTrainReply(job->request_id, result);
+    if (job->delivery.reply_to.empty()) job->action = AmqpJob::Action::kAckOnly;
+    outbox->Push(std::move(job));
+  });
+}
+
+absl::Status AmqpWorker::Complete(std::unique_ptr<AmqpJob> job) {
+  if (job->generation != generation_ || link_ == nullptr) {
+    // Delivered on a connection that is gone: the broker delivers the message again.
+    metrics_.dropped.Increment();
+    Release(*job);
+    return absl::OkStatus();
+  }
+  const Delivery& d = job->delivery;
+  Outgoing out;
+  out.persistent = d.persistent;
+  switch (job->action) {
+    case AmqpJob::Action::kAckOnly: {
+      metrics_.acks.Increment();
+      Release(*job);
+      return link_->Ack(d.tag);
+    }
+    case AmqpJob::Action::kDeadLetter: {
+      if (!d.reply_to.empty()) {
+        out.routing_key = d.reply_to;
+        out.body = *job->reply;
+        out.correlation_id = d.correlation_id.empty() ? d.message_id : d.correlation_id;
+        out.type = kReplyType;
+        out.mandatory = true;
+        RETURN_IF_ERROR(link_->Publish(out).status());
+      }
+      Release(*job);
+      return link_->Reject(d.tag, /*requeue=*/false);
+    }
+    case AmqpJob::Action::kCount: {
+      out.routing_key = options_.topology.queue;
+      out.body = d.body;
+      out.correlation_id = d.correlation_id;
+      out.message_id = d.message_id;
+      out.reply_to = d.reply_to;
+      out.priority = d.priority;
+      out.headers[kDeliveriesHeader] = job->deliveries;
+      if (d.deadline_ms.has_value()) out.headers[kDeadlineHeader] = *d.deadline_ms;
+      break;
+    }
+    case AmqpJob::Action::kAnswer: {
+      out.routing_key = d.reply_to;
+      out.body = job->reply.has_value() ? *std::move(job->reply)
+                                        : message::EncodeReply(job->request_id, job->result);
+      out.correlation_id = d.correlation_id.empty() ? d.message_id : d.correlation_id;
+      out.type = kReplyType;
+      out.mandatory = true;
+      job->result = absl::UnknownError("sent");  // the response's tensors are encoded: free them
+      job->envelope.reset();
+      job->slot.reset();  // the answer is handed to the broker: its admission slot is free
+      break;
+    }
+  }
+  ASSIGN_OR_RETURN(const uint64_t sequence, link_->Publish(out));
+  unconfirmed_[sequence] = std::move(job);
+  return absl::OkStatus();
+}
+
+}  // namespace modeld::transport::amqp
