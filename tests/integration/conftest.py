@@ -105,6 +105,23 @@ def stub(server):
     return make_stub(server.channel())
 
 
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """A private RabbitMQ node (rabbitmq_server.RabbitMQServer, with its AMQPS listener) shared
+    by the whole session (by each xdist worker: one node per worker). Tests share it: each takes
+    queue names of its own (rabbitmq_server.fresh_name()) or a vhost of its own
+    (rabbitmq.fresh_vhost()); a test that stops, kills or reconfigures a broker starts its own
+    RabbitMQServer."""
+    from rabbitmq_server import RabbitMQServer, installed
+
+    if not installed():
+        pytest.skip("rabbitmq-server is not installed (/usr/lib/rabbitmq/bin/rabbitmq-server, "
+                    "epmd): scripts/setup installs it")
+    server = RabbitMQServer(tls=True)
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def launch():
     """A factory: launch(repository, extra_args=(), wait=True, channel_credentials=None)
