@@ -205,3 +205,221 @@ def test_an_unknown_vhost_is_named(launch, repository, broker):
     server.wait_until_listening()
     server.wait_for_log(r"amqp: .*no-such-vhost.*(NOT_ALLOWED|not found)")
     assert not ready(server)
+
+
+def test_queries_are_answered(launch, repository, broker):
+    queue = fresh_name("requests")
+    start_modeld(launch, repository, broker, queue)
+    requester = Requester(broker, queue)
+    try:
+        server_ready = rpb.RequestEnvelope(request_id="s")
+        server_ready.server_ready.SetInParent()
+        model_ready = rpb.RequestEnvelope(request_id="m")
+        model_ready.model_ready.name = "echo"
+        metadata = rpb.RequestEnvelope(request_id="d")
+        metadata.metadata.name = "echo"
+        ids = [requester.send(message) for message in (server_ready, model_ready, metadata)]
+        replies = requester.replies(3)
+        assert replies[ids[0]].server_ready.ready
+        assert replies[ids[1]].model_ready.ready
+        assert [t.name for t in replies[ids[2]].metadata.inputs] == ["INPUT0"]
+    finally:
+        requester.close()
+
+
+def test_64_concurrent_requesters_each_get_their_own_answers(launch, repository, broker):
+    queue = fresh_name("requests")
+    server = start_modeld(launch, repository, broker, queue)
+    per_requester = 10
+    failures = []
+
+    def run(n):
+        requester = Requester(broker, queue)
+        try:
+            sent = {}
+            for i in range(per_requester):
+                values = [n, i, n * i, -n]
+                message = envelope(infer_request("echo", values))
+                sent[requester.send(message)] = (message.request_id, values)
+            replies = requester.replies(per_requester, timeout=60)
+            for correlation_id, (request_id, values) in sent.items():
+                check_echo(replies[correlation_id], request_id, values)
+        except Exception as error:  # reported below, with the requester's number
+            failures.append(f"requester {n}: {error!r}")
+        finally:
+            requester.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:5]
+    assert metric(server, "modeld_amqp_replies_total") == 64 * per_requester
+
+
+def test_priorities_decide_the_order_of_waiting_requests(launch, repository, broker):
+    queue = fresh_name("requests")
+    args = ["--amqp-max-priority=10", "--amqp-prefetch=1"]
+    server = start_modeld(launch, repository, broker, queue, *args)  # declares the queue
+    server.stop()
+    requester = Requester(broker, queue)
+    try:
+        low = [requester.send(envelope(infer_request("slow_echo", [0, 0, 0, i])), priority=1)
+               for i in range(12)]
+        high = [requester.send(envelope(infer_request("slow_echo", [1, 1, 1, i])), priority=9)
+                for i in range(4)]
+        start_modeld(launch, repository, broker, queue, *args)
+        order = []
+        deadline = time.monotonic() + WAIT_S
+        while len(order) < 16 and time.monotonic() < deadline:
+            method, properties, _ = requester.channel.basic_get(requester.reply_queue,
+                                                                auto_ack=True)
+            if method is None:
+                requester.connection.sleep(0.01)
+            else:
+                order.append(properties.correlation_id)
+        assert sorted(order) == sorted(low + high)
+        assert set(order[:4]) == set(high), "the high-priority requests were not answered first"
+    finally:
+        requester.close()
+
+
+def test_sigterm_answers_what_was_taken_and_leaves_the_rest(launch, repository, broker):
+    queue = fresh_name("requests")
+    server = start_modeld(launch, repository, broker, queue, "--amqp-prefetch=4")
+    requester = Requester(broker, queue)
+    try:
+        ids = [requester.send(envelope(infer_request("slow_echo", [i, i, i, i])))
+               for i in range(200)]
+        wait_until(lambda: metric(server, "modeld_amqp_replies_total") >= 8,
+                   what="some requests answered")
+        server.stop()
+        assert server.proc.returncode == 0
+        got = drain(requester)
+        assert got, "no replies"
+        assert set(got) <= set(ids) and max(got.values()) == 1
+        # Nothing taken was left unanswered, nothing was answered twice, and the rest waits.
+        assert queue_depth(broker, queue) == len(ids) - len(got)
+    finally:
+        requester.close()
+
+
+def drain(requester, quiet_s=1.0):
+    """Every reply waiting in the requester's queue: {correlation_id: count}."""
+    got = {}
+    last = time.monotonic()
+    while time.monotonic() - last < quiet_s:
+        method, properties, _ = requester.channel.basic_get(requester.reply_queue,
+                                                            auto_ack=True)
+        if method is None:
+            requester.connection.sleep(0.05)
+            continue
+        got[properties.correlation_id] = got.get(properties.correlation_id, 0) + 1
+        last = time.monotonic()
+    return got
+
+
+def test_a_killed_modeld_loses_nothing(launch, repository, broker):
+    """kill -9 under load, then a new modeld: every request is answered; the answers sent
+    twice (replied, but killed before the acknowledgement) are counted."""
+    queue = fresh_name("requests")
+    first = start_modeld(launch, repository, broker, queue, "--amqp-prefetch=16")
+    requester = Requester(broker, queue)
+    try:
+        ids = [requester.send(envelope(infer_request("slow_echo", [i, i, i, i])))
+               for i in range(300)]
+        wait_until(lambda: metric(first, "modeld_amqp_replies_total") >= 30,
+                   what="some requests answered")
+        first.send_signal(9)
+        first.wait()
+        second = start_modeld(launch, repository, broker, queue, "--amqp-prefetch=16")
+        got = {}
+        deadline = time.monotonic() + 60
+        while len(got) < len(ids) and time.monotonic() < deadline:
+            for correlation_id, count in drain(requester, quiet_s=0.5).items():
+                got[correlation_id] = got.get(correlation_id, 0) + count
+        assert set(got) == set(ids), f"{len(set(ids) - set(got))} requests never answered"
+        twice = sum(1 for count in got.values() if count > 1)
+        print(f"AMQP kill -9 recovery: {len(ids)} requests, all answered, "
+              f"{twice} answered twice, redelivered "
+              f"{metric(second, 'modeld_amqp_messages_redelivered_total'):.0f}")
+        assert twice <= 16, "more answered twice than the killed modeld could hold"
+        wait_until(lambda: queue_depth(broker, queue) == 0, what="the queue emptied")
+    finally:
+        requester.close()
+
+
+def test_two_modelds_share_one_queue(launch, repository, broker):
+    queue = fresh_name("requests")
+    servers = [start_modeld(launch, repository, broker, queue, "--amqp-prefetch=4")
+               for _ in range(2)]
+    requester = Requester(broker, queue)
+    try:
+        sent = {}
+        for i in range(120):
+            message = envelope(infer_request("slow_echo", [i, 1, 2, 3]))
+            sent[requester.send(message)] = (message.request_id, [i, 1, 2, 3])
+        replies = requester.replies(len(sent), timeout=60)
+        for correlation_id, (request_id, values) in sent.items():
+            check_echo(replies[correlation_id], request_id, values)
+        shares = [metric(server, "modeld_amqp_replies_total") for server in servers]
+        assert sum(shares) == 120 and min(shares) > 0, shares
+    finally:
+        requester.close()
+
+
+def test_a_quorum_queue_counts_deliveries_itself(launch, repository, broker):
+    queue = fresh_name("requests")
+    args = ["--amqp-queue-type=quorum", "--amqp-max-deliveries=3"]
+    server = start_modeld(launch, repository, broker, queue, *args)
+    requester = Requester(broker, queue)
+    try:
+        message = envelope(infer_request("echo", [1, 2, 3, 4]))
+        correlation_id = requester.send(message)
+        check_echo(requester.replies(1)[correlation_id], message.request_id, [1, 2, 3, 4])
+        server.stop()
+        # Three consumers took this one and gave it back: x-delivery-count is 3, so modeld's
+        # delivery is the fourth.
+        poison = requester.send(envelope(infer_request("echo", [1, 2, 3, 4])))
+        for _ in range(3):
+            method = None
+            deadline = time.monotonic() + WAIT_S
+            while method is None and time.monotonic() < deadline:
+                method, _, _ = requester.channel.basic_get(queue)
+                requester.connection.sleep(0.01)
+            assert method is not None, "the message never reached the queue"
+            requester.channel.basic_nack(method.delivery_tag, requeue=True)
+        start_modeld(launch, repository, broker, queue, *args)
+        reply = requester.replies(1)[poison]
+        assert reply.code == ABORTED and "delivered 4 times" in reply.message
+        # Declaring it classic now is refused by the broker, named in the log.
+        classic = launch(repository, [f"--amqp-url={broker.url()}", f"--amqp-queue={queue}"],
+                         wait=False)
+        classic.wait_until_listening()
+        classic.wait_for_log(r"amqp: declaring the .*queue .*PRECONDITION_FAILED")
+        assert not ready(classic)
+    finally:
+        requester.close()
+
+
+def test_amqps_with_the_brokers_ca(launch, repository, broker):
+    queue = fresh_name("requests")
+    # By host name: rabbitmq-c matches the certificate's DNS names, not its IP addresses.
+    url = broker.url(tls=True).replace("@127.0.0.1:", "@localhost:")
+    server = launch(repository, [f"--amqp-url={url}", f"--amqp-tls-ca={broker.pki.ca}",
+                                 f"--amqp-queue={queue}"])
+    server.wait_for_log(r"amqp: consuming")
+    requester = Requester(broker, queue)
+    try:
+        message = envelope(infer_request("echo", [4, 3, 2, 1]))
+        correlation_id = requester.send(message)
+        check_echo(requester.replies(1)[correlation_id], message.request_id, [4, 3, 2, 1])
+    finally:
+        requester.close()
+    # Without the CA the broker's certificate is not trusted: not ready, and the log says so.
+    untrusted = launch(repository, [f"--amqp-url={url}",
+                                    f"--amqp-queue={fresh_name('requests')}"], wait=False)
+    untrusted.wait_until_listening()
+    untrusted.wait_for_log(r"amqp: cannot connect .*")
+    assert not ready(untrusted)
