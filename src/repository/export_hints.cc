@@ -1,6 +1,7 @@
 #include "repository/export_hints.h"
 
 #include <algorithm>
+#include <fstream>
 #include <optional>
 #include <system_error>
 #include <vector>
@@ -45,11 +46,35 @@ std::optional<std::filesystem::path> NewestVersion(const std::filesystem::path& 
   return model_dir / std::to_string(*newest);
 }
 
+constexpr char kTorchSaveHint[] =
+    "this file was saved with torch.save (a pickle of Python objects), which only Python can "
+    "load; save the module as TorchScript, torch.jit.save(torch.jit.script(model), "
+    "\"model.pt\"), or export it with modeld.torch_export.export_package (docs/pytorch.md)";
+
+// Whether `file` is a zip written by torch.save: its directory (at the end of the file)
+// names a data.pkl and no constants.pkl, which every TorchScript archive has.
+bool IsTorchSaveArchive(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return false;
+  char magic[2] = {};
+  if (!in.read(magic, 2) || magic[0] != 'P' || magic[1] != 'K') return false;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  constexpr std::streamoff kTail = 64 * 1024;  // the zip's central directory
+  in.seekg(std::max<std::streamoff>(0, size - kTail));
+  std::string tail(static_cast<size_t>(std::min(size, kTail)), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  return absl::StrContains(tail, "data.pkl") && !absl::StrContains(tail, "constants.pkl");
+}
+
 // A hint for a file that holds something other than a servable model, whatever folder it
 // is in: Python pickles and weights-only files, which need an export step first.
 std::string ForeignFileHint(const std::filesystem::path& file, const std::string& model) {
   const std::string name = file.filename().string();
   const std::string extension = file.extension().string();
+  if ((extension == ".pt" || extension == ".pth") && IsTorchSaveArchive(file)) {
+    return absl::StrCat(name, ": ", kTorchSaveHint);
+  }
   if (extension == ".pkl" || extension == ".pickle" || extension == ".joblib") {
     return absl::StrCat(name,
                         " is a Python pickle (pickle.dump or joblib.dump), which only Python "
@@ -98,12 +123,7 @@ std::string ExportHint(const std::filesystem::path& model_dir,
   std::optional<std::filesystem::path> dir =
       version_dir.empty() ? NewestVersion(model_dir) : std::optional(version_dir);
   if (!dir.has_value()) return "";
-  if (absl::StrContains(reason, "constants.pkl")) {
-    return "this file was saved with torch.save (a pickle of Python objects), which only "
-           "Python can load; save the module as TorchScript, torch.jit.save("
-           "torch.jit.script(model), \"model.pt\"), or export it with "
-           "modeld.torch_export.export_package (docs/pytorch.md)";
-  }
+  if (absl::StrContains(reason, "constants.pkl")) return kTorchSaveHint;
   if (absl::StrContains(reason, "External data path does not exist")) {
     return "this ONNX model keeps its weights in a separate file (torch.onnx.export writes "
            "model.onnx.data beside model.onnx for large models), which is missing: copy it "

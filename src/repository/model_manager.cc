@@ -111,11 +111,15 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
       proto->set_platform(*platform);
       source = absl::StrCat(dir.path.string(), " (no ", core::kConfigFileName, ")");
     } else {
+      std::error_code error;
+      const bool torchscript = std::filesystem::exists(newest / "model.pt", error);
       return fail(absl::StrCat(
           proto.status().message(), ", and nothing in ", newest.string(),
           " is a model modeld serves without one (model.onnx, model.pt2 or a SavedModel's "
-          "saved_model.pb); a TorchScript model.pt needs a ",
-          core::kConfigFileName, " (README, \"The model repository\")"));
+          "saved_model.pb)",
+          torchscript ? absl::StrCat("; a TorchScript model.pt needs a ", core::kConfigFileName,
+                                     " (README, \"The model repository\")")
+                      : ""));
     }
   }
   if (!proto.ok()) return fail(std::string(proto.status().message()));

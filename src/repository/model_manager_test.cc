@@ -18,6 +18,7 @@ namespace {
 
 using ::modeld::testing::FakeModelConfig;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ModelManagerTest : public ::testing::Test {
  protected:
@@ -238,6 +239,17 @@ TEST_F(CompletionTest, AFolderWithoutConfigIsServedWhenABackendRecognisesItsNewe
   EXPECT_FALSE(plain->ready());
   EXPECT_THAT(plain->reason, HasSubstr("config.pbtxt: cannot be read"));
   EXPECT_THAT(plain->reason, HasSubstr("a TorchScript model.pt needs a config.pbtxt"));
+}
+
+TEST_F(CompletionTest, AFolderWithoutConfigOrTorchScriptIsNotToldToWriteAConfig) {
+  repo_.WriteFile("keras/1/model.keras", "PK");
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::StatusOr<core::ModelStatus> keras = manager.Status("keras");
+  ASSERT_TRUE(keras.ok());
+  EXPECT_THAT(keras->reason, HasSubstr("is a model modeld serves without one"));
+  EXPECT_THAT(keras->reason, Not(HasSubstr("TorchScript")));
+  EXPECT_THAT(keras->reason, HasSubstr("hint: model.keras is a Keras archive"));
 }
 
 TEST_F(CompletionTest, ACompletionErrorNamesTheConfigAndKeepsOtherModelsServing) {

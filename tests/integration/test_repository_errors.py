@@ -83,6 +83,9 @@ BROKEN_MODELS = {
                            "file_beside_config/1/model.pt"],
     "renamed_onnx": ["hint: modeld loads model.onnx, and this version folder holds "
                      "classifier.onnx: rename it"],
+    "torch_save_without_config": ["a TorchScript model.pt needs a config.pbtxt",
+                                  "hint: model.pt: this file was saved with torch.save"],
+    "torch_checkpoint_pth": ["hint: model.pth: this file was saved with torch.save"],
     "sklearn_pickle": ["hint: model.joblib is a Python pickle", "skl2onnx",
                        "sklearn_pickle/1/model.onnx"],
     "onnx_weights_left_behind": ["model.onnx.data",
@@ -150,6 +153,12 @@ def build_repository(root, example_repository):
     with zipfile.ZipFile(pickle / "1" / "model.pt", "w") as archive:
         archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
         archive.writestr("model/version", "3\n")
+    for name, file in (("torch_save_without_config", "model.pt"),
+                       ("torch_checkpoint_pth", "model.pth")):
+        (root / name / "1").mkdir(parents=True)
+        with zipfile.ZipFile(root / name / "1" / file, "w") as archive:
+            archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+            archive.writestr("model/version", "3\n")
     (root / "keras_archive" / "1").mkdir(parents=True)
     (root / "keras_archive" / "1" / "model.keras").write_bytes(b"PK\x03\x04 a Keras zip")
     (root / "frozen_graph" / "1").mkdir(parents=True)
