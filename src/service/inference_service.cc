@@ -186,7 +186,7 @@ absl::Status InferenceService::CheckControlParameters(const std::vector<std::str
 
 absl::StatusOr<std::vector<core::IndexEntry>> InferenceService::RepositoryIndex(
     bool ready_only) const {
-  RETURN_IF_ERROR(ModelControlOn());
+  // Read-only, so in every mode (as Triton serves it): clients list the models from it.
   std::vector<core::IndexEntry> index = models_.Index();
   if (ready_only) {
     std::erase_if(index, [](const core::IndexEntry& entry) {

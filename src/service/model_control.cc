@@ -9,8 +9,7 @@
 namespace modeld::service {
 absl::Status ModelControlOff() {
   return absl::UnavailableError(
-      "model control is off (--model-control-mode=explicit turns on the repository index, "
-      "load and unload)");
+      "model control is off (--model-control-mode=explicit turns on load and unload)");
 }
 
 ControlMode ControlModeFromFlag(absl::string_view flag) {

@@ -199,11 +199,13 @@ def _grpc_main(argv):
 
     if mode == "off":
         @check
-        def index_load_unload_are_off():
-            for call in (client.get_model_repository_index,
-                         lambda: client.load_model("gamma"),
-                         lambda: unload("gamma")):
+        def load_unload_are_off_and_the_index_is_not():
+            for call in (lambda: client.load_model("gamma"), lambda: unload("gamma")):
                 expect_error(call, "UNAVAILABLE", "model control is off")
+            index = client.get_model_repository_index(as_json=True)
+            names = [(m["name"], m.get("state")) for m in index.get("models", [])]
+            if ("gamma", "READY") not in names:
+                problems.append(f"none mode, index: {names}")
 
         @check
         def tritonclient_unload_is_off_too():

@@ -219,11 +219,12 @@ def test_poll_mode_applies_repository_changes(launch, tmp_path):
     http = server.http_address
     assert answered_version(stub, "p") == "1"
 
-    # Model control (the repository API) is off in poll mode.
-    for path in ("/v2/repository/index", "/v2/repository/models/p/load",
-                 "/v2/repository/models/p/unload"):
+    # Load and unload are off in poll mode; the index (read-only) is not.
+    for path in ("/v2/repository/models/p/load", "/v2/repository/models/p/unload"):
         status, body = http_call(http, "POST", path, {})
         assert status == 503 and "model control is off" in body["error"], (path, status, body)
+    status, body = http_call(http, "POST", "/v2/repository/index", {})
+    assert status == 200 and {"name": "p", "version": "1", "state": "READY", "reason": ""} in body, body
 
     # A new model folder is loaded.
     add_model_atomically(repository, "q")
@@ -412,8 +413,10 @@ def test_model_control_is_off_and_sighup_ignored_in_none_mode(launch, tmp_path):
     problems = run_grpc_child("off", server.address)
     client = httpclient.InferenceServerClient(server.http_address, network_timeout=30.0)
     try:
-        for name, call in (("index", client.get_model_repository_index),
-                           ("load", lambda: client.load_model("gamma")),
+        index = client.get_model_repository_index()
+        if {"name": "gamma", "version": "1", "state": "READY", "reason": ""} not in index:
+            problems.append(f"none mode, tritonclient.http index: {index}")
+        for name, call in (("load", lambda: client.load_model("gamma")),
                            ("unload", lambda: client.unload_model("gamma"))):
             with pytest.raises(InferenceServerException) as info:
                 call()
@@ -421,8 +424,7 @@ def test_model_control_is_off_and_sighup_ignored_in_none_mode(launch, tmp_path):
                 problems.append(f"none mode, tritonclient.http {name}: "
                                 f"{info.value.status()} {info.value.message()}")
         # The same calls without parameters.
-        for path in ("/v2/repository/index", "/v2/repository/models/gamma/load",
-                     "/v2/repository/models/gamma/unload"):
+        for path in ("/v2/repository/models/gamma/load", "/v2/repository/models/gamma/unload"):
             status, body = http_call(server.http_address, "POST", path, {})
             assert status == 503 and "model control is off" in body["error"], (path, body)
         write_fake_model(repository, "delta")

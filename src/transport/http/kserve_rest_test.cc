@@ -258,8 +258,10 @@ TEST_F(KServeRestTest, InferErrorsCarryTheirStatus) {
   EXPECT_THAT(response.body, HasSubstr(R"("data":[0.5,-1.25,3,4,1e-45,)"));
 }
 
-TEST_F(KServeRestTest, RepositoryIsUnavailableWithoutExplicitMode) {
-  ExpectError(Index(""), 503, "--model-control-mode=explicit");
+TEST_F(KServeRestTest, LoadAndUnloadAreUnavailableWithoutExplicitModeAndTheIndexIsNot) {
+  const auto index = Index("");
+  EXPECT_EQ(index.status, 200) << index.body;
+  EXPECT_THAT(index.body, HasSubstr("\"name\":\"echo\""));
   ExpectError(Load("echo", /*load=*/true), 503, "--model-control-mode=explicit");
   ExpectError(Load("echo", /*load=*/false), 503, "--model-control-mode=explicit");
   EXPECT_EQ(Await([&](Reply reply) { rest_->ModelReady("echo", "", std::move(reply)); }).status,
