@@ -191,23 +191,10 @@ def test_models_reads_the_repository_index_with_explicit_model_control(explicit_
     assert [s.name for s in statuses] == sorted(s.name for s in statuses)
 
 
-def test_models_over_http_without_the_index_reads_metrics(default_server, api):
-    assert_every_model(ask(url_of(default_server, "http"), api, "models"))
-
-
-def test_models_over_grpc_without_the_index_says_how_to_get_it(default_server, api):
-    with pytest.raises(modeld.ModeldError, match="--model-control-mode=explicit") as raised:
-        ask(url_of(default_server, "grpc"), api, "models")
-    assert raised.value.code == "MODEL_CONTROL_OFF"
-    assert not isinstance(raised.value, modeld.Unavailable)  # nothing to wait for
-
-
-def test_the_index_being_off_is_not_retried(default_server):
-    with modeld.Client(url_of(default_server, "grpc"), retries=3) as client:
-        calls = count_calls(client, "repository_index")
-        with pytest.raises(modeld.ModeldError):
-            client.models()
-    assert len(calls) == 1
+def test_models_reads_the_repository_index_in_the_default_mode_too(default_server, scheme,
+                                                                   api):
+    # modeld serves its (read-only) index in every --model-control-mode.
+    assert_every_model(ask(url_of(default_server, scheme), api, "models"))
 
 
 def test_models_and_model_status_give_the_same_reasons(default_server, explicit_server):

@@ -124,10 +124,9 @@ class LiveStatusPageTests(BrokenModelServerTestCase):
             self.assertTrue(alias.live and alias.ready)
             self.assertIsNone(alias.error)
             self.assertTrue(alias.metrics_read, alias.metrics_error)
-        # gRPC offers no list without the repository index: the versions /metrics names.
-        self.assertEqual(grpc.listing, METRICS)
-        self.assertIn("--model-control-mode=explicit", grpc.listing_error)
-        self.assertEqual(rest.listing, SERVER)  # the HTTP client lists them itself
+        # Both list the server's models from its repository index (served in every mode).
+        self.assertEqual(grpc.listing, SERVER)
+        self.assertEqual(rest.listing, SERVER)
 
         rows = self.rows(grpc)
         self.assertEqual(sorted(rows), [("broken", "1"), ("linear", "1"), ("linear", "2"),
@@ -162,13 +161,14 @@ class LiveStatusPageTests(BrokenModelServerTestCase):
         self.assertContains(response, "totals since modeld started")
         self.assertNotContains(response, "Metrics not configured")
 
-    def test_without_metrics_a_grpc_alias_lists_its_models_setting(self):
+    def test_without_metrics_a_grpc_alias_still_lists_the_servers_models(self):
         _, aliases = self.page({"default": {"URL": self.url, "MODELS": ["broken", "linear"]}})
         alias = aliases["default"]
-        self.assertEqual(alias.listing, EXPECTED)
+        self.assertEqual(alias.listing, SERVER)
         self.assertIsNone(alias.metrics_url)
         self.assertEqual([(r.name, r.version, r.state) for r in alias.rows],
-                         [("broken", "1", "UNAVAILABLE"), ("linear", "2", "READY")])
+                         [("broken", "1", "UNAVAILABLE"), ("linear", "1", "READY"),
+                          ("linear", "2", "READY")])
         self.assertTrue(all(r.traffic is None for r in alias.rows))
 
     def test_metrics_url_none_turns_an_http_aliases_metrics_off(self):
