@@ -11,6 +11,7 @@
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "backend/config_completion.h"
+#include "backend/model_file.h"
 #include "backend/model_inputs.h"
 #include "backend/onnx/ort_api.h"
 #include "backend/thread_counts.h"
@@ -465,7 +466,8 @@ absl::StatusOr<ort::OwnedSession> OpenCached(const Runtime& runtime,
                                              const core::ModelConfig& config,
                                              const std::filesystem::path& version_dir,
                                              SessionSettings settings) {
-  const std::filesystem::path model = version_dir / kOnnxModelFile;
+  ASSIGN_OR_RETURN(const std::filesystem::path model,
+                   ModelFile(config.proto, version_dir, kOnnxModelFile));
   const std::optional<std::string> cache_name = config.Parameter(kOptimizedFileParameter);
   if (!cache_name.has_value() || cache_name->empty()) return OpenSession(runtime, model, settings);
   const std::filesystem::path cache = version_dir / *cache_name;
@@ -507,8 +509,9 @@ absl::Status OnnxBackend::CompleteConfig(const std::filesystem::path& version_di
   // One thread and no graph rewriting: the session only describes the model here.
   SessionSettings settings;
   settings.optimization = ort::GraphOptimizationLevel::kDisableAll;
-  ASSIGN_OR_RETURN(ort::OwnedSession session,
-                   OpenSession(*runtime, version_dir / kOnnxModelFile, settings));
+  ASSIGN_OR_RETURN(const std::filesystem::path model,
+                   ModelFile(config, version_dir, kOnnxModelFile));
+  ASSIGN_OR_RETURN(ort::OwnedSession session, OpenSession(*runtime, model, settings));
   ASSIGN_OR_RETURN(const FileTensors file, DescribeSession(*runtime->api, session.get()));
   return CompleteConfigFromTensors(file, config);
 }

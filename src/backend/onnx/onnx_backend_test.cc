@@ -193,6 +193,23 @@ TEST_F(OnnxBackendTest, RunsWithWeightsFromExternalData) {
   EXPECT_THAT(Values<float>(y), ::testing::ElementsAre(1.5, 1, 9.5, 11));
 }
 
+TEST_F(OnnxBackendTest, DefaultModelFilenameNamesTheFileToLoad) {
+  std::filesystem::create_directories(Version("renamed"));
+  std::filesystem::copy_file(Version("fixed") / "model.onnx", Version("renamed") / "iris.onnx",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::unique_ptr<Model> model = Load("renamed", R"pb(default_model_filename: "iris.onnx")pb");
+  ASSERT_NE(model, nullptr);
+  core::TensorMap inputs;
+  inputs["a"] = MakeTensor<float>(core::DataType::kFp32, {2, 3}, {-1, 2, -3, 4, -5, 6});
+  absl::StatusOr<core::TensorMap> outputs = model->Run(inputs);
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  EXPECT_THAT(Values<float>(outputs->at("b")), ::testing::ElementsAre(0, 2, 0, 4, 0, 6));
+  absl::StatusOr<inference::ModelConfig> outside =
+      Completed("renamed", R"pb(default_model_filename: "../fixed/1/model.onnx")pb");
+  ASSERT_FALSE(outside.ok());
+  EXPECT_THAT(outside.status().message(), HasSubstr("must be a file name inside the version"));
+}
+
 TEST_F(OnnxBackendTest, AnItemOfNoDimsIsShownWithDimsOne) {
   absl::StatusOr<inference::ModelConfig> config = Completed("row_sum");
   ASSERT_TRUE(config.ok()) << config.status();

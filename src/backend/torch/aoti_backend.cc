@@ -19,6 +19,7 @@
 #include "absl/base/const_init.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "backend/model_file.h"
 #include "backend/model_inputs.h"
 #include "backend/torch/package_config.h"
 #include "backend/torch/torch_device.h"
@@ -42,14 +43,8 @@ constexpr char kRejectedInput[] = "the model rejected the input";
 
 absl::StatusOr<std::filesystem::path> PackagePath(const inference::ModelConfig& config,
                                                   const std::filesystem::path& version_dir) {
-  const std::string& filename = config.default_model_filename();
-  // A name with a folder in it could point outside the version folder.
-  if (filename.find('/') != std::string::npos || filename == "." || filename == "..") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "default_model_filename '", filename, "' must be a file name inside the version folder"));
-  }
-  const std::filesystem::path path =
-      version_dir / (filename.empty() ? kDefaultPackageFilename : filename);
+  ASSIGN_OR_RETURN(const std::filesystem::path path,
+                   ModelFile(config, version_dir, kDefaultPackageFilename));
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) {
     return absl::NotFoundError(absl::StrCat("model file ", path.string(), " does not exist"));

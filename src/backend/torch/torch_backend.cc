@@ -18,6 +18,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "backend/model_file.h"
 #include "backend/model_inputs.h"
 #include "backend/torch/torch_device.h"
 #include "backend/torch/torch_module.h"
@@ -180,15 +181,8 @@ absl::StatusOr<std::unique_ptr<Model>> TorchBackend::Load(
 
 absl::StatusOr<std::unique_ptr<Model>> TorchBackend::LoadOn(
     const core::ModelConfig& config, const std::filesystem::path& version_dir, int device_index) {
-  const std::string& filename = config.proto.default_model_filename();
-  // A name with a folder in it could point outside the version folder (an absolute one would
-  // replace it altogether), so only a plain file name is accepted.
-  if (filename.find('/') != std::string::npos || filename == "." || filename == "..") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "default_model_filename '", filename, "' must be a file name inside the version folder"));
-  }
-  const std::filesystem::path path =
-      version_dir / (filename.empty() ? kDefaultModelFilename : filename);
+  ASSIGN_OR_RETURN(const std::filesystem::path path,
+                   ModelFile(config.proto, version_dir, kDefaultModelFilename));
   RETURN_IF_ERROR(CheckDataTypes(config.inputs, "input"));
   RETURN_IF_ERROR(CheckDataTypes(config.outputs, "output"));
   ASSIGN_OR_RETURN(const int threads, IntraOpThreads(config));
