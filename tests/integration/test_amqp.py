@@ -50,11 +50,16 @@ def start_modeld(launch, repository, broker, queue, *extra, url=None):
 class Requester:
     """A producer with its own exclusive reply queue, as a web worker would have."""
 
-    def __init__(self, broker, queue):
+    def __init__(self, broker, queue, durable_replies=None):
+        """`durable_replies`: the name of a durable reply queue (it outlives a broker restart),
+        instead of an exclusive one of the broker's naming."""
         self.connection = broker.connection()
         self.channel = self.connection.channel()
         self.queue = queue
-        self.reply_queue = self.channel.queue_declare("", exclusive=True).method.queue
+        if durable_replies is not None:
+            self.reply_queue = self.channel.queue_declare(durable_replies, durable=True).method.queue
+        else:
+            self.reply_queue = self.channel.queue_declare("", exclusive=True).method.queue
 
     def send(self, message, correlation_id=None, priority=None, headers=None, reply_to=True,
              body=None):
@@ -423,3 +428,68 @@ def test_amqps_with_the_brokers_ca(launch, repository, broker):
     untrusted.wait_until_listening()
     untrusted.wait_for_log(r"amqp: cannot connect .*")
     assert not ready(untrusted)
+
+
+def test_a_message_redelivered_on_a_classic_queue_is_counted_and_answered(
+        launch, repository, broker):
+    queue = fresh_name("requests")
+    server = start_modeld(launch, repository, broker, queue)
+    server.stop()
+    requester = Requester(broker, queue)
+    try:
+        message = envelope(infer_request("echo", [9, 8, 7, 6]))
+        correlation_id = requester.send(message)
+        # A consumer takes it and dies before acknowledging: the broker marks it redelivered.
+        with broker.connection() as crashed:
+            channel = crashed.channel()
+            deadline = time.monotonic() + WAIT_S
+            method = None
+            while method is None and time.monotonic() < deadline:
+                method, _, _ = channel.basic_get(queue)
+                crashed.sleep(0.01)
+            assert method is not None and not method.redelivered
+        server = start_modeld(launch, repository, broker, queue)
+        check_echo(requester.replies(1)[correlation_id], message.request_id, [9, 8, 7, 6])
+        # modeld put it back with modeld-deliveries: 2 and answered the copy.
+        assert metric(server, "modeld_amqp_messages_redelivered_total") == 1
+        assert metric(server, "modeld_amqp_messages_delivered_total") == 2
+        wait_until(lambda: queue_depth(broker, queue) == 0, what="both acknowledged")
+    finally:
+        requester.close()
+
+
+def test_a_broker_restart_under_load_loses_nothing(launch, repository):
+    """Persistent requests and a durable reply queue: RabbitMQ stopped and started while modeld
+    works through them; every request is answered (some twice: answered, then redelivered
+    because the broker went before the acknowledgement)."""
+    from rabbitmq_server import RabbitMQServer
+
+    own = RabbitMQServer()
+    try:
+        queue, replies = fresh_name("requests"), fresh_name("replies")
+        server = start_modeld(launch, repository, own, queue, "--amqp-prefetch=8")
+        requester = Requester(own, queue, durable_replies=replies)
+        ids = [requester.send(envelope(infer_request("slow_echo", [i, i, i, i])))
+               for i in range(200)]
+        wait_until(lambda: metric(server, "modeld_amqp_replies_total") >= 20,
+                   what="some requests answered")
+        requester.connection.close()
+        own.stop()
+        wait_until(lambda: not ready(server), what="modeld not ready without its broker")
+        own.start()
+        server.wait_for_log(r"amqp: consuming", timeout=60)
+        wait_until(lambda: ready(server), what="modeld ready again")
+        requester = Requester(own, queue, durable_replies=replies)
+        got = {}
+        deadline = time.monotonic() + 120
+        while len(got) < len(ids) and time.monotonic() < deadline:
+            for correlation_id, count in drain(requester, quiet_s=0.5).items():
+                got[correlation_id] = got.get(correlation_id, 0) + count
+        assert set(got) == set(ids), f"{len(set(ids) - set(got))} requests never answered"
+        twice = sum(1 for count in got.values() if count > 1)
+        print(f"AMQP broker restart: {len(ids)} requests, all answered, {twice} answered twice")
+        assert metric(server, "modeld_amqp_reconnects_total") >= 1
+        wait_until(lambda: queue_depth(own, queue) == 0, what="the request queue emptied")
+        requester.close()
+    finally:
+        own.close()
