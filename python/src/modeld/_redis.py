@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _codec, _redis_wire, _status, _training
+from . import _codec, _envelope, _redis_wire, _training
 from ._codec import ModelSpec, Tensor
 from ._common import Endpoint, ForkLocal
 from ._redis_url import RedisTarget
@@ -58,33 +58,19 @@ def import_redis() -> Any:
 
 
 def server_metadata_unsupported() -> ModeldError:
-    return ModeldError(
-        "server metadata is not carried by modeld's Redis queue (model metadata and readiness "
-        "are); ask modeld over grpc:// or http:// for it",
-        "UNIMPLEMENTED",
-    )
+    return _envelope.server_metadata_unsupported("Redis queue")
 
 
 def repository_index_unsupported() -> ModeldError:
-    return ModeldError(
-        "the list of models is not carried by modeld's Redis queue (model_status() of a named "
-        "model is, from its metadata); ask modeld over grpc:// or http:// for it",
-        "UNIMPLEMENTED",
-    )
+    return _envelope.repository_index_unsupported("Redis queue")
 
 
 def metadata_status(call: _redis_wire.Call, popped: Any, where: str, model: str,
                     version: str) -> list[ModelStatus]:
     """The model status that the answer to a metadata query stands for (modeld's answer: an
     error of Redis itself, or no answer in time, is raised)."""
-    try:
-        spec = ModelSpec.from_proto(_redis_wire.answer(call, popped, where))
-    except ModeldError as error:
-        entry = _status.from_metadata_error(model, version, error)
-        if entry is None:
-            raise
-        return [entry]
-    return _status.from_metadata(model, version, spec.versions)
+    return _envelope.metadata_status(lambda: _redis_wire.answer(call, popped, where), model,
+                                     version)
 
 
 class _Pool:
