@@ -9,9 +9,11 @@
 
 ``modeld.Client`` talks gRPC (``grpc://``) or HTTP/REST (``http://``), the KServe V2 protocol
 of modeld (and Triton), or goes through modeld's Redis queue (``redis://``, docs/redis.md;
-needs ``pip install "modeld[redis]"``); ``modeld.aio.Client`` is the same client for asyncio.
+needs ``pip install "modeld[redis]"``) or its RabbitMQ queue (``amqp://``, docs/amqp.md; needs
+``pip install "modeld[amqp]"``); ``modeld.aio.Client`` is the same client for asyncio.
 Errors are :class:`ModeldError` and its subclasses. Importing this package loads neither torch
-nor TensorFlow (nor grpc, until a gRPC client is made, nor redis-py, until a Redis one is).
+nor TensorFlow (nor grpc, until a gRPC client is made, nor redis-py or pika, until a Redis or
+AMQP one is).
 """
 
 from __future__ import annotations

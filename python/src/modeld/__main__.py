@@ -9,8 +9,8 @@
 
 Every command prints JSON on stdout. ``status`` exits 1 when the server is not live or not
 ready or a model named with --model is not ready. Errors print ``error: <message>`` on stderr
-and exit 1. The URL (grpc://, http:// or redis://, as modeld.Client takes) defaults to
-$MODELD_URL, else grpc://127.0.0.1:8001.
+and exit 1. The URL (grpc://, http://, redis:// or amqp://, as modeld.Client takes) defaults
+to $MODELD_URL, else grpc://127.0.0.1:8001.
 """
 
 from __future__ import annotations
@@ -62,16 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modeld",
         description="Talk to a modeld server over gRPC or HTTP (KServe V2), or through its "
-                    "Redis queue.",
+                    "Redis or AMQP queue.",
         epilog="Errors print 'error: <message>' on stderr and exit with status 1.",
     )
     parser.add_argument(
         "--url",
         default=os.environ.get("MODELD_URL", DEFAULT_URL),
-        help="grpc://host:port, http://host:port or redis://host:port/db[?stream=KEY|?list=KEY] "
+        help="grpc://host:port, http://host:port, redis://host:port/db[?stream=KEY|?list=KEY] "
+        "or amqp://user:password@host:port/vhost[?queue=NAME] "
         "(default: $MODELD_URL, else %(default)s)"
         if "MODELD_URL" not in os.environ
-        else "grpc://host:port, http://host:port or redis://host:port/db[?stream=KEY|?list=KEY] "
+        else "grpc://host:port, http://host:port, redis://host:port/db[?stream=KEY|?list=KEY] "
+        "or amqp://user:password@host:port/vhost[?queue=NAME] "
         "(default: $MODELD_URL = %(default)s)",
     )
     parser.add_argument("--timeout", type=float, default=10.0,
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(args.url, timeout=args.timeout) as client:
             result, status = _run(args, client)
-    except (ModeldError, ValueError, ImportError) as error:  # ImportError: redis-py missing
+    except (ModeldError, ValueError, ImportError) as error:  # ImportError: redis-py, pika missing
         print(f"error: {error}", file=sys.stderr)
         return 1
     json.dump(result, sys.stdout)

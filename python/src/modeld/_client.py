@@ -20,8 +20,8 @@ T = TypeVar("T")
 
 
 def _transport(endpoint: Endpoint) -> Any:
-    # Imported here so that an HTTP client never loads grpc, and only a Redis client loads
-    # redis-py (an optional dependency).
+    # Imported here so that an HTTP client never loads grpc, only a Redis client loads redis-py
+    # and only an AMQP client pika (optional dependencies).
     if endpoint.scheme == "grpc":
         from ._grpc import GrpcTransport
 
@@ -30,6 +30,10 @@ def _transport(endpoint: Endpoint) -> Any:
         from ._redis import RedisTransport
 
         return RedisTransport(endpoint)
+    if endpoint.scheme == "amqp":
+        from ._amqp import AmqpTransport
+
+        return AmqpTransport(endpoint)
     from ._http import HttpTransport
 
     return HttpTransport(endpoint)
@@ -38,7 +42,8 @@ def _transport(endpoint: Endpoint) -> Any:
 class Client(ClientBase):
     """A client of one modeld server, over gRPC (``grpc://host:port``) or HTTP
     (``http://host:port``); or of the modeld processes that consume a Redis queue
-    (``redis://host:port/db``, see docs/redis.md).
+    (``redis://host:port/db``, see docs/redis.md) or a RabbitMQ queue
+    (``amqp://user:password@host:port/vhost``, see docs/amqp.md).
 
     Thread-safe and fork-safe: share one client between threads, and keep using a client made
     before os.fork() in the child (Gunicorn, Celery); it reconnects there by itself.
@@ -49,25 +54,37 @@ class Client(ClientBase):
     consumes it. :meth:`metadata` without a model and :meth:`models` are not available over
     Redis.
 
+    Over AMQP, each call is a persistent message on modeld's queue (``?queue=NAME``, default
+    ``modeld.requests``) answered on the client's own exclusive reply queue, over one
+    connection per client and process that its threads share; :meth:`live` asks the broker,
+    the other calls ask modeld through the queue (DeadlineExceeded while no modeld consumes
+    it, Unavailable at once while no modeld has declared it). What Redis does not carry, AMQP
+    does not either.
+
     Args:
         url: ``grpc://host:port``, ``http://host:port`` or
             ``redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N]``
-            (redis-py needed: ``pip install "modeld[redis]"``); ``grpcs://`` and
-            ``https://`` for TLS.
+            (redis-py needed: ``pip install "modeld[redis]"``) or
+            ``amqp://[user[:password]@]host[:port][/vhost][?queue=NAME]`` (pika needed:
+            ``pip install "modeld[amqp]"``); ``grpcs://``, ``https://`` and ``amqps://`` for
+            TLS.
         timeout: default limit in seconds of each call, retries included (None: no limit).
         retries: how many times a call that met :class:`~modeld.Unavailable` is tried again.
         backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).
-        tls_ca: gRPC and HTTP: a PEM file of the CAs that sign the server's certificate (None:
-            the system's CAs). Any tls_* argument turns TLS on, as grpcs:// and https:// do.
+        tls_ca: gRPC, HTTP and amqps://: a PEM file of the CAs that sign the server's (or the
+            broker's) certificate (None: the system's CAs). Any tls_* argument turns TLS on, as
+            grpcs:// and https:// do; an AMQP URL must say amqps:// itself.
         tls_cert, tls_key: PEM files of a client certificate and its key, for a server that
-            requires one (``--grpc-tls-client-ca``, ``--http-tls-client-ca``).
+            requires one (``--grpc-tls-client-ca``, ``--http-tls-client-ca``), or a broker.
         token: gRPC and HTTP: a bearer token sent with every call, for a server started with
             ``--auth-token-file``; a missing or wrong one raises :class:`~modeld.Unauthenticated`.
 
     Raises:
-        ValueError: for a URL that is not grpc[s]://, http[s]:// or redis:// (or a malformed
-            one), TLS files that do not exist, or tls_*/token with a Redis URL.
-        ImportError: for a redis:// URL without redis-py installed.
+        ValueError: for a URL that is not grpc[s]://, http[s]://, redis:// or amqp[s]:// (or
+            a malformed one), TLS files that do not exist, tls_*/token with a Redis URL, a
+            token with an AMQP URL, or tls_* with amqp:// (not amqps://).
+        ImportError: for a redis:// URL without redis-py installed, or an amqp:// URL without
+            pika (aio-pika for modeld.aio.Client).
     """
 
     _make_transport = staticmethod(_transport)
@@ -215,9 +232,9 @@ class Client(ClientBase):
         newest. An unknown model or version is an answer (state ``"UNKNOWN"``), not an error.
 
         Asks modeld's model status (TensorFlow Serving's GetModelStatus, which modeld serves in
-        every --model-control-mode; ``GET /v1/models/{m}`` over HTTP). Over Redis, whose queue
-        carries model metadata and not version states, a model that is not ready is
-        ``"UNAVAILABLE"`` with modeld's reason (which says when it is loading).
+        every --model-control-mode; ``GET /v1/models/{m}`` over HTTP). Over Redis and AMQP,
+        whose queues carry model metadata and not version states, a model that is not ready
+        is ``"UNAVAILABLE"`` with modeld's reason (which says when it is loading).
 
         Raises:
             Unavailable: the server cannot be reached (after the retries).
@@ -240,7 +257,8 @@ class Client(ClientBase):
         Raises:
             ModeldError: code ``"MODEL_CONTROL_OFF"`` over gRPC from a server without
                 --model-control-mode=explicit (gRPC offers no other list of models);
-                ``"UNIMPLEMENTED"`` over Redis (the queue carries no list of models).
+                ``"UNIMPLEMENTED"`` over Redis and AMQP (their queues carry no list of
+                models).
             Unavailable, DeadlineExceeded, Unauthenticated: as the other calls.
         """
         return self._run(_calls.models(self, timeout))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._amqp_url import AmqpTarget, parse_amqp_url
 from ._codec import ModelSpec, Tensor, encode_inputs, version_string
 from ._redis_url import RedisTarget, parse_redis_url, redact_url
 from .errors import DeadlineExceeded, InvalidInput
@@ -28,8 +29,8 @@ __all__ = [
     "on_fork",
 ]
 
-SCHEMES = ("grpc", "http", "redis")
-DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "redis": 6379}
+SCHEMES = ("grpc", "http", "redis", "amqp")
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "redis": 6379, "amqp": 5672}
 # The TLS spellings of the schemes: grpcs:// is grpc:// over TLS, https:// is http:// over TLS.
 TLS_SCHEMES = {"grpcs": "grpc", "https": "http"}
 
@@ -86,6 +87,14 @@ def make_security(
                 "carries its own credentials (redis://user:password@host)"
             )
         return Security()
+    if scheme == "amqp":
+        if token is not None:
+            raise ValueError("token is for gRPC and HTTP; an AMQP URL carries its own "
+                             "credentials (amqp://user:password@host)")
+        if tls_given and not endpoint_tls:
+            # Not turned on here as for gRPC and HTTP: a broker's TLS port is another port.
+            raise ValueError("tls_ca, tls_cert and tls_key need an amqps:// URL (the broker's "
+                             "TLS port, 5671 by default)")
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("tls_cert and tls_key go together: give both or neither")
     for name, path in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)):
@@ -120,14 +129,15 @@ def _check_pem_file(name: str, path: str) -> None:
 @dataclass(frozen=True)
 class Endpoint:
     """Where a client connects: the scheme, host and port (and an HTTP path prefix, or the
-    Redis database, credentials and queue), and how (TLS, token)."""
+    Redis or AMQP target: credentials and queue), and how (TLS, token)."""
 
     scheme: str
     host: str
     port: int
     prefix: str = ""
     redis: RedisTarget | None = None
-    #: grpcs:// or https:// was given.
+    amqp: AmqpTarget | None = None
+    #: grpcs://, https:// or amqps:// was given.
     tls: bool = False
     security: Security = field(default_factory=Security)
 
@@ -139,8 +149,9 @@ class Endpoint:
 
 
 def parse_url(url: str) -> Endpoint:
-    """Parses ``grpc[s]://host:port``, ``http[s]://host:port[/prefix]`` or ``redis://...``
-    (see :mod:`modeld._redis_url`); ValueError otherwise."""
+    """Parses ``grpc[s]://host:port``, ``http[s]://host:port[/prefix]``, ``redis://...`` (see
+    :mod:`modeld._redis_url`) or ``amqp[s]://...`` (:mod:`modeld._amqp_url`); ValueError
+    otherwise."""
     if not isinstance(url, str):
         raise ValueError(f"the modeld URL must be a string, not {type(url).__name__}")
     parts = urlsplit(url.strip())
@@ -148,14 +159,18 @@ def parse_url(url: str) -> Endpoint:
     if scheme in ("redis", "rediss"):
         target = parse_redis_url(url)
         return Endpoint("redis", target.host, target.port, redis=target)
+    if scheme in ("amqp", "amqps"):
+        amqp = parse_amqp_url(url)
+        return Endpoint("amqp", amqp.host, amqp.port, amqp=amqp, tls=amqp.tls)
     tls = scheme in TLS_SCHEMES
     scheme = TLS_SCHEMES.get(scheme, scheme)
     if scheme not in SCHEMES:
         raise ValueError(
             f"cannot use {url!r}: the modeld URL must start with one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
-            + " (for example grpc://127.0.0.1:8001, http://127.0.0.1:8000 or "
-            "redis://127.0.0.1:6379/0; grpcs:// and https:// for TLS)"
+            + " (for example grpc://127.0.0.1:8001, http://127.0.0.1:8000, "
+            "redis://127.0.0.1:6379/0 or amqp://user:password@127.0.0.1:5672/vhost; grpcs://, "
+            "https:// and amqps:// for TLS)"
         )
     try:
         port = parts.port

@@ -25,14 +25,19 @@ the gRPC status of the same name. Errors of the Redis transport itself are Model
 the codes ``"MISROUTED"`` (a reply that answers another request), ``"REDIS_ERROR"`` (Redis
 refused a command: WRONGTYPE, NOPERM, OOM, ...), ``"UNAUTHENTICATED"`` (Redis refused the
 credentials) and ``"UNIMPLEMENTED"`` (server metadata and the list of models, which the queue
-does not carry). :meth:`modeld.Client.models` over gRPC, from a modeld whose model control is
-off (it serves no repository index), raises a ModeldError with the code
+does not carry). Over AMQP the replies are the same envelopes, mapped the same way, and the
+transport's own errors are ModeldErrors with the codes ``"MISROUTED"``, ``"UNAUTHENTICATED"``
+(the broker refused the login), ``"AMQP_ERROR"`` (it refused the vhost) and
+``"UNIMPLEMENTED"``; a broker that cannot be reached, a connection that broke while a call
+waited, and a request queue that does not exist (the broker returns the request: no modeld has
+declared it) are Unavailable. :meth:`modeld.Client.models` over gRPC, from a modeld whose
+model control is off (it serves no repository index), raises a ModeldError with the code
 ``"MODEL_CONTROL_OFF"``.
 
 Mistakes in how a client is made or called are not ModeldErrors, and are raised before anything
 is sent: ValueError (a bad URL; a TLS file that is missing, unreadable or holds no PEM data; an
 argument out of range), TypeError (an argument of the wrong type) and ImportError (``redis://``
-without redis-py). python/README.md lists them all.
+without redis-py, ``amqp://`` without pika or aio-pika). python/README.md lists them all.
 """
 
 from __future__ import annotations

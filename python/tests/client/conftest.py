@@ -5,7 +5,8 @@ one on a repository of fake models (backend "fake": identity models for every da
 slow model, a model with a small queue, a failing model). Both also consume a Redis queue on
 one redis-server of the session (a free port, no persistence): the example server the stream
 of database 0, the fake server that of database 1. The `transport` fixture runs a test once
-over gRPC, once over HTTP and once through Redis.
+over gRPC, once over HTTP and once through Redis. The AMQP tests (test_amqp.py) start a
+RabbitMQ node of the session (`rabbitmq`) and a modeld of their own that consumes it.
 
 Environment (as tests/integration): MODELD_BINARY, MODELD_EXAMPLE_MODELS.
 """
@@ -66,6 +67,21 @@ def fake_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def redis_server() -> Iterator[RedisServer]:
     """redis-server for the session (tests that stop Redis start their own)."""
     server = RedisServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator:
+    """A private RabbitMQ node for the session (tests/integration/rabbitmq_server.py, with its
+    AMQPS listener; one per xdist worker), for the AMQP tests. Each test takes queue names of
+    its own (rabbitmq_server.fresh_name()); a test that stops or kills a broker starts its own."""
+    from rabbitmq_server import RabbitMQServer, installed
+
+    if not installed():
+        pytest.skip("rabbitmq-server is not installed (/usr/lib/rabbitmq/bin/rabbitmq-server, "
+                    "epmd): scripts/setup installs it")
+    server = RabbitMQServer(tls=True)
     yield server
     server.close()
 
@@ -139,7 +155,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("server", "fake_server"):
+        for name in ("server", "fake_server", "amqp_server"):
             value = getattr(item, "funcargs", {}).get(name)
             if isinstance(value, ServerProcess):
                 tail = "\n".join(value.log_lines()[-40:])

@@ -6,7 +6,8 @@
         y = await client.predict("linear", [[1.0, 2.0, 3.0]])
 
 gRPC uses grpc.aio; HTTP uses a small built-in HTTP/1.1 client (no extra dependency) with a
-pool of keep-alive connections; Redis uses redis.asyncio (``pip install "modeld[redis]"``).
+pool of keep-alive connections; Redis uses redis.asyncio (``pip install "modeld[redis]"``),
+AMQP aio-pika (``pip install "modeld[amqp]"``).
 One client may be used from several event loops, one after the other or at once (Django runs
 an async view of a WSGI site in a fresh loop for each request).
 """
@@ -39,6 +40,10 @@ def _transport(endpoint: Endpoint) -> Any:
         from ._redis import AioRedisTransport
 
         return AioRedisTransport(endpoint)
+    if endpoint.scheme == "amqp":
+        from ._amqp import AioAmqpTransport
+
+        return AioAmqpTransport(endpoint)
     from ._http import AioHttpTransport
 
     return AioHttpTransport(endpoint)
@@ -49,8 +54,8 @@ class Client(ClientBase):
     :class:`modeld.Client`, and every method is a coroutine.
 
     Args:
-        url: ``grpc://host:port``, ``http://host:port`` or ``redis://...`` (see
-            :class:`modeld.Client`).
+        url: ``grpc://host:port``, ``http://host:port``, ``redis://...`` or ``amqp[s]://...``
+            (see :class:`modeld.Client`).
         timeout: default limit in seconds of each call, retries included (None: no limit).
         retries: how many times a call that met :class:`~modeld.Unavailable` is tried again.
         backoff: the first wait before a retry in seconds; it doubles each retry (with jitter).
