@@ -92,6 +92,13 @@ class SettingsCheckTests(SimpleTestCase):
         ("redis: db not a number", {"default": {"URL": "redis://h/jobs"}}, ["modeld.E004"]),
         ("redis: bad maxlen", {"default": {"URL": "redis://h?maxlen=lots"}}, ["modeld.E004"]),
         ("redis: no host", {"default": {"URL": "redis://:pw@:6379"}}, ["modeld.E004"]),
+        ("amqp: no host", {"default": {"URL": "amqp://u:pw@:5672/"}}, ["modeld.E004"]),
+        ("amqp: a '/' in the vhost", {"default": {"URL": "amqp://h/a/b"}}, ["modeld.E004"]),
+        ("amqp: unknown option", {"default": {"URL": "amqp://h?stream=jobs"}}, ["modeld.E004"]),
+        ("amqp: queue twice", {"default": {"URL": "amqp://h?queue=a&queue=b"}},
+         ["modeld.E004"]),
+        ("amqp: a reserved queue", {"default": {"URL": "amqps://h?queue=amq.x"}},
+         ["modeld.E004"]),
         ("no scheme", {"default": {"URL": "127.0.0.1:8001"}}, ["modeld.E004"]),
         ("grpc with a path", {"default": {"URL": "grpc://127.0.0.1:1/v2"}}, ["modeld.E004"]),
         ("user in URL", {"default": {"URL": "http://me:pw@127.0.0.1:1"}}, ["modeld.E004"]),
@@ -122,6 +129,9 @@ class SettingsCheckTests(SimpleTestCase):
         ("empty token", {"default": {"URL": "grpc://h:1", "TOKEN": ""}}, ["modeld.E011"]),
         ("token with redis", {"default": {"URL": "redis://h:1/0", "TOKEN": "t"}},
          ["modeld.E011"]),
+        ("token with amqp", {"default": {"URL": "amqps://h", "TOKEN": "t"}}, ["modeld.E011"]),
+        ("TLS files with amqp:// rather than amqps://",
+         {"default": {"URL": "amqp://h", "TLS_CA": "/etc/ca.pem"}}, ["modeld.E011"]),
         ("an API path in the URL", {"default": {"URL": "http://h:8000/v2"}}, ["modeld.E004"]),
         ("an API path after a prefix", {"default": {"URL": "https://h/modeld/v2/"}},
          ["modeld.E004"]),
@@ -149,6 +159,10 @@ class SettingsCheckTests(SimpleTestCase):
              "rest": {"URL": "https://modeld.internal", "TOKEN": "t"}},
             {"default": {"URL": "redis://:p%40ss@redis.internal/2?stream=jobs&maxlen=5000"},
              "batch": {"URL": "redis://app:pw@redis.internal?list=batch:jobs"}},
+            {"default": {"URL": "amqp://web:s%40cret@rabbitmq:5672/ml?queue=modeld.requests"},
+             "local": {"URL": "amqp://127.0.0.1"},
+             "tls": {"URL": "amqps://web:pw@rabbitmq/%2f", "TLS_CA": "/etc/ca.pem",
+                     "TLS_CERT": "/etc/web.pem", "TLS_KEY": "/etc/web.key"}},
         ]:
             with self.subTest(setting), override_settings(MODELD=setting):
                 self.assertEqual(check_settings(), [])
@@ -162,6 +176,25 @@ class SettingsCheckTests(SimpleTestCase):
         self.assertIn("redis://app:***@h:6379/0", message.msg)
         self.assertNotIn("hunter2", message.msg)
         self.assertIn("?stream=KEY | ?list=KEY", message.hint)
+
+    def test_an_amqp_url_is_checked_by_the_clients_rules_and_hides_its_password(self):
+        setting = {"default": {"URL": "amqp://app:hunter2@h:5672/prod?queue=a&tls_ca=x"}}
+        with override_settings(MODELD=setting):
+            (message,) = check_settings()
+        self.assertEqual(message.id, "modeld.E004")
+        self.assertIn("unknown option 'tls_ca'", message.msg)
+        self.assertIn("amqp://app:***@h:5672/prod", message.msg)
+        self.assertNotIn("hunter2", message.msg)
+        self.assertIn("--amqp-queue", message.hint)
+        with override_settings(MODELD={"default": {"URL": "amqp://app:hunter2@h",
+                                                   "TLS_CA": "/etc/ca.pem"}}):
+            (message,) = check_settings()
+        self.assertEqual(message.id, "modeld.E011")
+        self.assertIn("amqps://", message.hint)
+
+    def test_amqp_urls_have_no_default_metrics_url(self):
+        with override_settings(MODELD={"default": {"URL": "amqp://h?queue=q"}}):
+            self.assertIsNone(conf.load()["default"].metrics_url)
 
     def test_unknown_key_hint_suggests_the_close_one(self):
         with override_settings(MODELD={"default": {"URL": "grpc://h:1", "TIMEOUTS": 1}}):

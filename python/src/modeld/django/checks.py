@@ -8,10 +8,11 @@ id              problem
 modeld.E001     ``MODELD`` is not a dict
 modeld.E002     an alias is not a non-empty string, or its value is not a dict
 modeld.E003     an alias has no ``URL``
-modeld.E004     ``URL`` is not a string, has a scheme other than grpc/http/redis, or no
+modeld.E004     ``URL`` is not a string, has a scheme other than grpc/http/redis/amqp, or no
                 host (or, as the client refuses: a grpc:// path, a query, fragment or user
                 in a grpc/http URL; a redis:// database that is not a number, an unknown
-                or repeated query option, both stream= and list=)
+                or repeated query option, both stream= and list=; an amqp:// vhost with a
+                '/', an unknown or repeated query option)
 modeld.E005     ``TIMEOUT`` is not a positive number
 modeld.E006     ``RETRIES`` is not a non-negative integer
 modeld.E007     ``MODELS`` is not a list (or tuple) of non-empty strings
@@ -19,11 +20,13 @@ modeld.E008     an alias has an unknown key
 modeld.E009     ``BACKOFF`` is not a non-negative number
 modeld.E010     ``MODELD`` has no ``"default"`` alias
 modeld.E011     ``TLS_CA`` / ``TLS_CERT`` / ``TLS_KEY`` / ``TOKEN`` malformed, half a certificate
-                pair, or given with a Redis URL
+                pair, or given with a Redis URL; ``TOKEN`` with an AMQP URL, or the TLS
+                files with amqp:// (not amqps://)
 modeld.E012     ``METRICS_URL`` is neither None nor an http(s):// URL with a host, or carries
                 a user or password
 modeld.W001     (``check --deploy``) an alias's server cannot be reached
-modeld.W002     (``check --deploy``) an alias's server answers but is not ready
+modeld.W002     (``check --deploy``) an alias's server answers but is not ready (for a Redis
+                or AMQP URL: the broker answers, modeld does not answer through the queue)
 modeld.W003     (``check --deploy``) a model in an alias's ``MODELS`` is not ready: unknown to
                 the server, or in its repository but not serving (the server's reason)
 modeld.W004     (``check --deploy``) a ``TLS_CA`` / ``TLS_CERT`` / ``TLS_KEY`` file does not
@@ -118,10 +121,16 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 hint=_unreachable_hint(config.url, status.error), obj=obj, id="modeld.W001"))
             continue
         if not status.ready:
+            hint = "It is still loading models, or some failed to load; see its log."
+            if status.error and config.url.split(":", 1)[0].lower() in conf.QUEUE_SCHEMES:
+                # The broker answered (live) but modeld did not, through the queue.
+                hint = ("No modeld answers through this queue: start modeld on it (its "
+                        "--redis-stream / --redis-list / --amqp-queue), or correct the queue "
+                        "the URL names.")
+            why = f": {status.error}" if status.error else "."
             messages.append(CheckWarning(
-                f"modeld at {url} (alias {alias!r}) is not ready.",
-                hint="It is still loading models, or some failed to load; see its log.",
-                obj=obj, id="modeld.W002"))
+                f"modeld at {url} (alias {alias!r}) is not ready{why}",
+                hint=hint, obj=obj, id="modeld.W002"))
         for name, ready in status.models.items():
             if not ready:
                 reason = status.model_errors.get(name, "the server says it is not ready")

@@ -8,18 +8,21 @@ upper-case keys::
             "URL": "grpc://127.0.0.1:8001",   # required, one of: grpc://host[:port],
                                               # http://host[:port][/prefix],
                                               # redis://[[user]:password@]host[:port][/db]
-                                              #   [?stream=KEY | ?list=KEY][&maxlen=N]
+                                              #   [?stream=KEY | ?list=KEY][&maxlen=N],
+                                              # amqp[s]://[user[:password]@]host[:port]
+                                              #   [/vhost][?queue=NAME]
             "TIMEOUT": 2.0,                   # seconds per call (default 10.0)
             "RETRIES": 3,                     # retries of UNAVAILABLE calls (default 3)
             "BACKOFF": 0.05,                  # first retry delay in seconds (default 0.05)
             "MODELS": ["mlp", "linear"],      # models this site expects (default [])
-            # gRPC and HTTP only (docs/security.md); grpcs:// and https:// turn TLS on too:
+            # gRPC and HTTP (docs/security.md), and the TLS files for amqps://; grpcs:// and
+            # https:// turn TLS on too:
             "TLS_CA": "/etc/modeld/ca.crt",   # CAs of the server's certificate (TLS on)
             "TLS_CERT": "/etc/modeld/web.crt",  # client certificate and key, for mTLS
             "TLS_KEY": "/etc/modeld/web.key",
             "TOKEN": os.environ["MODELD_TOKEN"],  # bearer token (--auth-token-file)
             # modeld's Prometheus metrics, for the status page (modeld.django.views.status):
-            # default <URL>/metrics for http(s):// URLs, none for grpc:// and redis://;
+            # default <URL>/metrics for http(s):// URLs, none for grpc://, redis:// and amqp://;
             # None: none.
             "METRICS_URL": "http://127.0.0.1:8000/metrics",
         },
@@ -41,6 +44,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from .._amqp_url import parse_amqp_url
 from .._redis_url import parse_redis_url, redact_url
 
 DEFAULT_ALIAS = "default"
@@ -53,7 +57,12 @@ KNOWN_KEYS = ("URL", "TIMEOUT", "RETRIES", "BACKOFF", "MODELS", "TLS_CA", "TLS_C
 SECURITY_KEYS = ("TLS_CA", "TLS_CERT", "TLS_KEY", "TOKEN")
 REDIS_HINT = ("redis://[[user]:password@]host[:port][/db][?stream=KEY | ?list=KEY][&maxlen=N], "
               "naming the queue modeld reads (--redis-stream / --redis-list); docs/redis.md.")
-SCHEMES = ("grpc", "grpcs", "http", "https", "redis")
+AMQP_HINT = ("amqp://[user[:password]@]host[:port][/vhost][?queue=NAME] (amqps:// for TLS), "
+             "the URL of modeld's --amqp-url and the queue of its --amqp-queue; docs/amqp.md.")
+SCHEMES = ("grpc", "grpcs", "http", "https", "redis", "amqp", "amqps")
+#: The schemes of modeld's message queues: the URL names a broker, which may answer while no
+#: modeld does.
+QUEUE_SCHEMES = ("redis", "amqp", "amqps")
 
 
 @dataclass(frozen=True)
@@ -100,8 +109,9 @@ def _is_number(value: Any) -> bool:
 def _url_problem(alias: str, url: Any) -> Problem | None:
     """The rules of the client's own URL parser, checked before any client is made."""
     where = f"MODELD[{alias!r}]['URL']"
-    hint = ("Use grpc://host:port, http://host:port or redis://host:port/db (the port defaults "
-            "to 8001 / 8000 / 6379).")
+    hint = ("Use grpc://host:port, http://host:port, redis://host:port/db or "
+            "amqp://user:password@host:port/vhost (the port defaults to 8001 / 8000 / 6379 / "
+            "5672).")
     if not isinstance(url, str) or not url.strip():
         return Problem("modeld.E004", f"{where} must be a non-empty string, not {url!r}.", hint)
     parts = urlsplit(url.strip())
@@ -113,6 +123,13 @@ def _url_problem(alias: str, url: Any) -> Problem | None:
             parse_redis_url(url)
         except ValueError as error:
             return Problem("modeld.E004", f"{where}: {error}.", REDIS_HINT)
+        return None
+    if scheme in ("amqp", "amqps"):
+        # The client's own parser (the vhost, ?queue=); its message never shows the password.
+        try:
+            parse_amqp_url(url)
+        except ValueError as error:
+            return Problem("modeld.E004", f"{where}: {error}.", AMQP_HINT)
         return None
     url = redact_url(url)
     if scheme not in SCHEMES:
@@ -139,7 +156,8 @@ def _url_problem(alias: str, url: Any) -> Problem | None:
 
 
 def _security_problems(alias: str, options: dict[str, Any]) -> list[Problem]:
-    """TLS_CA, TLS_CERT, TLS_KEY and TOKEN: strings, the files pairs, never with Redis."""
+    """TLS_CA, TLS_CERT, TLS_KEY and TOKEN: strings, the files pairs, never with Redis; with
+    AMQP, the TLS files only, and only with amqps://."""
     found: list[Problem] = []
     given = [key for key in SECURITY_KEYS if options.get(key) is not None]
     for key in given:
@@ -150,21 +168,34 @@ def _security_problems(alias: str, options: dict[str, Any]) -> list[Problem]:
         found.append(Problem("modeld.E011", f"MODELD[{alias!r}] needs both 'TLS_CERT' and "
                              "'TLS_KEY' (a client certificate and its key), or neither."))
     url = options.get("URL")
-    if given and isinstance(url, str) and urlsplit(url.strip()).scheme.lower() in (
-        "redis", "rediss"
-    ):
+    scheme = urlsplit(url.strip()).scheme.lower() if isinstance(url, str) else ""
+    if given and scheme in ("redis", "rediss"):
         found.append(Problem(
             "modeld.E011",
             f"MODELD[{alias!r}] sets {', '.join(given)} with a Redis URL.",
             "TLS and tokens are for gRPC and HTTP; a Redis URL carries its own credentials "
             "(redis://user:password@host).",
         ))
+    if scheme in ("amqp", "amqps") and "TOKEN" in given:
+        found.append(Problem(
+            "modeld.E011",
+            f"MODELD[{alias!r}] sets 'TOKEN' with an AMQP URL.",
+            "Tokens are for gRPC and HTTP; an AMQP URL carries its own credentials "
+            "(amqp://user:password@host/vhost).",
+        ))
+    tls_files = [key for key in given if key != "TOKEN"]
+    if scheme == "amqp" and tls_files:
+        found.append(Problem(
+            "modeld.E011",
+            f"MODELD[{alias!r}] sets {', '.join(tls_files)} with an amqp:// URL.",
+            "TLS to the broker needs an amqps:// URL (its TLS port, 5671 by default).",
+        ))
     return found
 
 
 def default_metrics_url(url: str) -> str | None:
     """``<URL>/metrics`` for an http(s):// URL (modeld serves its metrics on its HTTP port);
-    None for grpc:// and redis://, whose port does not serve them."""
+    None for grpc://, redis:// and amqp://, whose port does not serve them."""
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https"):
         return None

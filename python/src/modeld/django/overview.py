@@ -253,7 +253,7 @@ def _unasked(name: str, error: Exception | None) -> Any:
 _WHY_NO_LIST = {
     "MODEL_CONTROL_OFF": "over gRPC modeld lists its models only with "
                          "--model-control-mode=explicit",
-    "UNIMPLEMENTED": "modeld's Redis queue carries no list of models",
+    "UNIMPLEMENTED": "modeld's Redis and AMQP queues carry no list of models",
 }
 
 
