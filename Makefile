@@ -131,6 +131,7 @@ fuzz-build: setup
 bench: build models
 	@$(PY) bench/run.py $(BENCH_ARGS)
 	@$(PY) bench/redis_bench.py
+	@$(PY) bench/amqp_bench.py --out bench/results/$$(date +%F)-amqp.md
 	@$(PY) bench/tf_bench.py
 	@$(PY) bench/train_bench.py
 	@$(PY) bench/demo_memory.py --out bench/results/$$(date +%F)-demo-memory.md
