@@ -41,7 +41,8 @@ absl::Status ParseNonEmpty(absl::string_view flag, absl::string_view text, std::
 const std::vector<Flag>& Flags() {
   static const auto* flags = new std::vector<Flag>{
       {"model-repository", "PATH",
-       "Folder with one sub-folder per model: <model>/config.pbtxt and numeric version folders.",
+       "Folder with one sub-folder per model: numeric version folders (<model>/1/...) and a "
+       "<model>/config.pbtxt, which ONNX models, SavedModels and .pt2 packages may leave out.",
        [](ServerOptions& o, absl::string_view v) {
          o.model_repository = std::string(v);
          return absl::OkStatus();

@@ -138,8 +138,8 @@ absl::StatusOr<FileTensor> Describe(const ort::Api& api, const ort::TypeInfo* in
         ", not a tensor: modeld serves tensors only.",
         onnx_type == ort::OnnxType::kSequence
             ? " A scikit-learn classifier exported with skl2onnx has its probabilities in a "
-              "sequence of maps (ZipMap): export it with zipmap=False (options={id(model): "
-              "{'zipmap': False}}) to get them as a tensor."
+              "sequence of maps (ZipMap): export it with zipmap=False, to_onnx(model, X, "
+              "options={'zipmap': False}) (docs/exporting.md), to get them as a tensor."
             : "",
         kind == "output" ? " Or state the outputs to serve in config.pbtxt, leaving this one out."
                          : "");
