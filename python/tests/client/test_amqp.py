@@ -478,9 +478,16 @@ def test_each_call_sends_a_persistent_envelope_with_its_deadline(impostor):
         sent_at = time.time()
         assert client.ready() is True
         assert client.ready(timeout=3) is True
-        reply_queue = _link(client).reply_queue
-    (first_properties, first), (second_properties, second) = consumer.seen
-    for properties, envelope in consumer.seen:
+        reply_queues = [_link(client).reply_queue] * 2
+
+    async def main():
+        async with modeld.aio.Client(consumer.url, timeout=5) as client:
+            assert await client.ready() is True
+            return client._transport._state().link.reply_queue
+
+    reply_queues.append(asyncio.run(main()))
+    (_, first), (_, second), (_, third) = consumer.seen
+    for (properties, envelope), reply_queue in zip(consumer.seen, reply_queues):
         assert uuid.UUID(hex=envelope.request_id).version == 4
         assert envelope.WhichOneof("payload") == "server_ready"
         assert envelope.reply_key == ""  # the reply goes to reply_to
@@ -490,9 +497,10 @@ def test_each_call_sends_a_persistent_envelope_with_its_deadline(impostor):
         assert properties.content_type == "application/x-protobuf"
         assert properties.type == "modeld.redis.RequestEnvelope"
         assert properties.headers["modeld-deadline-ms"] == envelope.deadline_unix_ms
-    assert first.request_id != second.request_id
+    assert len({first.request_id, second.request_id, third.request_id}) == 3
     assert abs(first.deadline_unix_ms / 1000 - (sent_at + 7)) < 1.0
     assert abs(second.deadline_unix_ms / 1000 - (sent_at + 3)) < 1.0
+    assert abs(third.deadline_unix_ms / 1000 - (sent_at + 5)) < 2.0
 
 
 def test_without_a_timeout_no_deadline_is_sent(impostor):
