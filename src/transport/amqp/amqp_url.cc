@@ -55,6 +55,9 @@ absl::StatusOr<AmqpUrl> ParseAmqpUrl(absl::string_view url) {
   } else if (!absl::ConsumePrefix(&rest, "amqp://")) {
     return Bad("the scheme is neither amqp:// nor amqps://");
   }
+  if (absl::StrContains(rest, '?')) {
+    return Bad("it takes no ?query (name the queue with --amqp-queue)");
+  }
   const size_t slash = rest.find('/');
   absl::string_view authority = rest.substr(0, slash);
   if (slash != rest.npos) {
@@ -83,16 +86,30 @@ absl::StatusOr<AmqpUrl> ParseAmqpUrl(absl::string_view url) {
       parsed.password = *password;
     }
   }
-  const size_t colon = authority.rfind(':');
-  if (colon != authority.npos && authority.find(']') == authority.npos) {
+  // An IPv6 address is written in brackets: [::1]:5672.
+  absl::string_view host = authority;
+  absl::string_view port_text;
+  if (absl::StartsWith(authority, "[")) {
+    const size_t close = authority.find(']');
+    if (close == authority.npos) return Bad("an IPv6 address lacks its closing ']'");
+    host = authority.substr(1, close - 1);
+    absl::string_view after = authority.substr(close + 1);
+    if (!after.empty() && !absl::ConsumePrefix(&after, ":")) {
+      return Bad("something other than :port follows the IPv6 address");
+    }
+    port_text = after;
+  } else if (const size_t colon = authority.rfind(':'); colon != authority.npos) {
+    host = authority.substr(0, colon);
+    port_text = authority.substr(colon + 1);
+  }
+  if (!port_text.empty()) {
     int port = 0;
-    if (!absl::SimpleAtoi(authority.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+    if (!absl::SimpleAtoi(port_text, &port) || port <= 0 || port > 65535) {
       return Bad("the port is not a number from 1 to 65535");
     }
     parsed.port = port;
-    authority = authority.substr(0, colon);
   }
-  if (!authority.empty()) parsed.host = std::string(authority);
+  if (!host.empty()) parsed.host = std::string(host);
   return parsed;
 }
 

@@ -36,9 +36,27 @@ TEST(AmqpUrlTest, RabbitmqDefaults) {
   EXPECT_EQ(tls->vhost, "/");
 }
 
+TEST(AmqpUrlTest, IPv6AddressesInBrackets) {
+  absl::StatusOr<AmqpUrl> url = ParseAmqpUrl("amqp://u:pw@[::1]:5999/v");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->host, "::1");
+  EXPECT_EQ(url->port, 5999);
+  url = ParseAmqpUrl("amqp://[fe80::1]");
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->host, "fe80::1");
+  EXPECT_EQ(url->port, 5672);
+}
+
+TEST(AmqpUrlTest, AQueryIsRefusedPointingAtTheQueueFlag) {
+  absl::StatusOr<AmqpUrl> url = ParseAmqpUrl("amqp://h:5999?queue=x");
+  ASSERT_FALSE(url.ok());
+  EXPECT_THAT(url.status().message(), HasSubstr("--amqp-queue"));
+}
+
 TEST(AmqpUrlTest, MistakesAreNamedWithoutThePassword) {
   for (const char* bad : {"redis://x", "amqp://u:pw@host:99999/", "amqp://u:pw@host:x/",
-                          "amqp://u:pw@host/a/b", "amqp://u:p%4@host/"}) {
+                          "amqp://u:pw@host/a/b", "amqp://u:p%4@host/", "amqp://u:pw@[::1/",
+                          "amqp://u:pw@[::1]x/"}) {
     absl::StatusOr<AmqpUrl> url = ParseAmqpUrl(bad);
     ASSERT_FALSE(url.ok()) << bad;
     EXPECT_THAT(url.status().message(), HasSubstr("--amqp-url")) << bad;
