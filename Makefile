@@ -5,6 +5,7 @@ PY        := .venv/bin/python
 GRPC_ADDRESS ?= 127.0.0.1:8001
 HTTP_ADDRESS ?= 127.0.0.1:8000
 DEMO_ADDRESS ?= 127.0.0.1:8080
+AMQP ?= 0
 # The KServe and Redis messages (Python tests use TensorFlow's own for proto/tensorflow).
 PROTOS    := $(wildcard proto/kserve/*.proto proto/modeld/*.proto)
 # ccache: paths relative to the checkout, so a fresh clone elsewhere reuses the cache; and the
@@ -72,9 +73,10 @@ $(MODELS)/.stamp: examples/generate_models.py scripts/requirements.txt scripts/r
 	@touch $@
 
 # modeld and the Django demo site (examples/django_demo) under Gunicorn; prints the URLs.
+# make run AMQP=1 also starts a private RabbitMQ node that modeld consumes.
 run: build models
 	@MODELS=$(MODELS) GRPC_ADDRESS=$(GRPC_ADDRESS) HTTP_ADDRESS=$(HTTP_ADDRESS) \
-	  DEMO_ADDRESS=$(DEMO_ADDRESS) BUILD_DIR=$(BUILD_DIR) scripts/run
+	  DEMO_ADDRESS=$(DEMO_ADDRESS) BUILD_DIR=$(BUILD_DIR) AMQP=$(AMQP) scripts/run
 
 # Every functional test: the C++ unit tests, the end-to-end suite, the Python client, the
 # Django app and the demo site in Chromium.
