@@ -249,9 +249,17 @@ absl::Status AmqpWorker::Step() {
     metrics_.connected.Set(0);
     RETURN_IF_ERROR(link_->Cancel());
   }
+  // Once one fails the link is lost: the rest are let go too (the broker delivers them again).
+  absl::Status completed;
   for (std::unique_ptr<AmqpJob>& job : outbox_->TakeAll()) {
-    RETURN_IF_ERROR(Complete(std::move(job)));
+    if (completed.ok()) {
+      completed = Complete(std::move(job));
+    } else {
+      metrics_.dropped.Increment();
+      Release(*job);
+    }
   }
+  RETURN_IF_ERROR(completed);
   RETURN_IF_ERROR(FitPrefetch());
   ASSIGN_OR_RETURN(std::optional<Event> event, link_->Next(kEventWait, outbox_->wake_fd()));
   if (event.has_value()) RETURN_IF_ERROR(HandleEvent(*event));
@@ -474,7 +482,11 @@ absl::Status AmqpWorker::Complete(std::unique_ptr<AmqpJob> job) {
         out.correlation_id = d.correlation_id.empty() ? d.message_id : d.correlation_id;
         out.type = kReplyType;
         out.mandatory = true;
-        RETURN_IF_ERROR(link_->Publish(out).status());
+        if (absl::Status sent = link_->Publish(out).status(); !sent.ok()) {
+          metrics_.dropped.Increment();
+          Release(*job);
+          return sent;
+        }
       }
       Release(*job);
       return link_->Reject(d.tag, /*requeue=*/false);
@@ -503,8 +515,14 @@ absl::Status AmqpWorker::Complete(std::unique_ptr<AmqpJob> job) {
       break;
     }
   }
-  ASSIGN_OR_RETURN(const uint64_t sequence, link_->Publish(out));
-  unconfirmed_[sequence] = std::move(job);
+  absl::StatusOr<uint64_t> sequence = link_->Publish(out);
+  if (!sequence.ok()) {
+    // The link failed: the broker delivers the message again.
+    metrics_.dropped.Increment();
+    Release(*job);
+    return sequence.status();
+  }
+  unconfirmed_[*sequence] = std::move(job);
   return absl::OkStatus();
 }
 

@@ -172,5 +172,50 @@ TEST_F(AmqpWorkerTest, PrefetchFollowsTheAdmissionsFreeSlots) {
   EXPECT_THAT(broker_.prefetches(), Each(Ge(1)));
 }
 
+// A publish that fails takes its link down; the message it answered is delivered again, and
+// nothing of it stays held (the in-flight count, which Stop waits on, goes back to 0).
+TEST_F(AmqpWorkerTest, AReplyThatCannotBePublishedLeavesNothingHeld) {
+  StartConsuming();
+  broker_.Fail(Op::kPublish, absl::UnavailableError("connection reset"));
+  broker_.Publish(Request("c", Envelope("r", {1, 2})));
+  ASSERT_TRUE(WaitForReplies(1));  // on the next connection: counted, and the copy answered
+  EXPECT_EQ(Reply(Replies()[0]).code(), 0);
+  ASSERT_TRUE(WaitForAcks(2));
+  EXPECT_EQ(Metric("modeld_amqp_reconnects_total"), 1);
+  EXPECT_EQ(Metric("modeld_amqp_answers_dropped_total"), 1);
+  EXPECT_TRUE(WaitUntil([&] { return Metric("modeld_amqp_in_flight") == 0; }));
+}
+
+TEST_F(AmqpWorkerTest, ADeadLetterReplyThatCannotBePublishedLeavesNothingHeld) {
+  StartConsuming();
+  broker_.Fail(Op::kPublish, absl::UnavailableError("connection reset"));
+  broker_.Publish(Request("bad", "not an envelope"));
+  ASSERT_TRUE(broker_.WaitForMessages(kDeadLetters, 1, kWait));  // on the next connection
+  ASSERT_TRUE(WaitForReplies(1));
+  EXPECT_EQ(Reply(Replies()[0]).code(), 3);
+  EXPECT_EQ(Metric("modeld_amqp_answers_dropped_total"), 1);
+  EXPECT_TRUE(WaitUntil([&] { return Metric("modeld_amqp_in_flight") == 0; }));
+}
+
+TEST_F(AmqpWorkerTest, AnswersTakenTogetherAreAllLetGoWhenOneCannotBePublished) {
+  broker_.DeclareQueue(kQueue);
+  broker_.Publish(Request("a", Envelope("a", {1, 2}, "slow")));
+  broker_.Publish(Request("b", Envelope("b", {1, 2}, "slow")));
+  broker_.StallAfterDeliveries(2);
+  StartWorker();
+  ASSERT_TRUE(WaitUntil([&] { return broker_.stalled() == 1; }));
+  // Both answers come back while the worker is pinned: it takes them together.
+  serving_.Drain();
+  broker_.Fail(Op::kPublish, absl::UnavailableError("connection reset"));
+  broker_.UnstallNext();
+  // Delivered again on the next connection, counted, and their copies answered (UNAVAILABLE:
+  // the models have shut down meanwhile).
+  ASSERT_TRUE(WaitForReplies(2));
+  for (const FakeMessage& reply : Replies()) EXPECT_EQ(Reply(reply).code(), 14);
+  ASSERT_TRUE(WaitForAcks(4));
+  EXPECT_EQ(Metric("modeld_amqp_answers_dropped_total"), 2);
+  EXPECT_TRUE(WaitUntil([&] { return Metric("modeld_amqp_in_flight") == 0; }));
+}
+
 }  // namespace
 }  // namespace modeld::transport::amqp
