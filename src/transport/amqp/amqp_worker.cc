@@ -272,8 +272,9 @@ absl::Status AmqpWorker::FitPrefetch() {
   if (now < next_prefetch_fit_) return absl::OkStatus();
   next_prefetch_fit_ = now + kPrefetchFitInterval;
   // What this worker holds plus what the process-wide cap has free, never 0 (0 would mean
-  // "no limit" to the broker).
-  const int64_t room = in_flight_.load() + options_.admission->Free();
+  // "no limit" to the broker). Free() is INT64_MAX without a limit: bounded before the sum.
+  const int64_t free = std::min<int64_t>(options_.admission->Free(), options_.prefetch);
+  const int64_t room = in_flight_.load() + free;
   const int fitted = static_cast<int>(std::clamp<int64_t>(room, 1, options_.prefetch));
   if (fitted == prefetch_) return absl::OkStatus();
   prefetch_ = fitted;

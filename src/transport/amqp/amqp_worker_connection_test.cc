@@ -217,5 +217,23 @@ TEST_F(AmqpWorkerTest, AnswersTakenTogetherAreAllLetGoWhenOneCannotBePublished) 
   EXPECT_TRUE(WaitUntil([&] { return Metric("modeld_amqp_in_flight") == 0; }));
 }
 
+// --max-inflight-requests=0: an admission without a limit (Free() is INT64_MAX).
+TEST_F(AmqpWorkerTest, PrefetchStaysWholeWithoutAnAdmissionLimit) {
+  admission_ = std::make_unique<service::Admission>(0, nullptr);
+  AmqpWorkerOptions options = Options();
+  options.admission = admission_.get();
+  StartConsuming(options);
+  broker_.HoldConfirms();  // the message stays held while the prefetch is fitted again
+  broker_.Publish(Request("c", Envelope("r", {1, 2})));
+  ASSERT_TRUE(WaitForReplies(1));
+  // Fitted every 100 ms; an idle read waits 250 ms: three reads see at least one fit.
+  const int reads = broker_.calls(Op::kNext);
+  ASSERT_TRUE(WaitUntil([&] { return broker_.calls(Op::kNext) >= reads + 3; }));
+  EXPECT_THAT(broker_.prefetches(), Each(8));
+  EXPECT_EQ(Metric("modeld_amqp_prefetch"), 8);
+  broker_.ReleaseConfirms();
+  ASSERT_TRUE(WaitForAcks(1));
+}
+
 }  // namespace
 }  // namespace modeld::transport::amqp
