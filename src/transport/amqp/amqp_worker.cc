@@ -504,6 +504,11 @@ absl::Status AmqpWorker::Complete(std::unique_ptr<AmqpJob> job) {
       break;
     }
     case AmqpJob::Action::kAnswer: {
+      if (d.reply_to.empty()) {  // a training step refused before it ran: nobody to tell
+        metrics_.acks.Increment();
+        Release(*job);
+        return link_->Ack(d.tag);
+      }
       out.routing_key = d.reply_to;
       out.body = job->reply.has_value() ? *std::move(job->reply)
                                         : message::EncodeReply(job->request_id, job->result);

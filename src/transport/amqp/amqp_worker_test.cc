@@ -275,6 +275,19 @@ TEST_F(AmqpWorkerTest, AMessageWithoutReplyToIsAcknowledgedWithoutRunning) {
   EXPECT_THAT(registry_.Render(), Not(HasSubstr("modeld_requests_total{model=\"echo\"")));
 }
 
+TEST_F(AmqpWorkerTest, ARefusedTrainingStepWithoutReplyToIsAcknowledgedWithoutAReply) {
+  StartConsuming();
+  message::wire::RequestEnvelope step;
+  step.set_request_id("t");
+  step.set_deadline_unix_ms(-1);  // refused before it runs
+  step.mutable_train()->set_model_name("echo");
+  broker_.Publish(Request("t", step.SerializeAsString(), /*reply_to=*/""));
+  ASSERT_TRUE(WaitForAcks(1));
+  EXPECT_EQ(Metric("modeld_amqp_bad_requests_total"), 1);
+  EXPECT_EQ(Metric("modeld_amqp_replies_returned_total"), 0);  // nothing published to ""
+  EXPECT_THAT(Replies(), IsEmpty());
+}
+
 TEST_F(AmqpWorkerTest, ARequestPastItsDeadlineHeaderIsAnsweredWithoutRunning) {
   StartConsuming();
   Outgoing late = Request("late", Envelope("late", {1, 2}));
