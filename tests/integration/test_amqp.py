@@ -493,3 +493,32 @@ def test_a_broker_restart_under_load_loses_nothing(launch, repository):
         requester.close()
     finally:
         own.close()
+
+
+def test_direct_reply_to(launch, repository, broker):
+    """RabbitMQ's direct reply-to (amq.rabbitmq.reply-to): no reply queue at all."""
+    queue = fresh_name("requests")
+    start_modeld(launch, repository, broker, queue)
+    with broker.connection() as connection:
+        channel = connection.channel()
+        replies = {}
+
+        def on_reply(_channel, _method, properties, body):
+            reply = rpb.ReplyEnvelope()
+            reply.ParseFromString(body)
+            replies[properties.correlation_id] = reply
+
+        channel.basic_consume("amq.rabbitmq.reply-to", on_reply, auto_ack=True)
+        sent = {}
+        for i in range(10):
+            message = envelope(infer_request("echo", [i, 0, 0, 1]))
+            correlation_id = uuid.uuid4().hex
+            channel.basic_publish("", queue, message.SerializeToString(), pika.BasicProperties(
+                correlation_id=correlation_id, reply_to="amq.rabbitmq.reply-to"))
+            sent[correlation_id] = (message.request_id, [i, 0, 0, 1])
+        deadline = time.monotonic() + WAIT_S
+        while len(replies) < len(sent) and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+        assert set(replies) == set(sent)
+        for correlation_id, (request_id, values) in sent.items():
+            check_echo(replies[correlation_id], request_id, values)
