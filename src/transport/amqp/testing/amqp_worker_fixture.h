@@ -18,35 +18,22 @@
 #include "transport/amqp/amqp_worker.h"
 #include "transport/amqp/testing/fake_amqp_link.h"
 #include "transport/message/envelope.h"
+#include "transport/message/testing/worker_test_support.h"
 
 namespace modeld::transport::amqp {
 
-inline constexpr absl::Duration kWait = absl::Seconds(10);
+using message::testing::Floats;
+using message::testing::kWait;
+using message::testing::WaitUntil;
 inline constexpr char kQueue[] = "requests";
 inline constexpr char kDeadLetters[] = "requests.dead-letters";
 inline constexpr char kReplies[] = "replies";  // the requester's reply queue
 
-inline std::string Floats(std::vector<float> values) {
-  std::string bytes(values.size() * sizeof(float), '\0');
-  std::memcpy(bytes.data(), values.data(), bytes.size());
-  return bytes;
-}
-
 // A serialized RequestEnvelope asking `model` for [1, 2] FP32 input `values`.
 inline std::string Envelope(const std::string& request_id, const std::vector<float>& values,
                             const std::string& model = "echo", int64_t deadline_unix_ms = 0) {
-  message::wire::RequestEnvelope envelope;
-  envelope.set_request_id(request_id);
-  envelope.set_deadline_unix_ms(deadline_unix_ms);
-  inference::ModelInferRequest* request = envelope.mutable_infer();
-  request->set_model_name(model);
-  auto* input = request->add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  input->add_shape(1);
-  input->add_shape(static_cast<int64_t>(values.size()));
-  request->add_raw_input_contents(Floats(values));
-  return envelope.SerializeAsString();
+  return message::testing::InferEnvelope(request_id, values, model, deadline_unix_ms)
+      .SerializeAsString();
 }
 
 // A request message for the worker's queue, answered on `reply_to`.
@@ -67,67 +54,15 @@ inline message::wire::ReplyEnvelope Reply(const FakeMessage& message) {
   return reply.value_or(message::wire::ReplyEnvelope());
 }
 
-// Polls `condition` until it holds or `timeout` passes.
-inline bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout = kWait) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
-
 class AmqpWorkerTest : public ::testing::Test {
  protected:
   // The value of one series in the registry's text (`name{labels}` as rendered), or -1.
   double Metric(const std::string& series) const {
-    const std::string text = registry_.Render();
-    const std::string prefix = series + " ";
-    for (size_t at = 0; at < text.size();) {
-      size_t end = text.find('\n', at);
-      if (end == std::string::npos) end = text.size();
-      if (text.compare(at, prefix.size(), prefix) == 0) {
-        return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
-      }
-      at = end + 1;
-    }
-    return -1;
+    return message::testing::MetricValue(registry_, series);
   }
 
   void SetUp() override {
-    serving_.AddModel("echo", R"pb(
-      backend: "fake"
-      max_batch_size: 8
-      input {
-        name: "x"
-        data_type: TYPE_FP32
-        dims: [ 2 ]
-      }
-      output {
-        name: "x"
-        data_type: TYPE_FP32
-        dims: [ 2 ]
-      }
-      dynamic_batching {}
-    )pb");
-    serving_.AddModel("slow", R"pb(
-      backend: "fake"
-      max_batch_size: 0
-      input {
-        name: "x"
-        data_type: TYPE_FP32
-        dims: [ 1, 2 ]
-      }
-      output {
-        name: "x"
-        data_type: TYPE_FP32
-        dims: [ 1, 2 ]
-      }
-      parameters {
-        key: "sleep_ms"
-        value { string_value: "100" }
-      }
-    )pb");
+    message::testing::AddEchoAndSlowModels(serving_);
     ASSERT_TRUE(serving_.Start().ok());
     broker_.DeclareQueue(kReplies);
   }
