@@ -28,6 +28,7 @@ from .errors import (
     InvalidInput,
     ModeldError,
     ModelNotFound,
+    ModelNotReady,
     ServerBusy,
     ModelFailed,
     Unauthenticated,
@@ -47,6 +48,7 @@ __all__ = [
     "ModelFailed",
     "DeadlineExceeded",
     "Unavailable",
+    "ModelNotReady",
     "Unauthenticated",
     "aio",
 ]

@@ -36,7 +36,14 @@ from ._codec import ModelSpec
 from ._common import ClientBase, Deadline
 from ._status import ModelStatus
 from ._training import TrainResult, train_id
-from .errors import DeadlineExceeded, InvalidInput, ModeldError, ModelNotFound, Unavailable
+from .errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModeldError,
+    ModelNotFound,
+    ModelNotReady,
+    Unavailable,
+)
 
 __all__ = [
     "Request",
@@ -108,11 +115,17 @@ def _retrying(
     deadline: Deadline,
     *,
     idempotent: bool = True,
+    model: tuple[str, str] | None = None,
 ) -> Call[Any]:
     """transport.<method>(*args, seconds left), retried on Unavailable with backoff within the
-    deadline; a call that is not `idempotent` is sent once."""
+    deadline; a call that is not `idempotent` is sent once.
+
+    A call on `model` (its name and version) that modeld answers "model 'x' is not ready" asks
+    the model's status (once for each such answer) and raises ModelNotReady at once for a
+    model that failed to load; one that is loading is retried as any Unavailable."""
     retry = 0
     started = time.monotonic()
+    asked: str | None = None  # the not-ready answer whose status was asked
     try:
         while True:
             if client._closed:
@@ -126,6 +139,12 @@ def _retrying(
             except DeadlineExceeded as error:
                 raise client._timed_out(what, error, deadline) from None
             except Unavailable as error:
+                if (model is not None and error.message != asked
+                        and _status.not_ready_answer(model[0], error.message) is not None):
+                    asked = error.message
+                    failed = yield from _not_ready(model, error, deadline)
+                    if failed is not None:
+                        raise failed from None
                 wait = client._policy.delay(retry, deadline) if idempotent else None
                 if wait is None:
                     raise
@@ -139,6 +158,34 @@ def _retrying(
         raise
 
 
+def _not_ready(
+    key: tuple[str, str], error: Unavailable, deadline: Deadline
+) -> Call[ModelNotReady | None]:
+    """After modeld answered that the model is not ready (`error`): the ModelNotReady to raise
+    when its status says it failed (UNAVAILABLE), None when it is loading (or ready by now), or
+    when its status cannot be had (the call goes on as for any Unavailable)."""
+    model, version = key
+    remaining = deadline.remaining()
+    if remaining is not None and remaining <= 0:
+        return None
+    try:
+        entries = yield Request("model_status", (model, version, remaining))
+        status = _status.summarize(entries)
+    except ModeldError as failure:
+        logger.debug("model_status of model '%s' after %r: %s", model, error.message, failure)
+        return None
+    if status.state != ModelStatus.UNAVAILABLE:
+        return None
+    which = f"version {status.version} of model '{model}'" if status.version else \
+        f"model '{model}'"
+    return ModelNotReady(
+        f"{which} is not ready and is not loading, so retrying will not help: "
+        f"{status.reason or 'the server gives no reason'}",
+        error.code, model=model, version=status.version, state=status.state,
+        reason=status.reason,
+    )
+
+
 def _spec(
     client: ClientBase, model: str, version: int | str | None, deadline: Deadline
 ) -> Call[ModelSpec]:
@@ -147,7 +194,7 @@ def _spec(
     spec = client._specs.get(key)
     if spec is None:
         spec = yield from _retrying(
-            client, f"metadata of model '{model}'", "model_metadata", key, deadline
+            client, f"metadata of model '{model}'", "model_metadata", key, deadline, model=key
         )
         client._specs[key] = spec
     return spec
@@ -166,9 +213,10 @@ def _infer(
     tensors, names = client._prepare(spec, inputs, outputs)
     try:
         return (yield from _retrying(
-            client, f"infer on model '{model}'", "infer", (*key, tensors, names), deadline
+            client, f"infer on model '{model}'", "infer", (*key, tensors, names), deadline,
+            model=key,
         ))
-    except (InvalidInput, ModelNotFound):
+    except (InvalidInput, ModelNotFound, ModelNotReady):
         client._forget(key)
         raise
 
@@ -224,8 +272,9 @@ def train(
             (*key, request_id, tensors, target_tensors),
             deadline,
             idempotent=False,
+            model=key,
         ))
-    except (InvalidInput, ModelNotFound):
+    except (InvalidInput, ModelNotFound, ModelNotReady):
         client._forget(key)
         raise
 

@@ -132,8 +132,11 @@ class Client(ClientBase):
             arrays of bytes).
 
         Raises:
-            ModelNotFound, InvalidInput, ServerBusy, DeadlineExceeded, Unavailable, ModelFailed,
-            ModeldError.
+            ModelNotReady: the model failed to load (modeld answered UNAVAILABLE and its model
+                status says so); raised at once, with the server's reason, never retried.
+            Unavailable: the server cannot be reached, or the model is still loading (after
+                the retries).
+            ModelNotFound, InvalidInput, ServerBusy, DeadlineExceeded, ModelFailed, ModeldError.
         """
         return self._run(_calls.infer(self, model, inputs, version, outputs, timeout))
 
@@ -197,8 +200,8 @@ class Client(ClientBase):
             ModelNotFound: the model or version is not served.
             InvalidInput: a wrong, missing or extra input or target (named in the message), or
                 the model is not trainable (the message says so).
-            ServerBusy, DeadlineExceeded, Unavailable, ModelFailed, ModeldError: as
-                :meth:`infer`, except that nothing is retried.
+            ModelNotReady, ServerBusy, DeadlineExceeded, Unavailable, ModelFailed, ModeldError:
+                as :meth:`infer`, except that nothing is retried.
         """
         return self._run(_calls.train(self, model, inputs, targets, version, timeout, id))
 
@@ -276,6 +279,7 @@ class Client(ClientBase):
 
         Raises:
             ModelNotFound: the model or version is not served.
+            ModelNotReady: the model failed to load (as :meth:`infer`).
         """
         return self._run(_calls.metadata(self, model, version, timeout))
 

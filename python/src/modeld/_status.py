@@ -11,11 +11,15 @@ Two of modeld's APIs tell the state of a model's versions and why one does not s
   ``--model-control-mode=explicit``; otherwise it answers UNAVAILABLE, "model control is off".
   :meth:`modeld.Client.models` asks it first.
 
+Over the message queues (Redis, AMQP), which carry neither, the answer to a metadata query
+stands for the model's status: modeld's "model 'x' is not ready: ..." is read here.
+
 Both are read into ModelStatus entries here, one per version; the transports do the I/O.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,6 +36,7 @@ __all__ = [
     "from_tfserving_json",
     "index_is_off",
     "model_names_from_metrics",
+    "not_ready_answer",
     "summarize",
     "tfserving_entry",
 ]
@@ -143,13 +148,51 @@ def from_metadata(name: str, version: str, versions: Sequence[str]) -> list[Mode
 
 def from_metadata_error(name: str, version: str, error: ModeldError) -> ModelStatus | None:
     """The status a metadata call's error, answered by modeld, stands for: UNKNOWN for a model
-    or version it does not have, UNAVAILABLE with its reason for one it does not serve (failed,
-    or loading: the metadata call does not tell them apart; the reason does); None for any
-    other error."""
+    or version it does not have; for one it does not serve, LOADING or UNAVAILABLE as modeld's
+    "is not ready" answer says (:func:`not_ready_answer`), else UNAVAILABLE with the whole
+    message; None for any other error."""
     if isinstance(error, ModelNotFound):
         return _entry(name, version, ModelStatus.UNKNOWN, error.message)
     if isinstance(error, Unavailable):
+        read = not_ready_answer(name, error.message)
+        if read is not None:
+            return read
         return _entry(name, version, ModelStatus.UNAVAILABLE, error.message)
+    return None
+
+
+# modeld's answers to a call on a model without a ready version (ModelManager::Get):
+#   "model 'x' is not ready: <reason>", the reason being the model's own (its config.pbtxt
+#   failed: no version was read) or, joined by "; ", "version N: <load error>" and
+#   "version N is loading" for each version;
+#   "version N of model 'x' is not ready: <reason>" when the call named version N, the reason
+#   being empty while it loads.
+_LOADING = re.compile(r"(?:^|; )version (\d+) is loading(?=;|$)")
+_ONE_VERSION = re.compile(r"version (\d+): (.*)", re.DOTALL)
+_OTHER_VERSION = re.compile(r"; version \d+(?::| is loading)")
+
+
+def not_ready_answer(name: str, message: str) -> ModelStatus | None:
+    """The status modeld's answer `message` ("model 'x' is not ready: ...") gives model `name`:
+    LOADING when a version is loading (waiting helps), else UNAVAILABLE with the reason (and
+    the version, where one version is named); None when `message` is no such answer about
+    `name` (another error, or a connection's)."""
+    model_prefix = f"model '{name}' is not ready: "
+    if message.startswith(model_prefix):
+        rest = message[len(model_prefix):]
+        loading = [int(v) for v in _LOADING.findall(rest)]
+        if loading:
+            return _entry(name, str(max(loading)), ModelStatus.LOADING, rest)
+        one = _ONE_VERSION.fullmatch(rest)
+        if one is not None and not _OTHER_VERSION.search(rest):
+            return _entry(name, one.group(1), ModelStatus.UNAVAILABLE, one.group(2))
+        return _entry(name, None, ModelStatus.UNAVAILABLE, rest)
+    version = re.fullmatch(rf"version (\d+) of model '{re.escape(name)}' is not ready: (.*)",
+                           message, re.DOTALL)
+    if version is not None:
+        if not version.group(2):  # a version that is loading has no reason yet
+            return _entry(name, version.group(1), ModelStatus.LOADING, None)
+        return _entry(name, version.group(1), ModelStatus.UNAVAILABLE, version.group(2))
     return None
 
 

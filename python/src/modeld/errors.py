@@ -15,6 +15,9 @@ exception                   gRPC status (and Redis reply code)          HTTP sta
                             token)
 :class:`Unavailable`        UNAVAILABLE, or the server cannot be        503
                             reached (refused, reset), or Redis cannot
+:class:`ModelNotReady`      UNAVAILABLE for a model that failed to      503
+                            load (the model status the client then
+                            asks says UNAVAILABLE, not LOADING)
 :class:`ModelFailed`        INTERNAL: the model ran and its framework   500
                             failed (the server logged it)
 :class:`ModeldError`        anything else                               anything else
@@ -34,6 +37,13 @@ declared it) are Unavailable. :meth:`modeld.Client.models` over gRPC, from a mod
 model control is off (it serves no repository index), raises a ModeldError with the code
 ``"MODEL_CONTROL_OFF"``.
 
+modeld answers a call on a model that has no ready version UNAVAILABLE (503), whether the model
+is still loading (waiting helps) or failed to load (it does not). So when a call on a model
+gets that answer from the server (not a connection failure), the client asks the model's status
+once: for a model that failed (state ``"UNAVAILABLE"``) it raises :class:`ModelNotReady` with
+the server's reason at once, without retrying; for one that is loading it goes on as for any
+Unavailable (retried, then raised).
+
 Mistakes in how a client is made or called are not ModeldErrors, and are raised before anything
 is sent: ValueError (a bad URL; a TLS file that is missing, unreadable or holds no PEM data; an
 argument out of range), TypeError (an argument of the wrong type) and ImportError (``redis://``
@@ -49,6 +59,7 @@ __all__ = [
     "ServerBusy",
     "DeadlineExceeded",
     "Unavailable",
+    "ModelNotReady",
     "Unauthenticated",
     "ModelFailed",
     "error_for_grpc",
@@ -84,7 +95,9 @@ class ModeldError(Exception):
         return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
 
     def __reduce__(self):  # picklable (Celery sends exceptions between processes)
-        return (type(self), (self.message, self.code))
+        # The attributes of the subclasses (ModelNotReady's model, version, state, reason) go
+        # along as the instance's state.
+        return (type(self), (self.message, self.code), dict(self.__dict__))
 
 
 class ModelNotFound(ModeldError):
@@ -115,6 +128,35 @@ class Unavailable(ModeldError):
     """The server cannot be reached or is not serving (it is starting or stopping)."""
 
     default_code = "UNAVAILABLE"
+
+
+class ModelNotReady(ModeldError):
+    """The model has no version that serves, and none is loading: it failed to load (or, with
+    ``--model-control-mode=explicit``, was unloaded). Asking again will not help until the
+    model's files (or the server's repository) change; the server's reason says why.
+
+    Not an :class:`Unavailable`: the client does not retry it, and a web view should not answer
+    it "busy, try again" (``docs/django.md``, section 5).
+
+    Attributes:
+        model: the model's name.
+        version: the version the status is of (a string); None for a model whose
+            configuration failed before any version was read, and where the server's answer
+            names no version (over Redis and AMQP, whose queues carry no model status).
+        state: the model's state as the server reports it: ``"UNAVAILABLE"``.
+        reason: the server's reason, in its words (the load error), or None when it gives none.
+    """
+
+    default_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, code: str | None = None, *, model: str = "",
+                 version: str | None = None, state: str = "UNAVAILABLE",
+                 reason: str | None = None) -> None:
+        super().__init__(message, code)
+        self.model: str = model
+        self.version: str | None = version
+        self.state: str = state
+        self.reason: str | None = reason
 
 
 class Unauthenticated(ModeldError):

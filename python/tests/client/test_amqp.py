@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pika
 import pytest
-from client_support import SLOW_MS, http_ready, stop_server, write_fake_model
+from client_support import SLOW_MS, count_calls, http_ready, stop_server, write_fake_model
 from modeld_server import ServerProcess, start_server
 from rabbitmq_server import RabbitMQServer, fresh_name, wait_until
 from test_concurrency import _read_all, _reap
@@ -208,6 +208,34 @@ def test_errors_of_modeld(amqp_client):
     with pytest.raises(modeld.InvalidInput, match="not trainable"):
         client.train("linear", {"x": [[1.0, 2.0, 3.0]]}, {"y": [[1.0]]})
     assert client.predict("id_fp32", [[4.0]]).tolist() == [[4.0]]  # the link is unharmed
+
+
+@pytest.mark.parametrize("api", ("sync", "aio"))
+def test_a_model_that_failed_to_load_is_model_not_ready_at_once(amqp_server, api):
+    """modeld answers UNAVAILABLE for broken, loading or failed; the client asks its status
+    once through the queue, and raises ModelNotReady with modeld's reason, never retried."""
+    counted = ("model_metadata", "model_status")
+
+    if api == "sync":
+        with modeld.Client(amqp_server.amqp_url, timeout=20, retries=3, backoff=0.01) as client:
+            calls = {m: count_calls(client, m) for m in counted}
+            with pytest.raises(modeld.ModeldError) as info:
+                client.predict("broken", [[1.0]])
+    else:
+        async def main():
+            async with modeld.aio.Client(amqp_server.amqp_url, timeout=20, retries=3,
+                                         backoff=0.01) as client:
+                found = {m: count_calls(client, m) for m in counted}
+                with pytest.raises(modeld.ModeldError) as raised:
+                    await client.predict("broken", [[1.0]])
+                return found, raised
+
+        calls, info = asyncio.run(asyncio.wait_for(main(), 60))
+    error = info.value
+    assert type(error) is modeld.ModelNotReady and not isinstance(error, modeld.Unavailable)
+    assert (error.model, error.state, error.code) == ("broken", "UNAVAILABLE", "UNAVAILABLE")
+    assert "model.onnx" in error.reason and error.reason in error.message
+    assert {m: len(c) for m, c in calls.items()} == {"model_metadata": 1, "model_status": 1}
 
 
 def test_train(amqp_client):

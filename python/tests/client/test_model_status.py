@@ -1,6 +1,8 @@
 """model_status() and models(): the state of each model version and the server's reason, over
 gRPC and HTTP (sync and asyncio) and through Redis, against modeld with its default model
 control (no repository index) and with --model-control-mode=explicit (the index).
+And ModelNotReady: a call on a model that failed to load raises it at once with the server's
+reason, where a model that is still loading is Unavailable, retried.
 
 The repository: linear (versions 1 and 2, ready), broken (an ONNX model whose model.onnx is not
 one: it fails to load) and badcfg (a config.pbtxt that does not parse: no version is read).
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
+import re
 import shutil
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from client_support import count_calls, start_modeld_on_redis, stop_server
+from client_support import count_calls, start_modeld_on_redis, stop_server, write_fake_model
 from modeld_server import ServerProcess, start_server
 from redis_server import RedisServer
 
@@ -24,6 +29,8 @@ import modeld.aio
 
 APIS = ("sync", "aio")
 ModelStatus = modeld.ModelStatus
+#: A fake model that takes this long to load: it stays LOADING for as long as a test runs.
+LOADING_MS = 300_000
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +232,208 @@ def test_models_through_redis_is_unimplemented(redis_status_server, api):
     assert raised.value.code == "UNIMPLEMENTED"
 
 
+# --- ModelNotReady: a call on a model that failed to load -----------------------------------
+
+#: The metadata of a one-input, one-output FP32 model, for a client that has it cached (so
+#: that infer() and train() go straight to the transport).
+SPEC = {"name": "broken", "versions": ["1"], "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]}
+
+
+def seeded(client, model: str = "broken"):
+    from modeld._codec import ModelSpec
+
+    client._specs[(model, "")] = ModelSpec.from_dict({**SPEC, "name": model})
+    return client
+
+
+def attempt(url: str, api: str, call: Callable, *counted: str, seed: bool = False,
+            retries: int = 3) -> tuple[modeld.ModeldError, dict[str, int]]:
+    """The ModeldError that call(client) raises on a new sync or asyncio client of `url`
+    (`retries` retries, 10 ms apart), and how many times it called each transport method of
+    `counted`."""
+
+    def prepare(client):
+        if seed:
+            seeded(client)
+        return {method: count_calls(client, method) for method in counted}
+
+    if api == "sync":
+        with modeld.Client(url, timeout=20.0, retries=retries, backoff=0.01) as client:
+            calls = prepare(client)
+            with pytest.raises(modeld.ModeldError) as raised:
+                call(client)
+    else:
+        async def run():
+            async with modeld.aio.Client(url, timeout=20.0, retries=retries,
+                                         backoff=0.01) as client:
+                found = prepare(client)
+                with pytest.raises(modeld.ModeldError) as info:
+                    await call(client)
+                return found, info
+
+        calls, raised = asyncio.run(run())
+    return raised.value, {method: len(times) for method, times in calls.items()}
+
+
+def assert_model_not_ready(error: modeld.ModeldError, model: str = "broken",
+                           version: str | None = "1") -> None:
+    assert type(error) is modeld.ModelNotReady, repr(error)
+    assert not isinstance(error, modeld.Unavailable)  # never "busy, try again"
+    assert (error.model, error.version, error.state) == (model, version, "UNAVAILABLE")
+    assert error.reason and error.reason in error.message  # the server's reason, in its words
+    if model == "broken":
+        assert "model.onnx" in error.reason
+    else:
+        assert "config.pbtxt" in error.reason
+
+
+#: Each call on a model, and the transport method it sends (the one that meets the answer).
+MODEL_CALLS = [
+    ("predict", lambda c: c.predict("broken", [[1.0]]), "model_metadata", False),
+    ("metadata", lambda c: c.metadata("broken"), "model_metadata", False),
+    ("infer", lambda c: c.infer("broken", {"x": [[1.0]]}), "infer", True),
+    ("train", lambda c: c.train("broken", {"x": [[1.0]]}, {"y": [[1.0]]}), "train", True),
+]
+
+
+@pytest.mark.parametrize("name,call,method,seed", MODEL_CALLS, ids=[c[0] for c in MODEL_CALLS])
+def test_a_model_that_failed_to_load_is_model_not_ready_at_once(default_server, scheme, api,
+                                                                name, call, method, seed):
+    error, calls = attempt(url_of(default_server, scheme), api, call, method, "model_status",
+                           seed=seed)
+    assert_model_not_ready(error)
+    assert error.code == ("UNAVAILABLE" if scheme == "grpc" else "503")
+    # Not retried: one try, and one question about the model's status.
+    assert calls == {method: 1, "model_status": 1}
+
+
+def test_a_model_whose_config_failed_is_model_not_ready_without_a_version(default_server,
+                                                                          scheme, api):
+    error, calls = attempt(url_of(default_server, scheme), api,
+                           lambda c: c.predict("badcfg", [[1.0]]), "model_metadata")
+    assert_model_not_ready(error, "badcfg", None)
+    assert calls == {"model_metadata": 1}
+
+
+def test_model_not_ready_names_the_version_asked_for(default_server, scheme):
+    error, _ = attempt(url_of(default_server, scheme), "sync",
+                       lambda c: c.predict("broken", [[1.0]], version=1))
+    assert_model_not_ready(error)
+
+
+def test_model_not_ready_is_logged_once_as_the_calls_failure(default_server, scheme, caplog):
+    with caplog.at_level(logging.DEBUG, logger="modeld"):
+        attempt(url_of(default_server, scheme), "sync", lambda c: c.predict("broken", [[1.0]]))
+    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(failures) == 1, failures
+    assert "metadata of model 'broken' failed" in failures[0] and "model.onnx" in failures[0]
+    assert not re.search(r"retry \d+ in", caplog.text)  # no retry was logged
+
+
+def test_model_not_ready_pickles_with_its_attributes():
+    error = modeld.ModelNotReady("version 1 of model 'm' ...: bad file", "503", model="m",
+                                 version="1", reason="bad file")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is modeld.ModelNotReady and isinstance(copy, modeld.ModeldError)
+    assert (copy.message, copy.code, copy.model, copy.version, copy.state, copy.reason) == (
+        error.message, "503", "m", "1", "UNAVAILABLE", "bad file")
+
+
+def test_an_unreachable_server_is_unavailable_and_no_status_is_asked(closed_port, scheme):
+    error, calls = attempt(f"{scheme}://127.0.0.1:{closed_port}", "sync",
+                           lambda c: c.predict("broken", [[1.0]]), "model_metadata",
+                           "model_status")
+    assert type(error) is modeld.Unavailable
+    assert calls == {"model_metadata": 4, "model_status": 0}  # a try and 3 retries
+
+
+def test_model_not_ready_through_redis(redis_status_server, api):
+    url = redis_status_server.redis_url
+    for _, call, method, seed in MODEL_CALLS:
+        error, calls = attempt(url, api, call, method, "model_status", seed=seed)
+        # The queue's answer names no version: modeld gives the model's reason.
+        assert_model_not_ready(error, version=None)
+        assert error.code == "UNAVAILABLE"
+        assert calls == {method: 1, "model_status": 1}
+    error, calls = attempt(url, api, lambda c: c.predict("badcfg", [[1.0]]), "model_metadata")
+    assert_model_not_ready(error, "badcfg", None)
+
+
+# --- a model that is loading: Unavailable, retried ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loading_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """modeld while it loads model "slow" (LOADING_MS): listening, the model LOADING. Killed
+    (modeld finishes loading before it obeys SIGTERM)."""
+    repository = tmp_path_factory.mktemp("loading_models")
+    write_fake_model(repository, "slow", max_batch_size=4,
+                     parameters={"load_sleep_ms": str(LOADING_MS)})
+    process = ServerProcess(repository)
+    try:
+        process.wait_until_listening()
+        yield process
+    finally:
+        stop_server_now(process)
+
+
+def stop_server_now(process: ServerProcess) -> None:
+    try:
+        process.stop(signal.SIGKILL)
+    finally:
+        if process.proc.stdout is not None:
+            process.proc.stdout.close()
+
+
+def test_a_model_that_is_loading_is_unavailable_after_the_retries(loading_server, scheme, api):
+    url = url_of(loading_server, scheme)
+    assert ask(url, api, "model_status", "slow") == ModelStatus("slow", "1", False, "LOADING")
+    error, calls = attempt(url, api, lambda c: c.predict("slow", [[1.0]]), "model_metadata",
+                           "model_status")
+    assert type(error) is modeld.Unavailable, repr(error)
+    assert "is loading" in error.message
+    # Retried as before; the status is asked once, not at every retry.
+    assert calls == {"model_metadata": 4, "model_status": 1}
+
+
+def test_a_model_that_is_loading_through_a_queue():
+    """Over Redis and AMQP the model status is read from modeld's answer to a metadata query.
+    (No real modeld here: its queue workers start only once the first load is done, and a
+    model added later is not listed until it has loaded.)"""
+    from modeld._status import from_metadata_error
+
+    loading = "model 'slow' is not ready: version 1 is loading"
+    failed = "model 'slow' is not ready: cannot load /models/slow/1/model.onnx"
+
+    class QueueLike:  # what RedisTransport and AmqpTransport answer
+        def __init__(self, message):
+            self.message = message
+
+        def model_metadata(self, model, version, timeout):
+            raise modeld.Unavailable(self.message)
+
+        def model_status(self, model, version, timeout):
+            return [from_metadata_error(model, version, modeld.Unavailable(self.message))]
+
+        def close(self):
+            pass
+
+    for message, expected in ((loading, modeld.Unavailable), (failed, modeld.ModelNotReady)):
+        client = modeld.Client("grpc://127.0.0.1:1", retries=3, backoff=0.001)
+        client._transport = QueueLike(message)
+        calls = {m: count_calls(client, m) for m in ("model_metadata", "model_status")}
+        with pytest.raises(modeld.ModeldError) as raised:
+            client.predict("slow", [[1.0]])
+        assert type(raised.value) is expected, repr(raised.value)
+        tries = 4 if expected is modeld.Unavailable else 1
+        assert {m: len(c) for m, c in calls.items()} == {"model_metadata": tries,
+                                                          "model_status": 1}
+    assert raised.value.reason == "cannot load /models/slow/1/model.onnx"
+    assert raised.value.version is None  # the answer names none
+
+
 # --- reading the answers (no server) --------------------------------------------------------
 
 
@@ -240,6 +449,31 @@ def test_summary_prefers_the_newest_ready_then_loading_version():
     assert summarize([s("10", "UNAVAILABLE"), s("9", "UNAVAILABLE")]).version == "10"
     with pytest.raises(modeld.ModeldError):
         summarize([])
+
+
+def test_modelds_not_ready_answers():
+    from modeld._status import not_ready_answer
+
+    def read(message, name="m"):
+        return not_ready_answer(name, message)
+
+    assert read("model 'm' is not ready: version 1: bad file; it says ; twice") == ModelStatus(
+        "m", "1", False, "UNAVAILABLE", "bad file; it says ; twice")
+    assert read("model 'm' is not ready: version 1 is loading") == ModelStatus(
+        "m", "1", False, "LOADING", "version 1 is loading")
+    assert read("model 'm' is not ready: version 1: bad; version 2 is loading").state == \
+        "LOADING"
+    assert read("model 'm' is not ready: version 1: bad; version 2: worse") == ModelStatus(
+        "m", None, False, "UNAVAILABLE", "version 1: bad; version 2: worse")
+    assert read("model 'm' is not ready: config.pbtxt: 1:1: garbage") == ModelStatus(
+        "m", None, False, "UNAVAILABLE", "config.pbtxt: 1:1: garbage")
+    assert read("version 3 of model 'm' is not ready: unloaded") == ModelStatus(
+        "m", "3", False, "UNAVAILABLE", "unloaded")
+    assert read("version 3 of model 'm' is not ready: ") == ModelStatus(
+        "m", "3", False, "LOADING", None)
+    for other in ("model 'other' is not ready: version 1: bad", "modeld is shutting down",
+                  "cannot reach modeld at http://127.0.0.1:1: ConnectionRefusedError(111)"):
+        assert read(other) is None
 
 
 def test_tfserving_states_and_index_entries():

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
 import types
 import unittest
 from pathlib import Path
@@ -27,7 +29,10 @@ import modeld
 import modeld.errors
 from modeld.django.checks import check_settings
 from modeld.django.testing import override_model
-from support import DeadServerMixin
+from support import EXAMPLE_MODELS, DeadServerMixin, _close_helper_channels, _stop
+
+# tests/integration, which support puts on sys.path
+from modeld_server import start_server
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "django.md"
 PACKAGE = "tutorial"
@@ -124,6 +129,10 @@ ANSWERS = [
     (modeld.ModelFailed("RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
      502, None, True),
     (modeld.ModelNotFound("unknown model 'linear'"), 500, None, True),
+    (modeld.ModelNotReady("version 1 of model 'linear' is not ready and is not loading, so "
+                          "retrying will not help: cannot load .../linear/1/model.pt",
+                          "UNAVAILABLE", model="linear", version="1",
+                          reason="cannot load .../linear/1/model.pt"), 500, None, True),
     (modeld.Unauthenticated("missing bearer token"), 500, None, True),
     (modeld.ModeldError("malformed infer response", "UNKNOWN"), 500, None, True),
 ]
@@ -248,3 +257,36 @@ class RealServerErrorTests(DeadServerMixin, SimpleTestCase):
                 for url in VIEWS_BY_URL:
                     with self.subTest(scheme=scheme, url=url):
                         self.assertEqual(self.client.get(url, X).status_code, 504)
+
+
+class BrokenModelTests(SimpleTestCase):
+    """The views against a real modeld whose "linear" failed to load (its model.pt is not
+    one): 500 at once, never 503, and the load error in the log, from both views and both
+    protocols."""
+
+    @classmethod
+    def setUpClass(cls):
+        repository = Path(cls.enterClassContext(tempfile.TemporaryDirectory()))
+        shutil.copytree(EXAMPLE_MODELS / "linear", repository / "linear")
+        for version in ("1", "2"):
+            (repository / "linear" / version / "model.pt").write_bytes(b"not TorchScript")
+        cls.server = start_server(repository)
+        cls.addClassCleanup(_stop, cls.server)
+        _close_helper_channels(cls.server)
+        super().setUpClass()
+
+    def test_a_model_that_failed_to_load_is_500_and_logged_with_modelds_reason(self):
+        for url in (f"grpc://{self.server.address}", f"http://{self.server.http_address}"):
+            default = {**SETTINGS["MODELD"]["default"], "URL": url, "RETRIES": 3}
+            setting = override_settings(ROOT_URLCONF=f"{PACKAGE}.urls",
+                                        MODELD={**SETTINGS["MODELD"], "default": default})
+            for view in VIEWS_BY_URL:
+                with self.subTest(url=url, view=view), setting, \
+                        self.assertLogs(VIEWS.__name__, "ERROR") as logs:
+                    response = self.client.get(view, X)
+                    self.assertEqual(response.status_code, 500)
+                    self.assertIsNone(response.get("Retry-After"))
+                    self.assertEqual(response.json(), {"error": "server error"})
+                    [record] = logs.records
+                    self.assertIn("ModelNotReady", record.getMessage())
+                    self.assertIn("model.pt", record.getMessage())  # modeld's load error

@@ -11,13 +11,18 @@ class DeadServerHealthTests(DeadServerMixin, SimpleTestCase):
                                                    "MODELS": ["linear", "mlp"]}}):
             response = self.client.get("/healthz")
         self.assertEqual(response.status_code, 503)
-        self.assertEqual(response.json(), {
+        body = response.json()
+        reasons = body.pop("reasons")
+        self.assertEqual(body, {
             "ready": False,
             "servers": {"default": False},
             "models": {"default": {"linear": False, "mlp": False}},
             "not_ready": ["default", "default/linear", "default/mlp"],
-            "reasons": {},  # the server could not be asked about them
         })
+        # Why the server could not be asked; nothing about its models, which it was not.
+        self.assertEqual(list(reasons), ["default"])
+        self.assertTrue(reasons["default"].startswith("Unavailable: "), reasons)
+        self.assertIn(self.dead_url.rpartition(":")[2], reasons["default"])  # the port
         self.assertIn("no-cache", response["Cache-Control"])
 
     def test_only_get_and_head(self):
@@ -63,6 +68,9 @@ class LiveHealthTests(ModeldServerTestCase):
         self.assertEqual(response.status_code, 503)
         self.assertEqual(response.json()["not_ready"], ["other"])
         self.assertEqual(response.json()["servers"], {"default": True, "other": False})
+        reasons = response.json()["reasons"]
+        self.assertEqual(list(reasons), ["other"])  # the live alias has no reason to give
+        self.assertIn("Unavailable", reasons["other"])
 
 
 class LoadingServerHealthTests(LoadingServerTestCase):

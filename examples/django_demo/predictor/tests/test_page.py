@@ -197,6 +197,10 @@ class ApiTests(SimpleTestCase):
             (modeld.ServerBusy("queue full"), 503, "RESOURCE_EXHAUSTED"),
             (modeld.Unavailable("connection refused"), 503, "UNAVAILABLE"),
             (modeld.DeadlineExceeded("the timeout of 5s has passed"), 504, "DEADLINE_EXCEEDED"),
+            # Failed to load: no 503, which a load balancer would retry forever.
+            (modeld.ModelNotReady("model 'linear' is not ready and is not loading, so "
+                                  "retrying will not help: cannot load model.pt",
+                                  "UNAVAILABLE"), 502, "UNAVAILABLE"),
             (modeld.ModeldError("odd", "INTERNAL"), 502, "INTERNAL"),
         ]
         for url in self.URLS:

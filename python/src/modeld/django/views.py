@@ -9,10 +9,14 @@ in its ``MODELS``, else 503; the body says what is ready::
     {"ready": false,
      "servers": {"default": true},
      "models": {"default": {"linear": true, "mlp": false}},
-     "not_ready": ["default/mlp"]}
+     "not_ready": ["default/mlp"],
+     "reasons": {"default/mlp": "cannot load /models/mlp/1/model.pt: ..."}}
 
 ``not_ready`` lists ``alias`` for a server that is not ready and ``alias/model`` for a model.
-Each call uses the alias's client and its TIMEOUT. Other methods get 405.
+``reasons`` says why, in modeld's words: ``reasons["alias/model"]`` for a model that is not
+ready (its load error, "unknown model 'x'"), and ``reasons["alias"]`` for a server that could
+not be asked (the error: "Unavailable: cannot reach modeld at ..."). Each call uses the alias's
+client and its TIMEOUT. Other methods get 405.
 
 **status.** An HTML page for staff users (``is_staff`` and ``is_active``): for each alias its
 server's URL (without the password), whether it is live and ready, every model and version the
@@ -58,11 +62,21 @@ def health(request: HttpRequest) -> JsonResponse:
         "servers": {status.alias: status.ready for status in statuses},
         "models": {status.alias: status.models for status in statuses},
         "not_ready": [name for status in statuses for name in status.not_ready()],
-        # alias/model -> why it is not ready, as modeld says it
-        "reasons": {f"{status.alias}/{name}": reason for status in statuses
-                    for name, reason in status.model_errors.items()},
+        "reasons": reasons(statuses),
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def reasons(statuses: list[AliasStatus]) -> dict[str, str]:
+    """``alias`` -> why its server could not be asked (unreachable, timed out), and
+    ``alias/model`` -> why the model is not ready, as modeld says it."""
+    found: dict[str, str] = {}
+    for status in statuses:
+        if status.error is not None:
+            found[status.alias] = status.error
+        for name, reason in status.model_errors.items():
+            found[f"{status.alias}/{name}"] = reason
+    return found
 
 
 def _login_url() -> str:
