@@ -40,7 +40,8 @@ STAFF, PASSWORD = "staff", "a-long-test-password"
 
 @pytest.fixture
 def broken_server(launch, example_repository, tmp_path):
-    """modeld on linear and broken, default model control (no repository index)."""
+    """modeld on linear and broken, default model control (its repository index, which
+    modeld serves in every mode, lists them)."""
     repository = tmp_path / "models"
     shutil.copytree(example_repository / "linear", repository / "linear")
     (repository / "broken" / "1").mkdir(parents=True)
@@ -155,6 +156,8 @@ def test_staff_log_in_and_see_the_models_their_reasons_and_traffic(broken_server
     assert cell(page, "default", "linear", "2", "mean").endswith(" ms")
     assert "totals since modeld started" in page.text_content('section[data-alias="default"]')
     assert page.locator("p.error").count() == 0
+    # Both aliases list the server's own models (its repository index), not only MODELS.
+    assert page.locator("p.listing").count() == 0
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)

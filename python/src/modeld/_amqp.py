@@ -472,10 +472,7 @@ class AmqpTransport:
         return _envelope.metadata_status(
             lambda: _envelope.decode_reply(request, body, f"reply queue {queue}"), model, version)
 
-    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
-        raise _envelope.repository_index_unsupported(QUEUE)
-
-    def model_names(self, timeout: float | None) -> list[str]:
+    def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise _envelope.repository_index_unsupported(QUEUE)
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],

@@ -311,19 +311,11 @@ def model_status(
 
 
 def models(client: ClientBase, timeout: float | None) -> Call[list[ModelStatus]]:
-    deadline = client._deadline(timeout)
-    index = yield from _retrying(client, "models", "repository_index", (), deadline)
-    if index is not None:
-        return index
-    # The server's model control is off, so it serves no repository index: the models it has
-    # are those of /metrics (over HTTP; gRPC and Redis raise here), each asked for its versions.
-    names = yield from _retrying(client, "models", "model_names", (), deadline)
-    found: list[ModelStatus] = []
-    for name in names:
-        found += yield from _retrying(
-            client, f"model_status of model '{name}'", "model_status", (name, ""), deadline
-        )
-    return found
+    # modeld serves its repository index in every --model-control-mode; the queues (Redis,
+    # AMQP) carry none, and their transports raise UNIMPLEMENTED.
+    return (yield from _retrying(
+        client, "models", "repository_index", (), client._deadline(timeout)
+    ))
 
 
 def metadata(

@@ -250,18 +250,14 @@ class Client(ClientBase):
         """Every model and version the server knows, each with its state and reason, in the
         server's order (by model name, then version).
 
-        With ``--model-control-mode=explicit`` modeld serves its repository index, which this
-        returns as it is: it also lists the model folders that are not loaded (UNAVAILABLE,
-        "unloaded"), and a READY version whose changed files failed to reload carries that
-        failure as its reason. Without it (the default) modeld serves no index: over HTTP the
-        client reads the models modeld has from ``/metrics`` and asks each for the model status
-        of its versions (:meth:`model_status`), one call per model.
+        Returns modeld's repository index as it is, which modeld serves in every
+        ``--model-control-mode``. With ``explicit`` it also lists the model folders that are
+        not loaded (UNAVAILABLE, "unloaded"); a READY version whose changed files failed to
+        reload carries that failure as its reason.
 
         Raises:
-            ModeldError: code ``"MODEL_CONTROL_OFF"`` over gRPC from a server without
-                --model-control-mode=explicit (gRPC offers no other list of models);
-                ``"UNIMPLEMENTED"`` over Redis and AMQP (their queues carry no list of
-                models).
+            ModeldError: code ``"UNIMPLEMENTED"`` over Redis and AMQP (their queues carry no
+                list of models).
             Unavailable, DeadlineExceeded, Unauthenticated: as the other calls.
         """
         return self._run(_calls.models(self, timeout))

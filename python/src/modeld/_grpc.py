@@ -32,7 +32,6 @@ __all__ = [
     "model_status_request",
     "model_status_entries",
     "index_entries",
-    "model_names_unavailable",
 ]
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -157,16 +156,6 @@ def index_entries(response: Any) -> list[ModelStatus]:
     ])
 
 
-def model_names_unavailable() -> ModeldError:
-    """Why a gRPC client cannot list the models of a server whose repository index is off."""
-    return ModeldError(
-        "modeld lists its models over gRPC only with --model-control-mode=explicit (the "
-        "repository index; model control is off on this server). Ask over http://, where the "
-        "client reads them from /metrics, or ask model_status() of the models you know",
-        "MODEL_CONTROL_OFF",
-    )
-
-
 class GrpcTransport:
     """Calls modeld's KServe V2 gRPC API; every method raises ModeldError subclasses."""
 
@@ -226,17 +215,8 @@ class GrpcTransport:
                 raise
             return [entry]
 
-    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
-        try:
-            return index_entries(self._call("RepositoryIndex", pb.RepositoryIndexRequest(),
-                                            timeout))
-        except ModeldError as error:
-            if _status.index_is_off(error):
-                return None
-            raise
-
-    def model_names(self, timeout: float | None) -> list[str]:
-        raise model_names_unavailable()
+    def repository_index(self, timeout: float | None) -> list[ModelStatus]:
+        return index_entries(self._call("RepositoryIndex", pb.RepositoryIndexRequest(), timeout))
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -132,11 +132,8 @@ class HttpTransport:
         response = self._send(self._api.model_status(model, version), timeout)
         return self._api.model_status_result(response, model, version)
 
-    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+    def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         return self._api.repository_index_result(self._send(self._api.repository_index(), timeout))
-
-    def model_names(self, timeout: float | None) -> list[str]:
-        return self._api.model_names_result(self._send(self._api.metrics(), timeout))
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

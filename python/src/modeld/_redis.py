@@ -233,10 +233,7 @@ class RedisTransport:
         replies = self._roundtrip(call.commands, call.timeout, call.idempotent)
         return metadata_status(call, replies[-1], self._target.describe(), model, version)
 
-    def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
-        raise repository_index_unsupported()
-
-    def model_names(self, timeout: float | None) -> list[str]:
+    def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise repository_index_unsupported()
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],

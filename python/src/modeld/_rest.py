@@ -110,9 +110,6 @@ class RestApi:
         return Request("POST", f"{self.prefix}/v2/repository/index", b"{}",
                        {"Content-Type": "application/json"})
 
-    def metrics(self) -> Request:
-        return Request("GET", f"{self.prefix}/metrics", headers={"Accept": "text/plain"})
-
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None) -> Request:
         body, header_length = _codec.http_infer_body(tensors, outputs)
@@ -197,25 +194,8 @@ class RestApi:
         return _status.from_tfserving_json(model, cls._json(response))
 
     @classmethod
-    def repository_index_result(cls, response: Response) -> list[ModelStatus] | None:
-        """The index; None when the server's model control is off (it serves no index)."""
-        if response.status != 200:
-            error = cls.error(response)
-            if _status.index_is_off(error):
-                return None
-            raise error
+    def repository_index_result(cls, response: Response) -> list[ModelStatus]:
         return _status.from_index(cls._json(response))
-
-    @classmethod
-    def model_names_result(cls, response: Response) -> list[str]:
-        """The models /metrics names (modeld_model_state)."""
-        if response.status != 200:
-            raise cls.error(response)
-        text = bytes(response.body).decode("utf-8", "replace")
-        try:
-            return _status.model_names_from_metrics(text)
-        except ValueError as error:
-            raise ModeldError(f"malformed /metrics from the server: {error}") from None
 
     @classmethod
     def infer_result(cls, response: Response) -> dict[str, np.ndarray]:

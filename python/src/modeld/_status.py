@@ -7,9 +7,8 @@ Two of modeld's APIs tell the state of a model's versions and why one does not s
   HTTP ``GET /v1/models/{m}[/versions/{v}]``), served in every ``--model-control-mode``: the
   versions of one model. :meth:`modeld.Client.model_status` asks it.
 * The KServe repository index (gRPC ``RepositoryIndex``, HTTP ``POST /v2/repository/index``):
-  every model and version of the repository. modeld serves it only with
-  ``--model-control-mode=explicit``; otherwise it answers UNAVAILABLE, "model control is off".
-  :meth:`modeld.Client.models` asks it first.
+  every model and version of the repository, served in every ``--model-control-mode`` too.
+  :meth:`modeld.Client.models` asks it.
 
 Over the message queues (Redis, AMQP), which carry neither, the answer to a metadata query
 stands for the model's status: modeld's "model 'x' is not ready: ..." is read here.
@@ -34,8 +33,6 @@ __all__ = [
     "from_metadata",
     "from_metadata_error",
     "from_tfserving_json",
-    "index_is_off",
-    "model_names_from_metrics",
     "not_ready_answer",
     "summarize",
     "tfserving_entry",
@@ -72,8 +69,6 @@ class ModelStatus:
     reason: str | None = None
 
 
-#: The start of modeld's answer to the repository API without --model-control-mode=explicit.
-MODEL_CONTROL_OFF = "model control is off"
 #: What modeld's model status says of a model that has no versions (its config.pbtxt failed).
 NO_VERSIONS = "has no versions"
 #: TensorFlow Serving's version states (ModelVersionStatus.State) -> ModelStatus.state.
@@ -215,11 +210,6 @@ def summarize(entries: Sequence[ModelStatus]) -> ModelStatus:
 # --- the repository index (every model) ----------------------------------------------------
 
 
-def index_is_off(error: ModeldError) -> bool:
-    """Whether `error` is modeld's answer to the repository API with model control off."""
-    return isinstance(error, Unavailable) and MODEL_CONTROL_OFF in error.message
-
-
 def from_index(data: Any) -> list[ModelStatus]:
     """The entries of ``[{"name", "version", "state", "reason"}]`` (the HTTP index; the gRPC
     one's ModelIndex messages are read into the same dicts)."""
@@ -233,12 +223,3 @@ def from_index(data: Any) -> list[ModelStatus]:
         entries.append(_entry(item["name"], str(item.get("version", "")), state,
                               str(item.get("reason", "") or "")))
     return entries
-
-
-def model_names_from_metrics(text: str) -> list[str]:
-    """The models of ``modeld_model_state`` in modeld's /metrics text (every model the server
-    has, loaded or failed), sorted."""
-    from ._prometheus import parse
-
-    return sorted({sample.labels["model"] for sample in parse(text)
-                   if sample.name == "modeld_model_state" and sample.labels.get("model")})

@@ -33,9 +33,7 @@ transport's own errors are ModeldErrors with the codes ``"MISROUTED"``, ``"UNAUT
 (the broker refused the login), ``"AMQP_ERROR"`` (it refused the vhost) and
 ``"UNIMPLEMENTED"``; a broker that cannot be reached, a connection that broke while a call
 waited, and a request queue that does not exist (the broker returns the request: no modeld has
-declared it) are Unavailable. :meth:`modeld.Client.models` over gRPC, from a modeld whose
-model control is off (it serves no repository index), raises a ModeldError with the code
-``"MODEL_CONTROL_OFF"``.
+declared it) are Unavailable.
 
 modeld answers a call on a model that has no ready version UNAVAILABLE (503), whether the model
 is still loading (waiting helps) or failed to load (it does not). So when a call on a model

@@ -1,6 +1,6 @@
 """model_status() and models(): the state of each model version and the server's reason, over
 gRPC and HTTP (sync and asyncio) and through Redis, against modeld with its default model
-control (no repository index) and with --model-control-mode=explicit (the index).
+control and with --model-control-mode=explicit (modeld serves its repository index in both).
 And ModelNotReady: a call on a model that failed to load raises it at once with the server's
 reason, where a model that is still loading is Unavailable, retried.
 
@@ -46,7 +46,8 @@ def status_repository(example_repository: Path, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture(scope="module")
 def default_server(status_repository: Path) -> Iterator[ServerProcess]:
-    """modeld with its default --model-control-mode (none): no repository index."""
+    """modeld with its default --model-control-mode (none); it serves its repository index
+    all the same."""
     process = start_server(status_repository)
     yield process
     stop_server(process)

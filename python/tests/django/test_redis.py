@@ -29,6 +29,8 @@ class RedisAliasTests(SimpleTestCase):
     """modeld on the example models, consuming a password-protected redis-server; the
     ``default`` alias reaches it only through Redis."""
 
+    databases = {"default"}  # the status page's staff user
+
     @classmethod
     def setUpClass(cls) -> None:
         if shutil.which("redis-server") is None:
@@ -71,6 +73,23 @@ class RedisAliasTests(SimpleTestCase):
         self.assertEqual(ids(messages), ["modeld.W002"])
         self.assertNotIn(PASSWORD, messages[0].msg)
         self.assertEqual(response.status_code, 503)
+
+    def test_status_page_lists_the_models_of_MODELS(self):
+        # The queue carries no list of models: the page asks each model of MODELS through it.
+        from test_status_page import STATUS, user
+
+        self.client.force_login(user("staff", staff=True))
+        response = self.client.get(STATUS)
+        self.assertEqual(response.status_code, 200)
+        [alias] = response.context["aliases"]
+        self.assertTrue(alias.live and alias.ready)
+        self.assertEqual(alias.listing, "expected")
+        self.assertEqual([(r.name, r.state, r.expected) for r in alias.rows],
+                         [("linear", "READY", True), ("mlp", "READY", True)])
+        self.assertContains(response, "No list of models from the server (modeld&#x27;s Redis "
+                                      "and AMQP queues carry no list of models): listed are "
+                                      "the models of <code>MODELS</code>")
+        self.assertNotContains(response, PASSWORD)
 
     def test_status_command_hides_the_password(self):
         out = io.StringIO()

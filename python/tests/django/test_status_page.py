@@ -10,7 +10,7 @@ from django.test import SimpleTestCase, override_settings
 import modeld
 from modeld.django import clients, conf
 from modeld.django.checks import check_settings
-from modeld.django.overview import EXPECTED, METRICS, SERVER, model_states, traffic
+from modeld.django.overview import EXPECTED, SERVER, overview, traffic
 from modeld._prometheus import parse
 from support import BrokenModelServerTestCase, DeadServerMixin, reserve_dead_port
 
@@ -85,8 +85,8 @@ class DeadServerTests(DeadServerMixin, SimpleTestCase):
 
 
 class LiveStatusPageTests(BrokenModelServerTestCase):
-    """modeld on linear (versions 1 and 2) and broken (fails to load), default model control:
-    no repository index."""
+    """modeld on linear (versions 1 and 2) and broken (fails to load), default model control
+    (modeld serves its repository index in every mode)."""
 
     databases = {"default"}
 
@@ -124,9 +124,9 @@ class LiveStatusPageTests(BrokenModelServerTestCase):
             self.assertTrue(alias.live and alias.ready)
             self.assertIsNone(alias.error)
             self.assertTrue(alias.metrics_read, alias.metrics_error)
-        # Both list the server's models from its repository index (served in every mode).
-        self.assertEqual(grpc.listing, SERVER)
-        self.assertEqual(rest.listing, SERVER)
+            # Both list the server's models from its repository index.
+            self.assertEqual((alias.listing, alias.listing_error), (SERVER, None))
+        self.assertNotContains(response, "No list of models")
 
         rows = self.rows(grpc)
         self.assertEqual(sorted(rows), [("broken", "1"), ("linear", "1"), ("linear", "2"),
@@ -174,7 +174,8 @@ class LiveStatusPageTests(BrokenModelServerTestCase):
     def test_metrics_url_none_turns_an_http_aliases_metrics_off(self):
         response, aliases = self.page({"default": {"URL": self.http_url, "METRICS_URL": None}})
         self.assertIsNone(aliases["default"].metrics_url)
-        self.assertEqual(aliases["default"].listing, SERVER)  # models() reads /metrics itself
+        self.assertEqual(aliases["default"].listing, SERVER)
+        self.assertEqual(len(aliases["default"].rows), 3)  # broken 1, linear 1 and 2
         self.assertContains(response, "Metrics not configured")
 
     def test_a_password_never_shows(self):
@@ -244,5 +245,39 @@ modeld_model_state{model="bad",version="",state="failed"} 1
         self.assertEqual((two.requests, two.mean_s, two.error_ratio), (0, None, None))
         self.assertEqual(counted["", ""].error_outcomes, {"not_found": 5})
 
-    def test_model_states_in_version_order(self):
-        self.assertEqual(model_states(parse(self.TEXT)), [("bad", ""), ("m", "2"), ("m", "10")])
+
+
+class QueueAliasListingTests(SimpleTestCase):
+    """An alias whose server gives no list of models (a redis:// or amqp:// alias: models()
+    raises UNIMPLEMENTED) lists the models of its MODELS, each asked for its status, and says
+    why. (test_redis.py shows the page of a real Redis alias.)"""
+
+    class Queue:
+        """The modeld client of a queue alias, as the page asks it."""
+
+        def live(self):
+            return True
+
+        def ready(self):
+            return True
+
+        def models(self):
+            raise modeld.ModeldError("the list of models is not carried by modeld's Redis "
+                                     "queue", "UNIMPLEMENTED")
+
+        def model_status(self, name):
+            return modeld.ModelStatus(name, "1", True, "READY")
+
+    def test_the_models_of_MODELS_are_listed(self):
+        with override_settings(MODELD={"default": {"URL": "redis://127.0.0.1:1/0",
+                                                   "MODELS": ["linear", "mlp"]}}):
+            alias = clients["default"]
+            alias._client = self.Queue()
+            try:
+                result = overview(alias)
+            finally:
+                alias._client = None
+        self.assertEqual((result.listing, result.listing_error),
+                         (EXPECTED, "modeld's Redis and AMQP queues carry no list of models"))
+        self.assertEqual([(r.name, r.state, r.expected) for r in result.rows],
+                         [("linear", "READY", True), ("mlp", "READY", True)])

@@ -349,10 +349,7 @@ class AioAmqpTransport:
         return _envelope.metadata_status(
             lambda: _envelope.decode_reply(request, body, f"reply queue {queue}"), model, version)
 
-    async def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
-        raise _envelope.repository_index_unsupported(QUEUE)
-
-    async def model_names(self, timeout: float | None) -> list[str]:
+    async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise _envelope.repository_index_unsupported(QUEUE)
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],

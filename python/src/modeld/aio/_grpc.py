@@ -27,7 +27,6 @@ from .._grpc import (
     channel_credentials,
     grpc_error,
     index_entries,
-    model_names_unavailable,
     model_status_entries,
     model_status_request,
     server_metadata_dict,
@@ -139,17 +138,9 @@ class AioGrpcTransport:
                 raise
             return [entry]
 
-    async def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
-        try:
-            return index_entries(await self._call("RepositoryIndex",
-                                                  pb.RepositoryIndexRequest(), timeout))
-        except ModeldError as error:
-            if _status.index_is_off(error):
-                return None
-            raise
-
-    async def model_names(self, timeout: float | None) -> list[str]:
-        raise model_names_unavailable()
+    async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
+        return index_entries(await self._call("RepositoryIndex", pb.RepositoryIndexRequest(),
+                                              timeout))
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -295,12 +295,9 @@ class AioHttpTransport:
         response = await self._send(self._api.model_status(model, version), timeout)
         return self._api.model_status_result(response, model, version)
 
-    async def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
+    async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         response = await self._send(self._api.repository_index(), timeout)
         return self._api.repository_index_result(response)
-
-    async def model_names(self, timeout: float | None) -> list[str]:
-        return self._api.model_names_result(await self._send(self._api.metrics(), timeout))
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

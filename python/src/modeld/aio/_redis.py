@@ -180,10 +180,7 @@ class AioRedisTransport:
         replies = await self._roundtrip(call.commands, call.timeout, call.idempotent)
         return metadata_status(call, replies[-1], self._target.describe(), model, version)
 
-    async def repository_index(self, timeout: float | None) -> list[ModelStatus] | None:
-        raise repository_index_unsupported()
-
-    async def model_names(self, timeout: float | None) -> list[str]:
+    async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise repository_index_unsupported()
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],

@@ -2,6 +2,10 @@
 every model and version the server knows with its state and reason, and what modeld's
 ``/metrics`` says about each version's requests since modeld started.
 
+The models are those of modeld's repository index (``models()``), which modeld serves in every
+``--model-control-mode``. An alias whose server gives no list (a ``redis://`` or ``amqp://``
+alias: the queues carry none) shows the models of its ``MODELS``, each asked for its status.
+
 Nothing here raises: whatever cannot be asked (a server that is down, metrics that cannot be
 read) is recorded, with why, for the page to show.
 """
@@ -18,14 +22,12 @@ from typing import Any
 
 from .._prometheus import Sample, histogram_quantile, parse
 from .._redis_url import redact_url
-from ..errors import DeadlineExceeded, ModeldError, Unavailable
 from .probe import _describe
 
 logger = logging.getLogger("modeld.django")
 
 #: How the server's models were listed (AliasOverview.listing).
-SERVER = "server"  # models(): the repository index, or /metrics over http://
-METRICS = "metrics"  # modeld_model_state of the alias's METRICS_URL, each version asked
+SERVER = "server"  # models(): modeld's repository index
 EXPECTED = "expected"  # only MODELS could be asked: the server gave no list
 #: The most bytes of /metrics read.
 MAX_METRICS_BYTES = 16 * 1024 * 1024
@@ -93,7 +95,7 @@ class AliasOverview:
     #: why the server could not be asked (unreachable, timed out), else None
     error: str | None = None
     rows: list[ModelRow] = field(default_factory=list)
-    #: SERVER, METRICS or EXPECTED; and why the server's own list could not be had
+    #: SERVER or EXPECTED; and why the server's own list could not be had
     listing: str = SERVER
     listing_error: str | None = None
     #: the METRICS_URL (redacted), None when there is none; why it could not be read
@@ -174,19 +176,7 @@ def traffic(samples: Iterable[Sample]) -> dict[tuple[str, str], Traffic]:
     return dict(found)
 
 
-def model_states(samples: Iterable[Sample]) -> list[tuple[str, str]]:
-    """(model, version) of each version modeld_model_state names, sorted; version "" for a
-    model that failed before any version was read."""
-    return sorted({_key(s) for s in samples if s.name == "modeld_model_state" and _key(s)[0]},
-                  key=lambda key: (key[0], int(key[1]) if key[1].isdigit() else -1))
-
-
 # --- one alias ------------------------------------------------------------------------------
-
-
-def _not_asked(error: Exception) -> bool:
-    """Errors that mean the server could not be asked, rather than an answer."""
-    return isinstance(error, (Unavailable, DeadlineExceeded)) or not isinstance(error, ModeldError)
 
 
 def overview(alias_client: Any) -> AliasOverview:
@@ -212,7 +202,7 @@ def overview(alias_client: Any) -> AliasOverview:
                        result.error)
     statuses: list[Any] = []
     if result.error is None:
-        statuses = _list_models(client, result, samples)
+        statuses = _list_models(client, result)
         listed = {status.name for status in statuses}
         for name in expected:
             if name not in listed:
@@ -251,32 +241,17 @@ def _unasked(name: str, error: Exception | None) -> Any:
 
 #: ModeldError code of models() -> why the server gives no list, as the page says it.
 _WHY_NO_LIST = {
-    "MODEL_CONTROL_OFF": "over gRPC modeld lists its models only with "
-                         "--model-control-mode=explicit",
     "UNIMPLEMENTED": "modeld's Redis and AMQP queues carry no list of models",
 }
 
 
-def _list_models(client: Any, result: AliasOverview, samples: list[Sample] | None) -> list[Any]:
-    """The server's models: models() (the repository index, or /metrics over http://); for a
-    server that gives no list, modeld_model_state of the alias's METRICS_URL, each version
-    asked for its status; else nothing (the caller asks each model of MODELS)."""
+def _list_models(client: Any, result: AliasOverview) -> list[Any]:
+    """The server's models: models(), modeld's repository index. Where the server gives no
+    list (a Redis or AMQP queue carries none; an error), nothing, and why: the caller asks
+    each model of MODELS."""
     try:
         return list(client.models())
-    except Exception as error:  # noqa: BLE001
-        if _not_asked(error):
-            result.listing_error = _describe(error)
-            result.listing = EXPECTED
-            return []
-        result.listing_error = _WHY_NO_LIST.get(getattr(error, "code", None)) or _describe(error)
-    if samples is None:
+    except Exception as error:  # noqa: BLE001 (the page shows why)
         result.listing = EXPECTED
+        result.listing_error = _WHY_NO_LIST.get(getattr(error, "code", None)) or _describe(error)
         return []
-    result.listing = METRICS
-    statuses = []
-    for name, version in model_states(samples):
-        try:
-            statuses.append(client.model_status(name, version or None))
-        except Exception as error:  # noqa: BLE001
-            statuses.append(_unasked(name, error))
-    return statuses
