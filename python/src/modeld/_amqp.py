@@ -475,6 +475,9 @@ class AmqpTransport:
     def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise _envelope.repository_index_unsupported(QUEUE)
 
+    def model_config(self, model: str, version: str, timeout: float | None) -> dict[str, Any]:
+        raise _envelope.model_config_unsupported(QUEUE)
+
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         request = _envelope.infer(model, version, tensors, outputs, timeout)

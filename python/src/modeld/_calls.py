@@ -59,6 +59,7 @@ __all__ = [
     "model_status",
     "models",
     "metadata",
+    "model_config",
 ]
 
 T = TypeVar("T")
@@ -329,3 +330,13 @@ def metadata(
     # metadata() always asks the server, and refreshes the cache.
     client._forget(client._key(model, version))
     return (yield from _spec(client, model, version, deadline)).as_dict()
+
+
+def model_config(
+    client: ClientBase, model: str, version: int | str | None, timeout: float | None
+) -> Call[dict[str, Any]]:
+    key = client._key(model, version)
+    return (yield from _retrying(
+        client, f"config of model '{model}'", "model_config", key, client._deadline(timeout),
+        model=key,
+    ))

@@ -279,6 +279,25 @@ class Client(ClientBase):
         """
         return self._run(_calls.metadata(self, model, version, timeout))
 
+    def model_config(
+        self, model: str, version: int | str | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The model's configuration as modeld serves it (its config.pbtxt, with what modeld
+        filled in), as a dict: KServe's ``ModelConfig`` RPC over gRPC, ``GET
+        /v2/models/{m}[/versions/{v}]/config`` over HTTP. Field names as config.pbtxt spells
+        them, every field present (defaults too), enums by name (``"TYPE_FP32"``), integers
+        as numbers; ``max_batch_size`` (0: the model does not batch), say, which the metadata
+        lacks.
+
+        Raises:
+            ModelNotFound: the model or version is not served.
+            ModelNotReady: the model failed to load (as :meth:`infer`).
+            ModeldError: code ``"UNIMPLEMENTED"`` over Redis and AMQP (their queues carry
+                model metadata, not the config).
+            Unavailable, DeadlineExceeded, Unauthenticated: as the other calls.
+        """
+        return self._run(_calls.model_config(self, model, version, timeout))
+
     def close(self) -> None:
         """Closes the connections; the client cannot be used afterwards."""
         self._closed = True

@@ -36,6 +36,7 @@ __all__ = [
     "metadata_status",
     "server_metadata_unsupported",
     "repository_index_unsupported",
+    "model_config_unsupported",
 ]
 
 #: The code of the error raised for a reply that names another request.
@@ -150,6 +151,14 @@ def server_metadata_unsupported(queue: str) -> ModeldError:
     return ModeldError(
         f"server metadata is not carried by modeld's {queue} (model metadata and readiness "
         "are); ask modeld over grpc:// or http:// for it",
+        "UNIMPLEMENTED",
+    )
+
+
+def model_config_unsupported(queue: str) -> ModeldError:
+    return ModeldError(
+        f"model config is not carried by modeld's {queue} (model metadata is); ask modeld "
+        "over grpc:// or http:// for it",
         "UNIMPLEMENTED",
     )
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import json_format
 
 from . import _codec, _status, _training
 from ._codec import ModelSpec, Tensor
@@ -32,6 +34,7 @@ __all__ = [
     "model_status_request",
     "model_status_entries",
     "index_entries",
+    "model_config_dict",
 ]
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -156,6 +159,51 @@ def index_entries(response: Any) -> list[ModelStatus]:
     ])
 
 
+_INT64_TYPES = frozenset({
+    _descriptor.FieldDescriptor.TYPE_INT64, _descriptor.FieldDescriptor.TYPE_UINT64,
+    _descriptor.FieldDescriptor.TYPE_SINT64, _descriptor.FieldDescriptor.TYPE_FIXED64,
+    _descriptor.FieldDescriptor.TYPE_SFIXED64,
+})
+
+
+def _int64_numbers(value: Any, message: Any) -> Any:
+    """`value` (a dict of message type `message`, as json_format gives it) with its 64-bit
+    integers as numbers instead of strings, as modeld's HTTP API writes them."""
+    if not isinstance(value, dict):
+        return value
+    for key, item in value.items():
+        field = message.fields_by_name.get(key)
+        if field is None:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entry = field.message_type.fields_by_name["value"]  # map keys stay strings in JSON
+            value[key] = {k: _int64_field(v, entry) for k, v in item.items()}
+        elif isinstance(item, list):
+            value[key] = [_int64_field(v, field) for v in item]
+        else:
+            value[key] = _int64_field(item, field)
+    return value
+
+
+def _int64_field(item: Any, field: Any) -> Any:
+    if field.message_type is not None:
+        return _int64_numbers(item, field.message_type)
+    if field.type in _INT64_TYPES and isinstance(item, str):
+        return int(item)
+    return item
+
+
+def model_config_dict(response: Any) -> dict[str, Any]:
+    """The ``config`` (inference.ModelConfig) of a ModelConfigResponse as a dict, shaped as
+    modeld's HTTP API answers it: config.pbtxt's field names, every field (defaults too), enums
+    by name, 64-bit integers as numbers."""
+    data = json_format.MessageToDict(
+        response.config, preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return _int64_numbers(data, response.config.DESCRIPTOR)
+
+
 class GrpcTransport:
     """Calls modeld's KServe V2 gRPC API; every method raises ModeldError subclasses."""
 
@@ -217,6 +265,10 @@ class GrpcTransport:
 
     def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         return index_entries(self._call("RepositoryIndex", pb.RepositoryIndexRequest(), timeout))
+
+    def model_config(self, model: str, version: str, timeout: float | None) -> dict[str, Any]:
+        request = pb.ModelConfigRequest(name=model, version=version)
+        return model_config_dict(self._call("ModelConfig", request, timeout))
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

@@ -135,6 +135,10 @@ class HttpTransport:
     def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         return self._api.repository_index_result(self._send(self._api.repository_index(), timeout))
 
+    def model_config(self, model: str, version: str, timeout: float | None) -> dict[str, Any]:
+        response = self._send(self._api.model_config(model, version), timeout)
+        return self._api.model_config_result(response)
+
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         response = self._send(self._api.infer(model, version, tensors, outputs), timeout)

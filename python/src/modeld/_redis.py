@@ -32,7 +32,8 @@ from ._training import TrainResult
 from .errors import InvalidInput, ModeldError, ModelNotFound, Unavailable, client_timeout
 
 __all__ = ["RedisTransport", "import_redis", "auth_errors", "connect_error", "unauthenticated",
-           "server_metadata_unsupported", "repository_index_unsupported", "metadata_status",
+           "server_metadata_unsupported", "repository_index_unsupported",
+           "model_config_unsupported", "metadata_status",
            "CONNECT_TIMEOUT_S", "SEND_TIMEOUT_S", "REDIS_ERROR"]
 
 #: The longest a new connection may take to open (less when the call has less time left).
@@ -63,6 +64,10 @@ def server_metadata_unsupported() -> ModeldError:
 
 def repository_index_unsupported() -> ModeldError:
     return _envelope.repository_index_unsupported("Redis queue")
+
+
+def model_config_unsupported() -> ModeldError:
+    return _envelope.model_config_unsupported("Redis queue")
 
 
 def metadata_status(call: _redis_wire.Call, popped: Any, where: str, model: str,
@@ -235,6 +240,9 @@ class RedisTransport:
 
     def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise repository_index_unsupported()
+
+    def model_config(self, model: str, version: str, timeout: float | None) -> dict[str, Any]:
+        raise model_config_unsupported()
 
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

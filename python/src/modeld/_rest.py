@@ -110,6 +110,9 @@ class RestApi:
         return Request("POST", f"{self.prefix}/v2/repository/index", b"{}",
                        {"Content-Type": "application/json"})
 
+    def model_config(self, model: str, version: str) -> Request:
+        return Request("GET", self._model_path(model, version) + "/config")
+
     def infer(self, model: str, version: str, tensors: Sequence[Tensor],
               outputs: Sequence[str] | None) -> Request:
         body, header_length = _codec.http_infer_body(tensors, outputs)
@@ -196,6 +199,13 @@ class RestApi:
     @classmethod
     def repository_index_result(cls, response: Response) -> list[ModelStatus]:
         return _status.from_index(cls._json(response))
+
+    @classmethod
+    def model_config_result(cls, response: Response) -> dict[str, Any]:
+        data = cls._json(response)
+        if not isinstance(data, dict):
+            raise ModeldError("malformed model config from the server: not an object")
+        return data
 
     @classmethod
     def infer_result(cls, response: Response) -> dict[str, np.ndarray]:

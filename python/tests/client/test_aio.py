@@ -44,11 +44,17 @@ def test_main_paths(url, transport, example_repository):
             assert await client.model_ready("linear") is True
             assert await client.model_ready("linear", 3) is False
             assert await client.model_ready("no_such_model") is False
-            if transport == "redis":  # the queue carries no server metadata
+            if transport == "redis":  # the queue carries no server metadata, no config
                 with pytest.raises(modeld.ModeldError, match="grpc://"):
                     await client.metadata()
+                with pytest.raises(modeld.ModeldError, match="grpc://") as info:
+                    await client.model_config("linear")
+                assert info.value.code == "UNIMPLEMENTED"
             else:
                 assert (await client.metadata())["name"] == "modeld"
+                config = await client.model_config("linear", 1)
+                assert (config["name"], config["max_batch_size"]) == ("linear", 64)
+                assert config["input"][0]["dims"] == [3]
             metadata = await client.metadata("linear")
             assert metadata["versions"] == ["1", "2"]
             assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]

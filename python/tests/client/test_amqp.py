@@ -183,7 +183,7 @@ def test_every_call(amqp_client):
     broken = client.model_status("broken")
     assert (broken.name, broken.ready, broken.state) == ("broken", False, "UNAVAILABLE")
     assert "model.onnx" in broken.reason
-    for call in (client.metadata, client.models):
+    for call in (client.metadata, client.models, lambda: client.model_config("linear")):
         with pytest.raises(modeld.ModeldError, match="modeld's AMQP queue") as info:
             call()
         assert info.value.code == "UNIMPLEMENTED"

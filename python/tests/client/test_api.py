@@ -65,6 +65,37 @@ def test_model_metadata(client):
     assert [t["shape"] for t in add_sub["outputs"]] == [[16], [16]]
 
 
+def test_model_config(client, transport, server):
+    if transport == "redis":
+        # The queue carries model metadata, not the config (docs/redis.md).
+        with pytest.raises(modeld.ModeldError) as info:
+            client.model_config("linear")
+        assert info.value.code == "UNIMPLEMENTED" and "grpc://" in info.value.message
+        return
+    config = client.model_config("linear")
+    # examples/models/linear/config.pbtxt, as modeld serves it: every field, enums by name.
+    assert (config["name"], config["platform"], config["max_batch_size"]) == (
+        "linear", "pytorch_libtorch", 64)
+    assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "format": "FORMAT_NONE",
+                                "dims": [3]}]
+    assert config["output"] == [{"name": "y", "data_type": "TYPE_FP32", "dims": [1]}]
+    assert client.model_config("linear", 1) == client.model_config("linear", "2") == config
+    assert client.model_config("add_sub")["max_batch_size"] == 0  # it does not batch
+    # The same dict over both protocols, 64-bit integers as numbers.
+    other = "http" if transport == "grpc" else "grpc"
+    address = server.http_address if other == "http" else server.address
+    with modeld.Client(f"{other}://{address}") as same_server:
+        for model in ("linear", "mlp", "add_sub", "digits"):
+            assert client.model_config(model) == same_server.model_config(model), model
+    mlp = client.model_config("mlp")
+    assert mlp["dynamic_batching"]["max_queue_delay_microseconds"] == 0
+    assert mlp["instance_group"][0]["count"] == 1
+    with pytest.raises(modeld.ModelNotFound, match="no_such_model"):
+        client.model_config("no_such_model")
+    with pytest.raises(modeld.ModelNotFound, match="version 7"):
+        client.model_config("linear", 7)
+
+
 def test_predict_linear_from_lists_and_arrays(client):
     x = [[1.0, 2.0, 3.0], [-4.0, 0.5, 0.0]]
     y = client.predict("linear", x)

@@ -561,12 +561,37 @@ class RecordedLiveTests(ModeldServerTestCase):
         with override_model("linear", total, metadata=recorded(path)):
             np.testing.assert_array_equal(predict("linear", [[1, 2, 3]]), [[6.0]])
         with modeld.Client(self.grpc_url) as client:
-            self.assertEqual(json.loads(path.read_text()), client.metadata("linear"))
+            # The metadata, and the max_batch_size of the model's config.
+            self.assertEqual(json.loads(path.read_text()),
+                             {**client.metadata("linear"), "max_batch_size": 64})
+            self.assertEqual(client.model_config("linear")["max_batch_size"], 64)
         self.assertEqual(list(self.folder.rglob(".*")), [])  # no temporary file left
         with override_settings(MODELD={"default": {"URL": self.dead_url, "RETRIES": 0}}):
             with override_model("linear", total, metadata=recorded(path)):
                 with self.assertRaisesMessage(modeld.InvalidInput, "expects [-1, 3]"):
                     predict("linear", [[1.0, 2.0]])
+
+    def test_a_recorded_fake_refuses_the_batches_the_server_refuses(self):
+        path = self.folder / "linear.json"
+        batch = np.zeros((100, 3), np.float32)  # linear's max_batch_size is 64
+        with modeld.Client(self.grpc_url) as client:
+            with self.assertRaises(modeld.InvalidInput) as server:
+                client.predict("linear", batch)
+        with override_model("linear", total, metadata=recorded(path)) as fake:
+            with self.assertRaises(modeld.InvalidInput) as faked:
+                predict("linear", batch)
+            self.assertEqual(predict("linear", batch[:64]).shape, (64, 1))
+        self.assertEqual(faked.exception.message, server.exception.message)
+        self.assertEqual(faked.exception.message, "input 'x' has batch size 100 but model "
+                         "'linear' takes at most max_batch_size 64")
+        self.assertEqual(len(fake.calls), 1)  # the refused batch never reached fn
+        self.assertEqual(fake.metadata["max_batch_size"], 64)  # metadata() answers it too
+
+    def test_a_model_that_does_not_batch_records_max_batch_size_0(self):
+        path = self.folder / "add_sub.json"
+        with override_model("add_sub", double, metadata=recorded(path)):
+            pass
+        self.assertEqual(json.loads(path.read_text())["max_batch_size"], 0)
 
     def test_using_records_from_that_alias(self):
         path = self.folder / "mlp.json"
@@ -601,8 +626,9 @@ class RecordedLiveTests(ModeldServerTestCase):
             path = self.folder / f"{model}.json"
             with override_model(model, double, metadata=recorded(path)):
                 pass
-            # KServe metadata has no max_batch_size: added by hand, as the docs say.
-            metadata[model] = {**json.loads(path.read_text()), "max_batch_size": size}
+            # Recorded as it is: the metadata and the config's max_batch_size.
+            metadata[model] = json.loads(path.read_text())
+            self.assertEqual(metadata[model]["max_batch_size"], size)
         with modeld.Client(self.grpc_url) as client:
             for model, inputs, outputs in cases:
                 with self.subTest(model=model, inputs=inputs, outputs=outputs):

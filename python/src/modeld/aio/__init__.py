@@ -158,6 +158,12 @@ class Client(ClientBase):
         """Server metadata, or the model's (see :meth:`modeld.Client.metadata`)."""
         return await self._run(_calls.metadata(self, model, version, timeout))
 
+    async def model_config(
+        self, model: str, version: int | str | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The model's configuration as a dict (see :meth:`modeld.Client.model_config`)."""
+        return await self._run(_calls.model_config(self, model, version, timeout))
+
     async def close(self) -> None:
         """Closes the connections; the client cannot be used afterwards."""
         self._closed = True

@@ -352,6 +352,10 @@ class AioAmqpTransport:
     async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise _envelope.repository_index_unsupported(QUEUE)
 
+    async def model_config(self, model: str, version: str,
+                           timeout: float | None) -> dict[str, Any]:
+        raise _envelope.model_config_unsupported(QUEUE)
+
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         request = _envelope.infer(model, version, tensors, outputs, timeout)

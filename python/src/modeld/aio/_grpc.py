@@ -27,6 +27,7 @@ from .._grpc import (
     channel_credentials,
     grpc_error,
     index_entries,
+    model_config_dict,
     model_status_entries,
     model_status_request,
     server_metadata_dict,
@@ -141,6 +142,11 @@ class AioGrpcTransport:
     async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         return index_entries(await self._call("RepositoryIndex", pb.RepositoryIndexRequest(),
                                               timeout))
+
+    async def model_config(self, model: str, version: str,
+                           timeout: float | None) -> dict[str, Any]:
+        request = pb.ModelConfigRequest(name=model, version=version)
+        return model_config_dict(await self._call("ModelConfig", request, timeout))
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

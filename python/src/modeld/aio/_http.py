@@ -299,6 +299,11 @@ class AioHttpTransport:
         response = await self._send(self._api.repository_index(), timeout)
         return self._api.repository_index_result(response)
 
+    async def model_config(self, model: str, version: str,
+                           timeout: float | None) -> dict[str, Any]:
+        response = await self._send(self._api.model_config(model, version), timeout)
+        return self._api.model_config_result(response)
+
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:
         response = await self._send(self._api.infer(model, version, tensors, outputs), timeout)

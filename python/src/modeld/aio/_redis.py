@@ -28,6 +28,7 @@ from .._redis import (
     connect_error,
     import_redis,
     metadata_status,
+    model_config_unsupported,
     repository_index_unsupported,
     server_metadata_unsupported,
     unauthenticated,
@@ -182,6 +183,10 @@ class AioRedisTransport:
 
     async def repository_index(self, timeout: float | None) -> list[ModelStatus]:
         raise repository_index_unsupported()
+
+    async def model_config(self, model: str, version: str,
+                           timeout: float | None) -> dict[str, Any]:
+        raise model_config_unsupported()
 
     async def infer(self, model: str, version: str, tensors: Sequence[Tensor],
                     outputs: Sequence[str] | None, timeout: float | None) -> dict[str, np.ndarray]:

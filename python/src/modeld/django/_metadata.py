@@ -4,7 +4,9 @@ checks it then makes: inputs as the client and the server check them, outputs of
 The input checks mirror modeld's (``src/core/request_validator.cc``), message for message, after
 the client's own encoding (``modeld._codec``: the same safe casts, the same local refusals), so
 a test sees the ``modeld.InvalidInput`` that production would. KServe metadata has no
-``max_batch_size``; the batch-size rules apply only where the metadata dict carries one.
+``max_batch_size``; the batch-size rules (and the server's "(the first dimension is the batch
+size)" in a shape refusal) apply only where the metadata dict carries one: ``recorded()`` takes
+it from the model's config (:meth:`modeld.Client.model_config`), a hand-written dict adds it.
 """
 
 from __future__ import annotations
@@ -227,7 +229,12 @@ def _tensor(where: str, key: str, data: Any) -> TensorSpec:
 class Recorded:
     """``metadata=recorded(path)``: the metadata read from the JSON file at `path`; where it
     does not exist yet, asked once of the override's alias (``using``, else "default") and
-    written there, so later runs need no server. Delete the file to record it again."""
+    written there, so later runs need no server. Delete the file to record it again.
+
+    What is recorded is the model's metadata (:meth:`modeld.Client.metadata`) and the
+    ``max_batch_size`` of its config (:meth:`modeld.Client.model_config`; 0: it does not
+    batch), so that the fake refuses the batches the server refuses. Through a ``redis://`` or
+    ``amqp://`` alias, whose queue carries no config, the file has no ``max_batch_size``."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -258,7 +265,15 @@ class Recorded:
         config = clients.config(alias)
         try:
             with create_client(config) as client:
-                return client.metadata(model)
+                data = client.metadata(model)
+                try:
+                    model_config = client.model_config(model)
+                except modeld.ModeldError as error:
+                    if error.code != "UNIMPLEMENTED":  # a Redis or AMQP queue: no config
+                        raise
+                else:
+                    data["max_batch_size"] = int(model_config.get("max_batch_size") or 0)
+                return data
         except modeld.ModeldError as error:
             raise RuntimeError(
                 f"override_model({model!r}, metadata={self!r}): {self.path} does not exist, "

@@ -49,7 +49,9 @@ a dict shaped as :meth:`modeld.Client.metadata` returns it (``{"inputs": [{"name
 "shape"}, ...], "outputs": [...]}``, shapes in full with -1 for any size, plus an optional
 ``"max_batch_size"``, which KServe metadata does not carry), or ``recorded(path)``: read from
 the JSON file at ``path``, or, where there is none yet, asked once of the alias's server
-(``using``, else "default") and written there, to commit with the tests. Then:
+(``using``, else "default") and written there, to commit with the tests; recorded metadata
+carries the ``max_batch_size`` of the model's config (:meth:`modeld.Client.model_config`).
+Then:
 
 * ``predict``, ``infer`` (and ``train``'s inputs) are checked as the client and the server
   check them, and refused with the :class:`modeld.InvalidInput` and message the server gives:
