@@ -7,8 +7,10 @@
                      [--output NAME ...] [--version V]
     python -m modeld [--url URL] metadata [MODEL] [--version V]
 
-Every command prints JSON on stdout. ``status`` exits 1 when the server is not live or not
-ready or a model named with --model is not ready. Errors print ``error: <message>`` on stderr
+Every command prints JSON on stdout. ``status`` checks the models named with --model, else
+every model the server has (none over a queue, which carries no list of models); it adds
+modeld's reason for each that is not ready, and exits 1 when the server is not live or not
+ready or one of those models is not ready. Errors print ``error: <message>`` on stderr
 and exit 1. The URL (grpc://, http://, redis:// or amqp://, as modeld.Client takes) defaults
 to $MODELD_URL, else grpc://127.0.0.1:8001.
 """
@@ -82,10 +84,12 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status", help="is the server live and ready, and are the models named ready",
-        description="Prints {\"url\", \"live\", \"ready\", \"models\": {name: ready}}; exits 1 "
-                    "when anything is not live or ready.")
+        description="Prints {\"url\", \"live\", \"ready\", \"models\": {name: ready}}, and "
+                    "\"reasons\": {name: modeld's reason} for the models that are not ready; "
+                    "exits 1 when anything is not live or ready.")
     status.add_argument("--model", action="append", default=[], metavar="MODEL",
-                        help="also check this model's readiness (repeatable)")
+                        help="check this model (repeatable; default: every model the server "
+                             "has)")
 
     infer = commands.add_parser(
         "infer", help="run a model",
@@ -114,10 +118,22 @@ def _run(args: argparse.Namespace, client: Client) -> tuple[Any, int]:
     if args.command == "status":
         live = client.live()
         ready = client.ready()
-        models = {name: client.model_ready(name) for name in args.model}
+        names = list(args.model)
+        if not names:
+            try:
+                names = sorted({status.name for status in client.models()})
+            except ModeldError:
+                names = []  # a queue carries no list of models
+        statuses = {name: client.model_status(name) for name in names}
+        models = {name: status.ready for name, status in statuses.items()}
+        result: dict[str, Any] = {"url": redact_url(client.url), "live": live, "ready": ready,
+                                  "models": models}
+        reasons = {name: status.reason for name, status in statuses.items()
+                   if not status.ready and status.reason}
+        if reasons:
+            result["reasons"] = reasons
         ok = live and ready and all(models.values())
-        url = redact_url(client.url)
-        return {"url": url, "live": live, "ready": ready, "models": models}, 0 if ok else 1
+        return result, 0 if ok else 1
     if args.command == "infer":
         if args.json is not None:
             value = _parse_json(sys.stdin.read() if args.json == "-" else args.json, "--json")

@@ -32,7 +32,19 @@ def test_status(url):
 def test_status_of_an_unknown_model_exits_1(url):
     result = cli("status", "--model", "no_such_model", url=url)
     assert result.returncode == 1
-    assert json.loads(result.stdout)["models"] == {"no_such_model": False}
+    answer = json.loads(result.stdout)
+    assert answer["models"] == {"no_such_model": False}
+    assert answer["reasons"] == {"no_such_model": "unknown model 'no_such_model'"}
+
+
+def test_status_without_models_checks_every_model_the_server_has(url):
+    result = cli("status", url=url)
+    assert result.returncode == 0, result.stderr
+    models = json.loads(result.stdout)["models"]
+    if url.startswith(("redis://", "amqp://")):
+        assert models == {}  # a queue carries no list of models
+    else:
+        assert {"linear", "mlp", "digits"} <= set(models) and all(models.values()), models
 
 
 def test_url_from_the_environment(url):
