@@ -21,6 +21,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
+// GCC says __SANITIZE_ADDRESS__; clang says __has_feature(address_sanitizer).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MODELD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define MODELD_SANITIZED 1
+#endif
+#endif
+
 namespace modeld::common {
 namespace {
 
@@ -206,7 +215,7 @@ bool IsAbseilStartupNotice(absl::string_view line) {
 }
 
 bool StderrRoutingAvailable() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(MODELD_SANITIZED)
   return false;
 #else
   return true;
@@ -214,9 +223,7 @@ bool StderrRoutingAvailable() {
 }
 
 absl::Status RouteStderrThroughLog() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  return absl::OkStatus();
-#else
+  if (!StderrRoutingAvailable()) return absl::OkStatus();
   if (routing.exchange(true)) return absl::OkStatus();
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) != 0) {
@@ -245,7 +252,6 @@ absl::Status RouteStderrThroughLog() {
   ::dup2(ends[1], STDERR_FILENO);
   ::close(ends[1]);
   return absl::OkStatus();
-#endif
 }
 
 }  // namespace modeld::common
