@@ -106,7 +106,13 @@ class HttpTransport:
                 self._discard(connection)
                 if reused and attempt == 0 and isinstance(error, _STALE) and request.idempotent:
                     continue  # the server closed the idle connection; use a new one
-                raise Unavailable(f"cannot reach modeld at {self._url}: {error!r}") from None
+                hint = ""
+                if isinstance(error, http.client.BadStatusLine) and "\\x00\\x00" in repr(error):
+                    # HTTP/2's frames read as a status line: this is modeld's gRPC port.
+                    hint = " (this port speaks gRPC, HTTP/2: use a grpc:// URL for it, or " \
+                           "modeld's HTTP port)"
+                raise Unavailable(
+                    f"cannot reach modeld at {self._url}: {error!r}{hint}") from None
         raise AssertionError("unreachable")
 
     # --- API --------------------------------------------------------------------------------

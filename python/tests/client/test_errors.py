@@ -263,3 +263,9 @@ def test_bad_urls():
         modeld.Client("grpc://:8001")
     with pytest.raises(ValueError):
         modeld.Client("grpc://127.0.0.1:8001", timeout=0)
+
+
+def test_an_http_url_on_the_grpc_port_says_to_use_grpc(server):
+    with modeld.Client(f"http://{server.address}", timeout=5.0, retries=0) as client:
+        with pytest.raises(modeld.Unavailable, match="use a grpc:// URL"):
+            client.live()
