@@ -410,3 +410,13 @@ class ForkLocal:
         if state is not None and self._abandon is not None:
             self._abandon(state[1])
         return None
+
+
+def wrong_port_hint(error: BaseException) -> str:
+    """" (this port speaks gRPC ...)" when an HTTP client's failure shows it reached modeld's
+    gRPC port (HTTP/2's frames read as a status line), else ""."""
+    text = str(error)  # the frame's bytes as they are, or as the error quotes them
+    if "\x00\x00" in text or "\\x00\\x00" in text:
+        return (" (this port speaks gRPC, HTTP/2: use a grpc:// URL for it, or modeld's HTTP "
+                "port)")
+    return ""

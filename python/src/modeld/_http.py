@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._codec import ModelSpec, Tensor
-from ._common import Endpoint
+from ._common import Endpoint, wrong_port_hint
 from ._rest import Request, Response, RestApi, closed_by_peer
 from ._status import ModelStatus
 from ._training import TrainResult
@@ -106,13 +106,8 @@ class HttpTransport:
                 self._discard(connection)
                 if reused and attempt == 0 and isinstance(error, _STALE) and request.idempotent:
                     continue  # the server closed the idle connection; use a new one
-                hint = ""
-                if isinstance(error, http.client.BadStatusLine) and "\\x00\\x00" in repr(error):
-                    # HTTP/2's frames read as a status line: this is modeld's gRPC port.
-                    hint = " (this port speaks gRPC, HTTP/2: use a grpc:// URL for it, or " \
-                           "modeld's HTTP port)"
-                raise Unavailable(
-                    f"cannot reach modeld at {self._url}: {error!r}{hint}") from None
+                raise Unavailable(f"cannot reach modeld at {self._url}: {error!r}"
+                                  f"{wrong_port_hint(error)}") from None
         raise AssertionError("unreachable")
 
     # --- API --------------------------------------------------------------------------------

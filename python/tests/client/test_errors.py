@@ -269,3 +269,15 @@ def test_an_http_url_on_the_grpc_port_says_to_use_grpc(server):
     with modeld.Client(f"http://{server.address}", timeout=5.0, retries=0) as client:
         with pytest.raises(modeld.Unavailable, match="use a grpc:// URL"):
             client.live()
+
+
+def test_the_asyncio_client_too_says_to_use_grpc_on_the_grpc_port(server):
+    import asyncio
+
+    async def run():
+        async with modeld.aio.Client(f"http://{server.address}", timeout=5.0,
+                                     retries=0) as client:
+            await client.live()
+
+    with pytest.raises(modeld.Unavailable, match="use a grpc:// URL"):
+        asyncio.run(run())

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._codec import ModelSpec, Tensor
-from .._common import Deadline, Endpoint
+from .._common import Deadline, Endpoint, wrong_port_hint
 from .._rest import Request, Response, RestApi, closed_by_peer
 from .._status import ModelStatus
 from .._training import TrainResult
@@ -144,7 +144,8 @@ class AioHttpTransport:
             chunk = await self._recv(loop, connection)
             if not chunk:
                 if buffer:
-                    raise _Malformed("connection closed in the middle of the response headers")
+                    raise _Malformed("connection closed in the middle of the response headers "
+                                     f"(it began {bytes(buffer[:8])!r})")
                 raise _Stale("connection closed before the response")
             buffer += chunk
         head = bytes(buffer[:end]).decode("latin-1")
@@ -258,7 +259,8 @@ class AioHttpTransport:
                         and isinstance(error, (_Stale, ConnectionError))):
                     self._flush()
                     continue  # the server closed the idle connection; use a new one
-                raise Unavailable(f"cannot reach modeld at {self._url}: {error!r}") from None
+                raise Unavailable(f"cannot reach modeld at {self._url}: {error!r}"
+                                  f"{wrong_port_hint(error)}") from None
             except BaseException:  # cancelled: the connection is mid-exchange, unusable
                 if connection is not None:
                     connection.close()
