@@ -248,6 +248,14 @@ class DeployCheckLiveServerTests(ModeldServerTestCase):
         self.assertIn("'no_such_model'", messages[0].msg)
         self.assertIn("unknown model 'no_such_model'", messages[0].msg)
         self.assertIn("modeld has no such model", messages[0].hint)
+        self.assertNotIn("did you mean", messages[0].hint)  # nothing close to no_such_model
+
+    def test_a_misspelt_model_gets_the_closest_name(self):
+        for url in (self.grpc_url, self.http_url):
+            with override_settings(MODELD={"default": {"URL": url, "MODELS": ["linaer"]}}):
+                messages = check_servers()
+            self.assertEqual(ids(messages), ["modeld.W003"])
+            self.assertIn("did you mean 'linear'?", messages[0].hint)
 
     def test_each_alias_is_checked(self):
         setting = {"default": {"URL": self.grpc_url, "MODELS": ["mlp"]},

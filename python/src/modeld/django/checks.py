@@ -135,8 +135,10 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             if not ready:
                 reason = status.model_errors.get(name, "the server says it is not ready")
                 if status.model_problems.get(name) == UNKNOWN:
-                    hint = ("modeld has no such model: add it to the model repository, or "
-                            "correct or remove its name in MODELS.")
+                    close = status.suggestions.get(name)
+                    guess = f" (did you mean {close!r}?)" if close else ""
+                    hint = (f"modeld has no such model{guess}: add it to the model repository, "
+                            "or correct or remove its name in MODELS.")
                 else:
                     hint = ("The model is in modeld's repository but does not serve: the reason "
                             "above says why (it failed to load, or is still loading). Fix the "

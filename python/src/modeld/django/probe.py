@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,9 @@ class AliasStatus:
     #: model name -> UNKNOWN (the server has no such model) or NOT_LOADED (it has the model, and
     #: model_errors says why it does not serve it), for each model that is not ready
     model_problems: dict[str, str] = field(default_factory=dict)
+    #: model name -> the server's model of the closest name, for an UNKNOWN model whose name
+    #: looks misspelt
+    suggestions: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -80,7 +84,25 @@ def probe(
         if not model.ready:
             status.model_problems[name] = UNKNOWN if model.state == model.UNKNOWN else NOT_LOADED
             status.model_errors[name] = reason(model)
+    unknown = [name for name, problem in status.model_problems.items() if problem == UNKNOWN]
+    if unknown:
+        status.suggestions = _closest_names(client, unknown)
     return status
+
+
+def _closest_names(client: Any, unknown: list[str]) -> dict[str, str]:
+    """For each of `unknown`, the server's model of the closest name, if one is close; {} when
+    the server gives no list (a queue)."""
+    try:
+        served = sorted({model.name for model in client.models()})
+    except Exception:  # a hint only: no list, no hint
+        return {}
+    found = {}
+    for name in unknown:
+        close = difflib.get_close_matches(name, served, n=1, cutoff=0.6)
+        if close:
+            found[name] = close[0]
+    return found
 
 
 #: AliasStatus.model_problems values
