@@ -366,6 +366,47 @@ model_warmup { name: "random" batch_size: 1
 }
 
 
+# --- Celery task messages as kombu's Redis transport pushes them (docs/design/celery.md) --
+def celery_messages():
+    def wrap(task, args, kwargs, embed=None, content_type="application/json", **headers):
+        body = json.dumps([args, kwargs, embed]).encode()
+        task_id = "6f1c-seed"
+        return json.dumps({
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": content_type,
+            "headers": {"lang": "py", "task": task, "id": task_id, "root_id": task_id,
+                        "parent_id": None, "group": None, "retries": 0,
+                        "timelimit": [None, None], "argsrepr": repr(args),
+                        "kwargsrepr": repr(kwargs), "origin": "gen1@web", **headers},
+            "properties": {"correlation_id": task_id, "reply_to": "9a0e-reply",
+                           "delivery_mode": 2,
+                           "delivery_info": {"exchange": "", "routing_key": "modeld"},
+                           "priority": 0, "body_encoding": "base64", "delivery_tag": "d1"},
+        }).encode()
+
+    chain = [{"task": "site.postprocess", "args": [], "kwargs": {}, "options": {},
+              "subtask_type": None, "immutable": False}]
+    return {
+        "infer-linear": wrap("modeld.infer", ["linear", {"x": [[1.0, 2.0, 3.0]]}], {}),
+        "infer-int64-bool-kwargs": wrap(
+            "modeld.infer", [], {"model": "int64_bool", "inputs": {"ids": [[1, 2]],
+                                                                   "mask": [[True, False]]},
+                                 "version": 1, "outputs": ["y"]}),
+        "infer-strings-headers": wrap(
+            "modeld.infer", ["strings", {"text": [["hello"], ["b"]]}], {},
+            eta="2024-05-01T12:00:00.250000+00:00", expires="2024-05-01T13:00:00+00:00",
+            timelimit=[10, 30], ignore_result=True),
+        "predict-linear-chain": wrap("modeld.predict", ["linear", [[1, 2, 3]]], {},
+                                     {"callbacks": None, "errbacks": None, "chain": chain,
+                                      "chord": None}),
+        "predict-narrow": wrap("modeld.predict", ["narrow", [[1, 2]]], {"version": "1"}),
+        "train-linear": wrap("modeld.train", ["linear", {"x": [[1, 2, 3]]}, {"y": [[1]]}], {}),
+        "unknown-task": wrap("proj.tasks.add", [2, 2], {}),
+        "pickle": wrap("modeld.infer", [], {}, content_type="application/x-python-serialize"),
+    }
+
+
 def write(target, seeds):
     folder = CORPUS / target
     folder.mkdir(parents=True, exist_ok=True)
@@ -385,6 +426,7 @@ def main():
     write("kserve_json_fuzz", kserve_json_bodies())
     write("tfserving_json_fuzz", tfserving_json_bodies())
     write("train_fuzz", train_fuzz_inputs())
+    write("celery_task_fuzz", celery_messages())
     write("model_config_fuzz", {name: text.encode() for name, text in CONFIGS.items()})
 
 
