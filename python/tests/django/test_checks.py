@@ -236,6 +236,17 @@ class DeployCheckDeadServerTests(DeadServerMixin, SimpleTestCase):
             self.assertEqual(check_servers(), [])
 
 
+class HttpsAliasTests(SimpleTestCase):
+    def test_an_https_alias_is_w005_for_async_views(self):
+        with override_settings(MODELD={"default": {"URL": "https://127.0.0.1:1",
+                                                   "TIMEOUT": 0.5}}):
+            messages = check_servers()
+        self.assertIn("modeld.W005", ids(messages))
+        w005 = next(m for m in messages if m.id == "modeld.W005")
+        self.assertIn("modeld.aio.Client does not speak", w005.msg)
+        self.assertIn("grpcs://", w005.hint)
+
+
 class DeployCheckLiveServerTests(ModeldServerTestCase):
     def test_ready_server_and_models_give_no_warning(self):
         self.assertEqual(check_servers(), [])

@@ -31,6 +31,8 @@ modeld.W003     (``check --deploy``) a model in an alias's ``MODELS`` is not rea
                 the server, or in its repository but not serving (the server's reason)
 modeld.W004     (``check --deploy``) a ``TLS_CA`` / ``TLS_CERT`` / ``TLS_KEY`` file does not
                 exist, cannot be read, or holds no PEM data
+modeld.W005     (``check --deploy``) an ``https://`` alias, which the asyncio client (async
+                views, ``apredict``) does not speak
 ==============  =========================================================================
 
 The deploy checks ask each server with a short timeout (:data:`DEPLOY_CHECK_TIMEOUT`, no
@@ -103,6 +105,13 @@ def check_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
     messages: list[CheckMessage] = []
     for alias, config in conf.load().items():
+        if config.url.lower().startswith("https://"):
+            messages.append(CheckWarning(
+                f"MODELD[{alias!r}] is an https:// URL, which modeld.aio.Client does not speak: "
+                "async views calling it (apredict, ainfer) fail at their first request",
+                hint="Give async views a grpcs:// alias for the same server's gRPC port, or "
+                     "call this alias from sync views only.",
+                obj=f"settings.MODELD[{alias!r}]", id="modeld.W005"))
         tls_warnings = _tls_file_warnings(alias, config)
         if tls_warnings:
             messages += tls_warnings  # no client can be made with them
