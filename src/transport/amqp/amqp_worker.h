@@ -36,6 +36,7 @@
 #include "transport/amqp/amqp_link.h"
 #include "transport/amqp/amqp_metrics.h"
 #include "transport/message/log_throttle.h"
+#include "transport/message/outbox.h"
 
 namespace modeld::transport::amqp {
 
@@ -55,7 +56,6 @@ struct AmqpWorkerOptions {
 // A new, unopened link for each connection attempt.
 using LinkFactory = std::function<std::unique_ptr<AmqpLink>()>;
 
-class AmqpOutbox;
 struct AmqpJob;
 
 // Thread-safe. Lifecycle: Start once, then StopReading (optional) and Stop once.
@@ -104,7 +104,7 @@ class AmqpWorker {
   service::InferenceService& service_;
   const common::Clock& clock_;
   AmqpMetrics metrics_;
-  const std::shared_ptr<AmqpOutbox> outbox_;
+  const std::shared_ptr<message::Outbox<AmqpJob>> outbox_;
   message::LogThrottle bad_message_log_{"amqp"};
   message::LogThrottle returned_log_{"amqp"};
 
