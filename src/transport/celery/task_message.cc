@@ -275,6 +275,47 @@ absl::StatusOr<core::Tensor> ReadInput(const Value& value, const core::TensorSpe
   return core::Tensor::Owning(spec.type, std::move(shape), std::move(bytes));
 }
 
+// A target's datatype: the output's of the same name (the loss compares them), else what
+// its values are (a model's own train_step names its targets freely).
+core::DataType TargetType(const Value& value, const core::ModelConfig& config,
+                          absl::string_view name) {
+  for (const core::TensorSpec& output : config.outputs) {
+    if (output.name == name) return output.type;
+  }
+  const Value* leaf = &value;
+  while (leaf->IsArray() && !leaf->Empty()) leaf = &(*leaf)[0];
+  if (leaf->IsBool()) return core::DataType::kBool;
+  if (leaf->IsString() || leaf->IsObject()) return core::DataType::kBytes;
+  if (leaf->IsInt64()) return core::DataType::kInt64;
+  return core::DataType::kFp32;
+}
+
+// Every input of `config`, by name, from the object `inputs`.
+absl::Status ReadInputs(const Value& inputs, const core::ModelConfig& config,
+                        core::TensorMap& out) {
+  for (const auto& member : inputs.GetObject()) {
+    const absl::string_view name = Str(member.name);
+    const core::TensorSpec* spec = config.FindInput(name);
+    if (spec == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown input '", name, "'; model '",
+                                                     config.name, "' has inputs ",
+                                                     InputNames(config)));
+    }
+    ASSIGN_OR_RETURN(core::Tensor tensor, ReadInput(member.value, *spec));
+    if (!out.emplace(spec->name, std::move(tensor)).second) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", spec->name, "' appears twice"));
+    }
+  }
+  for (const core::TensorSpec& spec : config.inputs) {
+    if (!out.contains(spec.name)) {
+      return absl::InvalidArgumentError(absl::StrCat("missing input '", spec.name, "'; model '",
+                                                     config.name, "' has inputs ",
+                                                     InputNames(config)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Writes the shared part of every result document around `write_result`.
 template <typename WriteResult>
 std::string ResultDocument(const TaskIds& ids, absl::string_view status,
@@ -362,11 +403,12 @@ absl::StatusOr<TaskHeaders> HeadersFromJson(const Value& headers) {
   if (const Value* limit = Member(headers, "timelimit"); limit != nullptr && !limit->IsNull()) {
     if (!limit->IsArray() || limit->Size() != 2) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "header 'timelimit' must be [soft, hard] (seconds or null), got ",
+          "header 'timelimit' must be [hard, soft] (seconds or null), got ",
           limit->IsArray() ? absl::StrCat("a list of ", limit->Size()) : JsonTypeName(*limit)));
     }
-    RETURN_IF_ERROR(ReadLimit((*limit)[0], "soft", out.soft_time_limit));
-    RETURN_IF_ERROR(ReadLimit((*limit)[1], "hard", out.hard_time_limit));
+    // Celery writes [time_limit, soft_time_limit]: the hard one first.
+    RETURN_IF_ERROR(ReadLimit((*limit)[0], "hard", out.hard_time_limit));
+    RETURN_IF_ERROR(ReadLimit((*limit)[1], "soft", out.soft_time_limit));
   }
   if (const Value* ignore = Member(headers, "ignore_result");
       ignore != nullptr && !ignore->IsNull()) {
@@ -540,25 +582,32 @@ absl::StatusOr<core::InferRequest> ToInferRequest(const CeleryTask& task,
     return absl::InvalidArgumentError(
         absl::StrCat(task.headers.task, " is not an inference task"));
   }
-  const Value& inputs = *Argument(task, "inputs");
-  for (const auto& member : inputs.GetObject()) {
-    const absl::string_view name = Str(member.name);
-    const core::TensorSpec* spec = config.FindInput(name);
-    if (spec == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown input '", name, "'; model '", config.name,
-                                                     "' has inputs ", InputNames(config)));
-    }
-    ASSIGN_OR_RETURN(core::Tensor tensor, ReadInput(member.value, *spec));
-    if (!request.inputs.emplace(spec->name, std::move(tensor)).second) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", spec->name, "' appears twice"));
-    }
+  RETURN_IF_ERROR(ReadInputs(*Argument(task, "inputs"), config, request.inputs));
+  return request;
+}
+
+absl::StatusOr<core::TrainRequest> ToTrainRequest(const CeleryTask& task,
+                                                  const core::ModelConfig& config) {
+  if (task.kind != TaskKind::kTrain) {
+    return absl::InvalidArgumentError(absl::StrCat(task.headers.task, " is not a training task"));
   }
-  for (const core::TensorSpec& spec : config.inputs) {
-    if (!request.inputs.contains(spec.name)) {
-      return absl::InvalidArgumentError(absl::StrCat("missing input '", spec.name, "'; model '",
-                                                     config.name, "' has inputs ",
-                                                     InputNames(config)));
-    }
+  core::TrainRequest request;
+  request.model_name = task.model;
+  request.model_version = task.version;
+  request.id = task.headers.ids.id;
+  RETURN_IF_ERROR(ReadInputs(*Argument(task, "inputs"), config, request.inputs));
+  const Value& targets = *Argument(task, "targets");
+  if (targets.MemberCount() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kTrainTask, "() needs at least one target"));
+  }
+  for (const auto& member : targets.GetObject()) {
+    const std::string name(Str(member.name));
+    std::string bytes;
+    const core::DataType type = TargetType(member.value, config, name);
+    ASSIGN_OR_RETURN(core::Shape shape,
+                     http::ReadNestedTensor(member.value, type, kInputRules,
+                                            absl::StrCat("target '", name, "'"), bytes));
+    request.targets.emplace(name, core::Tensor::Owning(type, std::move(shape), std::move(bytes)));
   }
   return request;
 }

@@ -48,7 +48,7 @@ struct TaskHeaders {
   std::string lang;  // "py" from Python clients; informative only
   std::optional<absl::Time> eta;      // not to run before
   std::optional<absl::Time> expires;  // not to run after: stored as REVOKED instead
-  std::optional<absl::Duration> soft_time_limit;  // header "timelimit" [soft, hard], seconds
+  std::optional<absl::Duration> soft_time_limit;  // header "timelimit" [hard, soft], seconds
   std::optional<absl::Duration> hard_time_limit;
   int64_t retries = 0;
   bool ignore_result = false;
@@ -63,7 +63,7 @@ struct TaskHeaders {
 // Unknown headers and the informative ones (argsrepr, kwargsrepr, origin, shadow, meth,
 // stamps...) are ignored. INVALID_ARGUMENT naming the header for: a header of the wrong JSON
 // type (ids and task must be strings or null; eta/expires ISO 8601 strings or null; retries a
-// non-negative integer; timelimit a list of two numbers-or-nulls; ignore_result a boolean), a
+// non-negative integer; timelimit a list [hard, soft] of numbers-or-nulls; ignore_result a boolean), a
 // date that does not parse, a negative time limit. The properties are left empty.
 absl::StatusOr<TaskHeaders> HeadersFromJson(const rapidjson::Value& headers);
 
@@ -157,6 +157,13 @@ bool Expired(const TaskHeaders& headers, absl::Time now);
 absl::StatusOr<core::InferRequest> ToInferRequest(const CeleryTask& task,
                                                   const core::ModelConfig& config,
                                                   absl::Time received);
+
+// modeld.train -> the request for `config`'s model: inputs as ToInferRequest reads them; each
+// target with the datatype of the output of the same name (the loss compares them), else the
+// one its values have (booleans BOOL, strings BYTES, integers INT64, other numbers FP32).
+// INVALID_ARGUMENT naming the input or target, as ToInferRequest; no targets at all.
+absl::StatusOr<core::TrainRequest> ToTrainRequest(const CeleryTask& task,
+                                                  const core::ModelConfig& config);
 
 // The task's result as JSON: modeld.infer {output name: nested list}; modeld.predict the one
 // output's nested list. BYTES outputs as strings, or {"b64": ...} when not UTF-8; NaN and the

@@ -63,7 +63,7 @@ TEST(HeadersFromJsonTest, ReadsEveryHeaderTheWorkerHonours) {
   rapidjson::Document doc = Json(R"json({
       "lang": "py", "task": "modeld.infer", "id": "t1", "root_id": "r1", "parent_id": "p1",
       "group": "g1", "eta": "2024-05-01T12:00:00.250000+00:00",
-      "expires": "2024-05-01T13:00:00+02:00", "retries": 3, "timelimit": [10, 30.5],
+      "expires": "2024-05-01T13:00:00+02:00", "retries": 3, "timelimit": [30.5, 10],
       "ignore_result": true, "argsrepr": "('linear',)", "kwargsrepr": "{}",
       "origin": "gen1@web", "shadow": null, "stamps": {}})json");
   absl::StatusOr<TaskHeaders> headers = HeadersFromJson(doc);
@@ -106,10 +106,10 @@ TEST(HeadersFromJsonTest, RefusesMistypedHeadersNamingThem) {
       {R"({"expires": "tomorrow"})", "header 'expires': 'tomorrow' is not an ISO 8601 date"},
       {R"({"retries": -1})", "header 'retries' must be a non-negative integer"},
       {R"({"retries": 1.5})", "header 'retries' must be a non-negative integer"},
-      {R"({"timelimit": 30})", "header 'timelimit' must be [soft, hard]"},
+      {R"({"timelimit": 30})", "header 'timelimit' must be [hard, soft]"},
       {R"({"timelimit": [1, 2, 3]})", "got a list of 3"},
-      {R"({"timelimit": [-1, null]})", "the soft limit must be null or a number"},
-      {R"({"timelimit": [null, "10"]})", "the hard limit must be null or a number"},
+      {R"({"timelimit": [-1, null]})", "the hard limit must be null or a number"},
+      {R"({"timelimit": [null, "10"]})", "the soft limit must be null or a number"},
       {R"({"ignore_result": "yes"})", "header 'ignore_result' must be true or false"},
   };
   for (const auto& [json, message] : cases) {
