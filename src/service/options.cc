@@ -476,6 +476,85 @@ const std::vector<Flag>& Flags() {
          return ParsePositive("amqp-max-deliveries", v, &o.amqp_max_deliveries);
        },
        [](const ServerOptions& o) { return absl::StrCat(o.amqp_max_deliveries); }},
+      {"celery-broker", "URL",
+       "Turns the Celery worker on: modeld consumes Celery tasks (modeld.infer, modeld.predict, "
+       "modeld.train) from this broker, amqp://user:password@host:port/vhost, amqps:// or "
+       "redis://host:port/db (docs/celery.md).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::StartsWith(v, "amqp://") && !absl::StartsWith(v, "amqps://") &&
+             !absl::StartsWith(v, "redis://")) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--celery-broker expects amqp://, amqps:// or redis:// (as Celery's "
+               "broker_url), got '", v, "'"));
+         }
+         o.celery_broker = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.celery_broker; }},
+      {"celery-tls-ca", "PATH",
+       "With an amqps:// --celery-broker: the CA certificate(s) that signed the broker's (PEM); "
+       "empty: the system's.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("celery-tls-ca", v, &o.celery_tls_ca);
+       },
+       [](const ServerOptions& o) { return o.celery_tls_ca; }},
+      {"celery-queue", "NAME",
+       "The Celery queue modeld consumes; route modeld's tasks there (task_routes).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("celery-queue", v, &o.celery_queue);
+       },
+       [](const ServerOptions& o) { return o.celery_queue; }},
+      {"celery-result-backend", "URL",
+       "Where results go, as Celery's result_backend: redis://host:port/db or rpc:// (back "
+       "through the broker to the caller); empty: results are not stored.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::StartsWith(v, "redis://") && v != "rpc://") {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--celery-result-backend expects redis://host:port/db or rpc://, got '", v,
+               "'"));
+         }
+         o.celery_result_backend = std::string(v);
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.celery_result_backend; }},
+      {"celery-result-expires", "SECONDS",
+       "Results stored in Redis expire after this long (Celery's result_expires).",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("celery-result-expires", v, &o.celery_result_expires_s);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.celery_result_expires_s); }},
+      {"celery-track-started", "BOOL",
+       "true: store the STARTED state when a task starts (Celery's task_track_started).",
+       [](ServerOptions& o, absl::string_view v) {
+         if (v != "true" && v != "false") {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--celery-track-started expects true or false, got '", v, "'"));
+         }
+         o.celery_track_started = v == "true";
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.celery_track_started ? "true" : "false"; }},
+      {"celery-default-queue", "NAME",
+       "Where modeld publishes a chain's next step (or a link) whose signature names no queue: "
+       "the Python side's task_default_queue.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParseNonEmpty("celery-default-queue", v, &o.celery_default_queue);
+       },
+       [](const ServerOptions& o) { return o.celery_default_queue; }},
+      {"celery-prefetch", "N",
+       "Most Celery tasks taken at once (tasks waiting for their eta add to it); fewer while "
+       "the process-wide --max-inflight-requests cap has fewer free.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (absl::Status status = ParsePositive("celery-prefetch", v, &o.celery_prefetch);
+             !status.ok()) {
+           return status;
+         }
+         if (o.celery_prefetch > 65535) {
+           return absl::InvalidArgumentError("--celery-prefetch is at most 65535");
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.celery_prefetch); }},
   };
   return *flags;
 }
@@ -487,7 +566,8 @@ const Flag* FindFlag(absl::string_view name) {
   return nullptr;
 }
 
-// Redis and AMQP flags that make no sense together or without --redis-url / --amqp-url.
+// Redis, AMQP and Celery flags that make no sense together or without --redis-url /
+// --amqp-url / --celery-broker.
 absl::Status CheckRedisFlags(const ServerOptions& options, const std::set<std::string>& given) {
   for (const std::string& name : given) {
     if (absl::StartsWith(name, "redis-") && name != "redis-url" && options.redis_url.empty()) {
@@ -500,6 +580,16 @@ absl::Status CheckRedisFlags(const ServerOptions& options, const std::set<std::s
       return absl::InvalidArgumentError(
           absl::StrCat("--", name, " needs --amqp-url (the AMQP transport is off without it)"));
     }
+  }
+  for (const std::string& name : given) {
+    if (absl::StartsWith(name, "celery-") && name != "celery-broker" &&
+        options.celery_broker.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", name, " needs --celery-broker (the Celery worker is off without it)"));
+    }
+  }
+  if (!options.celery_tls_ca.empty() && !absl::StartsWith(options.celery_broker, "amqps://")) {
+    return absl::InvalidArgumentError("--celery-tls-ca needs an amqps:// --celery-broker");
   }
   if (!options.redis_list.empty()) {
     for (const char* name : {"redis-stream", "redis-group"}) {

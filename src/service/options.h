@@ -142,6 +142,18 @@ struct ServerOptions {
   // A message delivered more times than this is rejected into the dead letters and answered
   // ABORTED.
   int64_t amqp_max_deliveries = 3;
+
+  // Celery transport (docs/celery.md): modeld as a Celery worker, off unless celery_broker is
+  // set. amqp://, amqps:// or redis://.
+  std::string celery_broker;
+  std::string celery_tls_ca;  // amqps://: the CA of the broker's certificate; empty: the system's
+  std::string celery_queue = "modeld";
+  // redis://... or rpc://; empty: results are not stored (Celery's disabled backend).
+  std::string celery_result_backend;
+  int64_t celery_result_expires_s = 86400;  // Celery's result_expires (one day)
+  bool celery_track_started = false;        // store STARTED before running
+  std::string celery_default_queue = "celery";  // a chain step's queue when it names none
+  int64_t celery_prefetch = 64;  // most tasks running at once (eta tasks add to it)
 };
 
 struct ParsedFlags {

@@ -210,6 +210,48 @@ TEST(OptionsTest, AmqpFlags) {
   EXPECT_EQ(o.amqp_max_deliveries, 5);
 }
 
+TEST(OptionsTest, CeleryFlags) {
+  absl::StatusOr<ParsedFlags> flags =
+      Parse({"--model-repository=/m", "--celery-broker=redis://cache:6379/2",
+             "--celery-queue=ml", "--celery-result-backend=rpc://",
+             "--celery-result-expires=600", "--celery-track-started=true",
+             "--celery-default-queue=python", "--celery-prefetch=16"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.celery_broker, "redis://cache:6379/2");
+  EXPECT_EQ(o.celery_queue, "ml");
+  EXPECT_EQ(o.celery_result_backend, "rpc://");
+  EXPECT_EQ(o.celery_result_expires_s, 600);
+  EXPECT_TRUE(o.celery_track_started);
+  EXPECT_EQ(o.celery_default_queue, "python");
+  EXPECT_EQ(o.celery_prefetch, 16);
+  const ServerOptions defaults;
+  EXPECT_EQ(defaults.celery_queue, "modeld");
+  EXPECT_FALSE(defaults.celery_track_started);
+}
+
+TEST(OptionsTest, CeleryFlagErrors) {
+  EXPECT_THAT(Parse({"--model-repository=/m", "--celery-broker=sqs://q"}).status().message(),
+              HasSubstr("--celery-broker expects amqp://, amqps:// or redis://"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--celery-queue=ml"}).status().message(),
+              HasSubstr("--celery-queue needs --celery-broker"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--celery-broker=redis://h",
+                     "--celery-result-backend=db+sqlite:///r.db"})
+                  .status()
+                  .message(),
+              HasSubstr("--celery-result-backend expects redis://host:port/db or rpc://"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--celery-broker=redis://h",
+                     "--celery-track-started=yes"})
+                  .status()
+                  .message(),
+              HasSubstr("expects true or false"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--celery-broker=amqp://h",
+                     "--celery-tls-ca=/ca.pem"})
+                  .status()
+                  .message(),
+              HasSubstr("--celery-tls-ca needs an amqps://"));
+}
+
 TEST(OptionsTest, AmqpFlagErrors) {
   EXPECT_THAT(Parse({"--model-repository=/m", "--amqp-url=rabbit:5672"}).status().message(),
               HasSubstr("--amqp-url expects amqp://"));
