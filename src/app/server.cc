@@ -41,6 +41,7 @@
 #include "transport/grpc_limits.h"
 #include "transport/grpc_listener.h"
 #include "transport/amqp/amqp_transport.h"
+#include "transport/celery/celery_transport.h"
 #include "transport/redis/redis_transport.h"
 
 namespace modeld::app {
@@ -197,6 +198,14 @@ class ModeldServer : public Server {
       // ServerReady is false while the worker cannot reach the broker, on every transport.
       service_.AddReadinessCondition([worker = amqp_.get()] { return worker->Ready(); });
     }
+    if (!options_.celery_broker.empty()) {
+      transport::celery::CeleryTransportOptions celery = CeleryOptionsFrom(options_);
+      celery.admission = &admission_;
+      ASSIGN_OR_RETURN(celery_, transport::celery::MakeCeleryWorker(celery, service_, clock_,
+                                                                    &metrics_));
+      // Likewise while the Celery worker cannot reach its broker.
+      service_.AddReadinessCondition([worker = celery_.get()] { return worker->Ready(); });
+    }
     // One gRPC server for KServe V2, modeld's training extension and TensorFlow Serving's
     // services...
     ASSIGN_OR_RETURN(grpc_,
@@ -323,15 +332,18 @@ class ModeldServer : public Server {
     // start it any more.)
     bool redis_started = false;
     bool amqp_started = false;
+    bool celery_started = false;
     {
       absl::MutexLock lock(&start_mu_);
       stopping_ = true;
       redis_started = redis_started_;
       amqp_started = amqp_started_;
+      celery_started = celery_started_;
     }
     if (redis_started) redis_->StopReading();
     // Likewise the AMQP consumer is cancelled: the broker keeps the rest for another modeld.
     if (amqp_started) amqp_->StopReading();
+    if (celery_started) celery_->StopReading();
     // Not ready at once, and new requests get UNAVAILABLE from the service (which a client or
     // load balancer can act on) while the transports stay open for the accepted ones.
     service_.StartDraining();
@@ -355,6 +367,9 @@ class ModeldServer : public Server {
     // Replies and acknowledgements of what the AMQP worker holds; the broker delivers what is
     // unacknowledged at the deadline again.
     if (amqp_started) amqp_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
+    // The Celery worker stores the results of what it ran and acknowledges them; tasks waiting
+    // for their eta, and what is unacknowledged at the deadline, go back to the broker.
+    if (celery_started) celery_->Stop(std::max(deadline, absl::Now() + absl::Seconds(1)));
     // Both transports close together; each lets what it is still writing finish (up to 1 s).
     for (const auto& listener : grpc_listeners_) listener->Stop();
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
@@ -415,6 +430,10 @@ class ModeldServer : public Server {
       amqp_->Start();
       amqp_started_ = true;
     }
+    if (celery_ != nullptr) {
+      celery_->Start();
+      celery_started_ = true;
+    }
     control_->Start();
     spdlog::info("modeld is ready");
   }
@@ -460,11 +479,13 @@ class ModeldServer : public Server {
   // them: their readiness checks call it.
   std::unique_ptr<transport::redis::RedisWorker> redis_;
   std::unique_ptr<transport::amqp::AmqpWorker> amqp_;  // null unless --amqp-url; likewise
+  std::unique_ptr<transport::celery::CeleryWorker> celery_;  // null unless --celery-broker
   // What the loader has started, and whether a stop has begun; the loader starts nothing
   // once it has.
   absl::Mutex start_mu_;
   bool redis_started_ ABSL_GUARDED_BY(start_mu_) = false;
   bool amqp_started_ ABSL_GUARDED_BY(start_mu_) = false;
+  bool celery_started_ ABSL_GUARDED_BY(start_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(start_mu_) = false;
   service::Admission admission_;  // before the transports that hold it
   transport::grpc_kserve::KServeGrpcService kserve_;

@@ -65,4 +65,17 @@ transport::amqp::AmqpTransportOptions AmqpOptionsFrom(const service::ServerOptio
   return amqp;
 }
 
+transport::celery::CeleryTransportOptions CeleryOptionsFrom(const service::ServerOptions& options) {
+  transport::celery::CeleryTransportOptions celery;
+  celery.broker = options.celery_broker;
+  celery.tls_ca_file = options.celery_tls_ca;
+  celery.queue = options.celery_queue;
+  celery.result_backend = options.celery_result_backend;
+  celery.result_expiry = absl::Seconds(options.celery_result_expires_s);
+  celery.track_started = options.celery_track_started;
+  celery.default_queue = options.celery_default_queue;
+  celery.prefetch = static_cast<int>(options.celery_prefetch);
+  return celery;
+}
+
 }  // namespace modeld::app

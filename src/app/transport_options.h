@@ -7,6 +7,7 @@
 #include "transport/http/http_server.h"
 #include "transport/http/router.h"
 #include "transport/amqp/amqp_transport.h"
+#include "transport/celery/celery_transport.h"
 #include "transport/redis/redis_transport.h"
 
 namespace modeld::app {
@@ -20,5 +21,8 @@ transport::redis::RedisTransportOptions RedisOptionsFrom(const service::ServerOp
 
 // --amqp-*.
 transport::amqp::AmqpTransportOptions AmqpOptionsFrom(const service::ServerOptions& options);
+
+// --celery-*.
+transport::celery::CeleryTransportOptions CeleryOptionsFrom(const service::ServerOptions& options);
 
 }  // namespace modeld::app
