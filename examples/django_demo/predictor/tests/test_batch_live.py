@@ -1,7 +1,9 @@
 """The batch page end to end: a real redis-server as Celery's broker and result backend, and a
 real modeld (build/bin/modeld on examples/models) consuming it with --celery-broker and
---celery-result-backend. No Python worker runs; the outputs must be exactly what the modeld
-client answers for the same rows, and a chunk modeld refuses must show modeld's message."""
+--celery-result-backend. No Python worker runs; the outputs must be what the modeld client
+answers for the same rows (exactly for linear; to the last bit's rounding for mlp, whose sums
+depend on how the rows are batched), and a chunk modeld refuses must show modeld's
+message."""
 
 import time
 
@@ -72,7 +74,13 @@ class BatchLiveTests(SimpleTestCase):
                 expected = self.modeld.predict(model, generate_rows(model, rows, 5))
                 outputs = np.asarray(progress["outputs"], dtype=np.float32)
                 self.assertEqual(outputs.shape, expected.shape)
-                np.testing.assert_array_equal(outputs, expected)
+                if model == "linear":
+                    np.testing.assert_array_equal(outputs, expected)
+                else:
+                    # mlp's sums depend on how modeld's dynamic batcher groups the rows
+                    # (chunks, concurrent chunks merged, or one batch of 20): the last bit may
+                    # differ, as between any two batchings of the same rows
+                    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
                 # the page, rendered once finished, shows the same
                 page = self.client.get(f"/batch/{token}/")
                 self.assertContains(page, f"{chunks} of {chunks} chunks done.")
