@@ -25,7 +25,7 @@ std::string HostName() {
   return host;
 }
 
-// A Redis connector for `url`, or INVALID_ARGUMENT naming `flag`.
+// A Redis connector for `url`, or INVALID_ARGUMENT naming `flag`. `where`: "host:port/db".
 absl::StatusOr<redis::RedisConnector> RedisConnectorFor(const std::string& url,
                                                         absl::string_view flag,
                                                         std::string* where) {
@@ -33,7 +33,7 @@ absl::StatusOr<redis::RedisConnector> RedisConnectorFor(const std::string& url,
   if (!endpoint.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", endpoint.status().message()));
   }
-  *where = absl::StrCat("redis://", endpoint->ToString());
+  *where = endpoint->ToString();
   redis::HiredisOptions hiredis;
   // The broker's reader blocks in BRPOP 1 s at a time; a reply slower than this is a dead link.
   hiredis.command_timeout = absl::Seconds(10);
@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<CeleryWorker>> MakeCeleryWorker(
     RedisCeleryBrokerOptions broker;
     ASSIGN_OR_RETURN(broker.connector,
                      RedisConnectorFor(options.broker, "celery-broker", &worker.where));
+    worker.where = absl::StrCat("redis://", worker.where);
     broker.where = worker.where;
     brokers = [broker] { return std::make_unique<RedisCeleryBroker>(broker); };
   } else {

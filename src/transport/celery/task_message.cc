@@ -390,6 +390,7 @@ absl::StatusOr<TaskHeaders> HeadersFromJson(const Value& headers) {
   RETURN_IF_ERROR(ReadString(headers, "parent_id", "header", out.ids.parent_id));
   RETURN_IF_ERROR(ReadString(headers, "group", "header", out.ids.group));
   RETURN_IF_ERROR(ReadString(headers, "lang", "header", out.lang));
+  RETURN_IF_ERROR(ReadString(headers, "compression", "header", out.compression));
   RETURN_IF_ERROR(ReadTime(headers, "eta", out.eta));
   RETURN_IF_ERROR(ReadTime(headers, "expires", out.expires));
   if (const Value* retries = Member(headers, "retries"); retries != nullptr && !retries->IsNull()) {
@@ -498,6 +499,12 @@ absl::StatusOr<CeleryTask> ParseTaskMessage(const TaskHeaders& headers, absl::st
     return absl::InvalidArgumentError(
         absl::StrCat("content encoding '", absl::CHexEscape(headers.content_encoding),
                      "' is not accepted: modeld reads utf-8 JSON"));
+  }
+  if (!headers.compression.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the task message is compressed (", absl::CHexEscape(headers.compression),
+                     "): modeld reads uncompressed JSON (drop task_compression / "
+                     "compression=)"));
   }
   if (headers.ids.id.empty()) {
     return absl::InvalidArgumentError("the task message has no 'id' header (protocol v2)");

@@ -46,6 +46,7 @@ struct TaskHeaders {
   std::string task;  // header "task"
   TaskIds ids;       // headers "id", "root_id", "parent_id", "group"
   std::string lang;  // "py" from Python clients; informative only
+  std::string compression;  // header "compression" (gzip, bzip2...): refused; "" when none
   std::optional<absl::Time> eta;      // not to run before
   std::optional<absl::Time> expires;  // not to run after: stored as REVOKED instead
   std::optional<absl::Duration> soft_time_limit;  // header "timelimit" [hard, soft], seconds
@@ -117,7 +118,8 @@ struct CeleryTask {
 
 // Parses the body of a task message with `headers`. Checks, in order:
 //   content type "application/json" (charset parameter allowed) and content encoding utf-8
-//   or empty: INVALID_ARGUMENT naming what was sent and what modeld reads;
+//   or empty, and no compression: INVALID_ARGUMENT naming what was sent and what modeld
+//   reads;
 //   an "id" and a "task" header: INVALID_ARGUMENT;
 //   the task name: an unknown one is UnknownTaskError(name) (see IsUnknownTask);
 //   the body: JSON (at most `max_json_depth` levels), a list of 3: a list of args, an

@@ -311,6 +311,10 @@ TEST(ParseTaskMessageTest, RefusesOtherContentTypesAndEncodings) {
 
   headers.content_encoding = "";
   EXPECT_EQ(ParseTaskMessage(headers, R"([["m", {}], {}, {}])").status(), absl::OkStatus());
+
+  headers.compression = "application/x-gzip";
+  task = ParseTaskMessage(headers, "\x1f\x8b");
+  EXPECT_THAT(task.status().message(), HasSubstr("compressed (application/x-gzip)"));
 }
 
 TEST(ParseTaskMessageTest, AnUnknownTaskHasItsOwnStatus) {
