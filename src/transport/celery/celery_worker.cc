@@ -416,6 +416,10 @@ absl::Status CeleryWorker::CompleteFinished() {
   finished_.clear();
   absl::Status status;
   for (std::unique_ptr<CeleryJob>& job : done) {
+    if (!job->state.empty()) {
+      const TaskHeaders* headers = HeadersOf(*job);
+      metrics_.Finished(headers != nullptr ? headers->task : "", job->state).Increment();
+    }
     if (status.ok()) {
       if (job->outcome == CeleryJob::Outcome::kDeadLetter) {
         status = broker_->DeadLetter(job->delivery.tag, job->why);
@@ -423,10 +427,6 @@ absl::Status CeleryWorker::CompleteFinished() {
         status = broker_->Ack(job->delivery.tag);
         metrics_.acks.Increment();
       }
-    }
-    if (!job->state.empty()) {
-      const TaskHeaders* headers = HeadersOf(*job);
-      metrics_.Finished(headers != nullptr ? headers->task : "", job->state).Increment();
     }
     Release(*job);
   }
