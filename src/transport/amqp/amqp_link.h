@@ -1,6 +1,7 @@
-// AmqpLink: one connection to the broker with one channel, as the AMQP worker uses it:
-// declare the queues, consume with manual acknowledgements, publish replies with publisher
-// confirms, and read the broker's next event. Behind an interface so the worker (dispatch,
+// AmqpLink: one connection to the broker with one channel, as the AMQP worker and the Celery
+// broker (transport/celery/amqp) use it: declare the queues, consume with manual
+// acknowledgements, publish with publisher confirms, and read the broker's next event. Header
+// tables cross it as JSON text (amqp_table.h) besides modeld's own integer headers. Behind an interface so the worker (dispatch,
 // delivery counting, replies, reconnects) is tested with a fake; RabbitmqLink speaks AMQP
 // 0-9-1 through rabbitmq-c.
 //
@@ -35,13 +36,28 @@ struct Topology {
   std::string dead_letter_queue;
   bool quorum = false;   // x-queue-type quorum instead of classic
   int max_priority = 0;  // x-max-priority (classic queues); 0: no priorities
+  // false: no dead-letter exchange or queue is declared and `queue` gets no
+  // x-dead-letter-exchange argument, so the declaration matches one made by a client that
+  // declares the queue without arguments (Celery's), which RabbitMQ requires.
+  bool dead_letters = true;
+  // Not empty: a durable direct exchange of this name is declared too, and `queue` bound to it
+  // with routing key `queue` (kombu's layout for Queue(q, Exchange(q, "direct"), q)).
+  std::string bind_exchange;
 };
 
 // A message taken from the request queue (what the worker reads of it).
 struct Delivery {
   uint64_t tag = 0;
   bool redelivered = false;
+  std::string exchange;     // where it was published ("": the default exchange)
+  std::string routing_key;  // with this routing key
   std::string body;
+  std::string content_type;      // "" when the message has none
+  std::string content_encoding;  // "" when the message has none
+  // The whole header table as a JSON object (amqp_table.h says how each field kind reads);
+  // "" when the message has no headers, or when they could not be converted (headers_error).
+  std::string headers_json;
+  std::string headers_error;  // why headers_json is "" for a message with headers; else ""
   std::string reply_to;
   std::string correlation_id;
   std::string message_id;
@@ -54,8 +70,11 @@ struct Delivery {
 
 // A message modeld publishes: a reply, or a request put back with its delivery count.
 struct Outgoing {
-  std::string routing_key;  // published to the default exchange: a queue name
+  std::string exchange;  // "": the default exchange, where routing_key names a queue
+  std::string routing_key;
   std::string body;
+  std::string content_type = "application/x-protobuf";  // "": the property is left out
+  std::string content_encoding;                         // "": left out
   std::string correlation_id;
   std::string message_id;
   std::string reply_to;
@@ -63,7 +82,10 @@ struct Outgoing {
   int priority = 0;
   bool persistent = false;
   bool mandatory = false;  // the broker returns it (Event::kReturned) when no queue takes it
-  std::map<std::string, int64_t> headers;
+  // A JSON object converted into the header table (amqp_table.h); "" for none. Text that is not
+  // a JSON object makes Publish fail INVALID_ARGUMENT, with nothing sent.
+  std::string headers_json;
+  std::map<std::string, int64_t> headers;  // set after headers_json: these win on a clash
 };
 
 struct Event {
@@ -94,7 +116,8 @@ class AmqpLink {
   virtual absl::Status Consume(const std::string& queue) = 0;
   // basic.cancel of the consumer, if any: the broker sends no more deliveries.
   virtual absl::Status Cancel() = 0;
-  // Returns the publish's confirm sequence number (1, 2, ... since Open).
+  // Returns the publish's confirm sequence number (1, 2, ... since Open). INVALID_ARGUMENT
+  // (nothing sent, no sequence number used) for headers_json that does not convert.
   virtual absl::StatusOr<uint64_t> Publish(const Outgoing& message) = 0;
   virtual absl::Status Ack(uint64_t tag) = 0;
   // basic.reject: back onto the queue when `requeue`, else to the dead letters.

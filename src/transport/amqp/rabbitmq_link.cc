@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
+#include "transport/amqp/amqp_table.h"
 
 namespace modeld::transport::amqp {
 namespace {
@@ -101,47 +102,6 @@ absl::Status LibraryStatus(int status, absl::string_view what) {
   return absl::UnavailableError(absl::StrCat(what, ": ", amqp_error_string2(status)));
 }
 
-// Owns an amqp_table_t's entries for the duration of a call.
-class Table {
- public:
-  void Add(const std::string& key, const std::string& text) {
-    keys_.push_back(key);
-    texts_.push_back(text);
-    entries_.push_back({});
-    entries_.back().value.kind = AMQP_FIELD_KIND_UTF8;
-    string_index_.push_back(entries_.size() - 1);
-  }
-  void Add(const std::string& key, int64_t number, bool wide = true) {
-    keys_.push_back(key);
-    entries_.push_back({});
-    if (wide) {
-      entries_.back().value.kind = AMQP_FIELD_KIND_I64;
-      entries_.back().value.value.i64 = number;
-    } else {
-      entries_.back().value.kind = AMQP_FIELD_KIND_I32;
-      entries_.back().value.value.i32 = static_cast<int32_t>(number);
-    }
-  }
-  amqp_table_t Get() {
-    // Bound last: the vectors have stopped growing.
-    size_t text = 0;
-    for (size_t i = 0; i < entries_.size(); ++i) {
-      entries_[i].key = Bytes(keys_[i]);
-      if (text < string_index_.size() && string_index_[text] == i) {
-        entries_[i].value.value.bytes = Bytes(texts_[text++]);
-      }
-    }
-    return amqp_table_t{static_cast<int>(entries_.size()),
-                        entries_.empty() ? nullptr : entries_.data()};
-  }
-
- private:
-  std::vector<std::string> keys_;
-  std::vector<std::string> texts_;
-  std::vector<size_t> string_index_;
-  std::vector<amqp_table_entry_t> entries_;
-};
-
 class RabbitmqLink final : public AmqpLink {
  public:
   explicit RabbitmqLink(LinkOptions options) : options_(std::move(options)) {}
@@ -180,9 +140,9 @@ class RabbitmqLink final : public AmqpLink {
     const timeval call_timeout = TimeVal(options_.call_timeout);
     amqp_set_handshake_timeout(connection_, &call_timeout);
     amqp_set_rpc_timeout(connection_, &call_timeout);
-    Table properties;
-    properties.Add("connection_name", options_.connection_name);
-    amqp_table_t client_properties = properties.Get();
+    TableBuilder properties;
+    properties.SetString("connection_name", options_.connection_name);
+    amqp_table_t client_properties = properties.table();
     const amqp_rpc_reply_t login = amqp_login_with_properties(
         connection_, options_.url.vhost.c_str(), /*channel_max=*/0,
         /*frame_max=*/AMQP_DEFAULT_FRAME_SIZE, options_.heartbeat_seconds, &client_properties,
@@ -206,39 +166,39 @@ class RabbitmqLink final : public AmqpLink {
   }
 
   absl::Status Declare(const Topology& topology) override {
-    amqp_exchange_declare(connection_, kChannel, Bytes(topology.dead_letter_exchange),
-                          amqp_cstring_bytes("fanout"), /*passive=*/0, /*durable=*/1,
-                          /*auto_delete=*/0, /*internal=*/0, amqp_empty_table);
-    RETURN_IF_ERROR(ReplyStatus(
-        amqp_get_rpc_reply(connection_),
-        absl::StrCat("declaring the dead-letter exchange '", topology.dead_letter_exchange, "'")));
-    Table dead_arguments;
-    if (topology.quorum) dead_arguments.Add("x-queue-type", std::string("quorum"));
-    amqp_queue_declare(connection_, kChannel, Bytes(topology.dead_letter_queue), 0, 1, 0, 0,
-                       dead_arguments.Get());
-    RETURN_IF_ERROR(ReplyStatus(
-        amqp_get_rpc_reply(connection_),
-        absl::StrCat("declaring the dead-letter queue '", topology.dead_letter_queue, "'")));
-    amqp_queue_bind(connection_, kChannel, Bytes(topology.dead_letter_queue),
-                    Bytes(topology.dead_letter_exchange), amqp_empty_bytes, amqp_empty_table);
-    RETURN_IF_ERROR(ReplyStatus(amqp_get_rpc_reply(connection_), "binding the dead-letter queue"));
-    Table arguments;
-    arguments.Add("x-dead-letter-exchange", topology.dead_letter_exchange);
-    if (topology.quorum) arguments.Add("x-queue-type", std::string("quorum"));
-    if (topology.max_priority > 0) {
-      arguments.Add("x-max-priority", topology.max_priority, /*wide=*/false);
+    if (topology.dead_letters) RETURN_IF_ERROR(DeclareDeadLetters(topology));
+    TableBuilder arguments;
+    if (topology.dead_letters) {
+      arguments.SetString("x-dead-letter-exchange", topology.dead_letter_exchange);
     }
-    amqp_queue_declare(connection_, kChannel, Bytes(topology.queue), 0, 1, 0, 0, arguments.Get());
-    return ReplyStatus(
+    if (topology.quorum) arguments.SetString("x-queue-type", "quorum");
+    if (topology.max_priority > 0) arguments.SetInt32("x-max-priority", topology.max_priority);
+    amqp_queue_declare(connection_, kChannel, Bytes(topology.queue), 0, 1, 0, 0, arguments.table());
+    RETURN_IF_ERROR(ReplyStatus(
         amqp_get_rpc_reply(connection_),
         absl::StrCat("declaring the queue '", topology.queue,
-                     "' (one that exists already must have the same arguments: dead letters "
-                     "to '",
-                     topology.dead_letter_exchange, "', ", topology.quorum ? "quorum" : "classic",
+                     "' (one that exists already must have the same arguments: ",
+                     topology.dead_letters
+                         ? absl::StrCat("dead letters to '", topology.dead_letter_exchange, "'")
+                         : std::string("no dead letters"),
+                     ", ", topology.quorum ? "quorum" : "classic",
                      topology.max_priority > 0
                          ? absl::StrCat(", x-max-priority ", topology.max_priority)
                          : std::string(", no x-max-priority"),
-                     ")"));
+                     ")")));
+    if (topology.bind_exchange.empty()) return absl::OkStatus();
+    // As kombu declares it: durable, not auto-deleted, not internal, no arguments.
+    amqp_exchange_declare(connection_, kChannel, Bytes(topology.bind_exchange),
+                          amqp_cstring_bytes("direct"), /*passive=*/0, /*durable=*/1,
+                          /*auto_delete=*/0, /*internal=*/0, amqp_empty_table);
+    RETURN_IF_ERROR(ReplyStatus(
+        amqp_get_rpc_reply(connection_),
+        absl::StrCat("declaring the exchange '", topology.bind_exchange, "' (durable, direct)")));
+    amqp_queue_bind(connection_, kChannel, Bytes(topology.queue), Bytes(topology.bind_exchange),
+                    Bytes(topology.queue), amqp_empty_table);
+    return ReplyStatus(amqp_get_rpc_reply(connection_),
+                       absl::StrCat("binding the queue '", topology.queue, "' to the exchange '",
+                                    topology.bind_exchange, "'"));
   }
 
   absl::Status SetPrefetch(int count) override {
@@ -266,16 +226,18 @@ class RabbitmqLink final : public AmqpLink {
 
   absl::StatusOr<uint64_t> Publish(const Outgoing& message) override {
     amqp_basic_properties_t properties{};
-    Table headers;
-    for (const auto& [name, value] : message.headers) headers.Add(name, value);
-    properties._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
+    TableBuilder headers;
+    if (!message.headers_json.empty()) RETURN_IF_ERROR(headers.SetJson(message.headers_json));
+    for (const auto& [name, value] : message.headers) headers.SetInt64(name, value);
+    properties._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
     properties.delivery_mode = message.persistent ? 2 : 1;
-    properties.content_type = amqp_cstring_bytes("application/x-protobuf");
     auto set = [&](amqp_flags_t flag, amqp_bytes_t& field, const std::string& value) {
       if (value.empty()) return;
       properties._flags |= flag;
       field = Bytes(value);
     };
+    set(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type, message.content_type);
+    set(AMQP_BASIC_CONTENT_ENCODING_FLAG, properties.content_encoding, message.content_encoding);
     set(AMQP_BASIC_CORRELATION_ID_FLAG, properties.correlation_id, message.correlation_id);
     set(AMQP_BASIC_MESSAGE_ID_FLAG, properties.message_id, message.message_id);
     set(AMQP_BASIC_REPLY_TO_FLAG, properties.reply_to, message.reply_to);
@@ -284,11 +246,11 @@ class RabbitmqLink final : public AmqpLink {
       properties._flags |= AMQP_BASIC_PRIORITY_FLAG;
       properties.priority = static_cast<uint8_t>(std::min(message.priority, 255));
     }
-    if (!message.headers.empty()) {
+    if (!headers.empty()) {
       properties._flags |= AMQP_BASIC_HEADERS_FLAG;
-      properties.headers = headers.Get();
+      properties.headers = headers.table();
     }
-    const int published = amqp_basic_publish(connection_, kChannel, amqp_empty_bytes,
+    const int published = amqp_basic_publish(connection_, kChannel, Bytes(message.exchange),
                                              Bytes(message.routing_key), message.mandatory,
                                              /*immediate=*/0, &properties, Bytes(message.body));
     RETURN_IF_ERROR(LibraryStatus(published, "publishing"));
@@ -345,6 +307,26 @@ class RabbitmqLink final : public AmqpLink {
   }
 
  private:
+  // modeld's own layout: the fanout exchange and the queue its dead letters go to.
+  absl::Status DeclareDeadLetters(const Topology& topology) {
+    amqp_exchange_declare(connection_, kChannel, Bytes(topology.dead_letter_exchange),
+                          amqp_cstring_bytes("fanout"), /*passive=*/0, /*durable=*/1,
+                          /*auto_delete=*/0, /*internal=*/0, amqp_empty_table);
+    RETURN_IF_ERROR(ReplyStatus(
+        amqp_get_rpc_reply(connection_),
+        absl::StrCat("declaring the dead-letter exchange '", topology.dead_letter_exchange, "'")));
+    TableBuilder dead_arguments;
+    if (topology.quorum) dead_arguments.SetString("x-queue-type", "quorum");
+    amqp_queue_declare(connection_, kChannel, Bytes(topology.dead_letter_queue), 0, 1, 0, 0,
+                       dead_arguments.table());
+    RETURN_IF_ERROR(ReplyStatus(
+        amqp_get_rpc_reply(connection_),
+        absl::StrCat("declaring the dead-letter queue '", topology.dead_letter_queue, "'")));
+    amqp_queue_bind(connection_, kChannel, Bytes(topology.dead_letter_queue),
+                    Bytes(topology.dead_letter_exchange), amqp_empty_bytes, amqp_empty_table);
+    return ReplyStatus(amqp_get_rpc_reply(connection_), "binding the dead-letter queue");
+  }
+
   absl::StatusOr<std::optional<Event>> Decode(const amqp_frame_t& frame) {
     if (frame.frame_type != AMQP_FRAME_METHOD) {
       // A stray content frame outside a message: the stream is out of step.
@@ -358,6 +340,8 @@ class RabbitmqLink final : public AmqpLink {
         event.kind = Event::Kind::kDelivery;
         event.delivery.tag = deliver->delivery_tag;
         event.delivery.redelivered = deliver->redelivered != 0;
+        event.delivery.exchange = Text(deliver->exchange);
+        event.delivery.routing_key = Text(deliver->routing_key);
         RETURN_IF_ERROR(ReadContent(frame.channel, event.delivery));
         return event;
       }
@@ -419,7 +403,17 @@ class RabbitmqLink final : public AmqpLink {
     if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) delivery.message_id = Text(p.message_id);
     if (p._flags & AMQP_BASIC_PRIORITY_FLAG) delivery.priority = p.priority;
     delivery.persistent = (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && p.delivery_mode == 2;
-    if (p._flags & AMQP_BASIC_HEADERS_FLAG) {
+    if (p._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) delivery.content_type = Text(p.content_type);
+    if (p._flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
+      delivery.content_encoding = Text(p.content_encoding);
+    }
+    if ((p._flags & AMQP_BASIC_HEADERS_FLAG) && p.headers.num_entries > 0) {
+      absl::StatusOr<std::string> json = TableToJson(p.headers);
+      if (json.ok()) {
+        delivery.headers_json = *std::move(json);
+      } else {
+        delivery.headers_error = std::string(json.status().message());
+      }
       for (int i = 0; i < p.headers.num_entries; ++i) {
         const amqp_table_entry_t& entry = p.headers.entries[i];
         const std::string key = Text(entry.key);

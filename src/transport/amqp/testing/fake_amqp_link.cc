@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "transport/amqp/amqp_table.h"
 
 namespace modeld::transport::amqp {
 namespace {
@@ -33,6 +34,28 @@ Event Confirmation(Event::Kind kind, uint64_t sequence, bool multiple = false) {
   event.sequence = sequence;
   event.multiple = multiple;
   return event;
+}
+
+// The header table as RabbitmqLink would read it from the wire: headers_json and the integer
+// headers through the same conversion both ways. Messages the test publishes may nest deeper
+// than a link may publish, so that a delivery's headers_error can be seen.
+void ReadHeaders(const Outgoing& message, Delivery& delivery) {
+  TableBuilder table;
+  if (!message.headers_json.empty()) {
+    const absl::Status parsed = table.SetJson(message.headers_json, 4 * kMaxTableDepth);
+    if (!parsed.ok()) {
+      delivery.headers_error = std::string(parsed.message());
+      return;
+    }
+  }
+  for (const auto& [name, value] : message.headers) table.SetInt64(name, value);
+  if (table.empty()) return;
+  absl::StatusOr<std::string> json = TableToJson(table.table());
+  if (json.ok()) {
+    delivery.headers_json = *std::move(json);
+  } else {
+    delivery.headers_error = std::string(json.status().message());
+  }
 }
 
 absl::Status Closed() { return absl::UnavailableError("the fake broker's connection is closed"); }
@@ -77,10 +100,31 @@ void FakeBroker::Requeue(Unacked unacked) {
   it->second.messages.emplace_back(unacked.order, std::move(unacked.message));
 }
 
+std::string FakeBroker::Route(const Outgoing& message) const {
+  if (message.exchange.empty()) {
+    return queues_.contains(message.routing_key) ? message.routing_key : std::string();
+  }
+  if (auto fanout = exchanges_.find(message.exchange); fanout != exchanges_.end()) {
+    return queues_.contains(fanout->second) ? fanout->second : std::string();
+  }
+  auto bound = bindings_.find({message.exchange, message.routing_key});
+  if (bound != bindings_.end() && queues_.contains(bound->second)) return bound->second;
+  return std::string();
+}
+
+bool FakeBroker::ExchangeExists(const std::string& exchange) const {
+  if (exchange.empty() || exchanges_.contains(exchange)) return true;
+  for (const auto& [binding, queue] : bindings_) {
+    if (binding.first == exchange) return true;
+  }
+  return false;
+}
+
 void FakeBroker::Enqueue(Outgoing message, bool redelivered) {
-  auto it = queues_.find(message.routing_key);
+  auto it = queues_.find(Route(message));
   if (it == queues_.end()) {
-    errors_.push_back(absl::StrCat("published to '", message.routing_key, "', no such queue"));
+    errors_.push_back(absl::StrCat("published to '", message.exchange, "' with routing key '",
+                                   message.routing_key, "', no such queue"));
     return;
   }
   FakeMessage stored;
@@ -126,7 +170,12 @@ std::optional<Event> FakeBroker::TakeEvent(int id) {
   Delivery& delivery = event.delivery;
   delivery.tag = link.next_tag++;
   delivery.redelivered = unacked.message.redelivered;
+  delivery.exchange = message.exchange;
+  delivery.routing_key = message.routing_key;
   delivery.body = message.body;
+  delivery.content_type = message.content_type;
+  delivery.content_encoding = message.content_encoding;
+  ReadHeaders(message, delivery);
   delivery.reply_to = message.reply_to;
   delivery.correlation_id = message.correlation_id;
   delivery.message_id = message.message_id;
@@ -175,13 +224,24 @@ absl::Status FakeBroker::Declare(int id, const Topology& topology) {
         absl::StrCat("declaring the queue '", topology.queue,
                      "': the broker refused: PRECONDITION_FAILED - inequivalent arg"));
   }
-  exchanges_[topology.dead_letter_exchange] = topology.dead_letter_queue;
-  Queue& dead = queues_[topology.dead_letter_queue];
-  dead.quorum = topology.quorum;
+  if (topology.dead_letters) {
+    exchanges_[topology.dead_letter_exchange] = topology.dead_letter_queue;
+    Queue& dead = queues_[topology.dead_letter_queue];
+    dead.quorum = topology.quorum;
+  }
   Queue& queue = queues_[topology.queue];
   queue.quorum = topology.quorum;
   queue.max_priority = topology.max_priority;
-  queue.dead_letter_exchange = topology.dead_letter_exchange;
+  queue.dead_letter_exchange = topology.dead_letters ? topology.dead_letter_exchange : "";
+  if (!topology.bind_exchange.empty()) {
+    if (exchanges_.contains(topology.bind_exchange)) {
+      Break(links_.at(id));
+      return absl::FailedPreconditionError(
+          absl::StrCat("declaring the exchange '", topology.bind_exchange,
+                       "': the broker refused: PRECONDITION_FAILED - inequivalent arg 'type'"));
+    }
+    bindings_[{topology.bind_exchange, topology.queue}] = topology.queue;
+  }
   return absl::OkStatus();
 }
 
@@ -215,15 +275,25 @@ absl::Status FakeBroker::Cancel(int id) {
 absl::StatusOr<uint64_t> FakeBroker::PublishFrom(int id, const Outgoing& message) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Usable(id, Op::kPublish));
+  if (!message.headers_json.empty()) {
+    TableBuilder headers;  // refused before anything is sent, as RabbitmqLink does
+    RETURN_IF_ERROR(headers.SetJson(message.headers_json));
+  }
   LinkState& link = links_.at(id);
   const uint64_t sequence = link.next_sequence++;
   published_[message.routing_key].push_back(message);
+  if (!ExchangeExists(message.exchange)) {
+    // RabbitMQ closes the channel: NOT_FOUND - no exchange.
+    errors_.push_back(absl::StrCat("NOT_FOUND - no exchange '", message.exchange, "'"));
+    Break(link);
+    return sequence;
+  }
   if (refuse_ > 0) {
     --refuse_;
     link.events.push_back(Confirmation(Event::Kind::kRefused, sequence));
     return sequence;
   }
-  if (queues_.contains(message.routing_key)) {
+  if (!Route(message).empty()) {
     Enqueue(message, /*redelivered=*/false);
   } else if (message.mandatory) {
     Event returned;

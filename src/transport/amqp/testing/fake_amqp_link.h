@@ -1,10 +1,12 @@
 // FakeBroker and FakeAmqpLink: an in-memory AMQP 0-9-1 broker and the AmqpLink that talks to
-// it, for AmqpWorker tests. Test-only.
+// it, for AmqpWorker and AmqpCeleryBroker tests. Test-only.
 //
 // The broker keeps what RabbitMQ would for modeld: durable queues (classic, with optional
 // priorities, or quorum, which count deliveries in x-delivery-count), the fanout dead-letter
-// exchange, each link's unacknowledged deliveries, publisher confirms, and basic.return for a
-// mandatory publish no queue takes. A link that closes or drops gives its unacknowledged
+// exchange, a direct exchange bound to the queue (Topology::bind_exchange), each link's
+// unacknowledged deliveries, publisher confirms, and basic.return for a mandatory publish no
+// queue takes. A delivery's headers_json goes through the same table <-> JSON conversion as
+// RabbitmqLink's (amqp_table.h). A link that closes or drops gives its unacknowledged
 // deliveries back to their queue, marked redelivered, as a broker does for a closed channel.
 // Knobs make a call fail, refuse (nack) publishes, hold confirms, drop every connection,
 // cancel consumers, or stall Next, so the worker's failure paths run deterministically.
@@ -33,7 +35,7 @@ namespace modeld::transport::amqp {
 
 // A message as a queue holds it.
 struct FakeMessage {
-  Outgoing message;  // as published; routing_key names the queue it was published to
+  Outgoing message;  // as published (exchange and routing_key led it to its queue)
   bool redelivered = false;
   int64_t delivery_count = 0;  // quorum queues: deliveries that went back to the queue
   std::string death;           // in a dead-letter queue: why ("rejected"), as in x-death
@@ -69,7 +71,8 @@ class FakeBroker {
   void DeclareQueue(const std::string& name, bool quorum = false, int max_priority = 0);
   // Deletes a queue and what it holds; consumers on it are cancelled (Event::kCancelled).
   void DeleteQueue(const std::string& name);
-  // Puts `message` into the queue named by its routing_key, which must exist. `redelivered`:
+  // Puts `message` into the queue its exchange and routing_key route it to, which must exist
+  // (the default exchange: the queue its routing_key names). `redelivered`:
   // as if an earlier consumer had taken it and gone. On a quorum queue an x-delivery-count
   // header stands for the deliveries the broker counted already.
   void Publish(Outgoing message, bool redelivered = false);
@@ -153,6 +156,10 @@ class FakeBroker {
   absl::Status Usable(int id, Op op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Break(LinkState& link) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Requeue(Unacked unacked) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The queue `message` goes to: the default exchange routes to the queue its routing_key
+  // names; a fanout exchange to its queue; a direct one by its bindings. "" when none.
+  std::string Route(const Outgoing& message) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ExchangeExists(const std::string& exchange) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Enqueue(Outgoing message, bool redelivered) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next event link `id` may read now (a delivery taken from its queue), if any.
   bool HasEvent(int id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -173,6 +180,8 @@ class FakeBroker {
   mutable absl::Mutex mu_;
   std::map<std::string, Queue> queues_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> exchanges_ ABSL_GUARDED_BY(mu_);  // fanout: the bound queue
+  // Direct exchanges: (exchange, routing key) -> queue (Topology::bind_exchange).
+  std::map<std::pair<std::string, std::string>, std::string> bindings_ ABSL_GUARDED_BY(mu_);
   uint64_t arrivals_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int, LinkState> links_ ABSL_GUARDED_BY(mu_);
   int next_link_ ABSL_GUARDED_BY(mu_) = 1;
