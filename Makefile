@@ -144,6 +144,7 @@ bench: build models
 	@$(PY) bench/overload.py --out bench/results/$$(date +%F)-overload.md
 	@$(PY) bench/threads_instances.py --out bench/results/$$(date +%F)-threads-instances.md
 	@$(PY) bench/onnx_bench.py --out bench/results/$$(date +%F)-onnx.md
+	@$(PY) bench/celery_bench.py --out bench/results/$$(date +%F)-celery.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
