@@ -103,15 +103,19 @@ class Pool:
         return self.workers[name]
 
     def close(self):
-        for worker in self.workers.values():
+        for name, worker in self.workers.items():
+            began = time.monotonic()
             worker.stop()
+            print(f"\n{name}: the Python worker stopped in {time.monotonic() - began:.1f}s")
         for setup in self.setups.values():
             setup.close()
             if setup.server is not None and setup.server.running():
+                began = time.monotonic()
                 try:
                     setup.server.stop()
                 except AssertionError:
                     pass
+                print(f"\n{setup.name}: modeld stopped in {time.monotonic() - began:.1f}s")
         for server in self.redis_servers:
             server.close()
 
@@ -560,6 +564,32 @@ def test_a_chain_of_modeld_steps_and_a_failing_first_step(setup, modeld, pool):
         result.parent.get(timeout=WAIT_S)
     time.sleep(0.5)
     assert result.state == "PENDING"
+
+
+@params(*REDIS_BACKEND_SETUPS)
+def test_links_and_errbacks_are_published_for_the_python_worker(setup, modeld, pool):
+    pool.python_worker(setup.name)
+    client = setup.client
+    link_id, errback_id = str(uuid.uuid4()), str(uuid.uuid4())
+    result = client.send_task(
+        "modeld.infer", args=["add_sub", {"INPUT0": ADD_A, "INPUT1": ADD_B}],
+        queue=MODELD_QUEUE,
+        link=client.signature("post.total", queue=PYTHON_QUEUE, task_id=link_id),
+        link_error=client.signature("post.failed", queue=PYTHON_QUEUE, task_id=errback_id))
+    assert result.get(timeout=WAIT_S)["OUTPUT0"] == [a + b for a, b in zip(ADD_A, ADD_B)]
+    assert client.AsyncResult(link_id).get(timeout=WAIT_S) == sum(
+        a + b for a, b in zip(ADD_A, ADD_B))
+
+    link_id, errback_id = str(uuid.uuid4()), str(uuid.uuid4())
+    failing = client.send_task(
+        "modeld.infer", args=["no_such_model", {"x": [[1]]}], queue=MODELD_QUEUE,
+        link=client.signature("post.total", queue=PYTHON_QUEUE, task_id=link_id),
+        link_error=client.signature("post.failed", queue=PYTHON_QUEUE, task_id=errback_id))
+    with pytest.raises(LookupError):
+        failing.get(timeout=WAIT_S)
+    assert client.AsyncResult(errback_id).get(timeout=WAIT_S) == f"failed: {failing.id}"
+    time.sleep(0.3)
+    assert client.AsyncResult(link_id).state == "PENDING"  # the link never ran
 
 
 @params(*CORE_SETUPS)
