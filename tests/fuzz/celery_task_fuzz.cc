@@ -1,8 +1,11 @@
 // Fuzzes the Celery task codec: the bytes of a message as kombu's Redis transport pushes it
 // (JSON wrapper, base64 body) -> KombuRedisMessage -> CeleryTask (transport/celery/
 // task_message.h) -> for modeld.infer / modeld.predict, a core::InferRequest for each config
-// of Configs(), then validation and batching. Every refusal is also encoded as the FAILURE
-// document a worker would store, which must be JSON whatever the message said.
+// of Configs(), then validation and batching; for modeld.train, a core::TrainRequest. Every
+// refusal is also encoded as the FAILURE document a worker would store, which must be JSON
+// whatever the message said; and the follow-up messages a worker would publish (a chain's next
+// step, links, errbacks: transport/celery/canvas.h), built from the message's own signatures,
+// must be a JSON object of headers and a JSON body [args, kwargs, embed].
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -11,6 +14,7 @@
 #include "absl/time/time.h"
 #include "rapidjson/document.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "transport/celery/canvas.h"
 #include "transport/celery/task_message.h"
 
 namespace celery = modeld::transport::celery;
@@ -40,8 +44,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   modeld::fuzz::Require(!task->model.empty(), "a parsed task names its model");
-  if (task->kind == celery::TaskKind::kTrain) return 0;
+  (void)celery::CheckCanvas(*task);
+  for (const absl::Status& outcome : {absl::OkStatus(), absl::InternalError("failed")}) {
+    for (const celery::OutgoingTask& next :
+         celery::FollowUps(*task, outcome, R"({"y":[[1.5]]})", celery::CanvasOptions())) {
+      RequireJsonObject(next.headers_json, "a follow-up's headers are a JSON object");
+      rapidjson::Document body;
+      body.Parse(next.body.data(), next.body.size());
+      modeld::fuzz::Require(!body.HasParseError() && body.IsArray() && body.Size() == 3,
+                            "a follow-up's body is [args, kwargs, embed]");
+      modeld::fuzz::Require(!next.queue.empty(), "a follow-up has a queue");
+    }
+  }
   for (const modeld::core::ModelConfig& config : modeld::fuzz::Configs()) {
+    if (task->kind == celery::TaskKind::kTrain) {
+      absl::StatusOr<modeld::core::TrainRequest> train = celery::ToTrainRequest(*task, config);
+      if (train.ok()) {
+        modeld::fuzz::RequireExactBytes(train->inputs, "ToTrainRequest inputs");
+        modeld::fuzz::RequireExactBytes(train->targets, "ToTrainRequest targets");
+      }
+      continue;
+    }
     absl::StatusOr<modeld::core::InferRequest> request =
         celery::ToInferRequest(*task, config, received);
     if (!request.ok()) {
