@@ -202,43 +202,67 @@ RedisCeleryBroker::Held RedisCeleryBroker::Take(const std::string& key, std::str
 }
 
 void RedisCeleryBroker::ReaderLoop() {
+  const std::vector<std::string> keys = KombuQueueKeys(queue_);
   RedisCommand brpop = {"BRPOP"};
-  for (std::string& key : KombuQueueKeys(queue_)) brpop.push_back(std::move(key));
+  for (const std::string& key : keys) brpop.push_back(key);
   brpop.push_back(absl::StrFormat("%.3f", absl::ToDoubleSeconds(options_.brpop_timeout)));
   for (;;) {
+    int64_t room = 0;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &RedisCeleryBroker::CanTake));
       if (stop_) return;
+      room = prefetch_ - static_cast<int64_t>(held_.size());
     }
-    absl::StatusOr<RedisReply> reply = reader_->Command(brpop);
-    if (!reply.ok()) return ReaderFailed(reply.status());
-    if (reply->IsError()) {
-      return ReaderFailed(absl::FailedPreconditionError(absl::StrCat(
-          "Redis at ", options_.where, " refused BRPOP on queue '", queue_, "': ", reply->str)));
+    // Under load many messages wait: take up to `room` of the first priority step at once
+    // (RPOP with a count, one round trip), and block in BRPOP over every step only when
+    // that step is empty. One message at a time would cost two round trips each.
+    std::vector<std::pair<std::string, std::string>> taken;  // (key, item)
+    if (room > 1) {
+      absl::StatusOr<RedisReply> batch = reader_->Command({"RPOP", keys[0], absl::StrCat(room)});
+      if (!batch.ok()) return ReaderFailed(batch.status());
+      if (batch->type == RedisReply::Type::kArray) {
+        for (RedisReply& item : batch->elements) taken.emplace_back(keys[0], std::move(item.str));
+      }
     }
-    // Nil: the timeout passed (or Close's CLIENT UNBLOCK).
-    if (reply->type != RedisReply::Type::kArray || reply->elements.size() != 2) continue;
-    Held held = Take(reply->elements[0].str, std::move(reply->elements[1].str));
+    if (taken.empty()) {
+      absl::StatusOr<RedisReply> reply = reader_->Command(brpop);
+      if (!reply.ok()) return ReaderFailed(reply.status());
+      if (reply->IsError()) {
+        return ReaderFailed(absl::FailedPreconditionError(absl::StrCat(
+            "Redis at ", options_.where, " refused BRPOP on queue '", queue_, "': ", reply->str)));
+      }
+      // Nil: the timeout passed (or Close's CLIENT UNBLOCK).
+      if (reply->type != RedisReply::Type::kArray || reply->elements.size() != 2) continue;
+      taken.emplace_back(std::move(reply->elements[0].str), std::move(reply->elements[1].str));
+    }
+    std::vector<Held> held;
+    held.reserve(taken.size());
+    for (auto& [key, item] : taken) held.push_back(Take(key, std::move(item)));
 
-    // kombu's QoS.append: the item is unacknowledged from now on.
-    std::vector<RedisCommand> record = {
-        {"ZADD", kUnackedIndexKey, UnixSeconds(absl::Now()), held.kombu_tag},
-        {"HSET", kUnackedKey, held.kombu_tag, held.entry}};
+    // kombu's QoS.append: each item is unacknowledged from now on (one MULTI for the batch).
+    const std::string now = UnixSeconds(absl::Now());
+    std::vector<RedisCommand> record;
+    for (const Held& one : held) {
+      record.push_back({"ZADD", kUnackedIndexKey, now, one.kombu_tag});
+      record.push_back({"HSET", kUnackedKey, one.kombu_tag, one.entry});
+    }
     Transaction(record);
     absl::StatusOr<std::vector<RedisReply>> recorded = reader_->Pipeline(std::move(record));
     absl::Status status = recorded.ok()
                               ? CheckTransaction(*recorded, "recording a delivery", options_.where)
                               : recorded.status();
-    held.recorded = status.ok();
     {
       absl::MutexLock lock(&mu_);
-      const uint64_t tag = ++next_tag_;
-      held.tag = tag;
-      held.delivery->tag = tag;
-      // Not recorded: never delivered, only put back by Close.
-      if (status.ok()) ready_.push_back(tag);
-      held_.emplace(tag, std::move(held));
+      for (Held& one : held) {
+        one.recorded = status.ok();
+        const uint64_t tag = ++next_tag_;
+        one.tag = tag;
+        one.delivery->tag = tag;
+        // Not recorded: never delivered, only put back by Close.
+        if (status.ok()) ready_.push_back(tag);
+        held_.emplace(tag, std::move(one));
+      }
       if (!status.ok()) reader_error_ = status;
     }
     const uint64_t one = 1;
@@ -250,6 +274,8 @@ void RedisCeleryBroker::ReaderLoop() {
 absl::StatusOr<std::optional<TaskDelivery>> RedisCeleryBroker::Next(absl::Duration timeout,
                                                                    int wake_fd) {
   RETURN_IF_ERROR(CheckOpen());
+  // The acknowledgements of the batch just completed, before waiting.
+  RETURN_IF_ERROR(Flush());
   if (absl::Now() >= next_restore_) {
     next_restore_ = absl::Now() + options_.restore_interval;
     absl::StatusOr<int> restored = RestoreVisible();
@@ -335,14 +361,22 @@ absl::Status RedisCeleryBroker::Flush() {
   ASSIGN_OR_RETURN(std::vector<RedisReply> replies, LoopPipeline(std::move(commands)));
   for (const RedisReply& reply : replies) {
     if (reply.IsError()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("Redis at ", options_.where, " refused a publish: ", reply.str));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Redis at ", options_.where, " refused a publish or an acknowledgement: ", reply.str));
+    }
+    // An acknowledgement's EXEC: its commands' own replies.
+    for (const RedisReply& inner : reply.elements) {
+      if (inner.IsError()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("Redis at ", options_.where, " refused an acknowledgement: ", inner.str));
+      }
     }
   }
   return absl::OkStatus();
 }
 
 absl::Status RedisCeleryBroker::Remove(uint64_t tag, std::vector<RedisCommand> also) {
+  RETURN_IF_ERROR(CheckOpen());
   std::string kombu_tag;
   {
     absl::MutexLock lock(&mu_);
@@ -351,17 +385,18 @@ absl::Status RedisCeleryBroker::Remove(uint64_t tag, std::vector<RedisCommand> a
       return absl::NotFoundError(absl::StrCat("no delivery ", tag, " is held"));
     }
     kombu_tag = it->second.kombu_tag;
+    // No longer ours: the reader may take the next message at once. Until the removal below
+    // reaches Redis, a crash leaves the entry in unacked, and the visibility restore delivers
+    // it again (at least once, as for any unacknowledged message).
+    held_.erase(it);
   }
-  // Publishes buffered before this (a chain's next step, a result) must land first.
-  RETURN_IF_ERROR(Flush());
+  // Buffered after the publishes (a chain's next step, a result) that must land first, and
+  // sent with them by the next Flush or Next: one round trip for a whole batch of tasks.
   std::vector<RedisCommand> commands = std::move(also);
   commands.push_back({"ZREM", kUnackedIndexKey, kombu_tag});
   commands.push_back({"HDEL", kUnackedKey, kombu_tag});
   Transaction(commands);
-  ASSIGN_OR_RETURN(std::vector<RedisReply> replies, LoopPipeline(std::move(commands)));
-  RETURN_IF_ERROR(CheckTransaction(replies, "an acknowledgement", options_.where));
-  absl::MutexLock lock(&mu_);
-  held_.erase(tag);
+  for (RedisCommand& command : commands) pending_.push_back(std::move(command));
   return absl::OkStatus();
 }
 
@@ -578,6 +613,8 @@ void RedisCeleryBroker::Close() {
   // Put back in the order they were taken, so the queue's order is kept as far as it can be.
   // RPUSH adds at the end BRPOP takes from: the first taken goes last, to be taken first.
   std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) { return a.tag > b.tag; });
+  // Acknowledgements (and publishes) not sent yet go first, when the connection still works.
+  if (loop_ != nullptr && loop_error_.ok() && !pending_.empty()) (void)Flush();
   if (loop_ != nullptr && loop_error_.ok() && !held.empty()) PutBack(std::move(held));
   pending_.clear();
   reader_.reset();

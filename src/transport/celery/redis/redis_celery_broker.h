@@ -99,10 +99,12 @@ class RedisCeleryBroker final : public CeleryBroker {
   // text for the first error reply; UNAVAILABLE when the connection broke (the buffer is
   // dropped either way: the worker redelivers the tasks instead).
   absl::Status Flush() override;
-  // Flushes, then removes the delivery from unacked and unacked_index (one MULTI).
+  // Buffers the delivery's removal from unacked and unacked_index (one MULTI) behind what is
+  // buffered already; the next Flush or Next sends it. The delivery stops counting against
+  // the prefetch at once.
   // NOT_FOUND for a tag that is not held.
   absl::Status Ack(uint64_t tag) override;
-  // Flushes, then in one MULTI: LPUSH <queue>.dead-letters the item as taken (a JSON object
+  // Buffers, as Ack, one MULTI: LPUSH <queue>.dead-letters the item as taken (a JSON object
   // gets a "modeld-dead-letter-reason" member), and the removal of Ack.
   absl::Status DeadLetter(uint64_t tag, absl::string_view reason) override;
   // Stops the reader thread, puts back what is held (see above), drops what is buffered and
