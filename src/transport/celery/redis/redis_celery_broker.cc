@@ -206,25 +206,23 @@ void RedisCeleryBroker::ReaderLoop() {
   RedisCommand brpop = {"BRPOP"};
   for (const std::string& key : keys) brpop.push_back(key);
   brpop.push_back(absl::StrFormat("%.3f", absl::ToDoubleSeconds(options_.brpop_timeout)));
+  // Taken by the last round's RPOP, recorded by this one: under load one round trip records a
+  // batch and takes the next, and BRPOP runs only once the first priority step is empty.
+  std::vector<std::pair<std::string, std::string>> carried;  // (key, item)
   for (;;) {
     int64_t room = 0;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &RedisCeleryBroker::CanTake));
-      if (stop_) return;
       room = prefetch_ - static_cast<int64_t>(held_.size());
-    }
-    // Under load many messages wait: take up to `room` of the first priority step at once
-    // (RPOP with a count, one round trip), and block in BRPOP over every step only when
-    // that step is empty. One message at a time would cost two round trips each.
-    std::vector<std::pair<std::string, std::string>> taken;  // (key, item)
-    if (room > 1) {
-      absl::StatusOr<RedisReply> batch = reader_->Command({"RPOP", keys[0], absl::StrCat(room)});
-      if (!batch.ok()) return ReaderFailed(batch.status());
-      if (batch->type == RedisReply::Type::kArray) {
-        for (RedisReply& item : batch->elements) taken.emplace_back(keys[0], std::move(item.str));
+      if (stop_) {
+        // Taken and never recorded: nobody else knows of them, so they go back now.
+        for (auto& [key, item] : carried) (void)reader_->Command({"RPUSH", key, item});
+        return;
       }
     }
+    std::vector<std::pair<std::string, std::string>> taken = std::move(carried);
+    carried.clear();
     if (taken.empty()) {
       absl::StatusOr<RedisReply> reply = reader_->Command(brpop);
       if (!reply.ok()) return ReaderFailed(reply.status());
@@ -240,18 +238,27 @@ void RedisCeleryBroker::ReaderLoop() {
     held.reserve(taken.size());
     for (auto& [key, item] : taken) held.push_back(Take(key, std::move(item)));
 
-    // kombu's QoS.append: each item is unacknowledged from now on (one MULTI for the batch).
+    // kombu's QoS.append: each item is unacknowledged from now on (one MULTI for the batch),
+    // and, in the same round trip, up to the room left of the first priority step.
     const std::string now = UnixSeconds(absl::Now());
-    std::vector<RedisCommand> record;
+    std::vector<RedisCommand> commands;
     for (const Held& one : held) {
-      record.push_back({"ZADD", kUnackedIndexKey, now, one.kombu_tag});
-      record.push_back({"HSET", kUnackedKey, one.kombu_tag, one.entry});
+      commands.push_back({"ZADD", kUnackedIndexKey, now, one.kombu_tag});
+      commands.push_back({"HSET", kUnackedKey, one.kombu_tag, one.entry});
     }
-    Transaction(record);
-    absl::StatusOr<std::vector<RedisReply>> recorded = reader_->Pipeline(std::move(record));
-    absl::Status status = recorded.ok()
-                              ? CheckTransaction(*recorded, "recording a delivery", options_.where)
-                              : recorded.status();
+    Transaction(commands);
+    const int64_t more = room - static_cast<int64_t>(held.size());
+    if (more > 0) commands.push_back({"RPOP", keys[0], absl::StrCat(more)});
+    absl::StatusOr<std::vector<RedisReply>> replies = reader_->Pipeline(std::move(commands));
+    absl::Status status = replies.status();
+    if (status.ok() && more > 0) {
+      RedisReply next = std::move(replies->back());
+      replies->pop_back();
+      if (next.type == RedisReply::Type::kArray) {
+        for (RedisReply& item : next.elements) carried.emplace_back(keys[0], std::move(item.str));
+      }
+    }
+    if (status.ok()) status = CheckTransaction(*replies, "recording a delivery", options_.where);
     {
       absl::MutexLock lock(&mu_);
       for (Held& one : held) {
