@@ -8,7 +8,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "transport/amqp/amqp_job.h"
-#include "transport/message/backoff.h"
+#include "transport/message/connection_loop.h"
 #include "transport/message/envelope.h"
 
 namespace modeld::transport::amqp {
@@ -49,71 +49,40 @@ void AmqpWorker::Start() {
 bool AmqpWorker::Ready() const { return ready_.load(); }
 
 void AmqpWorker::StopReading() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_reading_ = true;
-  }
+  stop_.StopReading();
   outbox_->Wake();
 }
 
 void AmqpWorker::Stop(absl::Time deadline) {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_reading_ = true;
-    stopping_ = true;
-    stop_deadline_ = std::min(stop_deadline_, deadline);
-  }
+  stop_.Stop(deadline);
   outbox_->Wake();
   if (thread_.joinable()) thread_.join();
   for (std::unique_ptr<AmqpJob>& job : outbox_->Close()) Release(*job);
 }
 
 bool AmqpWorker::Stopping() const {
-  absl::MutexLock lock(&mu_);
-  if (!stopping_) return false;
+  absl::Time deadline;
+  if (!stop_.stopping(&deadline)) return false;
   // Done when nothing is held, or the deadline passed, or there is no link to ack on.
-  return in_flight_.load() == 0 || clock_.Now() >= stop_deadline_ || link_ == nullptr;
+  return in_flight_.load() == 0 || clock_.Now() >= deadline || link_ == nullptr;
 }
 
 void AmqpWorker::Loop() {
-  message::Backoff backoff(options_.min_backoff, options_.max_backoff);
-  bool ever_connected = false;
-  bool warned = false;
-  while (!Stopping()) {
-    if (link_ == nullptr) {
-      absl::Status connected = Connect();
-      if (!connected.ok()) {
-        if (!warned) {
-          spdlog::warn("amqp: {} ({}); retrying", connected.message(), options_.where);
-          warned = true;
-        } else {
-          spdlog::debug("amqp: {}; retrying", connected.message());
-        }
-        LinkLost(connected);
-        // Sleeps out the backoff, woken early by a stop.
-        const absl::Time until = clock_.Now() + backoff.Next();
-        while (clock_.Now() < until && !Stopping()) {
-          absl::MutexLock lock(&mu_);
-          if (stopping_) break;
-          mu_.AwaitWithDeadline(absl::Condition(&stopping_), until);
-        }
-        continue;
-      }
-      backoff.Reset();
-      if (ever_connected) metrics_.reconnects.Increment();
-      if (warned || !ever_connected) {
-        spdlog::info("amqp: consuming '{}' on {} (prefetch {})", options_.topology.queue,
-                     options_.where, prefetch_);
-      }
-      ever_connected = true;
-      warned = false;
-    }
-    if (absl::Status step = Step(); !step.ok()) {
-      spdlog::warn("amqp: {}; reconnecting", step.message());
-      warned = true;
-      LinkLost(step);
-    }
-  }
+  message::ConnectionLoop loop;
+  loop.name = "amqp";
+  loop.where = options_.where;
+  loop.min_backoff = options_.min_backoff;
+  loop.max_backoff = options_.max_backoff;
+  loop.connected = [this] { return link_ != nullptr; };
+  loop.connect = [this] { return Connect(); };
+  loop.consuming = [this] {
+    return absl::StrCat("consuming '", options_.topology.queue, "' on ", options_.where,
+                        " (prefetch ", prefetch_, ")");
+  };
+  loop.step = [this] { return Step(); };
+  loop.lost = [this] { LinkLost(); };
+  loop.done = [this] { return Stopping(); };
+  message::RunConnectionLoop(loop, stop_, clock_, metrics_.reconnects);
   if (link_ != nullptr) {
     (void)link_->Cancel();
     link_->Close();
@@ -133,11 +102,7 @@ absl::Status AmqpWorker::Connect() {
   prefetch_ = options_.prefetch;
   RETURN_IF_ERROR(link_->SetPrefetch(prefetch_));
   metrics_.prefetch.Set(prefetch_);
-  bool reading = false;
-  {
-    absl::MutexLock lock(&mu_);
-    reading = !stop_reading_;
-  }
+  const bool reading = !stop_.reading_stopped();
   if (reading) RETURN_IF_ERROR(link_->Consume(options_.topology.queue));
   consuming_ = reading;
   ready_ = reading;
@@ -145,8 +110,7 @@ absl::Status AmqpWorker::Connect() {
   return absl::OkStatus();
 }
 
-void AmqpWorker::LinkLost(const absl::Status& status) {
-  (void)status;
+void AmqpWorker::LinkLost() {
   ready_ = false;
   consuming_ = false;
   metrics_.connected.Set(0);
@@ -161,12 +125,7 @@ void AmqpWorker::LinkLost(const absl::Status& status) {
 }
 
 absl::Status AmqpWorker::Step() {
-  bool stop_reading = false;
-  {
-    absl::MutexLock lock(&mu_);
-    stop_reading = stop_reading_;
-  }
-  if (stop_reading && consuming_) {
+  if (stop_.reading_stopped() && consuming_) {
     consuming_ = false;
     ready_ = false;
     metrics_.connected.Set(0);

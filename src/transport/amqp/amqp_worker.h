@@ -25,9 +25,7 @@
 #include <string>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "metrics/registry.h"
@@ -35,6 +33,7 @@
 #include "service/inference_service.h"
 #include "transport/amqp/amqp_link.h"
 #include "transport/amqp/amqp_metrics.h"
+#include "transport/message/connection_loop.h"
 #include "transport/message/log_throttle.h"
 #include "transport/message/outbox.h"
 
@@ -88,7 +87,7 @@ class AmqpWorker {
   // One turn: cancel when asked, finish what the outbox holds, fit the prefetch, and handle
   // the broker's next event (waiting up to 250 ms, or until woken).
   absl::Status Step();
-  void LinkLost(const absl::Status& status);
+  void LinkLost();
   absl::Status HandleEvent(const Event& event);
   void Dispatch(Delivery delivery);
   void Train(std::unique_ptr<AmqpJob> job);
@@ -120,10 +119,7 @@ class AmqpWorker {
   std::atomic<bool> ready_{false};
   std::atomic<int64_t> in_flight_{0};  // jobs alive: delivered and not yet acked or dropped
 
-  mutable absl::Mutex mu_;
-  bool stop_reading_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  message::StopRequests stop_;
 
   std::thread thread_;
 };

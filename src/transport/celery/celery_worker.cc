@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "transport/message/backoff.h"
 
 namespace modeld::transport::celery {
 
@@ -71,72 +70,42 @@ void CeleryWorker::Start() {
 bool CeleryWorker::Ready() const { return ready_.load(); }
 
 void CeleryWorker::StopReading() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_reading_ = true;
-  }
+  stop_.StopReading();
   outbox_->Wake();
 }
 
 void CeleryWorker::Stop(absl::Time deadline) {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_reading_ = true;
-    stopping_ = true;
-    stop_deadline_ = std::min(stop_deadline_, deadline);
-  }
+  stop_.Stop(deadline);
   outbox_->Wake();
   if (thread_.joinable()) thread_.join();
   for (std::unique_ptr<CeleryJob>& job : outbox_->Close()) Release(*job);
 }
 
 bool CeleryWorker::Stopping() const {
-  absl::MutexLock lock(&mu_);
-  if (!stopping_) return false;
+  absl::Time deadline;
+  if (!stop_.stopping(&deadline)) return false;
   // Eta tasks are not waited for: the broker delivers them again to whoever consumes next.
   const int64_t waiting = in_flight_.load() - HeldEta();
-  return waiting <= 0 || clock_.Now() >= stop_deadline_ || broker_ == nullptr;
+  return waiting <= 0 || clock_.Now() >= deadline || broker_ == nullptr;
 }
 
 void CeleryWorker::Loop() {
-  message::Backoff backoff(options_.min_backoff, options_.max_backoff);
-  bool ever_connected = false;
-  bool warned = false;
-  while (!Stopping()) {
-    if (broker_ == nullptr) {
-      absl::Status connected = Connect();
-      if (!connected.ok()) {
-        if (!warned) {
-          spdlog::warn("celery: {} ({}); retrying", connected.message(), options_.where);
-          warned = true;
-        } else {
-          spdlog::debug("celery: {}; retrying", connected.message());
-        }
-        ConnectionLost();
-        const absl::Time until = clock_.Now() + backoff.Next();
-        while (clock_.Now() < until && !Stopping()) {
-          absl::MutexLock lock(&mu_);
-          if (stopping_) break;
-          mu_.AwaitWithDeadline(absl::Condition(&stopping_), until);
-        }
-        continue;
-      }
-      backoff.Reset();
-      if (ever_connected) metrics_.reconnects.Increment();
-      if (warned || !ever_connected) {
-        spdlog::info("celery: consuming '{}' on {}, results {}", options_.queue, options_.where,
-                     backend_ == nullptr ? "not stored (no --celery-result-backend)"
-                                         : absl::StrCat("in ", backend_->Describe()));
-      }
-      ever_connected = true;
-      warned = false;
-    }
-    if (absl::Status step = Step(); !step.ok()) {
-      spdlog::warn("celery: {}; reconnecting", step.message());
-      warned = true;
-      ConnectionLost();
-    }
-  }
+  message::ConnectionLoop loop;
+  loop.name = "celery";
+  loop.where = options_.where;
+  loop.min_backoff = options_.min_backoff;
+  loop.max_backoff = options_.max_backoff;
+  loop.connected = [this] { return broker_ != nullptr; };
+  loop.connect = [this] { return Connect(); };
+  loop.consuming = [this] {
+    return absl::StrCat("consuming '", options_.queue, "' on ", options_.where, ", results ",
+                        backend_ == nullptr ? "not stored (no --celery-result-backend)"
+                                            : absl::StrCat("in ", backend_->Describe()));
+  };
+  loop.step = [this] { return Step(); };
+  loop.lost = [this] { ConnectionLost(); };
+  loop.done = [this] { return Stopping(); };
+  message::RunConnectionLoop(loop, stop_, clock_, metrics_.reconnects);
   // Finished tasks whose results are not stored yet, and eta tasks, go back to the broker.
   ConnectionLost();
   metrics_.connected.Set(0);
@@ -149,11 +118,7 @@ absl::Status CeleryWorker::Connect() {
   prefetch_ = options_.prefetch;
   RETURN_IF_ERROR(broker_->SetPrefetch(prefetch_));
   metrics_.prefetch.Set(prefetch_);
-  bool reading = false;
-  {
-    absl::MutexLock lock(&mu_);
-    reading = !stop_reading_;
-  }
+  const bool reading = !stop_.reading_stopped();
   if (reading) RETURN_IF_ERROR(broker_->Consume());
   consuming_ = reading;
   ready_ = reading;
@@ -182,12 +147,7 @@ void CeleryWorker::ConnectionLost() {
 }
 
 absl::Status CeleryWorker::Step() {
-  bool stop_reading = false;
-  {
-    absl::MutexLock lock(&mu_);
-    stop_reading = stop_reading_;
-  }
-  if (stop_reading && consuming_) {
+  if (stop_.reading_stopped() && consuming_) {
     consuming_ = false;
     ready_ = false;
     metrics_.connected.Set(0);

@@ -21,9 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "metrics/registry.h"
@@ -33,6 +31,7 @@
 #include "transport/celery/celery_broker.h"
 #include "transport/celery/celery_metrics.h"
 #include "transport/celery/result_backend.h"
+#include "transport/message/connection_loop.h"
 #include "transport/message/log_throttle.h"
 #include "transport/message/outbox.h"
 
@@ -121,10 +120,7 @@ class CeleryWorker {
   std::atomic<bool> ready_{false};
   std::atomic<int64_t> in_flight_{0};  // jobs alive: delivered and not yet acked or dropped
 
-  mutable absl::Mutex mu_;
-  bool stop_reading_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  message::StopRequests stop_;
 
   std::thread thread_;
 };
