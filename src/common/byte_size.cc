@@ -27,14 +27,9 @@ absl::Status NotASize(absl::string_view text, absl::string_view why) {
 // The power of 1024 a unit stands for, or -1 for an unknown unit. `unit` is upper-case.
 int UnitShift(absl::string_view unit) {
   if (unit.empty() || unit == "B") return 0;
-  int shift;
-  switch (unit.front()) {
-    case 'K': shift = 10; break;
-    case 'M': shift = 20; break;
-    case 'G': shift = 30; break;
-    case 'T': shift = 40; break;
-    default: return -1;
-  }
+  const size_t prefix = absl::string_view("KMGT").find(unit.front());
+  if (prefix == absl::string_view::npos) return -1;
+  const int shift = 10 * static_cast<int>(prefix + 1);
   unit.remove_prefix(1);
   absl::ConsumePrefix(&unit, "I");  // "Ki", "KiB": an "i" only ever follows a prefix
   if (unit.empty() || unit == "B") return shift;

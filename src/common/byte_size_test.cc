@@ -141,8 +141,8 @@ TEST(FormatBytesTest, OneDecimalFromAGiBUp) {
 }
 
 TEST(FormatBytesTest, ARoundedValueOf1024MovesToTheNextUnit) {
-  EXPECT_EQ(FormatBytes(kKi * 1023 + 1000), "1 MiB");       // 1023.98 KiB
-  EXPECT_EQ(FormatBytes(kGi - 300 * kKi), "1.0 GiB");       // 1023.7 MiB
+  EXPECT_EQ(FormatBytes(kKi * 1023 + 1000), "1 MiB");         // 1023.98 KiB
+  EXPECT_EQ(FormatBytes(kGi - 300 * kKi), "1.0 GiB");         // 1023.7 MiB
   EXPECT_EQ(FormatBytes(1024 * kGi - kGi / 100), "1.0 TiB");  // 1023.99 GiB
   EXPECT_EQ(FormatBytes(1023 * kMi), "1023 MiB");
 }
