@@ -117,6 +117,17 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 instance_group [ { count: 1, kind: KIND_CPU } ]
 parameters { key: "sleep_ms" value { string_value: "400" } }
 """,
+    # One request at a time, 30 ms each, no batching: tasks run (and finish) one after another,
+    # in the order modeld took them (the priority test reads that order from date_done).
+    "serial": """\
+name: "serial"
+backend: "fake"
+max_batch_size: 1
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+parameters { key: "sleep_ms" value { string_value: "30" } }
+""",
     # BYTES in, the same BYTES out.
     "text": """\
 name: "text"
