@@ -923,9 +923,6 @@ def test_train_refusals_through_celery(pool, launch, train_repository, name):
     assert metric_sum(server, TASKS_METRIC, task="modeld.train", state="FAILURE") == 8
 
 
-@pytest.mark.xfail(strict=True, reason="modeld bug: an integral loss is written as a JSON "
-                   "integer (WriteDouble's shortest form), so get() returns int 4, not the float "
-                   "the result table of docs/celery.md promises")
 def test_an_integral_train_loss_is_still_a_float(pool, launch, train_repository):
     """W = 0.5, b = 0: x = 2 answers 1, and the target 3 makes the mean squared error exactly
     4. docs/celery.md: the result is {"loss": float, ...}."""

@@ -643,7 +643,8 @@ std::string EncodeTrainResult(const core::TrainResponse& response) {
   http::JsonWriter json(buffer);
   json.StartObject();
   json.Key("loss");
-  http::WriteDouble(json, response.loss);
+  // Always a float to Python, even when whole ("4.0", not "4"): the contract says float.
+  json.Double(response.loss);
   json.Key("step");
   json.Int64(response.step);
   json.Key("checkpoint_step");

@@ -494,6 +494,8 @@ TEST(EncodeResultTest, InferAnswersOutputsByNameAndPredictTheNestedList) {
   train.loss = 0.25;
   train.step = 7;
   EXPECT_EQ(EncodeTrainResult(train), R"({"loss":0.25,"step":7,"checkpoint_step":0})");
+  train.loss = 4;  // whole, and still a float in Python
+  EXPECT_EQ(EncodeTrainResult(train), R"({"loss":4.0,"step":7,"checkpoint_step":0})");
 }
 
 TEST(EncodeResultTest, SuccessDocumentRoundTrips) {
