@@ -142,6 +142,14 @@ class ModeldServer : public Server {
         absl::Seconds(options.repository_poll_secs));
     service_.SetModelControl(control_.get());
     models_.SetCheckpointRoot(options.checkpoint_dir);
+    if (options.model_memory_budget_bytes > 0) {
+      repository::MemoryBudgetOptions budget;
+      budget.budget_bytes = options.model_memory_budget_bytes;
+      budget.preload = options.model_preload;
+      budget.load_timeout = absl::Seconds(options.model_load_timeout_s);
+      budget.min_residency = absl::Seconds(options.model_min_residency_s);
+      models_.SetMemoryBudget(std::move(budget));
+    }
     service_.SetWatchdog(absl::Seconds(options.watchdog_seconds));
     service_.SetMaxRequestElements(options.max_request_elements);
     common::SetModelThreadNice(static_cast<int>(options.model_thread_nice));
@@ -181,6 +189,8 @@ class ModeldServer : public Server {
   // (ServerReady is false until every model has loaded or failed).
   absl::Status Start() {
     RETURN_IF_ERROR(LoadSecurity());
+    // A budget no model fits in: refuse to start rather than serve nothing.
+    RETURN_IF_ERROR(models_.CheckMemoryBudget());
     for (const std::string& warning : service::SecurityWarnings(options_))
       spdlog::warn("{}", warning);
     if (!options_.redis_url.empty()) {

@@ -20,7 +20,7 @@ absl::string_view VersionStateName(VersionState state) {
 }
 
 bool ModelStatus::ready() const {
-  return std::any_of(versions.begin(), versions.end(),
+  return loads_on_demand || std::any_of(versions.begin(), versions.end(),
                      [](const VersionStatus& v) { return v.state == VersionState::kReady; });
 }
 

@@ -37,7 +37,12 @@ struct ModelStatus {
   // state could be loaded); empty otherwise. A version that kept its loaded copy says so in
   // its own VersionStatus::reload_error.
   std::string reload_error;
+  // Not loaded now, and loaded on its first request (--model-memory-budget): it counts as
+  // ready, so that load balancers keep sending it the requests that load it. Its versions are
+  // UNAVAILABLE with the reason (unloaded or evicted).
+  bool loads_on_demand = false;
 
+  // A version READY, or the model loads on demand.
   bool ready() const;
   // The reload errors of the model and of each version, joined ("version 2: ..."); empty when
   // the last reload went through.

@@ -1,13 +1,20 @@
 #include "repository/model_manager.h"
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <deque>
+#include <fstream>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/byte_size.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "repository/export_hints.h"
@@ -16,6 +23,22 @@
 namespace modeld::repository {
 
 namespace {
+
+// Marks Get()'s UNAVAILABLE for a model that is not loaded but loads on demand.
+constexpr char kLoadsOnDemandUrl[] = "modeld.repository/loads-on-demand";
+constexpr char kUnloadedReason[] =
+    "unloaded: it loads on its first request (--model-memory-budget)";
+
+// The bytes of every file under `path`.
+int64_t FolderBytes(const std::filesystem::path& path) {
+  int64_t bytes = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::recursive_directory_iterator(path, error);
+       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+    if (it->is_regular_file(error)) bytes += static_cast<int64_t>(it->file_size(error));
+  }
+  return bytes;
+}
 
 // What a rescan compares: config.pbtxt's text and the fingerprint of every version folder.
 template <typename Entry>
@@ -29,6 +52,72 @@ void ReadDiskState(const std::filesystem::path& model_dir, Entry& entry) {
 
 }  // namespace
 
+bool LoadsOnDemand(const absl::Status& status) {
+  return absl::IsUnavailable(status) && status.GetPayload(kLoadsOnDemandUrl).has_value();
+}
+
+struct ModelManager::Budget {
+  Budget(MemoryBudgetOptions budget_options, metrics::Registry* metrics_registry)
+      : options(std::move(budget_options)),
+        registry(metrics_registry),
+        residency(options.budget_bytes, options.min_residency) {}
+
+  // The metrics of the budget (docs/metrics.md); no-ops without a registry.
+  void CountLoad(const std::string& model, const char* cause) {
+    if (registry == nullptr) return;
+    registry
+        ->GetCounter("modeld_model_loads_total",
+                     "Loads of a model under --model-memory-budget, by cause: preload, "
+                     "on_demand, explicit.",
+                     {{"model", model}, {"cause", cause}})
+        .Increment();
+  }
+  void CountEviction(const std::string& model) {
+    if (registry == nullptr) return;
+    registry
+        ->GetCounter("modeld_model_evictions_total",
+                     "Models unloaded to make room in --model-memory-budget.", {{"model", model}})
+        .Increment();
+  }
+  void RecordWait(const std::string& model, absl::Duration waited, bool ok) {
+    if (registry == nullptr) return;
+    registry
+        ->GetCounter("modeld_requests_waited_for_load_total",
+                     "Requests that waited for their model to load on demand, by outcome.",
+                     {{"model", model}, {"outcome", ok ? "served" : "failed"}})
+        .Increment();
+    registry
+        ->GetHistogram("modeld_model_load_wait_seconds",
+                       "How long requests waited for their model to load on demand.", {},
+                       {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
+        .Observe(absl::ToDoubleSeconds(waited));
+  }
+  void SetUsed(int64_t used) {
+    if (registry == nullptr) return;
+    registry
+        ->GetGauge("modeld_memory_budget_used_bytes",
+                   "The measured sizes of the models loaded under --model-memory-budget.", {})
+        .Set(static_cast<double>(used));
+    registry->GetGauge("modeld_memory_budget_bytes", "--model-memory-budget.", {})
+        .Set(static_cast<double>(options.budget_bytes));
+  }
+
+  const MemoryBudgetOptions options;
+  metrics::Registry* const registry;
+  absl::Mutex mu;
+  Residency residency ABSL_GUARDED_BY(mu);
+  std::deque<std::string> queue ABSL_GUARDED_BY(mu);  // models to load, in order
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  struct Failure {
+    absl::Status status;
+    absl::Time retry_after;
+    absl::Duration backoff;
+  };
+  absl::flat_hash_map<std::string, Failure> failures ABSL_GUARDED_BY(mu);
+  std::unique_ptr<LoadWaiters> waiters;
+  std::thread loader;
+};
+
 ModelManager::ModelManager(std::filesystem::path repository,
                            const backend::BackendRegistry& backends,
                            batching::SchedulerFactory make_scheduler, metrics::Registry* registry)
@@ -38,7 +127,53 @@ ModelManager::ModelManager(std::filesystem::path repository,
       registry_(registry),
       snapshot_(std::make_shared<const Snapshot>()) {}
 
-ModelManager::~ModelManager() { DrainAll(); }
+ModelManager::~ModelManager() {
+  if (budget_ != nullptr) {
+    {
+      absl::MutexLock lock(&budget_->mu);
+      budget_->stop = true;
+    }
+    if (budget_->loader.joinable()) budget_->loader.join();
+    budget_->waiters.reset();  // answers what still waits
+  }
+  DrainAll();
+}
+
+void ModelManager::SetMemoryBudget(MemoryBudgetOptions options) {
+  budget_ = std::make_unique<Budget>(std::move(options), registry_);
+  budget_->waiters = std::make_unique<LoadWaiters>(
+      [budget = budget_.get()](const std::string& model, absl::Duration waited, bool ok) {
+        budget->RecordWait(model, waited, ok);
+      });
+}
+
+int64_t ModelManager::ResidentBytes() const {
+  if (budget_->options.resident_bytes) return budget_->options.resident_bytes();
+  malloc_trim(0);  // what was freed goes back first, or it still counts as resident
+  int64_t pages_total = 0;
+  int64_t pages_resident = 0;
+  std::ifstream("/proc/self/statm") >> pages_total >> pages_resident;
+  return pages_resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+int64_t ModelManager::EstimateBytes(const ModelDir& dir, const ModelEntry& entry) const {
+  int64_t bytes = 0;
+  for (const core::VersionStatus& version : entry.status.versions) {
+    bytes += FolderBytes(dir.path / std::to_string(version.version));
+  }
+  return bytes;
+}
+
+ModelManager::ModelEntry ModelManager::OnDemand(ModelEntry entry, const std::string& reason) {
+  entry.ready.clear();
+  entry.status.loads_on_demand = true;
+  for (core::VersionStatus& version : entry.status.versions) {
+    version.state = core::VersionState::kUnavailable;
+    version.reason = reason;
+    version.reload_error.clear();
+  }
+  return entry;
+}
 
 absl::Status ModelManager::LoadAll() {
   ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
@@ -51,18 +186,232 @@ absl::Status ModelManager::LoadAll() {
     (*planned)[dir.name] = PlanModel(dir, &backend);
     backends.push_back(backend);
   }
+  // With a budget: which models load now (the rest load on demand).
+  absl::flat_hash_set<std::string> preload;
+  if (budget_ != nullptr) {
+    ASSIGN_OR_RETURN(preload, PlanBudget(dirs, *planned, backends));
+  }
   Publish(planned);
   // ...then each model's versions, published as each model finishes.
   for (size_t i = 0; i < dirs.size(); ++i) {
     if (backends[i] == nullptr) continue;  // failed while planning; already reported
     ModelEntry entry = (*planned)[dirs[i].name];
+    if (budget_ != nullptr && !preload.contains(dirs[i].name)) {
+      Replace(dirs[i].name, OnDemand(std::move(entry), kUnloadedReason));
+      continue;
+    }
+    const int64_t before = budget_ != nullptr ? ResidentBytes() : 0;
     LoadVersions(dirs[i], *backends[i], entry);
+    const bool loaded = !entry.ready.empty();
     auto next = std::make_shared<Snapshot>(*snapshot());
     (*next)[dirs[i].name] = std::move(entry);
     Publish(std::move(next));
+    if (budget_ != nullptr && loaded) {
+      const int64_t size = std::max<int64_t>(ResidentBytes() - before, 0);
+      absl::MutexLock lock(&budget_->mu);
+      budget_->residency.Loaded(dirs[i].name, size, absl::Now());
+      budget_->SetUsed(budget_->residency.used());
+      budget_->CountLoad(dirs[i].name, "preload");
+    }
   }
+  if (budget_ != nullptr) budget_->loader = std::thread([this] { LoadQueued(); });
   loaded_once_.store(true);
   return absl::OkStatus();
+}
+
+absl::StatusOr<absl::flat_hash_set<std::string>> ModelManager::PlanBudget(
+    const std::vector<ModelDir>& dirs, const Snapshot& planned,
+    const std::vector<backend::Backend*>& backends) {
+  std::vector<std::string> order;
+  absl::MutexLock lock(&budget_->mu);
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    if (backends[i] == nullptr) continue;  // failed while planning: never loads
+    const ModelEntry& entry = planned.at(dirs[i].name);
+    budget_->residency.SetEstimate(dirs[i].name, EstimateBytes(dirs[i], entry));
+    const auto& parameters = entry.status.config->parameters;
+    auto eviction = parameters.find("eviction");
+    budget_->residency.SetPinned(dirs[i].name,
+                                 eviction != parameters.end() && eviction->second == "never");
+    order.push_back(dirs[i].name);
+  }
+  // A budget no model fits in is a mistake in the flags, not something to serve with.
+  std::optional<std::pair<int64_t, std::string>> smallest;
+  for (const std::string& name : order) {
+    const int64_t size = budget_->residency.Size(name).value_or(0);
+    if (!smallest.has_value() || size < smallest->first) smallest.emplace(size, name);
+  }
+  if (smallest.has_value() && smallest->first > budget_->options.budget_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "no model fits in --model-memory-budget=",
+        common::FormatBytes(budget_->options.budget_bytes), ": the smallest, '",
+        smallest->second, "', needs about ", common::FormatBytes(smallest->first),
+        " (estimated from its files)"));
+  }
+  budget_->SetUsed(budget_->residency.used());
+  absl::flat_hash_set<std::string> preload;
+  if (budget_->options.preload) {
+    for (std::string& name : budget_->residency.PlanPreload(order)) preload.insert(std::move(name));
+  }
+  return preload;
+}
+
+absl::Status ModelManager::CheckMemoryBudget() {
+  if (budget_ == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
+  Snapshot planned;
+  std::vector<backend::Backend*> backends;
+  for (const ModelDir& dir : dirs) {
+    backend::Backend* backend = nullptr;
+    planned[dir.name] = PlanModel(dir, &backend);
+    backends.push_back(backend);
+  }
+  return PlanBudget(dirs, planned, backends).status();
+}
+
+void ModelManager::WhenLoaded(const std::string& name, std::optional<int64_t> version,
+                              absl::Time deadline, LoadedCallback done) {
+  absl::StatusOr<ModelHandle> now = Get(name, version);
+  if (budget_ == nullptr || !LoadsOnDemand(now.status())) {
+    std::move(done)(std::move(now));
+    return;
+  }
+  // Inside a failed load's back-off, its failure answers at once.
+  absl::Status failed;
+  {
+    absl::MutexLock lock(&budget_->mu);
+    auto it = budget_->failures.find(name);
+    if (it != budget_->failures.end() && absl::Now() < it->second.retry_after) {
+      failed = it->second.status;
+    }
+  }
+  if (!failed.ok()) {
+    std::move(done)(std::move(failed));
+    return;
+  }
+  const absl::Time until = std::min(deadline, absl::Now() + budget_->options.load_timeout);
+  if (budget_->waiters->Add(name, version, until, std::move(done))) {
+    absl::MutexLock lock(&budget_->mu);
+    budget_->queue.push_back(name);
+  }
+}
+
+void ModelManager::LoadQueued() {
+  for (;;) {
+    std::string name;
+    {
+      absl::MutexLock lock(&budget_->mu);
+      budget_->mu.Await(absl::Condition(
+          +[](Budget* budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(budget->mu) {
+            return budget->stop || !budget->queue.empty();
+          },
+          budget_.get()));
+      if (budget_->stop) return;
+      name = std::move(budget_->queue.front());
+      budget_->queue.pop_front();
+    }
+    absl::Status loaded;
+    {
+      absl::MutexLock reload(&reload_mu_);
+      loaded = LoadWithinBudget(name, "on_demand");
+    }
+    {
+      absl::MutexLock lock(&budget_->mu);
+      if (loaded.ok()) {
+        budget_->failures.erase(name);
+      } else {
+        Budget::Failure& failure = budget_->failures[name];
+        failure.backoff = failure.backoff == absl::ZeroDuration()
+                              ? budget_->options.min_retry
+                              : std::min(failure.backoff * 2, budget_->options.max_retry);
+        failure.retry_after = absl::Now() + failure.backoff;
+        failure.status = loaded;
+      }
+    }
+    budget_->waiters->ResolveAll(
+        name, [this, &name, &loaded](std::optional<int64_t> version) -> absl::StatusOr<ModelHandle> {
+          if (!loaded.ok()) return loaded;
+          return Get(name, version);
+        });
+  }
+}
+
+absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char* cause) {
+  const std::shared_ptr<const Snapshot> models = snapshot();
+  auto it = models->find(name);
+  if (it == models->end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  if (!it->second.status.loads_on_demand) return absl::OkStatus();  // loaded meanwhile
+  std::vector<std::string> evict;
+  {
+    absl::MutexLock lock(&budget_->mu);
+    // The least-recently-used order: each loaded model's last request.
+    for (const auto& [other, entry] : *models) {
+      absl::Time last = absl::InfinitePast();
+      for (const auto& [version, handle] : entry.ready) last = std::max(last, handle->last_used());
+      if (last != absl::InfinitePast()) budget_->residency.Touch(other, last);
+    }
+    auto busy = [&models](const std::string& other) {
+      auto found = models->find(other);
+      if (found == models->end()) return false;
+      for (const auto& [version, handle] : found->second.ready) {
+        if (handle->in_flight() > 0) return true;
+      }
+      return false;
+    };
+    absl::StatusOr<std::vector<std::string>> plan =
+        budget_->residency.PlanLoad(name, absl::Now(), busy);
+    if (!plan.ok()) {
+      spdlog::warn("model '{}' cannot load on demand: {}", name, plan.status().message());
+      return plan.status();
+    }
+    evict = *std::move(plan);
+  }
+  for (const std::string& victim : evict) Evict(victim);
+  const int64_t before = ResidentBytes();
+  const ModelDir dir{name, repository_ / name};
+  backend::Backend* backend = nullptr;
+  ModelEntry next = PlanModel(dir, &backend);
+  if (backend != nullptr) {
+    spdlog::info("model '{}': loading on demand", name);
+    LoadVersions(dir, *backend, next);
+  }
+  if (next.ready.empty()) {
+    const std::string reason = next.status.UnavailableReason();
+    Replace(name, OnDemand(std::move(next),
+                           absl::StrCat("its load on demand failed (retried on a later "
+                                        "request): ", reason)));
+    return absl::UnavailableError(
+        absl::StrCat("model '", name, "' could not be loaded on demand: ", reason));
+  }
+  Replace(name, std::move(next));
+  const int64_t size = std::max<int64_t>(ResidentBytes() - before, 0);
+  absl::MutexLock lock(&budget_->mu);
+  budget_->residency.Loaded(name, size, absl::Now());
+  budget_->SetUsed(budget_->residency.used());
+  budget_->CountLoad(name, cause);
+  spdlog::info("model '{}' loaded ({}): {} ({} of {} used)", name, cause, common::FormatBytes(size),
+               common::FormatBytes(budget_->residency.used()),
+               common::FormatBytes(budget_->options.budget_bytes));
+  return absl::OkStatus();
+}
+
+void ModelManager::Evict(const std::string& name) {
+  std::optional<ModelEntry> current;
+  {
+    const std::shared_ptr<const Snapshot> models = snapshot();
+    if (auto it = models->find(name); it != models->end()) current = it->second;
+  }
+  if (!current.has_value()) return;
+  spdlog::info("model '{}' evicted to make room in --model-memory-budget", name);
+  // Its versions drain and free their memory once the old map is released (in Replace).
+  Replace(name, OnDemand(*std::move(current),
+                         absl::StrCat("evicted at ", absl::FormatTime("%H:%M:%S", absl::Now(),
+                                                                      absl::UTCTimeZone()),
+                                      " UTC to make room in --model-memory-budget; it loads "
+                                      "on its next request")));
+  absl::MutexLock lock(&budget_->mu);
+  budget_->residency.Unloaded(name);
+  budget_->SetUsed(budget_->residency.used());
+  budget_->CountEviction(name);
 }
 
 void ModelManager::Publish(std::shared_ptr<const Snapshot> next) {
@@ -229,6 +578,12 @@ absl::StatusOr<ModelHandle> ModelManager::Get(absl::string_view name,
     return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
   }
   const ModelEntry& entry = it->second;
+  if (entry.status.loads_on_demand) {
+    absl::Status status = absl::UnavailableError(absl::StrCat(
+        "model '", name, "' is not loaded: ", entry.status.UnavailableReason()));
+    status.SetPayload(kLoadsOnDemandUrl, absl::Cord("1"));
+    return status;
+  }
   if (!version.has_value()) {
     if (entry.ready.empty()) {
       return absl::UnavailableError(
@@ -248,6 +603,24 @@ absl::StatusOr<ModelHandle> ModelManager::Get(absl::string_view name,
   return absl::NotFoundError(
       absl::StrCat("model '", name, "' has no version ", *version, " (ready versions: ",
                    ready_versions.empty() ? "none" : absl::StrJoin(ready_versions, ", "), ")"));
+}
+
+absl::StatusOr<std::shared_ptr<const core::ModelConfig>> ModelManager::Config(
+    absl::string_view name, std::optional<int64_t> version) const {
+  absl::StatusOr<ModelHandle> handle = Get(name, version);
+  if (handle.ok()) {
+    // The aliasing constructor shares the handle's ownership, so the config lives on with it.
+    return std::shared_ptr<const core::ModelConfig>(*handle, &(*handle)->config());
+  }
+  if (!LoadsOnDemand(handle.status())) return handle.status();
+  ASSIGN_OR_RETURN(core::ModelStatus status, Status(name));
+  if (version.has_value() &&
+      std::none_of(status.versions.begin(), status.versions.end(),
+                   [&](const core::VersionStatus& v) { return v.version == *version; })) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version ", *version));
+  }
+  if (status.config == nullptr) return handle.status();
+  return status.config;
 }
 
 absl::StatusOr<core::ModelStatus> ModelManager::Status(absl::string_view name) const {
@@ -302,6 +675,20 @@ absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
   }
   backend::Backend* backend = nullptr;
   ModelEntry next = PlanModel(dir, &backend);
+  if (budget_ != nullptr && !force && (!current.has_value() || current->status.loads_on_demand)) {
+    // Under a budget a new or unloaded model is only planned: it loads on its first request,
+    // from the folder as it is then.
+    if (backend != nullptr) {
+      absl::MutexLock lock(&budget_->mu);
+      budget_->residency.SetEstimate(dir.name, EstimateBytes(dir, next));
+      budget_->failures.erase(dir.name);
+    }
+    spdlog::info("model '{}': {}; it loads on its first request", dir.name,
+                 current.has_value() ? "changed" : "new model");
+    Replace(dir.name, backend != nullptr ? OnDemand(std::move(next), kUnloadedReason)
+                                         : std::move(next));
+    return absl::OkStatus();
+  }
   const bool serving = current.has_value() && !current->ready.empty();
   if (backend != nullptr) {
     spdlog::info("model '{}': loading {}", dir.name, current.has_value() ? "changes" : "new model");
@@ -368,6 +755,11 @@ void ModelManager::Rescan() {
   for (const std::string& name : gone) {
     spdlog::info("model '{}': its folder is gone; unloading it", name);
     Replace(name, std::nullopt);
+    if (budget_ != nullptr) {
+      absl::MutexLock lock(&budget_->mu);
+      budget_->residency.Forget(name);
+      budget_->SetUsed(budget_->residency.used());
+    }
   }
 }
 
@@ -380,7 +772,28 @@ absl::Status ModelManager::LoadModel(absl::string_view name) {
     return absl::NotFoundError(
         absl::StrCat("model '", name, "' has no folder in the repository ", repository_.string()));
   }
-  return Reconcile({std::string(name), path}, /*force=*/true);
+  const ModelDir dir{std::string(name), path};
+  if (budget_ != nullptr) {
+    std::optional<ModelEntry> current;
+    {
+      const std::shared_ptr<const Snapshot> models = snapshot();
+      if (auto it = models->find(dir.name); it != models->end()) current = it->second;
+    }
+    if (!current.has_value() || current->status.loads_on_demand) {
+      // Planned from the folder as it is now, then loaded within the budget like a request's.
+      RETURN_IF_ERROR(Reconcile(dir, /*force=*/false));
+      ModelEntry planned = snapshot()->at(dir.name);
+      if (!planned.status.loads_on_demand) {
+        return absl::UnavailableError(absl::StrCat("model '", name, "' could not be loaded: ",
+                                                   planned.status.UnavailableReason()));
+      }
+      RETURN_IF_ERROR(LoadWithinBudget(dir.name, "explicit"));
+      absl::MutexLock lock(&budget_->mu);
+      budget_->failures.erase(dir.name);
+      return absl::OkStatus();
+    }
+  }
+  return Reconcile(dir, /*force=*/true);
 }
 
 absl::Status ModelManager::UnloadModel(absl::string_view name) {
@@ -390,6 +803,11 @@ absl::Status ModelManager::UnloadModel(absl::string_view name) {
   }
   spdlog::info("model '{}' unloaded; its versions drain as their requests end", name);
   Replace(std::string(name), std::nullopt);
+  if (budget_ != nullptr) {
+    absl::MutexLock lock(&budget_->mu);
+    budget_->residency.Unloaded(std::string(name));
+    budget_->SetUsed(budget_->residency.used());
+  }
   return absl::OkStatus();
 }
 

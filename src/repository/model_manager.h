@@ -19,6 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -27,10 +28,30 @@
 #include "core/model_config.h"
 #include "core/model_status.h"
 #include "metrics/registry.h"
+#include "repository/load_waiters.h"
+#include "repository/residency.h"
 #include "repository/scan.h"
 #include "repository/served_version.h"
 
 namespace modeld::repository {
+
+// With a memory budget (docs/design/memory-budget.md): how it is spent and bounded.
+struct MemoryBudgetOptions {
+  int64_t budget_bytes = 0;  // 0: no budget, every model loads at start (the default)
+  bool preload = true;       // load at start what fits
+  absl::Duration load_timeout = absl::Seconds(60);   // the longest a request waits for a load
+  absl::Duration min_residency = absl::Seconds(10);  // never evicted sooner after its load
+  // The process's resident memory in bytes, read before and after each load (after the
+  // freed pages went back to the system); null: /proc/self/statm. Tests inject their own.
+  std::function<int64_t()> resident_bytes;
+  // The first retry of a model whose on-demand load failed; doubles up to `max_retry`.
+  absl::Duration min_retry = absl::Seconds(1);
+  absl::Duration max_retry = absl::Seconds(60);
+};
+
+// Whether `status` (from Get) says the model is not loaded now but loads on demand: the
+// caller then parks its request with WhenLoaded.
+bool LoadsOnDemand(const absl::Status& status);
 
 // Thread-safe. The destructor drains every version.
 class ModelManager {
@@ -47,8 +68,22 @@ class ModelManager {
   absl::Status LoadAll();
 
   // The version to run: `version`, or the newest ready one. NOT_FOUND for an unknown model or
-  // version; UNAVAILABLE, with the reason, for a model or version that failed to load.
+  // version; UNAVAILABLE, with the reason, for a model or version that failed to load, or for
+  // a model that is not loaded now but loads on demand (LoadsOnDemand(status) is then true).
   absl::StatusOr<ModelHandle> Get(absl::string_view name, std::optional<int64_t> version) const;
+
+  // With a budget: `done` gets Get(name, version) once model `name` is loaded (starting its
+  // load if none runs: concurrent callers share one), or the load's failure, or
+  // DEADLINE_EXCEEDED at the earlier of `deadline` and the budget's load_timeout (the load
+  // goes on for later requests). `done` runs exactly once, on a loader thread, never on the
+  // caller's. Without a budget, or for a model that is loaded: `done` runs at once with Get().
+  void WhenLoaded(const std::string& name, std::optional<int64_t> version, absl::Time deadline,
+                  LoadedCallback done);
+
+  // The config of model `name` (`version`, or the newest), loaded or not: what a request must
+  // look like before it is worth loading the model for. NOT_FOUND / UNAVAILABLE as Get.
+  absl::StatusOr<std::shared_ptr<const core::ModelConfig>> Config(
+      absl::string_view name, std::optional<int64_t> version) const;
 
   // NOT_FOUND for an unknown model.
   absl::StatusOr<core::ModelStatus> Status(absl::string_view name) const;
@@ -77,6 +112,14 @@ class ModelManager {
   // index): served versions as they are, folders not served as UNAVAILABLE "unloaded".
   std::vector<core::IndexEntry> Index() const;
 
+  // Turns the memory budget on. Set before LoadAll(); a budget that no model fits in makes
+  // LoadAll() fail with INVALID_ARGUMENT naming the smallest model's size.
+  void SetMemoryBudget(MemoryBudgetOptions options);
+  // With a budget: INVALID_ARGUMENT when no model of the repository fits in it (estimated
+  // from the files), so that modeld refuses to start rather than serve nothing. Call before
+  // serving; OK without a budget. (LoadAll checks the same.)
+  absl::Status CheckMemoryBudget();
+
   // Where trained models keep their checkpoints: <dir>/<model>; empty (the default):
   // <model folder>/checkpoints. A model's checkpoint_dir parameter overrides both. Set before
   // LoadAll().
@@ -104,6 +147,7 @@ class ModelManager {
 
  private:
   struct ModelEntry {
+    // status.loads_on_demand: planned, not loaded (the budget); `ready` is then empty.
     core::ModelStatus status;
     std::map<int64_t, ModelHandle> ready;
     // What the folder looked like when it was planned: config.pbtxt's text and each
@@ -132,6 +176,31 @@ class ModelManager {
   // Publishes a copy of the map with `name` set to `entry`, or removed when it is nullopt.
   void Replace(const std::string& name, std::optional<ModelEntry> entry);
 
+  // The memory budget (null without one): the load queue's thread, the parked requests, the
+  // residency bookkeeping and the back-off of failed loads.
+  struct Budget;
+  // The budget's plan for the models of `dirs` (planned into `planned`, with their backends;
+  // null: failed): each one's estimated size and pin, the refusal of a budget no model fits,
+  // and the models to load at start.
+  absl::StatusOr<absl::flat_hash_set<std::string>> PlanBudget(
+      const std::vector<ModelDir>& dirs, const Snapshot& planned,
+      const std::vector<backend::Backend*>& backends);
+  // The loader thread of the budget: runs the queued on-demand loads one at a time.
+  void LoadQueued();
+  // Loads model `name` within the budget (evicting what PlanLoad says first), measuring its
+  // size; `cause` labels the load in the metrics ("on_demand", "explicit"). Callers hold
+  // reload_mu_. OK when it serves afterwards.
+  absl::Status LoadWithinBudget(const std::string& name, const char* cause)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // Unloads a model the budget evicts: its entry stays, loadable on demand.
+  void Evict(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // `entry` turned into an unloaded one that loads on demand, its versions UNAVAILABLE with
+  // `reason`.
+  static ModelEntry OnDemand(ModelEntry entry, const std::string& reason);
+  // The sizes of the version folders `entry` serves: the estimate before the first load.
+  int64_t EstimateBytes(const ModelDir& dir, const ModelEntry& entry) const;
+  int64_t ResidentBytes() const;
+
   const std::filesystem::path repository_;
   std::filesystem::path checkpoint_root_;  // set before LoadAll
   std::function<void()> on_served_change_;  // set before LoadAll
@@ -140,6 +209,8 @@ class ModelManager {
   metrics::Registry* const registry_;
   std::atomic<bool> loaded_once_{false};
   std::atomic<bool> cancelled_{false};
+
+  std::unique_ptr<Budget> budget_;  // set before LoadAll; null without a budget
 
   absl::Mutex reload_mu_;  // one reload at a time
   mutable absl::Mutex mu_;

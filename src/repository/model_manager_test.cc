@@ -435,5 +435,220 @@ TEST_F(ModelManagerTest, AVersionPolicyChangeTakesEffectOnReload) {
   EXPECT_EQ((*manager.Get("m", std::nullopt))->version(), 1);
 }
 
+
+// The memory budget (docs/design/memory-budget.md), on fake models that hold `mib` MiB while
+// loaded (parameter resident_mb) and whose version folder holds as much on disk, so that the
+// estimate and the measurement agree.
+class MemoryBudgetTest : public ModelManagerTest {
+ protected:
+  void AddModel(const std::string& name, int mib, absl::string_view extra = "") {
+    repo_.AddModel(name, FakeModelConfig(absl::StrCat("parameters { key: \"resident_mb\" value { "
+                                                      "string_value: \"", mib, "\" } }\n", extra)));
+    repo_.WriteFile(std::filesystem::path(name) / "1" / "weights.bin",
+                    std::string(static_cast<size_t>(mib) << 20, 'w'));
+  }
+
+  static MemoryBudgetOptions Budget(int mib) {
+    MemoryBudgetOptions options;
+    options.budget_bytes = static_cast<int64_t>(mib) << 20;
+    options.min_residency = absl::ZeroDuration();
+    options.min_retry = absl::Milliseconds(300);
+    return options;
+  }
+
+  // WhenLoaded, waited for.
+  static absl::StatusOr<ModelHandle> Load(ModelManager& manager, const std::string& name,
+                                          absl::Duration timeout = absl::Seconds(10)) {
+    absl::Notification done;
+    absl::StatusOr<ModelHandle> result = absl::UnknownError("not answered");
+    manager.WhenLoaded(name, std::nullopt, absl::Now() + timeout,
+                       [&](absl::StatusOr<ModelHandle> handle) {
+                         result = std::move(handle);
+                         done.Notify();
+                       });
+    done.WaitForNotification();
+    return result;
+  }
+
+  static bool Loaded(const ModelManager& manager, const std::string& name) {
+    return manager.Get(name, std::nullopt).ok();
+  }
+};
+
+TEST_F(MemoryBudgetTest, PreloadsWhatFitsAndLoadsTheRestOnDemand) {
+  for (const char* name : {"a", "b", "c"}) AddModel(name, 8);
+  ModelManager manager(repo_.path(), backends_, factory_);
+  manager.SetMemoryBudget(Budget(20));
+  ASSERT_TRUE(manager.LoadAll().ok());
+  EXPECT_TRUE(Loaded(manager, "a"));
+  EXPECT_TRUE(Loaded(manager, "b"));
+  absl::Status c = manager.Get("c", std::nullopt).status();
+  EXPECT_TRUE(LoadsOnDemand(c)) << c;
+  EXPECT_THAT(c.message(), HasSubstr("loads on its first request"));
+  absl::StatusOr<core::ModelStatus> status = manager.Status("c");
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(status->ready()) << "a model that loads on demand counts as ready";
+  // Its config is there before it loads.
+  EXPECT_TRUE(manager.Config("c", std::nullopt).ok());
+
+  (*manager.Get("b", std::nullopt))->Touch(absl::Now());  // "a" is now the least recently used
+  absl::StatusOr<ModelHandle> loaded = Load(manager, "c");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(Loaded(manager, "b"));
+  EXPECT_FALSE(Loaded(manager, "a"));
+  EXPECT_THAT(manager.Get("a", std::nullopt).status().message(), HasSubstr("evicted"));
+  bool listed = false;
+  for (const core::IndexEntry& entry : manager.Index()) {
+    if (entry.name == "a") {
+      listed = true;
+      EXPECT_EQ(entry.state, core::VersionState::kUnavailable);
+      EXPECT_THAT(entry.reason, HasSubstr("evicted"));
+    }
+  }
+  EXPECT_TRUE(listed);
+}
+
+TEST_F(MemoryBudgetTest, PinnedAndBusyModelsAreNeverEvicted) {
+  AddModel("a_pinned", 8, "parameters { key: \"eviction\" value { string_value: \"never\" } }");
+  AddModel("b_busy", 8);
+  AddModel("c_late", 8);
+  ModelManager manager(repo_.path(), backends_, factory_);
+  manager.SetMemoryBudget(Budget(20));
+  ASSERT_TRUE(manager.LoadAll().ok());
+  ASSERT_TRUE(Loaded(manager, "a_pinned") && Loaded(manager, "b_busy"));
+  ModelHandle busy = *manager.Get("b_busy", std::nullopt);
+  busy->AddInFlight(1);  // a request queued on it
+  absl::Status refused = Load(manager, "c_late").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("'a_pinned' (pinned"));
+  EXPECT_THAT(refused.message(), HasSubstr("'b_busy' (busy"));
+  EXPECT_TRUE(Loaded(manager, "a_pinned") && Loaded(manager, "b_busy"));
+  // Once idle, and after the failed load's back-off, "b_busy" makes room.
+  busy->AddInFlight(-1);
+  busy.reset();
+  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_TRUE(Load(manager, "c_late").ok());
+  EXPECT_TRUE(Loaded(manager, "a_pinned"));
+  EXPECT_FALSE(Loaded(manager, "b_busy"));
+}
+
+TEST_F(MemoryBudgetTest, ConcurrentFirstRequestsShareOneLoad) {
+  AddModel("m", 4, "parameters { key: \"load_sleep_ms\" value { string_value: \"200\" } }");
+  ModelManager manager(repo_.path(), backends_, factory_);
+  MemoryBudgetOptions options = Budget(20);
+  options.preload = false;
+  manager.SetMemoryBudget(options);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  EXPECT_EQ(fake_->load_count(), 0);
+  std::atomic<int> ok{0};
+  absl::Notification all;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 16; ++i) {
+    manager.WhenLoaded("m", std::nullopt, absl::Now() + absl::Seconds(10),
+                       [&](absl::StatusOr<ModelHandle> handle) {
+                         if (handle.ok()) ++ok;
+                         if (++answered == 16) all.Notify();
+                       });
+  }
+  all.WaitForNotification();
+  EXPECT_EQ(ok.load(), 16);
+  EXPECT_EQ(fake_->load_count(), 1);
+}
+
+TEST_F(MemoryBudgetTest, ADeadlineEndsTheWaitButNotTheLoad) {
+  AddModel("slow", 4, "parameters { key: \"load_sleep_ms\" value { string_value: \"500\" } }");
+  ModelManager manager(repo_.path(), backends_, factory_);
+  MemoryBudgetOptions options = Budget(20);
+  options.preload = false;
+  manager.SetMemoryBudget(options);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  const absl::Time start = absl::Now();
+  absl::Status waited = Load(manager, "slow", absl::Milliseconds(50)).status();
+  EXPECT_EQ(waited.code(), absl::StatusCode::kDeadlineExceeded) << waited;
+  EXPECT_THAT(waited.message(), HasSubstr("still loading"));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(400));
+  // The load went on: a later request gets the model.
+  EXPECT_TRUE(Load(manager, "slow").ok());
+  EXPECT_EQ(fake_->load_count(), 1);
+}
+
+TEST_F(MemoryBudgetTest, AModelLargerThanTheBudgetSaysBothSizes) {
+  AddModel("small", 4);
+  AddModel("huge", 24);
+  ModelManager manager(repo_.path(), backends_, factory_);
+  manager.SetMemoryBudget(Budget(20));
+  ASSERT_TRUE(manager.CheckMemoryBudget().ok());
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::Status huge = Load(manager, "huge").status();
+  EXPECT_EQ(huge.code(), absl::StatusCode::kResourceExhausted) << huge;
+  EXPECT_THAT(huge.message(), HasSubstr("24 MiB"));
+  EXPECT_THAT(huge.message(), HasSubstr("20 MiB"));
+  EXPECT_TRUE(Loaded(manager, "small"));
+}
+
+TEST_F(MemoryBudgetTest, ABudgetNoModelFitsInRefusesToStart) {
+  AddModel("a", 8);
+  ModelManager manager(repo_.path(), backends_, factory_);
+  manager.SetMemoryBudget(Budget(4));
+  absl::Status checked = manager.CheckMemoryBudget();
+  EXPECT_EQ(checked.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(checked.message(), HasSubstr("no model fits in --model-memory-budget"));
+  EXPECT_THAT(checked.message(), HasSubstr("'a'"));
+}
+
+TEST_F(MemoryBudgetTest, AFailedLoadOnDemandBacksOffAndOthersServe) {
+  AddModel("good", 4);
+  AddModel("broken", 4, "parameters { key: \"load_error\" value { string_value: \"disk on fire\" } }");
+  ModelManager manager(repo_.path(), backends_, factory_);
+  MemoryBudgetOptions options = Budget(20);
+  options.preload = false;
+  options.min_retry = absl::Seconds(30);
+  manager.SetMemoryBudget(options);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  ASSERT_TRUE(Load(manager, "good").ok());
+  absl::Status first = Load(manager, "broken").status();
+  EXPECT_EQ(first.code(), absl::StatusCode::kUnavailable) << first;
+  EXPECT_THAT(first.message(), HasSubstr("disk on fire"));
+  // Inside the back-off the failure answers at once, and the model still loads on demand
+  // (so it counts as ready, and a later request retries).
+  absl::Status again = Load(manager, "broken").status();
+  EXPECT_EQ(again, first);
+  EXPECT_TRUE(LoadsOnDemand(manager.Get("broken", std::nullopt).status()));
+  EXPECT_TRUE(Loaded(manager, "good"));
+}
+
+TEST_F(MemoryBudgetTest, MinimumResidencyProtectsAFreshModel) {
+  AddModel("a", 8);
+  AddModel("b", 8);
+  AddModel("c", 8);
+  ModelManager manager(repo_.path(), backends_, factory_);
+  MemoryBudgetOptions options = Budget(20);
+  options.min_residency = absl::Seconds(60);
+  manager.SetMemoryBudget(options);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::Status refused = Load(manager, "c").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("--model-min-residency"));
+}
+
+TEST_F(MemoryBudgetTest, ExplicitLoadAndUnloadCountAgainstTheBudget) {
+  AddModel("a", 8);
+  AddModel("b", 8);
+  AddModel("c", 8);
+  ModelManager manager(repo_.path(), backends_, factory_);
+  MemoryBudgetOptions options = Budget(20);
+  options.preload = false;
+  manager.SetMemoryBudget(options);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  ASSERT_TRUE(manager.LoadModel("a").ok());
+  ASSERT_TRUE(manager.LoadModel("b").ok());
+  ASSERT_TRUE(manager.UnloadModel("a").ok());
+  // "a"'s memory is free again: "c" loads without evicting "b".
+  ASSERT_TRUE(manager.LoadModel("c").ok());
+  EXPECT_TRUE(Loaded(manager, "b"));
+  EXPECT_TRUE(Loaded(manager, "c"));
+  EXPECT_EQ(manager.Get("a", std::nullopt).status().code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace modeld::repository

@@ -3,6 +3,7 @@
 // a ModelHandle keeps one alive while a request or step holds it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -60,6 +61,20 @@ class ServedVersion {
     return limit > absl::ZeroDuration() && since != absl::InfiniteFuture() && now - since > limit;
   }
 
+  // Requests and training steps queued or running on this version, counted by the service:
+  // the memory budget never evicts a version while it has any.
+  void AddInFlight(int64_t delta) const { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+  int64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  // The last time a request or step asked for this version: the budget's eviction order.
+  void Touch(absl::Time now) const {
+    last_used_ns_.store(absl::ToUnixNanos(now), std::memory_order_relaxed);
+  }
+  // InfinitePast when never touched.
+  absl::Time last_used() const {
+    const int64_t ns = last_used_ns_.load(std::memory_order_relaxed);
+    return ns == 0 ? absl::InfinitePast() : absl::FromUnixNanos(ns);
+  }
+
  private:
   const std::shared_ptr<const core::ModelConfig> config_;
   const int64_t version_;
@@ -68,6 +83,8 @@ class ServedVersion {
   std::unique_ptr<batching::Scheduler> scheduler_;
   std::unique_ptr<training::Trainer> trainer_;
   absl::Status can_train_;
+  mutable std::atomic<int64_t> in_flight_{0};
+  mutable std::atomic<int64_t> last_used_ns_{0};
 };
 
 using ModelHandle = std::shared_ptr<const ServedVersion>;

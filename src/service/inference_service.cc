@@ -46,6 +46,25 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
   const absl::Time start = clock_.Now();
   absl::StatusOr<repository::ModelHandle> handle =
       AcceptingVersion(models_, draining_.load(), request.model_name, request.model_version);
+  if (!handle.ok() && repository::LoadsOnDemand(handle.status())) {
+    // Not loaded (the memory budget): the request waits for the load off this thread, and
+    // goes on from the loader's callback.
+    const std::string name = request.model_name;
+    const std::optional<int64_t> version = request.model_version;
+    const absl::Time deadline = request.deadline;
+    models_.WhenLoaded(
+        name, version, deadline,
+        [this, start, request = std::move(request), done = std::move(done)](
+            absl::StatusOr<repository::ModelHandle> loaded) mutable {
+          InferOn(std::move(loaded), start, std::move(request), std::move(done));
+        });
+    return;
+  }
+  InferOn(std::move(handle), start, std::move(request), std::move(done));
+}
+
+void InferenceService::InferOn(absl::StatusOr<repository::ModelHandle> handle, absl::Time start,
+                               core::InferRequest&& request, core::InferCallback&& done) {
   if (!handle.ok()) {
     unresolved_.RecordRequest(handle.status(), clock_.Now() - start);
     std::move(done)(handle.status());
@@ -64,6 +83,8 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
     ++in_flight_;
   }
   metrics.AddInFlight(1);
+  (*handle)->AddInFlight(1);
+  (*handle)->Touch(start);
   batching::Scheduler& scheduler = (*handle)->scheduler();
   // The callback holds the handle, so the version (and its metrics) outlives every request
   // queued on it.
@@ -72,6 +93,7 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
                      done = std::move(done)](absl::StatusOr<core::InferResponse> response) mutable {
                       handle->metrics().RecordRequest(response.status(), clock_.Now() - start);
                       handle->metrics().AddInFlight(-1);
+                      handle->AddInFlight(-1);
                       std::move(done)(std::move(response));
                       absl::MutexLock lock(&in_flight_mu_);
                       --in_flight_;
@@ -82,6 +104,21 @@ void InferenceService::Infer(core::InferRequest&& request, core::InferCallback&&
 void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&& done) {
   absl::StatusOr<repository::ModelHandle> handle =
       AcceptingVersion(models_, draining_.load(), request.model_name, request.model_version);
+  if (!handle.ok() && repository::LoadsOnDemand(handle.status())) {
+    const std::string name = request.model_name;
+    const std::optional<int64_t> version = request.model_version;
+    models_.WhenLoaded(name, version, absl::InfiniteFuture(),
+                       [this, request = std::move(request), done = std::move(done)](
+                           absl::StatusOr<repository::ModelHandle> loaded) mutable {
+                         TrainOn(std::move(loaded), std::move(request), std::move(done));
+                       });
+    return;
+  }
+  TrainOn(std::move(handle), std::move(request), std::move(done));
+}
+
+void InferenceService::TrainOn(absl::StatusOr<repository::ModelHandle> handle,
+                               core::TrainRequest&& request, core::TrainCallback&& done) {
   if (!handle.ok()) return std::move(done)(handle.status());
   training::Trainer* trainer = (*handle)->trainer();
   if (trainer == nullptr && !(*handle)->can_train().ok()) {
@@ -101,9 +138,12 @@ void InferenceService::Train(core::TrainRequest&& request, core::TrainCallback&&
     absl::MutexLock lock(&in_flight_mu_);
     ++in_flight_;
   }
+  (*handle)->AddInFlight(1);
+  (*handle)->Touch(clock_.Now());
   // The callback holds the handle, so the version outlives its queued steps.
   trainer->Train(std::move(request), [this, handle = *std::move(handle), done = std::move(done)](
                                          absl::StatusOr<core::TrainResponse> response) mutable {
+    handle->AddInFlight(-1);
     std::move(done)(std::move(response));
     absl::MutexLock lock(&in_flight_mu_);
     --in_flight_;
@@ -140,6 +180,8 @@ bool InferenceService::Ready() const {
 
 bool InferenceService::ModelReady(absl::string_view name, std::optional<int64_t> version) const {
   absl::StatusOr<repository::ModelHandle> handle = models_.Get(name, version);
+  // A model that loads on demand is ready: its first request loads it.
+  if (repository::LoadsOnDemand(handle.status())) return models_.Config(name, version).ok();
   if (!handle.ok()) return false;
   // A stuck instance: the model's requests would wait behind it (the watchdog).
   return !(*handle)->Stuck(absl::Now(), watchdog_limit_);
@@ -147,13 +189,16 @@ bool InferenceService::ModelReady(absl::string_view name, std::optional<int64_t>
 
 absl::StatusOr<ModelMetadata> InferenceService::Metadata(absl::string_view name,
                                                          std::optional<int64_t> version) const {
-  ASSIGN_OR_RETURN(repository::ModelHandle handle, models_.Get(name, version));
+  // Loaded or not (the memory budget): metadata never loads a model.
+  ASSIGN_OR_RETURN(std::shared_ptr<const core::ModelConfig> served, models_.Config(name, version));
   ASSIGN_OR_RETURN(core::ModelStatus status, models_.Status(name));
-  const core::ModelConfig& config = handle->config();
+  const core::ModelConfig& config = *served;
   ModelMetadata metadata;
   metadata.name = config.name;
   for (const core::VersionStatus& v : status.versions) {
-    if (v.state == core::VersionState::kReady) metadata.versions.push_back(v.version);
+    if (v.state == core::VersionState::kReady || status.loads_on_demand) {
+      metadata.versions.push_back(v.version);
+    }
   }
   metadata.platform = config.platform.empty() ? config.backend : config.platform;
   metadata.inputs = Describe(config, config.inputs);
@@ -163,9 +208,8 @@ absl::StatusOr<ModelMetadata> InferenceService::Metadata(absl::string_view name,
 
 absl::StatusOr<std::shared_ptr<const core::ModelConfig>> InferenceService::Config(
     absl::string_view name, std::optional<int64_t> version) const {
-  ASSIGN_OR_RETURN(repository::ModelHandle handle, models_.Get(name, version));
-  // The aliasing constructor shares the handle's ownership, so the config lives on with it.
-  return std::shared_ptr<const core::ModelConfig>(handle, &handle->config());
+  // Loaded or not (the memory budget): a request is decoded before its model loads.
+  return models_.Config(name, version);
 }
 
 absl::Status InferenceService::ModelControlOn() const {

@@ -26,6 +26,8 @@
 
 namespace modeld::repository {
 class ModelManager;
+class ServedVersion;
+using ModelHandle = std::shared_ptr<const ServedVersion>;  // as repository/served_version.h
 }  // namespace modeld::repository
 
 namespace modeld::service {
@@ -59,7 +61,10 @@ class InferenceService {
   // Finds the model version, validates the request against its config, and queues it. `done`
   // runs exactly once: with the response, or with NOT_FOUND (unknown model or version),
   // UNAVAILABLE (not ready, draining), INVALID_ARGUMENT (bad input, named) or INTERNAL
-  // (the model failed). Never blocks on inference.
+  // (the model failed). Never blocks on inference. Under a memory budget, a request for a model
+  // that is not loaded waits for its load (repository::ModelManager::WhenLoaded), off the
+  // caller's thread: DEADLINE_EXCEEDED when its deadline or --model-load-timeout comes first,
+  // UNAVAILABLE / RESOURCE_EXHAUSTED when the load fails or does not fit.
   void Infer(core::InferRequest&& request, core::InferCallback&& done);
 
   // One online-learning step (docs/online-learning.md). Finds the version as Infer does,
@@ -133,6 +138,11 @@ class InferenceService {
  private:
   // OK when model control is on (explicit mode); else UNAVAILABLE naming the flag.
   absl::Status ModelControlOn() const;
+  // Infer and Train once the version is known (at once, or after an on-demand load).
+  void InferOn(absl::StatusOr<repository::ModelHandle> handle, absl::Time start,
+               core::InferRequest&& request, core::InferCallback&& done);
+  void TrainOn(absl::StatusOr<repository::ModelHandle> handle, core::TrainRequest&& request,
+               core::TrainCallback&& done);
   repository::ModelManager& models_;
   ModelControl* control_ = nullptr;  // set before serving; null: model control is off
   absl::Duration watchdog_limit_ = absl::ZeroDuration();  // set before serving

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/byte_size.h"
 
 namespace modeld::service {
 namespace {
@@ -310,6 +311,54 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return o.checkpoint_dir; }},
+      {"model-memory-budget", "SIZE",
+       "More models than memory: the models loaded at once may use this much (2G, 512M, "
+       "1.5GiB; measured at each load). Models load at start while they fit and otherwise on "
+       "their first request; the least recently used are unloaded to make room. Empty: every "
+       "model loads at start.",
+       [](ServerOptions& o, absl::string_view v) {
+         absl::StatusOr<int64_t> bytes = common::ParseByteSize(v);
+         if (!bytes.ok()) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--model-memory-budget: ", bytes.status().message()));
+         }
+         o.model_memory_budget_bytes = *bytes;
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) {
+         return o.model_memory_budget_bytes > 0 ? common::FormatBytes(o.model_memory_budget_bytes)
+                                                : std::string();
+       }},
+      {"preload-models", "BOOL",
+       "With --model-memory-budget: true loads at start the models that fit; false loads "
+       "every model on its first request.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (v != "true" && v != "false") {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--preload-models expects true or false, got '", v, "'"));
+         }
+         o.model_preload = v == "true";
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return o.model_preload ? "true" : "false"; }},
+      {"model-load-timeout", "SECONDS",
+       "With --model-memory-budget: the longest a request waits for its model to load on "
+       "demand (its own deadline may be shorter); the load itself goes on.",
+       [](ServerOptions& o, absl::string_view v) {
+         return ParsePositive("model-load-timeout", v, &o.model_load_timeout_s);
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.model_load_timeout_s); }},
+      {"model-min-residency", "SECONDS",
+       "With --model-memory-budget: a model loaded less than this ago is never evicted, so "
+       "two models that take turns do not unload each other on every request.",
+       [](ServerOptions& o, absl::string_view v) {
+         if (!absl::SimpleAtoi(v, &o.model_min_residency_s) || o.model_min_residency_s < 0) {
+           return absl::InvalidArgumentError(absl::StrCat(
+               "--model-min-residency expects a number of seconds (0 or more), got '", v, "'"));
+         }
+         return absl::OkStatus();
+       },
+       [](const ServerOptions& o) { return absl::StrCat(o.model_min_residency_s); }},
       {"log-level", "LEVEL", "trace, debug, info, warn, error, critical or off.",
        [](ServerOptions& o, absl::string_view v) {
          o.log_level = std::string(v);
@@ -590,6 +639,13 @@ absl::Status CheckRedisFlags(const ServerOptions& options, const std::set<std::s
   }
   if (!options.celery_tls_ca.empty() && !absl::StartsWith(options.celery_broker, "amqps://")) {
     return absl::InvalidArgumentError("--celery-tls-ca needs an amqps:// --celery-broker");
+  }
+  for (const char* name : {"preload-models", "model-load-timeout", "model-min-residency"}) {
+    if (given.contains(name) && options.model_memory_budget_bytes == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", name, " needs --model-memory-budget (without a budget every model loads at "
+          "start)"));
+    }
   }
   if (!options.redis_list.empty()) {
     for (const char* name : {"redis-stream", "redis-group"}) {

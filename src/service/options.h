@@ -95,6 +95,13 @@ struct ServerOptions {
   // Where trained models keep their checkpoints (docs/online-learning.md): <dir>/<model>;
   // empty: <model folder>/checkpoints. A model's checkpoint_dir parameter overrides it.
   std::string checkpoint_dir;
+  // More models than memory (docs/operations.md, "Memory budget"): with a budget, models load
+  // at start while they fit (model_preload) and otherwise on their first request, and the
+  // least recently used are unloaded to make room. 0: no budget, every model loads at start.
+  int64_t model_memory_budget_bytes = 0;
+  bool model_preload = true;
+  int64_t model_load_timeout_s = 60;   // the longest a request waits for an on-demand load
+  int64_t model_min_residency_s = 10;  // a model loaded less than this ago is never evicted
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
   // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:

@@ -31,12 +31,14 @@ std::vector<float> Floats(const core::Tensor& tensor) {
 class FakeModel : public Model {
  public:
   FakeModel(core::ModelConfig config, std::string behavior, int sleep_ms,
-            std::optional<core::TrainingOptions> training, float weight)
+            std::optional<core::TrainingOptions> training, float weight, int64_t resident_bytes)
       : config_(std::move(config)),
         behavior_(std::move(behavior)),
         sleep_ms_(sleep_ms),
         training_(std::move(training)),
-        weight_(weight) {}
+        weight_(weight),
+        // Written, so the pages are resident: what a real model's weights cost.
+        ballast_(static_cast<size_t>(resident_bytes), '\x5a') {}
 
   absl::Status CanTrain() const override {
     if (!training_.has_value()) return absl::FailedPreconditionError("training is off");
@@ -126,6 +128,7 @@ class FakeModel : public Model {
   const int sleep_ms_;
   const std::optional<core::TrainingOptions> training_;
   float weight_;
+  const std::string ballast_;  // parameter resident_mb: memory held while loaded
 };
 
 }  // namespace
@@ -164,6 +167,13 @@ absl::StatusOr<std::unique_ptr<Model>> FakeBackend::Load(const core::ModelConfig
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(load_sleep_ms));
   }
+  int64_t resident_mb = 0;
+  if (std::optional<std::string> text = config.Parameter("resident_mb")) {
+    if (!absl::SimpleAtoi(*text, &resident_mb) || resident_mb < 0 || resident_mb > 65536) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter resident_mb '", *text, "' is not a number of MiB (0 to 65536)"));
+    }
+  }
   absl::StatusOr<core::TrainingOptions> training = core::ParseTrainingOptions(config);
   if (!training.ok()) return training.status();
   float weight = 1;
@@ -177,7 +187,8 @@ absl::StatusOr<std::unique_ptr<Model>> FakeBackend::Load(const core::ModelConfig
   ++load_count_;
   return std::make_unique<FakeModel>(
       config, behavior, sleep_ms,
-      training->enabled ? std::optional<core::TrainingOptions>(*training) : std::nullopt, weight);
+      training->enabled ? std::optional<core::TrainingOptions>(*training) : std::nullopt, weight,
+      resident_mb << 20);
 }
 
 absl::Status FakeBackend::ExportVersion(const core::ModelConfig& config, const Model::State& state,
