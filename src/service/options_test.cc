@@ -210,6 +210,35 @@ TEST(OptionsTest, AmqpFlags) {
   EXPECT_EQ(o.amqp_max_deliveries, 5);
 }
 
+TEST(OptionsTest, MemoryBudgetFlags) {
+  absl::StatusOr<ParsedFlags> flags =
+      Parse({"--model-repository=/m", "--model-memory-budget=1.5GiB", "--preload-models=false",
+             "--model-load-timeout=5", "--model-min-residency=0"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  const ServerOptions& o = flags->options;
+  EXPECT_EQ(o.model_memory_budget_bytes, int64_t{3} << 29);
+  EXPECT_FALSE(o.model_preload);
+  EXPECT_EQ(o.model_load_timeout_s, 5);
+  EXPECT_EQ(o.model_min_residency_s, 0);
+  const ServerOptions defaults;
+  EXPECT_EQ(defaults.model_memory_budget_bytes, 0);
+  EXPECT_TRUE(defaults.model_preload);
+  EXPECT_EQ(defaults.model_load_timeout_s, 60);
+  EXPECT_EQ(defaults.model_min_residency_s, 10);
+}
+
+TEST(OptionsTest, MemoryBudgetFlagErrors) {
+  EXPECT_THAT(Parse({"--model-repository=/m", "--model-memory-budget=lots"}).status().message(),
+              HasSubstr("--model-memory-budget: 'lots' is not a size"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--preload-models=false"}).status().message(),
+              HasSubstr("--preload-models needs --model-memory-budget"));
+  EXPECT_THAT(Parse({"--model-repository=/m", "--model-memory-budget=2G",
+                     "--model-min-residency=-1"})
+                  .status()
+                  .message(),
+              HasSubstr("--model-min-residency expects a number of seconds"));
+}
+
 TEST(OptionsTest, CeleryFlags) {
   absl::StatusOr<ParsedFlags> flags =
       Parse({"--model-repository=/m", "--celery-broker=redis://cache:6379/2",
