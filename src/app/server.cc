@@ -75,8 +75,9 @@ std::string HostOf(const std::string& address) {
 // modeld_model_state: one line per model version with the state it is in.
 void AppendModelStates(const std::vector<core::ModelStatus>& models, std::string& out) {
   out +=
-      "# HELP modeld_model_state 1 for the state (ready, loading, failed) of each model version; "
-      "version \"\" is a model that failed before any version was read.\n"
+      "# HELP modeld_model_state 1 for the state (ready, loading, unloaded, failed) of each model "
+      "version; unloaded: loads on its first request (--model-memory-budget); version \"\" is a "
+      "model that failed before any version was read.\n"
       "# TYPE modeld_model_state gauge\n";
   for (const core::ModelStatus& model : models) {
     auto line = [&](const std::string& version, absl::string_view state) {
@@ -91,7 +92,8 @@ void AppendModelStates(const std::vector<core::ModelStatus>& models, std::string
       line(std::to_string(version.version), version.state == core::VersionState::kReady ? "ready"
                                             : version.state == core::VersionState::kLoading
                                                 ? "loading"
-                                                : "failed");
+                                            : model.loads_on_demand ? "unloaded"
+                                                                    : "failed");
     }
   }
   out +=
