@@ -11,7 +11,10 @@ namespace modeld::repository {
 LoadWaiters::LoadWaiters(OnAnswered on_answered)
     : on_answered_(std::move(on_answered)), timer_([this] { Expire(); }) {}
 
-LoadWaiters::~LoadWaiters() {
+LoadWaiters::~LoadWaiters() { Close(); }
+
+void LoadWaiters::Close() {
+  absl::MutexLock closing(&close_mu_);
   std::vector<Waiter> left;
   {
     absl::MutexLock lock(&mu_);
@@ -20,7 +23,7 @@ LoadWaiters::~LoadWaiters() {
     waiters_.clear();
     deadlines_.clear();
   }
-  timer_.join();
+  if (timer_.joinable()) timer_.join();
   for (Waiter& waiter : left) {
     std::move(waiter.done)(absl::UnavailableError("modeld is shutting down"));
   }
@@ -28,11 +31,17 @@ LoadWaiters::~LoadWaiters() {
 
 bool LoadWaiters::Add(const std::string& model, std::optional<int64_t> version,
                       absl::Time deadline, LoadedCallback done) {
-  absl::MutexLock lock(&mu_);
-  const uint64_t id = ++next_id_;
-  waiters_.emplace(id, Waiter{model, version, absl::Now(), deadline, std::move(done)});
-  deadlines_.emplace(deadline, id);
-  return loading_.insert(model).second;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stop_) {
+      const uint64_t id = ++next_id_;
+      waiters_.emplace(id, Waiter{model, version, absl::Now(), deadline, std::move(done)});
+      deadlines_.emplace(deadline, id);
+      return loading_.insert(model).second;
+    }
+  }
+  std::move(done)(absl::UnavailableError("modeld is shutting down"));
+  return false;
 }
 
 void LoadWaiters::ResolveAll(const std::string& model, const Resolve& resolve) {

@@ -35,13 +35,17 @@ class LoadWaiters {
   using OnAnswered = std::function<void(const std::string& model, absl::Duration waited, bool ok)>;
 
   explicit LoadWaiters(OnAnswered on_answered = nullptr);
-  // Answers every request still parked UNAVAILABLE "modeld is shutting down".
-  ~LoadWaiters();
+  ~LoadWaiters();  // Close()
+
+  // Answers every request still parked UNAVAILABLE "modeld is shutting down" (on the calling
+  // thread), and every later Add the same at once. Idempotent.
+  void Close();
   LoadWaiters(const LoadWaiters&) = delete;
   LoadWaiters& operator=(const LoadWaiters&) = delete;
 
   // Parks `done` for `model` until ResolveAll(model) or `deadline`. Returns true when no load
-  // of `model` is pending: the caller starts one (and calls ResolveAll when it ends).
+  // of `model` is pending: the caller starts one (and calls ResolveAll when it ends). After
+  // Close, answers `done` at once and returns false.
   bool Add(const std::string& model, std::optional<int64_t> version, absl::Time deadline,
            LoadedCallback done);
 
@@ -70,7 +74,8 @@ class LoadWaiters {
   std::multimap<absl::Time, uint64_t> deadlines_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> loading_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread timer_;
+  std::thread timer_;  // joined by Close (under close_mu_)
+  absl::Mutex close_mu_;
 };
 
 }  // namespace modeld::repository

@@ -59,6 +59,16 @@ TEST(LoadWaitersTest, ADeadlineAnswersAloneAndTheLoadStaysPending) {
                            [](absl::StatusOr<ModelHandle>) {}));
 }
 
+TEST(LoadWaitersTest, AfterCloseAddAnswersAtOnce) {
+  LoadWaiters waiters;
+  waiters.Close();
+  absl::Status status;
+  EXPECT_FALSE(waiters.Add("m", std::nullopt, absl::InfiniteFuture(),
+                           [&](absl::StatusOr<ModelHandle> h) { status = h.status(); }));
+  EXPECT_THAT(status.message(), HasSubstr("shutting down"));
+  waiters.Close();  // idempotent
+}
+
 TEST(LoadWaitersTest, WaitersLeftAtShutdownAreAnswered) {
   std::atomic<int> answered{0};
   {

@@ -128,15 +128,21 @@ ModelManager::ModelManager(std::filesystem::path repository,
       snapshot_(std::make_shared<const Snapshot>()) {}
 
 ModelManager::~ModelManager() {
-  if (budget_ != nullptr) {
-    {
-      absl::MutexLock lock(&budget_->mu);
-      budget_->stop = true;
-    }
-    if (budget_->loader.joinable()) budget_->loader.join();
-    budget_->waiters.reset();  // answers what still waits
-  }
+  CancelLoading();
   DrainAll();
+}
+
+void ModelManager::CancelLoading() {
+  cancelled_.store(true);
+  if (budget_ == nullptr) return;
+  {
+    absl::MutexLock lock(&budget_->mu);
+    budget_->stop = true;
+  }
+  if (budget_->loader.joinable()) budget_->loader.join();
+  // Answers what still waits now, while the callers' service is alive (the waiters' callbacks
+  // go on into it).
+  budget_->waiters->Close();
 }
 
 void ModelManager::SetMemoryBudget(MemoryBudgetOptions options) {

@@ -130,8 +130,10 @@ class ModelManager {
   void DrainAll();
 
   // Makes a LoadAll() in progress stop before its next version (the rest are reported
-  // UNAVAILABLE "modeld is shutting down"); the version loading now finishes first.
-  void CancelLoading() { cancelled_.store(true); }
+  // UNAVAILABLE "modeld is shutting down"); the version loading now finishes first. With a
+  // budget, also stops the on-demand loads (the one in progress finishes first) and answers
+  // every request waiting for one UNAVAILABLE "modeld is shutting down", on this thread.
+  void CancelLoading();
 
   // Versions with an instance inside one Run() since before `now - limit`: stuck.
   std::vector<core::StuckRun> StuckRuns(absl::Time now, absl::Duration limit) const;

@@ -631,6 +631,31 @@ TEST_F(MemoryBudgetTest, MinimumResidencyProtectsAFreshModel) {
   EXPECT_THAT(refused.message(), HasSubstr("--model-min-residency"));
 }
 
+TEST_F(MemoryBudgetTest, CancelLoadingFinishesTheLoadInProgressAndAnswersTheRest) {
+  for (const char* name : {"a", "b"}) {
+    AddModel(name, 1, "parameters { key: \"load_sleep_ms\" value { string_value: \"300\" } }");
+  }
+  ModelManager manager(repo_.path(), backends_, factory_);
+  MemoryBudgetOptions options = Budget(20);
+  options.preload = false;
+  manager.SetMemoryBudget(options);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  absl::StatusOr<ModelHandle> a = absl::UnknownError("not answered");
+  absl::StatusOr<ModelHandle> b = absl::UnknownError("not answered");
+  manager.WhenLoaded("a", std::nullopt, absl::InfiniteFuture(),
+                     [&](absl::StatusOr<ModelHandle> handle) { a = std::move(handle); });
+  manager.WhenLoaded("b", std::nullopt, absl::InfiniteFuture(),
+                     [&](absl::StatusOr<ModelHandle> handle) { b = std::move(handle); });
+  absl::SleepFor(absl::Milliseconds(100));  // "a" is loading, "b" queued behind it
+  manager.CancelLoading();
+  EXPECT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(b.status().message(), HasSubstr("shutting down"));
+  // Later requests are answered at once.
+  absl::Status later = Load(manager, "b").status();
+  EXPECT_THAT(later.message(), HasSubstr("shutting down"));
+}
+
 TEST_F(MemoryBudgetTest, ExplicitLoadAndUnloadCountAgainstTheBudget) {
   AddModel("a", 8);
   AddModel("b", 8);
