@@ -40,6 +40,8 @@ TEST(LoadWaitersTest, TheFirstWaiterStartsTheLoadAndAllAreAnswered) {
   EXPECT_EQ(answered, (std::vector<std::string>{"m:failed", "m:failed"}));
   // The load ended: the next waiter starts another.
   EXPECT_TRUE(waiters.Add("m", std::nullopt, later, done));
+  waiters.Close();  // answers the two left while `calls` still lives
+  EXPECT_EQ(calls, 4);
 }
 
 TEST(LoadWaitersTest, ADeadlineAnswersAloneAndTheLoadStaysPending) {
