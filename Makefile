@@ -145,6 +145,7 @@ bench: build models
 	@$(PY) bench/threads_instances.py --out bench/results/$$(date +%F)-threads-instances.md
 	@$(PY) bench/onnx_bench.py --out bench/results/$$(date +%F)-onnx.md
 	@$(PY) bench/celery_bench.py --out bench/results/$$(date +%F)-celery.md
+	@$(PY) bench/memory_budget_bench.py --out bench/results/$$(date +%F)-memory-budget.md
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
