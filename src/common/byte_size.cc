@@ -119,7 +119,8 @@ std::string FormatBytes(int64_t bytes) {
   for (int u = 0; u < kUnitCount; ++u) {
     // A double is exact enough for a message: 53 bits of a 64-bit size.
     const double value = std::ldexp(static_cast<double>(magnitude), -10 * (u + 1));
-    const bool one_decimal = u >= 2;  // GiB and up
+    // GiB and up, and anything under 10 of its unit ("1.5 MiB", not "2 MiB").
+    const bool one_decimal = u >= 2 || value < 9.95;
     const double rounded = one_decimal ? std::round(value * 10) / 10 : std::round(value);
     // 1023.7 MiB rounds to 1024: the next unit says it better ("1.0 GiB").
     if (rounded >= 1024 && u + 1 < kUnitCount) continue;

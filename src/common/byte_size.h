@@ -33,8 +33,9 @@ namespace modeld::common {
 absl::StatusOr<int64_t> ParseByteSize(absl::string_view text);
 
 // `bytes` for a message, in the largest binary unit under which it is at least 1 once
-// rounded: "17 B", "512 KiB", "900 MiB" (whole numbers below a GiB), "2.0 GiB", "3.1 GiB",
-// "1.5 TiB" (one decimal from a GiB up, up to EiB). Rounded to nearest, so 1023.7 MiB is
+// rounded: "17 B", "1.5 MiB", "512 KiB", "900 MiB" (whole numbers from 10 of a unit below a
+// GiB, one decimal under 10), "2.0 GiB", "3.1 GiB", "1.5 TiB" (one decimal from a GiB up, up
+// to EiB). Rounded to nearest, so 1023.7 MiB is
 // "1.0 GiB" rather than "1024 MiB". A negative size is formatted as its magnitude with a
 // "-". Thread-safe.
 std::string FormatBytes(int64_t bytes);

@@ -121,13 +121,15 @@ TEST(ParseByteSizeTest, EscapesWhatItQuotes) {
   EXPECT_THAT(bytes.status().message(), HasSubstr("'2G\\x01'"));
 }
 
-TEST(FormatBytesTest, WholeNumbersBelowAGiB) {
+TEST(FormatBytesTest, WholeNumbersBelowAGiBFromTenUp) {
   EXPECT_EQ(FormatBytes(0), "0 B");
   EXPECT_EQ(FormatBytes(17), "17 B");
   EXPECT_EQ(FormatBytes(1023), "1023 B");
-  EXPECT_EQ(FormatBytes(1024), "1 KiB");
+  EXPECT_EQ(FormatBytes(1024), "1.0 KiB");
   EXPECT_EQ(FormatBytes(512 * kKi), "512 KiB");
-  EXPECT_EQ(FormatBytes(1536), "2 KiB");  // 1.5 rounds to nearest
+  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");  // under 10 of a unit: one decimal
+  EXPECT_EQ(FormatBytes(3 * kMi / 2), "1.5 MiB");
+  EXPECT_EQ(FormatBytes(10 * kMi), "10 MiB");
   EXPECT_EQ(FormatBytes(900 * kMi), "900 MiB");
   EXPECT_EQ(FormatBytes(700 * kMi + 300 * kKi), "700 MiB");
 }
@@ -141,7 +143,7 @@ TEST(FormatBytesTest, OneDecimalFromAGiBUp) {
 }
 
 TEST(FormatBytesTest, ARoundedValueOf1024MovesToTheNextUnit) {
-  EXPECT_EQ(FormatBytes(kKi * 1023 + 1000), "1 MiB");         // 1023.98 KiB
+  EXPECT_EQ(FormatBytes(kKi * 1023 + 1000), "1.0 MiB");       // 1023.98 KiB
   EXPECT_EQ(FormatBytes(kGi - 300 * kKi), "1.0 GiB");         // 1023.7 MiB
   EXPECT_EQ(FormatBytes(1024 * kGi - kGi / 100), "1.0 TiB");  // 1023.99 GiB
   EXPECT_EQ(FormatBytes(1023 * kMi), "1023 MiB");

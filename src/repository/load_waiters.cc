@@ -49,6 +49,7 @@ void LoadWaiters::ResolveAll(const std::string& model, const Resolve& resolve) {
   {
     absl::MutexLock lock(&mu_);
     loading_.erase(model);
+    notes_.erase(model);
     for (auto it = deadlines_.begin(); it != deadlines_.end();) {
       auto waiter = waiters_.find(it->second);
       if (waiter != waiters_.end() && waiter->second.model == model) {
@@ -68,6 +69,11 @@ void LoadWaiters::ResolveAll(const std::string& model, const Resolve& resolve) {
   }
 }
 
+void LoadWaiters::Note(const std::string& model, std::string why) {
+  absl::MutexLock lock(&mu_);
+  notes_[model] = std::move(why);
+}
+
 size_t LoadWaiters::Waiting(const std::string& model) const {
   absl::MutexLock lock(&mu_);
   size_t count = 0;
@@ -77,7 +83,7 @@ size_t LoadWaiters::Waiting(const std::string& model) const {
 
 void LoadWaiters::Expire() {
   for (;;) {
-    std::vector<Waiter> expired;
+    std::vector<std::pair<Waiter, std::string>> expired;  // with the model's note
     {
       absl::MutexLock lock(&mu_);
       // Sleeps until the earliest deadline, or a new one, or the stop.
@@ -94,20 +100,27 @@ void LoadWaiters::Expire() {
       while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
         auto waiter = waiters_.find(deadlines_.begin()->second);
         if (waiter != waiters_.end()) {
-          expired.push_back(std::move(waiter->second));
+          auto note = notes_.find(waiter->second.model);
+          expired.emplace_back(std::move(waiter->second),
+                               note != notes_.end() ? note->second : std::string());
           waiters_.erase(waiter);
         }
         deadlines_.erase(deadlines_.begin());
       }
     }
     const absl::Time now = absl::Now();
-    for (Waiter& waiter : expired) {
+    for (auto& [waiter, note] : expired) {
       const absl::Duration waited = now - waiter.since;
       if (on_answered_) on_answered_(waiter.model, waited, false);
-      std::move(waiter.done)(absl::DeadlineExceededError(absl::StrFormat(
-          "model '%s' is still loading (waited %.1f s, until the request's deadline or "
-          "--model-load-timeout); it goes on loading for the next requests",
-          waiter.model, absl::ToDoubleSeconds(waited))));
+      std::move(waiter.done)(absl::DeadlineExceededError(
+          note.empty()
+              ? absl::StrFormat("model '%s' is still loading (waited %.1f s, until the "
+                                "request's deadline or --model-load-timeout); it goes on "
+                                "loading for the next requests",
+                                waiter.model, absl::ToDoubleSeconds(waited))
+              : absl::StrFormat("model '%s' could not load in time (waited %.1f s, until the "
+                                "request's deadline or --model-load-timeout): %s",
+                                waiter.model, absl::ToDoubleSeconds(waited), note)));
     }
   }
 }

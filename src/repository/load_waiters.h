@@ -56,6 +56,11 @@ class LoadWaiters {
   // Requests parked for `model` now.
   size_t Waiting(const std::string& model) const;
 
+  // Why `model`'s load has not happened yet (for example the models holding the budget): a
+  // request whose deadline comes first is told, instead of "still loading". Cleared by
+  // ResolveAll.
+  void Note(const std::string& model, std::string why);
+
  private:
   struct Waiter {
     std::string model;
@@ -73,6 +78,7 @@ class LoadWaiters {
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);  // by id
   std::multimap<absl::Time, uint64_t> deadlines_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> loading_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> notes_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread timer_;  // joined by Close (under close_mu_)
   absl::Mutex close_mu_;

@@ -162,6 +162,23 @@ int64_t ModelManager::ResidentBytes() const {
   return pages_resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
+int64_t ModelManager::MeasuredBytes(const std::string& name, int64_t before,
+                                    int64_t estimate) const {
+  // The growth of the whole process: requests served meanwhile move it too. A model takes at
+  // least its files' size (the weights), and a noisy measurement must not lock a model that
+  // fits out of the budget for good: above the whole budget, it counts as the whole budget.
+  int64_t size = std::max(ResidentBytes() - before, estimate);
+  if (size > budget_->options.budget_bytes && estimate <= budget_->options.budget_bytes) {
+    spdlog::warn("model '{}' measured {} at its load, more than the whole --model-memory-budget "
+                 "of {} though its files take {}; counting it as the whole budget (requests "
+                 "served during the load count in the measurement)",
+                 name, common::FormatBytes(size), common::FormatBytes(budget_->options.budget_bytes),
+                 common::FormatBytes(estimate));
+    size = budget_->options.budget_bytes;
+  }
+  return size;
+}
+
 int64_t ModelManager::EstimateBytes(const ModelDir& dir, const ModelEntry& entry) const {
   int64_t bytes = 0;
   for (const core::VersionStatus& version : entry.status.versions) {
@@ -206,14 +223,28 @@ absl::Status ModelManager::LoadAll() {
       Replace(dirs[i].name, OnDemand(std::move(entry), kUnloadedReason));
       continue;
     }
+    if (budget_ != nullptr) {
+      // Measured sizes may be larger than the files said: what is left decides.
+      bool fits = false;
+      {
+        absl::MutexLock lock(&budget_->mu);
+        const int64_t size = budget_->residency.Size(dirs[i].name).value_or(0);
+        fits = budget_->residency.used() + size <= budget_->options.budget_bytes;
+      }
+      if (!fits) {
+        Replace(dirs[i].name, OnDemand(std::move(entry), kUnloadedReason));
+        continue;
+      }
+    }
     const int64_t before = budget_ != nullptr ? ResidentBytes() : 0;
+    const int64_t estimate = budget_ != nullptr ? EstimateBytes(dirs[i], entry) : 0;
     LoadVersions(dirs[i], *backends[i], entry);
     const bool loaded = !entry.ready.empty();
     auto next = std::make_shared<Snapshot>(*snapshot());
     (*next)[dirs[i].name] = std::move(entry);
     Publish(std::move(next));
     if (budget_ != nullptr && loaded) {
-      const int64_t size = std::max<int64_t>(ResidentBytes() - before, 0);
+      const int64_t size = MeasuredBytes(dirs[i].name, before, estimate);
       absl::MutexLock lock(&budget_->mu);
       budget_->residency.Loaded(dirs[i].name, size, absl::Now());
       budget_->SetUsed(budget_->residency.used());
@@ -316,13 +347,34 @@ void ModelManager::LoadQueued() {
       budget_->queue.pop_front();
     }
     absl::Status loaded;
+    bool busy_blocked = false;
     {
       absl::MutexLock reload(&reload_mu_);
-      loaded = LoadWithinBudget(name, "on_demand");
+      loaded = LoadWithinBudget(name, "on_demand", &busy_blocked);
+    }
+    if (busy_blocked && budget_->waiters->Waiting(name) > 0) {
+      // The models that would make room have requests in flight: try again in a moment (the
+      // other queued loads first), while anyone still waits for this one.
+      budget_->waiters->Note(name, std::string(loaded.message()));
+      absl::MutexLock lock(&budget_->mu);
+      budget_->queue.push_back(name);
+      struct Wake {
+        Budget* budget;
+        size_t queued;
+      } wake{budget_.get(), budget_->queue.size()};
+      budget_->mu.AwaitWithTimeout(
+          absl::Condition(
+              +[](Wake* at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(at->budget->mu) {
+                return at->budget->stop || at->budget->queue.size() > at->queued;
+              },
+              &wake),
+          absl::Milliseconds(5));
+      continue;
     }
     {
       absl::MutexLock lock(&budget_->mu);
-      if (loaded.ok()) {
+      if (loaded.ok() || absl::IsResourceExhausted(loaded)) {
+        // A refusal by the budget is no failed load: the next request plans again.
         budget_->failures.erase(name);
       } else {
         Budget::Failure& failure = budget_->failures[name];
@@ -341,7 +393,8 @@ void ModelManager::LoadQueued() {
   }
 }
 
-absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char* cause) {
+absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char* cause,
+                                            bool* busy_blocked) {
   const std::shared_ptr<const Snapshot> models = snapshot();
   auto it = models->find(name);
   if (it == models->end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
@@ -366,7 +419,13 @@ absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char*
     absl::StatusOr<std::vector<std::string>> plan =
         budget_->residency.PlanLoad(name, absl::Now(), busy);
     if (!plan.ok()) {
-      spdlog::warn("model '{}' cannot load on demand: {}", name, plan.status().message());
+      // Only busy models stand in the way: they finish their requests in moments.
+      if (busy_blocked != nullptr) {
+        *busy_blocked = budget_->residency.PlanLoad(name, absl::Now(), nullptr).ok();
+      }
+      if (busy_blocked == nullptr || !*busy_blocked) {
+        spdlog::warn("model '{}' cannot load: {}", name, plan.status().message());
+      }
       return plan.status();
     }
     evict = *std::move(plan);
@@ -376,6 +435,7 @@ absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char*
   const ModelDir dir{name, repository_ / name};
   backend::Backend* backend = nullptr;
   ModelEntry next = PlanModel(dir, &backend);
+  const int64_t estimate = EstimateBytes(dir, next);
   if (backend != nullptr) {
     spdlog::info("model '{}': loading on demand", name);
     LoadVersions(dir, *backend, next);
@@ -389,7 +449,7 @@ absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char*
         absl::StrCat("model '", name, "' could not be loaded on demand: ", reason));
   }
   Replace(name, std::move(next));
-  const int64_t size = std::max<int64_t>(ResidentBytes() - before, 0);
+  const int64_t size = MeasuredBytes(name, before, estimate);
   absl::MutexLock lock(&budget_->mu);
   budget_->residency.Loaded(name, size, absl::Now());
   budget_->SetUsed(budget_->residency.used());
@@ -793,7 +853,7 @@ absl::Status ModelManager::LoadModel(absl::string_view name) {
         return absl::UnavailableError(absl::StrCat("model '", name, "' could not be loaded: ",
                                                    planned.status.UnavailableReason()));
       }
-      RETURN_IF_ERROR(LoadWithinBudget(dir.name, "explicit"));
+      RETURN_IF_ERROR(LoadWithinBudget(dir.name, "explicit", nullptr));
       absl::MutexLock lock(&budget_->mu);
       budget_->failures.erase(dir.name);
       return absl::OkStatus();

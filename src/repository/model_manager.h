@@ -191,9 +191,14 @@ class ModelManager {
   void LoadQueued();
   // Loads model `name` within the budget (evicting what PlanLoad says first), measuring its
   // size; `cause` labels the load in the metrics ("on_demand", "explicit"). Callers hold
-  // reload_mu_. OK when it serves afterwards.
-  absl::Status LoadWithinBudget(const std::string& name, const char* cause)
+  // reload_mu_. OK when it serves afterwards. RESOURCE_EXHAUSTED when it does not fit; then
+  // `*busy_blocked` (when not null) says whether it would fit but for models with requests in
+  // flight.
+  absl::Status LoadWithinBudget(const std::string& name, const char* cause, bool* busy_blocked)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // A load's measured size: the process's growth since `before`, at least `estimate` (its
+  // files), and no more than the whole budget unless its files alone are more.
+  int64_t MeasuredBytes(const std::string& name, int64_t before, int64_t estimate) const;
   // Unloads a model the budget evicts: its entry stays, loadable on demand.
   void Evict(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   // `entry` turned into an unloaded one that loads on demand, its versions UNAVAILABLE with

@@ -518,16 +518,32 @@ TEST_F(MemoryBudgetTest, PinnedAndBusyModelsAreNeverEvicted) {
   ASSERT_TRUE(Loaded(manager, "a_pinned") && Loaded(manager, "b_busy"));
   ModelHandle busy = *manager.Get("b_busy", std::nullopt);
   busy->AddInFlight(1);  // a request queued on it
-  absl::Status refused = Load(manager, "c_late").status();
-  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  // The request waits for room until its deadline, and is told what holds the budget.
+  absl::Status refused = Load(manager, "c_late", absl::Milliseconds(300)).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDeadlineExceeded) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("could not load in time"));
   EXPECT_THAT(refused.message(), HasSubstr("'a_pinned' (pinned"));
   EXPECT_THAT(refused.message(), HasSubstr("'b_busy' (busy"));
   EXPECT_TRUE(Loaded(manager, "a_pinned") && Loaded(manager, "b_busy"));
-  // Once idle, and after the failed load's back-off, "b_busy" makes room.
-  busy->AddInFlight(-1);
+  // Once idle, "b_busy" makes room, for a request waiting meanwhile too.
+  absl::Notification waiting;
+  std::thread release([&] {
+    waiting.WaitForNotification();
+    absl::SleepFor(absl::Milliseconds(100));
+    busy->AddInFlight(-1);
+  });
+  absl::StatusOr<ModelHandle> late = absl::UnknownError("not answered");
+  absl::Notification answered;
+  manager.WhenLoaded("c_late", std::nullopt, absl::Now() + absl::Seconds(10),
+                     [&](absl::StatusOr<ModelHandle> handle) {
+                       late = std::move(handle);
+                       answered.Notify();
+                     });
+  waiting.Notify();
+  answered.WaitForNotification();
+  release.join();
+  EXPECT_TRUE(late.ok()) << late.status();
   busy.reset();
-  absl::SleepFor(absl::Milliseconds(400));
-  ASSERT_TRUE(Load(manager, "c_late").ok());
   EXPECT_TRUE(Loaded(manager, "a_pinned"));
   EXPECT_FALSE(Loaded(manager, "b_busy"));
 }
