@@ -29,6 +29,12 @@ constexpr char kLoadsOnDemandUrl[] = "modeld.repository/loads-on-demand";
 constexpr char kUnloadedReason[] =
     "unloaded: it loads on its first request (--model-memory-budget)";
 
+// parameters { key: "eviction" value { string_value: "never" } }: the budget never evicts it.
+bool Pinned(const core::ModelConfig& config) {
+  auto eviction = config.parameters.find("eviction");
+  return eviction != config.parameters.end() && eviction->second == "never";
+}
+
 // The bytes of every file under `path`.
 int64_t FolderBytes(const std::filesystem::path& path) {
   int64_t bytes = 0;
@@ -68,7 +74,7 @@ struct ModelManager::Budget {
     registry
         ->GetCounter("modeld_model_loads_total",
                      "Loads of a model under --model-memory-budget, by cause: preload, "
-                     "on_demand, explicit.",
+                     "on_demand, explicit, reload.",
                      {{"model", model}, {"cause", cause}})
         .Increment();
   }
@@ -187,6 +193,27 @@ int64_t ModelManager::EstimateBytes(const ModelDir& dir, const ModelEntry& entry
   return bytes;
 }
 
+ModelManager::ModelEntry ModelManager::Unloaded(ModelEntry entry, const std::string& reason) const {
+  // A model whose files alone are more than the whole budget can never load: not ready, and
+  // says why, rather than ready and refusing every request.
+  std::optional<int64_t> size;
+  {
+    absl::MutexLock lock(&budget_->mu);
+    size = budget_->residency.Size(entry.status.name);
+  }
+  if (size.has_value() && *size > budget_->options.budget_bytes) {
+    const std::string too_big = absl::StrCat(
+        "model '", entry.status.name, "' needs about ", common::FormatBytes(*size),
+        " (estimated from its files) and --model-memory-budget is ",
+        common::FormatBytes(budget_->options.budget_bytes));
+    spdlog::error("{}: it is not served", too_big);
+    entry = OnDemand(std::move(entry), too_big);
+    entry.status.loads_on_demand = false;
+    return entry;
+  }
+  return OnDemand(std::move(entry), reason);
+}
+
 ModelManager::ModelEntry ModelManager::OnDemand(ModelEntry entry, const std::string& reason) {
   entry.ready.clear();
   entry.status.loads_on_demand = true;
@@ -220,7 +247,7 @@ absl::Status ModelManager::LoadAll() {
     if (backends[i] == nullptr) continue;  // failed while planning; already reported
     ModelEntry entry = (*planned)[dirs[i].name];
     if (budget_ != nullptr && !preload.contains(dirs[i].name)) {
-      Replace(dirs[i].name, OnDemand(std::move(entry), kUnloadedReason));
+      Replace(dirs[i].name, Unloaded(std::move(entry), kUnloadedReason));
       continue;
     }
     if (budget_ != nullptr) {
@@ -232,7 +259,7 @@ absl::Status ModelManager::LoadAll() {
         fits = budget_->residency.used() + size <= budget_->options.budget_bytes;
       }
       if (!fits) {
-        Replace(dirs[i].name, OnDemand(std::move(entry), kUnloadedReason));
+        Replace(dirs[i].name, Unloaded(std::move(entry), kUnloadedReason));
         continue;
       }
     }
@@ -265,10 +292,7 @@ absl::StatusOr<absl::flat_hash_set<std::string>> ModelManager::PlanBudget(
     if (backends[i] == nullptr) continue;  // failed while planning: never loads
     const ModelEntry& entry = planned.at(dirs[i].name);
     budget_->residency.SetEstimate(dirs[i].name, EstimateBytes(dirs[i], entry));
-    const auto& parameters = entry.status.config->parameters;
-    auto eviction = parameters.find("eviction");
-    budget_->residency.SetPinned(dirs[i].name,
-                                 eviction != parameters.end() && eviction->second == "never");
+    budget_->residency.SetPinned(dirs[i].name, Pinned(*entry.status.config));
     order.push_back(dirs[i].name);
   }
   // A budget no model fits in is a mistake in the flags, not something to serve with.
@@ -395,12 +419,15 @@ void ModelManager::LoadQueued() {
 
 absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char* cause,
                                             bool* busy_blocked) {
-  const std::shared_ptr<const Snapshot> models = snapshot();
-  auto it = models->find(name);
-  if (it == models->end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
-  if (!it->second.status.loads_on_demand) return absl::OkStatus();  // loaded meanwhile
   std::vector<std::string> evict;
   {
+    // Released before the evictions: this map holds the victims' versions too.
+    const std::shared_ptr<const Snapshot> models = snapshot();
+    auto it = models->find(name);
+    if (it == models->end()) {
+      return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+    }
+    if (!it->second.status.loads_on_demand) return absl::OkStatus();  // loaded meanwhile
     absl::MutexLock lock(&budget_->mu);
     // The least-recently-used order: each loaded model's last request.
     for (const auto& [other, entry] : *models) {
@@ -430,7 +457,18 @@ absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char*
     }
     evict = *std::move(plan);
   }
-  for (const std::string& victim : evict) Evict(victim);
+  // Measured once the evicted versions are gone: their memory, handed back meanwhile, would
+  // otherwise cancel out the new model's.
+  std::vector<std::shared_ptr<absl::Notification>> freed;
+  for (const std::string& victim : evict) {
+    for (auto& notification : Evict(victim)) freed.push_back(std::move(notification));
+  }
+  for (const auto& notification : freed) {
+    if (!notification->WaitForNotificationWithTimeout(absl::Seconds(5))) {
+      spdlog::warn("model '{}': an evicted version is still draining; measuring anyway", name);
+      break;
+    }
+  }
   const int64_t before = ResidentBytes();
   const ModelDir dir{name, repository_ / name};
   backend::Backend* backend = nullptr;
@@ -460,13 +498,15 @@ absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char*
   return absl::OkStatus();
 }
 
-void ModelManager::Evict(const std::string& name) {
+std::vector<std::shared_ptr<absl::Notification>> ModelManager::Evict(const std::string& name) {
   std::optional<ModelEntry> current;
   {
     const std::shared_ptr<const Snapshot> models = snapshot();
     if (auto it = models->find(name); it != models->end()) current = it->second;
   }
-  if (!current.has_value()) return;
+  if (!current.has_value()) return {};
+  std::vector<std::shared_ptr<absl::Notification>> freed;
+  for (const auto& [version, handle] : current->ready) freed.push_back(handle->freed());
   spdlog::info("model '{}' evicted to make room in --model-memory-budget", name);
   // Its versions drain and free their memory once the old map is released (in Replace).
   Replace(name, OnDemand(*std::move(current),
@@ -478,6 +518,7 @@ void ModelManager::Evict(const std::string& name) {
   budget_->residency.Unloaded(name);
   budget_->SetUsed(budget_->residency.used());
   budget_->CountEviction(name);
+  return freed;
 }
 
 void ModelManager::Publish(std::shared_ptr<const Snapshot> next) {
@@ -745,13 +786,16 @@ absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
     // Under a budget a new or unloaded model is only planned: it loads on its first request,
     // from the folder as it is then.
     if (backend != nullptr) {
+      // New files: their size, not the old copy's measurement, plans the next load.
       absl::MutexLock lock(&budget_->mu);
+      budget_->residency.Forget(dir.name);
       budget_->residency.SetEstimate(dir.name, EstimateBytes(dir, next));
+      budget_->residency.SetPinned(dir.name, Pinned(*next.status.config));
       budget_->failures.erase(dir.name);
     }
     spdlog::info("model '{}': {}; it loads on its first request", dir.name,
                  current.has_value() ? "changed" : "new model");
-    Replace(dir.name, backend != nullptr ? OnDemand(std::move(next), kUnloadedReason)
+    Replace(dir.name, backend != nullptr ? Unloaded(std::move(next), kUnloadedReason)
                                          : std::move(next));
     return absl::OkStatus();
   }
@@ -788,6 +832,20 @@ absl::Status ModelManager::Reconcile(const ModelDir& dir, bool force) {
   const bool ready = !next.ready.empty();
   const std::string reason = next.status.UnavailableReason();
   const std::string reload_errors = next.status.ReloadErrors();
+  if (budget_ != nullptr && ready && serving) {
+    // A reload of a loaded model: the new copy's files, or the old copy's measurement if
+    // larger, until its next load measures it (the old copy drains meanwhile, so this load's
+    // growth is no measure).
+    const int64_t estimate = EstimateBytes(dir, next);
+    absl::MutexLock lock(&budget_->mu);
+    const int64_t size = std::max(estimate, budget_->residency.Size(dir.name).value_or(0));
+    budget_->residency.Forget(dir.name);
+    budget_->residency.SetEstimate(dir.name, estimate);
+    budget_->residency.SetPinned(dir.name, Pinned(*next.status.config));
+    budget_->residency.Loaded(dir.name, size, absl::Now());
+    budget_->SetUsed(budget_->residency.used());
+    budget_->CountLoad(dir.name, "reload");
+  }
   Replace(dir.name, std::move(next));
   if (!ready) {
     return absl::UnavailableError(

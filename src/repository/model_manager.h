@@ -199,11 +199,16 @@ class ModelManager {
   // A load's measured size: the process's growth since `before`, at least `estimate` (its
   // files), and no more than the whole budget unless its files alone are more.
   int64_t MeasuredBytes(const std::string& name, int64_t before, int64_t estimate) const;
-  // Unloads a model the budget evicts: its entry stays, loadable on demand.
-  void Evict(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // Unloads a model the budget evicts: its entry stays, loadable on demand. Returns the
+  // notifications of its versions' destruction (ServedVersion::freed).
+  std::vector<std::shared_ptr<absl::Notification>> Evict(const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   // `entry` turned into an unloaded one that loads on demand, its versions UNAVAILABLE with
   // `reason`.
   static ModelEntry OnDemand(ModelEntry entry, const std::string& reason);
+  // OnDemand, unless its files alone are more than the whole budget: then its versions are
+  // UNAVAILABLE with both sizes and it is not loadable (not ready).
+  ModelEntry Unloaded(ModelEntry entry, const std::string& reason) const;
   // The sizes of the version folders `entry` serves: the estimate before the first load.
   int64_t EstimateBytes(const ModelDir& dir, const ModelEntry& entry) const;
   int64_t ResidentBytes() const;

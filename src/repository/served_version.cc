@@ -24,10 +24,12 @@ namespace {
 // them otherwise, and a model reloaded twenty times would look like a leak to whoever watches
 // the RSS.
 void DestroyVersion(std::unique_ptr<batching::Scheduler> scheduler,
-                    std::unique_ptr<training::Trainer> trainer) {
+                    std::unique_ptr<training::Trainer> trainer,
+                    std::shared_ptr<absl::Notification> freed) {
   scheduler.reset();
   trainer.reset();
   malloc_trim(0);
+  freed->Notify();
 }
 
 // A trained model's checkpoint folder (VersionServices::checkpoint_root).
@@ -49,10 +51,10 @@ ServedVersion::~ServedVersion() {
     // would run on in freed memory if the scheduler were destroyed under it. A thread of its
     // own destroys it, joining the worker once it is back in its loop. (Found by make
     // test-asan: heap-use-after-free in DynamicBatcher::WorkerLoop during reloads.)
-    std::thread(DestroyVersion, std::move(scheduler_), std::move(trainer_)).detach();
+    std::thread(DestroyVersion, std::move(scheduler_), std::move(trainer_), freed_).detach();
     return;
   }
-  DestroyVersion(std::move(scheduler_), std::move(trainer_));
+  DestroyVersion(std::move(scheduler_), std::move(trainer_), freed_);
 }
 
 absl::StatusOr<ModelHandle> LoadServedVersion(const VersionSource& source,

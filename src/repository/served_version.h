@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "backend/backend.h"
 #include "backend/watched_model.h"
@@ -75,6 +76,10 @@ class ServedVersion {
     return ns == 0 ? absl::InfinitePast() : absl::FromUnixNanos(ns);
   }
 
+  // Notified once the version is destroyed and its memory handed back (possibly on a thread
+  // of its own after the last handle went): the memory budget measures the next load after.
+  std::shared_ptr<absl::Notification> freed() const { return freed_; }
+
  private:
   const std::shared_ptr<const core::ModelConfig> config_;
   const int64_t version_;
@@ -83,6 +88,7 @@ class ServedVersion {
   std::unique_ptr<batching::Scheduler> scheduler_;
   std::unique_ptr<training::Trainer> trainer_;
   absl::Status can_train_;
+  const std::shared_ptr<absl::Notification> freed_ = std::make_shared<absl::Notification>();
   mutable std::atomic<int64_t> in_flight_{0};
   mutable std::atomic<int64_t> last_used_ns_{0};
 };

@@ -8,16 +8,14 @@ Every model is on the fake backend and holds `resident_mb` MiB of written memory
 (budget_helpers.write_sized_model), so the sizes modeld measures are known: a budget of 40 MiB
 holds two 16 MiB models, not three. Each test starts its own server (they start in
 milliseconds); --model-min-residency=0 unless the test is about it, so evictions need no wait.
-
-Where modeld is known to be wrong the test says what is right and is marked xfail with the bug
-(an evicted model that grew is planned at its old size; a poll-mode reload of a loaded model
-keeps its old size in the budget).
 """
 
 import datetime
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -254,11 +252,15 @@ def test_a_model_bigger_than_the_budget_fails_with_both_sizes(launch, tmp_path):
     assert loaded_models(http) == {"a"}
     expected = ("model 'big' needs about 64 MiB (estimated from its files) and "
                 "--model-memory-budget is 40 MiB")
+    # It can never load: it is not ready, and every answer gives both sizes.
     status, reply = http_infer(http, "big")
-    assert (status, reply) == (429, {"error": expected})
+    assert status == 503 and expected in reply["error"], (status, reply)
     answer = grpc_infer(stub, "big")
     assert isinstance(answer, grpc.RpcError), answer
-    assert (answer.code(), answer.details()) == (grpc.StatusCode.RESOURCE_EXHAUSTED, expected)
+    assert answer.code() == grpc.StatusCode.UNAVAILABLE and expected in answer.details()
+    ready = urllib.request.Request(f"http://{http}/v2/models/big/ready")
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(ready, timeout=5)
     # The others keep serving, nothing was evicted for it.
     assert grpc_infer(stub, "a") == "1" and http_infer(http, "a")[0] == 200
     m = Metrics(http)
@@ -373,10 +375,6 @@ def test_an_evicted_model_loads_its_new_version_and_config(launch, tmp_path):
     assert_used_is(m, 8, "a (8 MiB now)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "modeld bug: an evicted model whose folder changed is re-planned with SetEstimate() only; "
-    "Residency keeps its old measurement, which wins over the new estimate, so it loads at "
-    "its old size however much larger the new files are"))
 def test_an_evicted_model_that_grew_is_planned_at_its_new_size(launch, tmp_path):
     folder = write_sized_model(tmp_path, "a", 16)
     write_sized_model(tmp_path, "b", 16)
@@ -387,19 +385,18 @@ def test_an_evicted_model_that_grew_is_planned_at_its_new_size(launch, tmp_path)
     assert http_infer(http, "c")[0] == 200  # a goes
     assert loaded_models(http) == {"b", "c"}
     write_sized_model(tmp_path, "a", 64, versions=(2,))
-    wait_until(lambda: index(http).get(("a", "2")) == ("UNAVAILABLE", UNLOADED_REASON), 5,
-               what="a version 2 planned")
+    too_big = ("model 'a' needs about 64 MiB (estimated from its files) and "
+               "--model-memory-budget is 40 MiB")
+    # Planned at its new files' size, which can never fit: not loadable, and says why.
+    wait_until(lambda: index(http).get(("a", "2")) == ("UNAVAILABLE", too_big), 5,
+               what="a version 2 planned at 64 MiB")
     status, reply = http_infer(http, "a")
     used = Metrics(http).used / MIB
-    assert (status, reply) == (429, {"error": (
-        "model 'a' needs about 64 MiB (estimated from its files) and --model-memory-budget is "
-        "40 MiB")}), f"got {status} {reply}; used {used:.0f} MiB of a 40 MiB budget"
+    assert status == 503 and too_big in reply["error"], \
+        f"got {status} {reply}; used {used:.0f} MiB of a 40 MiB budget"
+    assert used <= 40
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "modeld bug: a poll-mode reload of a loaded model never reaches the budget's bookkeeping "
-    "(Reconcile calls neither Residency::Loaded nor SetUsed): the model holds its new size, "
-    "modeld_memory_budget_used_bytes and the next plans keep its old one"))
 def test_a_reload_of_a_loaded_model_counts_its_new_size(launch, tmp_path):
     # docs/operations.md: a loaded model reloads as without a budget (new copy, then the old
     # one goes). The budget must still count what the new copy holds.
