@@ -377,8 +377,8 @@ void ModelManager::LoadQueued() {
       loaded = LoadWithinBudget(name, "on_demand", &busy_blocked);
     }
     if (busy_blocked && budget_->waiters->Waiting(name) > 0) {
-      // The models that would make room have requests in flight: try again in a moment (the
-      // other queued loads first), while anyone still waits for this one.
+      // The models that would make room are busy or freshly loaded: try again in a moment
+      // (the other queued loads first), while anyone still waits for this one.
       budget_->waiters->Note(name, std::string(loaded.message()));
       absl::MutexLock lock(&budget_->mu);
       budget_->queue.push_back(name);
@@ -446,9 +446,13 @@ absl::Status ModelManager::LoadWithinBudget(const std::string& name, const char*
     absl::StatusOr<std::vector<std::string>> plan =
         budget_->residency.PlanLoad(name, absl::Now(), busy);
     if (!plan.ok()) {
-      // Only busy models stand in the way: they finish their requests in moments.
+      // Only busy models, or ones under their minimum residency, stand in the way: both go
+      // in moments (their requests end, their residency runs out), so the caller waits.
       if (busy_blocked != nullptr) {
-        *busy_blocked = budget_->residency.PlanLoad(name, absl::Now(), nullptr).ok();
+        *busy_blocked =
+            budget_->residency.PlanLoad(name, absl::Now() + budget_->options.min_residency,
+                                        nullptr)
+                .ok();
       }
       if (busy_blocked == nullptr || !*busy_blocked) {
         spdlog::warn("model '{}' cannot load: {}", name, plan.status().message());

@@ -192,8 +192,8 @@ class ModelManager {
   // Loads model `name` within the budget (evicting what PlanLoad says first), measuring its
   // size; `cause` labels the load in the metrics ("on_demand", "explicit"). Callers hold
   // reload_mu_. OK when it serves afterwards. RESOURCE_EXHAUSTED when it does not fit; then
-  // `*busy_blocked` (when not null) says whether it would fit but for models with requests in
-  // flight.
+  // `*busy_blocked` (when not null) says whether it will once models with requests in flight
+  // or under their minimum residency may go.
   absl::Status LoadWithinBudget(const std::string& name, const char* cause, bool* busy_blocked)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   // A load's measured size: the process's growth since `before`, at least `estimate` (its

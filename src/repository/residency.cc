@@ -118,13 +118,34 @@ absl::StatusOr<std::vector<std::string>> Residency::PlanLoad(
     std::string text;
   };
   std::vector<Holder> holders;
+  // Each loaded model's state, `busy` asked once per model that could otherwise go.
+  struct Loaded {
+    const std::string* name;
+    const Model* m;
+    bool busy;
+  };
+  std::vector<Loaded> loaded;
   for (const auto& [name, m] : models_) {
     if (!m.loaded || name == model) continue;
+    loaded.push_back({&name, &m, !m.pinned && busy && busy(name)});
+  }
+  // Least recently used first, strictly: a model used after one that is still under its
+  // minimum residency is not evicted in that one's place (the hottest model would go first
+  // otherwise, whenever the colder ones loaded recently). The caller waits instead.
+  absl::Time oldest_protected_use = absl::InfiniteFuture();
+  for (const Loaded& l : loaded) {
+    if (!l.m->pinned && !l.busy && now - l.m->loaded_at < min_residency_) {
+      oldest_protected_use = std::min(oldest_protected_use, l.m->last_used);
+    }
+  }
+  for (const Loaded& l : loaded) {
+    const std::string& name = *l.name;
+    const Model& m = *l.m;
     const int64_t bytes = *m.measured;
     const std::string size_text = common::FormatBytes(bytes);
     if (m.pinned) {
       holders.push_back({bytes, absl::StrCat("'", name, "' (pinned, ", size_text, ")")});
-    } else if (busy && busy(name)) {
+    } else if (l.busy) {
       holders.push_back({bytes, absl::StrCat("'", name, "' (busy, ", size_text, ")")});
     } else if (now - m.loaded_at < min_residency_) {
       holders.push_back(
@@ -133,6 +154,9 @@ absl::StatusOr<std::vector<std::string>> Residency::PlanLoad(
                         absl::ToInt64Seconds(std::max(now - m.loaded_at, absl::ZeroDuration())),
                         " s ago, under --model-min-residency=", FlagSeconds(min_residency_), ", ",
                         size_text, ")")});
+    } else if (m.last_used > oldest_protected_use) {
+      holders.push_back({bytes, absl::StrCat("'", name, "' (used more recently than a model "
+                                             "under --model-min-residency, ", size_text, ")")});
     } else {
       evictable.push_back({m.last_used, &name, bytes});
       evictable_bytes += bytes;

@@ -72,8 +72,10 @@ class Residency {
   //
   // Never evicted: pinned models; those `busy` says are (requests in flight or queued,
   // training steps queued: the caller decides; an empty `busy` means none are); those loaded
-  // less than min_residency before `now`; `model` itself. `busy` is called at most once per
-  // loaded model that is neither pinned nor `model`.
+  // less than min_residency before `now`; `model` itself; and, strictly least recently used
+  // first, any model used after one of those under its minimum residency (the hottest model
+  // would otherwise go in a colder one's place; the caller waits for the residency to end).
+  // `busy` is called at most once per loaded model that is neither pinned nor `model`.
   //
   // Errors:
   //   NOT_FOUND when `model` has no size known (neither SetEstimate() nor Loaded()): the
