@@ -4,7 +4,7 @@ holds 5 of them, under Zipf traffic, against the same traffic with no budget (al
 
 Usage (from the repository root, after `make build`; the venv's torch writes the model):
     .venv/bin/python bench/memory_budget_bench.py [--seconds 30] [--warmup-seconds 3]
-        [--base-seconds 4] [--processes 1] [--threads 16] [--zipf 1.1] [--min-residency 10,0]
+        [--base-seconds 4] [--processes 1] [--threads 16] [--zipf 1.1] [--min-residency 0,1]
         [--out bench/results/<date>-memory-budget.md]
 
 The model. The first version of this bench served 20 copies of the examples' `cnn` (about
@@ -117,7 +117,7 @@ def parse_args(argv=None):
     parser.add_argument("--processes", type=int, default=1, help="client processes")
     parser.add_argument("--threads", type=int, default=16, help="client threads per process")
     parser.add_argument("--zipf", type=float, default=1.1, help="the Zipf law's exponent s")
-    parser.add_argument("--min-residency", default="10,0",
+    parser.add_argument("--min-residency", default="0,1",
                         help="--model-min-residency of each budget run (comma-separated)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         f"{datetime.date.today().isoformat()}-memory-budget.md")

@@ -40,7 +40,7 @@ struct MemoryBudgetOptions {
   int64_t budget_bytes = 0;  // 0: no budget, every model loads at start (the default)
   bool preload = true;       // load at start what fits
   absl::Duration load_timeout = absl::Seconds(60);   // the longest a request waits for a load
-  absl::Duration min_residency = absl::Seconds(10);  // never evicted sooner after its load
+  absl::Duration min_residency = absl::ZeroDuration();  // never evicted sooner after its load
   // The process's resident memory in bytes, read before and after each load (after the
   // freed pages went back to the system); null: /proc/self/statm. Tests inject their own.
   std::function<int64_t()> resident_bytes;

@@ -101,7 +101,7 @@ struct ServerOptions {
   int64_t model_memory_budget_bytes = 0;
   bool model_preload = true;
   int64_t model_load_timeout_s = 60;   // the longest a request waits for an on-demand load
-  int64_t model_min_residency_s = 10;  // a model loaded less than this ago is never evicted
+  int64_t model_min_residency_s = 0;   // a model loaded less than this ago is never evicted
   // trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
   // The libtensorflow_cc.so.2 the tensorflow_savedmodel backend opens on first use; empty:

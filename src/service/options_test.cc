@@ -213,18 +213,18 @@ TEST(OptionsTest, AmqpFlags) {
 TEST(OptionsTest, MemoryBudgetFlags) {
   absl::StatusOr<ParsedFlags> flags =
       Parse({"--model-repository=/m", "--model-memory-budget=1.5GiB", "--preload-models=false",
-             "--model-load-timeout=5", "--model-min-residency=0"});
+             "--model-load-timeout=5", "--model-min-residency=3"});
   ASSERT_TRUE(flags.ok()) << flags.status();
   const ServerOptions& o = flags->options;
   EXPECT_EQ(o.model_memory_budget_bytes, int64_t{3} << 29);
   EXPECT_FALSE(o.model_preload);
   EXPECT_EQ(o.model_load_timeout_s, 5);
-  EXPECT_EQ(o.model_min_residency_s, 0);
+  EXPECT_EQ(o.model_min_residency_s, 3);
   const ServerOptions defaults;
   EXPECT_EQ(defaults.model_memory_budget_bytes, 0);
   EXPECT_TRUE(defaults.model_preload);
   EXPECT_EQ(defaults.model_load_timeout_s, 60);
-  EXPECT_EQ(defaults.model_min_residency_s, 10);
+  EXPECT_EQ(defaults.model_min_residency_s, 0);
 }
 
 TEST(OptionsTest, MemoryBudgetFlagErrors) {
