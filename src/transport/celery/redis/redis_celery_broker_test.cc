@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/substitute.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -16,6 +17,10 @@
 
 namespace modeld::transport::celery {
 namespace {
+
+// An unacked_index score as kombu writes it: seconds with their fraction. (absl::StrCat keeps
+// six significant digits, which moved "two hours ago" by up to 5000 s.)
+std::string Score(double unix_seconds) { return absl::StrFormat("%.6f", unix_seconds); }
 
 using redis::RedisCommand;
 using redis::RedisConnection;
@@ -289,7 +294,7 @@ TEST_F(RedisCeleryBrokerTest, OpenRestoresStaleDeliveriesOfOthers) {
   const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   auto stale = [&](const std::string& id, const std::string& entry, double age) {
     Admin({"HSET", "unacked", "tag-" + id, entry});
-    Admin({"ZADD", "unacked_index", absl::StrCat(now - age), "tag-" + id});
+    Admin({"ZADD", "unacked_index", Score(now - age), "tag-" + id});
   };
   // Published by Celery to the direct exchange "q": routed back through the binding.
   stale("old", absl::StrCat("[", KombuMessage("old", 6, "q", "q"), ", \"q\", \"q\"]"), 7200);
@@ -300,7 +305,7 @@ TEST_F(RedisCeleryBrokerTest, OpenRestoresStaleDeliveriesOfOthers) {
   stale("unrouted", absl::StrCat("[", KombuMessage("unrouted", 0, "nowhere", "x"),
                                  ", \"nowhere\", \"x\"]"),
         7200);
-  Admin({"ZADD", "unacked_index", absl::StrCat(now - 7200), "tag-gone"});  // no payload
+  Admin({"ZADD", "unacked_index", Score(now - 7200), "tag-gone"});  // no payload
 
   RedisCeleryBroker broker(Options());
   ASSERT_TRUE(broker.Open("q").ok());
@@ -321,7 +326,7 @@ TEST_F(RedisCeleryBrokerTest, OpenRestoresStaleDeliveriesOfOthers) {
 TEST_F(RedisCeleryBrokerTest, RestoreWaitsForAnotherConsumersMutex) {
   const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   Admin({"HSET", "unacked", "tag-old", absl::StrCat("[", KombuMessage("old"), ", \"\", \"q\"]")});
-  Admin({"ZADD", "unacked_index", absl::StrCat(now - 7200), "tag-old"});
+  Admin({"ZADD", "unacked_index", Score(now - 7200), "tag-old"});
   Admin({"SET", "unacked_mutex", "someone-else", "PX", "60000"});
   RedisCeleryBroker broker(Options());
   ASSERT_TRUE(broker.Open("q").ok());
