@@ -218,6 +218,10 @@ class ModeldServer : public Server {
       // Likewise while the Celery worker cannot reach its broker.
       service_.AddReadinessCondition([worker = celery_.get()] { return worker->Ready(); });
     }
+    // The repository must be readable now. Its models are known (LOADING) before any
+    // transport opens; they load on a thread of their own, so a stop signal that comes
+    // meanwhile is answered at once (after the version loading then).
+    RETURN_IF_ERROR(models_.Announce());
     // One gRPC server for KServe V2, modeld's training extension and TensorFlow Serving's
     // services...
     ASSIGN_OR_RETURN(grpc_,
@@ -247,9 +251,6 @@ class ModeldServer : public Server {
         service_, [this] { return metrics_.Render(); }, routes);
     ASSIGN_OR_RETURN(http_, transport::http::HttpServer::Start(http, *http_router_));
     spdlog::info("HTTP listening on {}:{}", HostOf(options_.http_address), http_->port());
-    // The repository must be readable now; its models load on a thread of their own, so a
-    // stop signal that comes meanwhile is answered at once (after the version loading then).
-    RETURN_IF_ERROR(repository::ListModelDirs(options_.model_repository).status());
     loader_ = std::thread([this] { LoadModels(); });
     if (options_.watchdog_seconds > 0) watchdog_ = std::thread([this] { Watch(); });
     if (options_.idle_trim_ms > 0) {

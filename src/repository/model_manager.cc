@@ -225,6 +225,26 @@ ModelManager::ModelEntry ModelManager::OnDemand(ModelEntry entry, const std::str
   return entry;
 }
 
+absl::Status ModelManager::Announce() {
+  ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
+  auto announced = std::make_shared<Snapshot>(*snapshot());
+  for (const ModelDir& dir : dirs) {
+    if (announced->contains(dir.name)) continue;
+    ModelEntry& entry = (*announced)[dir.name];
+    entry.status.name = dir.name;
+    // Without a readable config, TensorFlow Serving's default policy (the newest version);
+    // LoadAll() reports what is wrong with it a moment later.
+    absl::StatusOr<inference::ModelConfig> proto = core::ReadModelConfigProto(dir.path);
+    const inference::ModelVersionPolicy policy =
+        proto.ok() ? proto->version_policy() : inference::ModelVersionPolicy();
+    for (int64_t version : SelectVersions(policy, ListVersions(dir.path))) {
+      entry.status.versions.push_back({version, core::VersionState::kLoading, "", ""});
+    }
+  }
+  Publish(std::move(announced));
+  return absl::OkStatus();
+}
+
 absl::Status ModelManager::LoadAll() {
   ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
   if (dirs.empty()) spdlog::warn("model repository '{}' holds no models", repository_.string());

@@ -61,6 +61,13 @@ class ModelManager {
                batching::SchedulerFactory make_scheduler, metrics::Registry* registry = nullptr);
   ~ModelManager();
 
+  // Publishes every model folder of the repository with the versions its config.pbtxt's
+  // policy picks, all LOADING, without opening any model: cheap, so it runs before the
+  // transports open, and a client that asks at once sees a model that is loading rather than
+  // an unknown one. LoadAll() then plans, checks and loads them. Fails only when the
+  // repository itself cannot be read.
+  absl::Status Announce();
+
   // Loads every model of the repository; returns once each has loaded or failed. While it
   // runs, Status() shows the versions still LOADING and Get() serves those already READY. A
   // model that fails is logged with its reason and reported through Get()/Status(); the others

@@ -118,6 +118,49 @@ TEST_F(ModelManagerTest, UnreadableRepositoryFails) {
   EXPECT_EQ(manager.LoadAll().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(ModelManagerTest, AnnounceShowsEveryModelLoadingWithoutOpeningAny) {
+  repo_.AddModel("all", FakeModelConfig("version_policy { all {} }"), {1, 2});
+  repo_.AddModel("newest", FakeModelConfig(), {1, 5});
+  repo_.AddModel("broken", "not_a_field: 1\n", {3});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.Announce().ok());
+  EXPECT_EQ(fake_->load_count(), 0);
+  EXPECT_TRUE(manager.Loading());
+  auto versions = [&](const std::string& name) {
+    std::vector<std::pair<int64_t, core::VersionState>> out;
+    absl::StatusOr<core::ModelStatus> status = manager.Status(name);
+    EXPECT_TRUE(status.ok()) << status.status();
+    if (status.ok()) {
+      for (const core::VersionStatus& v : status->versions) out.push_back({v.version, v.state});
+    }
+    return out;
+  };
+  using State = core::VersionState;
+  EXPECT_THAT(versions("all"), ::testing::ElementsAre(std::pair{int64_t{1}, State::kLoading},
+                                                      std::pair{int64_t{2}, State::kLoading}));
+  EXPECT_THAT(versions("newest"),
+              ::testing::ElementsAre(std::pair{int64_t{5}, State::kLoading}));
+  EXPECT_THAT(versions("broken"),
+              ::testing::ElementsAre(std::pair{int64_t{3}, State::kLoading}));
+  // A request meets a model that is loading, not an unknown one.
+  absl::Status loading = manager.Get("newest", std::nullopt).status();
+  EXPECT_EQ(loading.code(), absl::StatusCode::kUnavailable) << loading;
+  EXPECT_THAT(loading.message(), HasSubstr("is loading"));
+  // LoadAll() then loads what loads and reports what does not.
+  ASSERT_TRUE(manager.LoadAll().ok());
+  EXPECT_TRUE(manager.Get("newest", std::nullopt).ok());
+  EXPECT_EQ(fake_->load_count(), 3);
+  absl::StatusOr<core::ModelStatus> broken = manager.Status("broken");
+  ASSERT_TRUE(broken.ok());
+  EXPECT_FALSE(broken->ready());
+  EXPECT_THAT(broken->reason, HasSubstr("not_a_field"));
+}
+
+TEST_F(ModelManagerTest, UnreadableRepositoryFailsToAnnounce) {
+  ModelManager manager("/nonexistent/repository", backends_, factory_);
+  EXPECT_EQ(manager.Announce().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(ModelManagerTest, HandleKeepsTheVersionAliveAfterTheManagerIsGone) {
   repo_.AddModel("m", FakeModelConfig());
   ModelHandle handle;
