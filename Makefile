@@ -32,7 +32,7 @@ ASAN_CONFIGURE = grep -qs '^CMAKE_CXX_COMPILER:.*clang' $(1)/CMakeCache.txt || r
                  cmake -S . -B $(1) $(ASAN_CMAKE) > /dev/null
 
 .PHONY: all setup build python run test check unit-test integration-test python-test models bench \
-        format clean test-asan test-tsan fuzz fuzz-build
+        format clean test-asan test-tsan fuzz fuzz-build install
 
 all: build
 
@@ -43,6 +43,12 @@ build: setup
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 	@cmake --build $(BUILD_DIR)
 	@$(MAKE) --no-print-directory $(BUILD_DIR)/python/.stamp python
+
+# modeld installed under PREFIX (bin/, and lib/modeld with the framework libraries from the
+# wheels; cmake/install.cmake): it runs without the checkout. DESTDIR works as usual.
+PREFIX ?= /opt/modeld
+install: build
+	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 # The modeld Python package (python/): its generated messages, installed editable in the venv.
 PY_PROTOS := python/src/modeld/_proto/grpc_service_pb2.py

@@ -366,16 +366,18 @@ const std::vector<Flag>& Flags() {
        },
        [](const ServerOptions& o) { return o.log_level; }},
       {"tensorflow-library", "PATH",
-       "The libtensorflow_cc.so.2 opened for the first TensorFlow model; empty: the one found "
-       "when modeld was built (the tensorflow-cpu wheel in .venv).",
+       "The libtensorflow_cc.so.2 opened for the first TensorFlow model; empty: the copy "
+       "installed beside modeld (<prefix>/lib/modeld), else the one found when modeld was "
+       "built (the tensorflow-cpu wheel in .venv).",
        [](ServerOptions& o, absl::string_view v) {
          o.tensorflow_library = std::string(v);
          return absl::OkStatus();
        },
        [](const ServerOptions& o) { return o.tensorflow_library; }},
       {"onnxruntime-library", "PATH",
-       "The libonnxruntime.so opened for the first ONNX model; empty: the one found when modeld "
-       "was built (the onnxruntime wheel in .venv).",
+       "The libonnxruntime.so opened for the first ONNX model; empty: the copy installed "
+       "beside modeld (<prefix>/lib/modeld), else the one found when modeld was built (the "
+       "onnxruntime wheel in .venv).",
        [](ServerOptions& o, absl::string_view v) {
          o.onnxruntime_library = std::string(v);
          return absl::OkStatus();

@@ -16,6 +16,7 @@
 #include "backend/onnx/ort_api.h"
 #include "backend/thread_counts.h"
 #include "common/logging.h"  // fmt for absl::string_view
+#include "common/runtime_library.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -496,7 +497,8 @@ absl::StatusOr<ort::OwnedSession> OpenCached(const Runtime& runtime,
 }  // namespace
 
 OnnxBackend::OnnxBackend(std::string library)
-    : library_(library.empty() ? MODELD_ONNXRUNTIME_LIBRARY : std::move(library)) {}
+    : library_(library.empty() ? common::RuntimeLibrary(MODELD_ONNXRUNTIME_LIBRARY)
+                             : std::move(library)) {}
 
 bool OnnxBackend::ServesWithoutConfig(const std::filesystem::path& version_dir) {
   std::error_code error;

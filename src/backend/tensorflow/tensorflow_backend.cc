@@ -15,6 +15,7 @@
 #include "backend/tensorflow/tf_tensor.h"
 #include "backend/tensorflow/tf_training.h"
 #include "backend/thread_counts.h"
+#include "common/runtime_library.h"
 #include "common/status_macros.h"
 #include "core/training_options.h"
 #include "tensorflow/config.pb.h"
@@ -147,7 +148,7 @@ TensorFlowBackend::TensorFlowBackend(std::string library)
 
 std::string TensorFlowBackend::DefaultLibrary() {
 #ifdef MODELD_TENSORFLOW_LIBRARY
-  return MODELD_TENSORFLOW_LIBRARY;
+  return common::RuntimeLibrary(MODELD_TENSORFLOW_LIBRARY);
 #else
   return "";
 #endif

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/runtime_library.h"
 #include "core/model_config.h"
 
 #ifndef MODELD_TORCH_LIB_DIR
@@ -20,7 +21,8 @@ namespace {
 // on failure, empty on success.
 const std::string& OpenCudaLibrary() {
   static const std::string* error = [] {
-    const std::string path = std::string(MODELD_TORCH_LIB_DIR) + "/libtorch_cuda.so";
+    const std::string path =
+        common::RuntimeLibrary(std::string(MODELD_TORCH_LIB_DIR) + "/libtorch_cuda.so");
     if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
       const char* reason = dlerror();
       return new std::string(reason == nullptr ? "dlopen failed" : reason);
