@@ -110,6 +110,12 @@ python-test:
 	@$(PY) -m pytest python/tests/client -q $(PYTEST_PARALLEL)
 	@$(PY) python/tests/django/runtests.py
 	@cd examples/django_demo && ../../$(PY) manage.py test
+	@$(MAKE) --no-print-directory wheel-test
+
+# The package as users install it: a wheel built from python/ and proto/ alone (no make build
+# first), installed into a fresh venv with its declared dependencies, calling a real modeld.
+wheel-test:
+	@$(PY) -m pytest tests/packaging -q
 
 # The unit tests and the end-to-end suite against modeld built with ASan + UBSan, or TSan
 # (tests/sanitizers/run). The normal build provides the suite's Python stubs.
