@@ -32,7 +32,8 @@ ASAN_CONFIGURE = grep -qs '^CMAKE_CXX_COMPILER:.*clang' $(1)/CMakeCache.txt || r
                  cmake -S . -B $(1) $(ASAN_CMAKE) > /dev/null
 
 .PHONY: all setup build python run test check unit-test integration-test python-test models bench \
-        format clean test-asan test-tsan fuzz fuzz-build install
+        format clean test-asan test-tsan fuzz fuzz-build install \
+        image image-no-tensorflow image-test
 
 all: build
 
@@ -49,6 +50,34 @@ build: setup
 PREFIX ?= /opt/modeld
 install: build
 	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# Images with podman (Containerfile; README, "Deploy"). No registry here: the base is a local
+# Debian 12 made by mmdebstrap (scripts/image-base), and the build stage gets the checkout's
+# .venv (the wheels, at the pinned versions) and ccache's folder mounted, so a warm build
+# recompiles nothing. Every podman call needs these options on these machines
+# (docs/operations.md, "Images").
+IMAGE         ?= localhost/modeld:latest
+IMAGE_NO_TF   ?= localhost/modeld:latest-no-tensorflow
+DEMO_IMAGE    ?= localhost/modeld-demo:latest
+IMAGE_BASE    ?= localhost/bookworm-base:latest
+PODMAN        := podman --runtime runc --cgroup-manager=cgroupfs --events-backend=file
+PODMAN_BUILD   = $(PODMAN) build --format docker --network=host --ulimit nofile=1024:1024 \
+                 --ulimit nproc=1024:1024 --build-arg BASE_IMAGE=$(IMAGE_BASE) \
+                 --build-arg LANG=$$LANG --build-arg LC_ALL=$$LC_ALL \
+                 --volume $(CURDIR)/.venv:/src/.venv:ro \
+                 --volume /etc/ssl/certs/ca-certificates.crt:/etc/host-ca.crt:ro \
+                 --build-arg PIP_CERT=/etc/host-ca.crt \
+                 --volume $$(ccache -k cache_dir):/ccache -f Containerfile
+export PODMAN
+
+image: build
+	@scripts/image-base $(IMAGE_BASE)
+	@$(PODMAN_BUILD) --target runtime -t $(IMAGE) .
+	@$(PODMAN_BUILD) --target demo -t $(DEMO_IMAGE) .
+
+image-no-tensorflow: build
+	@scripts/image-base $(IMAGE_BASE)
+	@$(PODMAN_BUILD) --target runtime --build-arg WITH_TENSORFLOW=OFF -t $(IMAGE_NO_TF) .
 
 # The modeld Python package (python/): its generated messages, installed editable in the venv.
 PY_PROTOS := python/src/modeld/_proto/grpc_service_pb2.py
