@@ -225,8 +225,21 @@ ModelManager::ModelEntry ModelManager::OnDemand(ModelEntry entry, const std::str
   return entry;
 }
 
+void ModelManager::NoteRepositoryListed(const std::vector<ModelDir>& dirs) {
+  if (!dirs.empty()) {
+    repository_empty_.store(false);
+  } else if (!repository_empty_.exchange(true)) {
+    spdlog::warn(
+        "model repository '{}' holds no models: modeld is not ready until it does (is the "
+        "repository mounted there? a model is a folder <model>/<version>/ with its files, and "
+        "a config.pbtxt beside the version folders)",
+        repository_.string());
+  }
+}
+
 absl::Status ModelManager::Announce() {
   ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
+  NoteRepositoryListed(dirs);
   auto announced = std::make_shared<Snapshot>(*snapshot());
   for (const ModelDir& dir : dirs) {
     if (announced->contains(dir.name)) continue;
@@ -247,7 +260,7 @@ absl::Status ModelManager::Announce() {
 
 absl::Status ModelManager::LoadAll() {
   ASSIGN_OR_RETURN(std::vector<ModelDir> dirs, ListModelDirs(repository_));
-  if (dirs.empty()) spdlog::warn("model repository '{}' holds no models", repository_.string());
+  NoteRepositoryListed(dirs);
   // First every model with its versions LOADING, so readiness is honest while they load...
   auto planned = std::make_shared<Snapshot>();
   std::vector<backend::Backend*> backends;
@@ -890,6 +903,7 @@ void ModelManager::Rescan() {
     spdlog::error("rescan: {}", dirs.status().message());
     return;
   }
+  NoteRepositoryListed(*dirs);
   absl::flat_hash_set<std::string> on_disk;
   for (const ModelDir& dir : *dirs) {
     on_disk.insert(dir.name);

@@ -100,6 +100,12 @@ class ModelManager {
   // Whether LoadAll() has not finished yet or some version is still loading.
   bool Loading() const;
 
+  // Whether the repository held no model folder when it was last listed (Announce, LoadAll,
+  // Rescan): a missing mount or a wrong --model-repository, most likely. The server is then
+  // not ready (a load balancer or orchestrator sees why at once) rather than ready with
+  // nothing to serve; a rescan that finds a model ends it.
+  bool RepositoryEmpty() const { return repository_empty_.load(); }
+
   // Reloading while serving. Each brings one model (or all) in line with the repository as
   // it is now; they run one at a time. A new or changed version is loaded (and warmed up)
   // before it is published; a version that is no longer wanted is dropped from the map and
@@ -167,6 +173,8 @@ class ModelManager {
   };
   using Snapshot = absl::flat_hash_map<std::string, ModelEntry>;
 
+  // Records whether the listed repository is empty, logging when it becomes so.
+  void NoteRepositoryListed(const std::vector<ModelDir>& dirs);
   // Reads the config, finds the backend and picks the versions (all LOADING); a failure is
   // recorded in the entry and leaves *backend null.
   ModelEntry PlanModel(const ModelDir& dir, backend::Backend** backend) const;
@@ -227,6 +235,7 @@ class ModelManager {
   const batching::SchedulerFactory make_scheduler_;
   metrics::Registry* const registry_;
   std::atomic<bool> loaded_once_{false};
+  std::atomic<bool> repository_empty_{false};
   std::atomic<bool> cancelled_{false};
 
   std::unique_ptr<Budget> budget_;  // set before LoadAll; null without a budget

@@ -171,7 +171,9 @@ std::vector<core::StuckRun> InferenceService::Stuck() const {
 }
 
 bool InferenceService::Ready() const {
-  if (draining_.load() || models_.Loading() || !Live()) return false;
+  if (draining_.load() || models_.Loading() || models_.RepositoryEmpty() || !Live()) {
+    return false;
+  }
   for (const std::function<bool()>& condition : readiness_conditions_) {
     if (!condition()) return false;
   }

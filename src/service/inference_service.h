@@ -79,8 +79,9 @@ class InferenceService {
   // longer than the watchdog limit (SetWatchdog), so a liveness probe restarts it.
   bool Live() const;
   // Whether it takes inference requests: false while a model that should load is still
-  // loading (failed ones do not count: ModelReady reports them), once draining has begun,
-  // while an instance is stuck, and while any readiness condition is false.
+  // loading (failed ones do not count: ModelReady reports them), while the repository holds
+  // no model at all, once draining has begun, while an instance is stuck, and while any
+  // readiness condition is false.
   bool Ready() const;
   // The watchdog's limit on one Run(); zero or less: off. Set before serving.
   void SetWatchdog(absl::Duration limit) { watchdog_limit_ = limit; }

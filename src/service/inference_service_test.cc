@@ -11,11 +11,13 @@
 #include "gtest/gtest.h"
 #include "repository/model_manager.h"
 #include "service/model_control.h"
+#include "testing/fake_model_config.h"
 #include "testing/temp_repository.h"
 
 namespace modeld::service {
 namespace {
 
+using ::modeld::testing::FakeModelConfig;
 using ::testing::HasSubstr;
 
 class InferenceServiceTest : public ::testing::Test {
@@ -156,6 +158,27 @@ TEST_F(InferenceServiceTest, ReadinessConditionsMustAllHold) {
   EXPECT_TRUE(service_->Ready());
   service_->StartDraining();
   EXPECT_FALSE(service_->Ready());
+}
+
+TEST(InferenceServiceEmptyRepositoryTest, NotReadyUntilTheRepositoryHoldsAModel) {
+  testing::TempRepository repo;
+  common::RealClock clock;
+  metrics::Registry registry;
+  backend::BackendRegistry backends;
+  backends.Register("fake", {"fake_platform"}, std::make_unique<backend::FakeBackend>());
+  repository::ModelManager manager(repo.path(), backends, batching::MakeSchedulerFactory(clock),
+                                   &registry);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  InferenceService service(manager, clock, &registry);
+  EXPECT_TRUE(manager.RepositoryEmpty());
+  EXPECT_TRUE(service.Live());
+  EXPECT_FALSE(service.Ready());
+  // A model deployed into it later (poll mode's rescan) makes the server ready.
+  repo.AddModel("m", FakeModelConfig());
+  manager.Rescan();
+  EXPECT_FALSE(manager.RepositoryEmpty());
+  EXPECT_TRUE(service.Ready());
+  manager.DrainAll();
 }
 
 TEST_F(InferenceServiceTest, DrainingRefusesNewWork) {
