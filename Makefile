@@ -75,6 +75,11 @@ image: build
 	@$(PODMAN_BUILD) --target runtime -t $(IMAGE) .
 	@$(PODMAN_BUILD) --target demo -t $(DEMO_IMAGE) .
 
+# The image as users run it (tests/image): every backend through the client, the user, a
+# read-only root, the healthcheck, SIGTERM, bad set-ups; and compose.yaml's stack.
+image-test: image models
+	@$(PY) -m pytest tests/image -q
+
 image-no-tensorflow: build
 	@scripts/image-base $(IMAGE_BASE)
 	@$(PODMAN_BUILD) --target runtime --build-arg WITH_TENSORFLOW=OFF -t $(IMAGE_NO_TF) .

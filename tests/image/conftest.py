@@ -1,0 +1,6 @@
+"""The image tests import tests/image/podman.py as `podman`."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
