@@ -33,7 +33,7 @@ ASAN_CONFIGURE = grep -qs '^CMAKE_CXX_COMPILER:.*clang' $(1)/CMakeCache.txt || r
 
 .PHONY: all setup build python run test check unit-test integration-test python-test models bench \
         format clean test-asan test-tsan fuzz fuzz-build install \
-        image image-no-tensorflow image-test
+        image image-no-tensorflow image-test wheel-test
 
 all: build
 
@@ -77,7 +77,7 @@ image: build
 
 # The image as users run it (tests/image): every backend through the client, the user, a
 # read-only root, the healthcheck, SIGTERM, bad set-ups; and compose.yaml's stack.
-image-test: image models
+image-test: image image-no-tensorflow models
 	@$(PY) -m pytest tests/image -q
 
 image-no-tensorflow: build
@@ -118,10 +118,10 @@ run: build models
 	@MODELS=$(MODELS) GRPC_ADDRESS=$(GRPC_ADDRESS) HTTP_ADDRESS=$(HTTP_ADDRESS) \
 	  DEMO_ADDRESS=$(DEMO_ADDRESS) BUILD_DIR=$(BUILD_DIR) AMQP=$(AMQP) scripts/run
 
-# Every functional test: the C++ unit tests, the end-to-end suite, the Python client, the
-# Django app and the demo site in Chromium.
+# Every functional test: the C++ unit tests, the end-to-end suite, the deployment files, the
+# Python client, the Django app, the demo site in Chromium, the wheel, and the images.
 test: build models
-	@$(MAKE) --no-print-directory unit-test integration-test python-test
+	@$(MAKE) --no-print-directory unit-test integration-test python-test image-test
 
 # make test, then the same tests under ASan + UBSan and a short fuzzing pass: what CI runs.
 check: test
@@ -137,6 +137,7 @@ PYTEST_PARALLEL := -n auto --dist loadfile
 
 integration-test:
 	@$(PY) -m pytest tests/integration -q $(PYTEST_PARALLEL)
+	@$(PY) -m pytest tests/deploy -q
 
 # The Python package: the client against the real server (pytest), the Django app and the
 # demo site (Django's own test runner).

@@ -24,6 +24,14 @@ namespace modeld::repository {
 
 namespace {
 
+// A SavedModel met by a modeld built without its TensorFlow backend (modeld:*-no-tensorflow,
+// or a build without the tensorflow-cpu wheel) is refused saying so.
+constexpr char kTensorFlowPlatform[] = "tensorflow_savedmodel";
+constexpr char kNoTensorFlow[] =
+    "this modeld was built without its TensorFlow backend (an image built with "
+    "WITH_TENSORFLOW=OFF, such as modeld:latest-no-tensorflow, or a build without the "
+    "tensorflow-cpu wheel); serve it with a modeld that has one";
+
 // Marks Get()'s UNAVAILABLE for a model that is not loaded but loads on demand.
 constexpr char kLoadsOnDemandUrl[] = "modeld.repository/loads-on-demand";
 constexpr char kUnloadedReason[] =
@@ -581,6 +589,18 @@ bool ModelManager::Loading() const {
   return false;
 }
 
+std::optional<std::string> ModelManager::MissingTensorFlow(
+    const std::filesystem::path& version_dir) const {
+  std::error_code error;
+  const bool savedmodel =
+      std::filesystem::exists(version_dir / "saved_model.pb", error) ||
+      std::filesystem::exists(version_dir / "model.savedmodel" / "saved_model.pb", error);
+  inference::ModelConfig tensorflow;
+  tensorflow.set_platform(kTensorFlowPlatform);
+  if (!savedmodel || backends_.Find(tensorflow).ok()) return std::nullopt;
+  return absl::StrCat(version_dir.string(), " holds a TensorFlow SavedModel; ", kNoTensorFlow);
+}
+
 ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
                                                  backend::Backend** backend_out) const {
   ModelEntry entry;
@@ -603,6 +623,8 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
       proto = inference::ModelConfig();
       proto->set_platform(*platform);
       source = absl::StrCat(dir.path.string(), " (no ", core::kConfigFileName, ")");
+    } else if (std::optional<std::string> lacking = MissingTensorFlow(newest)) {
+      return fail(*lacking);
     } else {
       std::error_code error;
       const bool torchscript = std::filesystem::exists(newest / "model.pt", error);
@@ -617,7 +639,12 @@ ModelManager::ModelEntry ModelManager::PlanModel(const ModelDir& dir,
   }
   if (!proto.ok()) return fail(std::string(proto.status().message()));
   absl::StatusOr<backend::Backend*> backend = backends_.Find(*proto);
-  if (!backend.ok()) return fail(std::string(backend.status().message()));
+  if (!backend.ok()) {
+    if (proto->platform() == kTensorFlowPlatform || proto->backend() == "tensorflow") {
+      return fail(absl::StrCat(backend.status().message(), "; ", kNoTensorFlow));
+    }
+    return fail(std::string(backend.status().message()));
+  }
   if (absl::Status policy = core::ValidateVersionPolicy(source, *proto); !policy.ok()) {
     return fail(std::string(policy.message()));
   }

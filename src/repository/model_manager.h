@@ -173,6 +173,9 @@ class ModelManager {
   };
   using Snapshot = absl::flat_hash_map<std::string, ModelEntry>;
 
+  // Why `version_dir` cannot be served when it holds a SavedModel and no TensorFlow backend
+  // is registered; nullopt otherwise.
+  std::optional<std::string> MissingTensorFlow(const std::filesystem::path& version_dir) const;
   // Records whether the listed repository is empty, logging when it becomes so.
   void NoteRepositoryListed(const std::vector<ModelDir>& dirs);
   // Reads the config, finds the backend and picks the versions (all LOADING); a failure is

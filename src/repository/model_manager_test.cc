@@ -1,6 +1,8 @@
 #include "repository/model_manager.h"
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -154,6 +156,22 @@ TEST_F(ModelManagerTest, AnnounceShowsEveryModelLoadingWithoutOpeningAny) {
   ASSERT_TRUE(broken.ok());
   EXPECT_FALSE(broken->ready());
   EXPECT_THAT(broken->reason, HasSubstr("not_a_field"));
+}
+
+TEST_F(ModelManagerTest, ASavedModelWithoutTheTensorFlowBackendIsRefusedSayingSo) {
+  // The fake backend alone: as in a modeld built without TensorFlow.
+  repo_.AddModel("no_config", "", {1});
+  std::filesystem::remove(repo_.path() / "no_config" / "config.pbtxt");
+  std::ofstream(repo_.path() / "no_config" / "1" / "saved_model.pb") << "graph";
+  repo_.AddModel("with_config", "platform: \"tensorflow_savedmodel\"\n", {1});
+  ModelManager manager(repo_.path(), backends_, factory_);
+  ASSERT_TRUE(manager.LoadAll().ok());
+  for (const char* name : {"no_config", "with_config"}) {
+    absl::StatusOr<core::ModelStatus> status = manager.Status(name);
+    ASSERT_TRUE(status.ok()) << name;
+    EXPECT_FALSE(status->ready()) << name;
+    EXPECT_THAT(status->reason, HasSubstr("built without its TensorFlow backend")) << name;
+  }
 }
 
 TEST_F(ModelManagerTest, UnreadableRepositoryFailsToAnnounce) {

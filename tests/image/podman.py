@@ -4,7 +4,8 @@ Every podman call on these machines needs the options in PODMAN and ULIMITS (REA
 "Deploy"); containers share the host's network (bridge networking needs iptables), so each
 one listens on ports of its own, from free_port().
 
-Environment: MODELD_IMAGE, MODELD_DEMO_IMAGE (default: the tags make image gives).
+Environment: MODELD_IMAGE, MODELD_IMAGE_NO_TF, MODELD_DEMO_IMAGE (default: the tags make image
+and make image-no-tensorflow give).
 """
 
 import os
@@ -20,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "--events-backend=file"]
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 IMAGE = os.environ.get("MODELD_IMAGE", "localhost/modeld:latest")
+IMAGE_NO_TF = os.environ.get("MODELD_IMAGE_NO_TF", "localhost/modeld:latest-no-tensorflow")
 DEMO_IMAGE = os.environ.get("MODELD_DEMO_IMAGE", "localhost/modeld-demo:latest")
 START_TIMEOUT_S = 120
 

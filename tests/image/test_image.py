@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import modeld
-from podman import IMAGE, REPO_ROOT, Container, free_port, http_status, podman
+from podman import IMAGE, IMAGE_NO_TF, REPO_ROOT, Container, free_port, http_status, podman
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 import tf_models  # noqa: E402  (tests/integration: TensorFlow SavedModels written at test time)
@@ -45,14 +45,14 @@ def repository(tmp_path_factory):
     return root
 
 
-def run_modeld(repository=None, args=(), options=()):
+def run_modeld(repository=None, args=(), options=(), image=IMAGE):
     """modeld's image with the repository at /models (read-only), on free ports; returns the
     container and its HTTP and gRPC ports."""
     http_port, grpc_port = free_port(), free_port()
     mount = ["--volume", f"{repository}:/models:ro"] if repository is not None else []
     flags = ["--model-repository=/models", f"--http-address=127.0.0.1:{http_port}",
              f"--grpc-address=127.0.0.1:{grpc_port}", *args]
-    container = Container(IMAGE, flags, ["--read-only", "--tmpfs", "/tmp", *mount,
+    container = Container(image, flags, ["--read-only", "--tmpfs", "/tmp", *mount,
                                          "--env", f"MODELD_HEALTHCHECK_PORT={http_port}",
                                          *options])
     return container, http_port, grpc_port
@@ -159,5 +159,22 @@ def test_a_wrong_flag_exits_non_zero_with_modelds_message(repository):
         logs = container.logs()
         assert code == 2, logs
         assert "no-such-flag" in logs, logs
+    finally:
+        container.close()
+
+
+def test_the_variant_without_tensorflow_serves_the_others_and_says_what_it_lacks(repository):
+    container, http_port, grpc_port = run_modeld(repository, image=IMAGE_NO_TF)
+    try:
+        container.wait_for_http(f"http://127.0.0.1:{http_port}/v2/health/ready")
+        with modeld.Client(f"grpc://127.0.0.1:{grpc_port}") as client:
+            x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+            np.testing.assert_allclose(client.predict("linear", x), x @ LINEAR_V2_W + LINEAR_V2_B,
+                                       rtol=1e-6)
+            status = client.model_status("tf_linear")
+            assert status.state == "UNAVAILABLE", status
+            assert "TensorFlow" in status.reason, status
+        assert "/opt/modeld/lib/modeld/libtensorflow" not in container.exec(
+            "ls", "/opt/modeld/lib/modeld", check=True).stdout
     finally:
         container.close()
