@@ -55,7 +55,8 @@ install: build
 # Debian 12 made by mmdebstrap (scripts/image-base), and the build stage gets the checkout's
 # .venv (the wheels, at the pinned versions) and ccache's folder mounted, so a warm build
 # recompiles nothing. Every podman call needs these options on these machines
-# (docs/operations.md, "Images").
+# (docs/deploy.md, "How make image works on a machine without a registry"); the host's CA
+# bundle goes in for pip, for machines that reach PyPI through a TLS-inspecting proxy.
 IMAGE         ?= localhost/modeld:latest
 IMAGE_NO_TF   ?= localhost/modeld:latest-no-tensorflow
 DEMO_IMAGE    ?= localhost/modeld-demo:latest
