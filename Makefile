@@ -60,6 +60,8 @@ install: build
 IMAGE         ?= localhost/modeld:latest
 IMAGE_NO_TF   ?= localhost/modeld:latest-no-tensorflow
 DEMO_IMAGE    ?= localhost/modeld-demo:latest
+REDIS_IMAGE   ?= localhost/modeld-redis:latest
+RABBITMQ_IMAGE ?= localhost/modeld-rabbitmq:latest
 IMAGE_BASE    ?= localhost/bookworm-base:latest
 PODMAN        := podman --runtime runc --cgroup-manager=cgroupfs --events-backend=file
 PODMAN_BUILD   = $(PODMAN) build --format docker --network=host --ulimit nofile=1024:1024 \
@@ -75,6 +77,8 @@ image: build
 	@scripts/image-base $(IMAGE_BASE)
 	@$(PODMAN_BUILD) --target runtime -t $(IMAGE) .
 	@$(PODMAN_BUILD) --target demo -t $(DEMO_IMAGE) .
+	@$(PODMAN_BUILD) --target redis -t $(REDIS_IMAGE) .
+	@$(PODMAN_BUILD) --target rabbitmq -t $(RABBITMQ_IMAGE) .
 
 # The image as users run it (tests/image): every backend through the client, the user, a
 # read-only root, the healthcheck, SIGTERM, bad set-ups; and compose.yaml's stack.

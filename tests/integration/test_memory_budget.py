@@ -358,10 +358,11 @@ def test_an_evicted_model_loads_its_new_version_and_config(launch, tmp_path):
     assert grpc_infer(stub, "b") == "1"
     assert loaded_models(http) == {"b"}
 
-    # a, evicted, gets version 2 holding 8 MiB, and a config that says so.
+    # a, evicted, gets version 2 holding 12 MiB, and a config that says so: with b's 16 it
+    # exceeds the 24 MiB budget whatever the measured sizes, so b goes.
     partial = folder / ".2.partial"
-    write_sized_model(tmp_path, "a", 8, versions=())  # config.pbtxt: resident_mb 8
-    write_weights(partial, 8)
+    write_sized_model(tmp_path, "a", 12, versions=())  # config.pbtxt: resident_mb 12
+    write_weights(partial, 12)
     partial.rename(folder / "2")
     wait_until(lambda: index(http).get(("a", "2")) == ("UNAVAILABLE", UNLOADED_REASON), 5,
                what="a version 2 planned, unloaded")
@@ -372,7 +373,7 @@ def test_an_evicted_model_loads_its_new_version_and_config(launch, tmp_path):
     assert loaded_models(http) == {"a"}
     m = Metrics(http)
     assert m.loads("a", "on_demand") == 1 and m.evictions("b") == 1
-    assert_used_is(m, 8, "a (8 MiB now)")
+    assert_used_is(m, 12, "a (12 MiB now)")
 
 
 def test_an_evicted_model_that_grew_is_planned_at_its_new_size(launch, tmp_path):
