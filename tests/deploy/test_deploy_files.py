@@ -436,7 +436,8 @@ def check_image_contract(image):
     assert sorted(config.expose) == sorted({image.http_port, image.grpc_port}), (
         f"EXPOSE {config.expose} is not exactly the HTTP and gRPC ports")
     assert config.healthcheck and config.healthcheck != ["NONE"], "no HEALTHCHECK"
-    command = " ".join(config.healthcheck)
+    # The check runs with the image's ENV (its port may come from MODELD_HEALTHCHECK_PORT).
+    command = substitute(" ".join(config.healthcheck), config.env)
     assert READY_PATH in command, f"the HEALTHCHECK does not ask {READY_PATH}: {command}"
     assert re.search(rf"\b{image.http_port}\b", command), (
         f"the HEALTHCHECK does not ask the HTTP port {image.http_port}: {command}")
