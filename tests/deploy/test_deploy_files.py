@@ -14,43 +14,35 @@ stage (the stage `make image` tags as localhost/modeld:latest) is parsed, and
 - every --flag any of them gives modeld is one `modeld --help` lists.
 
 Each check is a function of the parsed files; test_each_check_can_fail runs it again on a
-copy with one thing broken. tests/integration/test_deploy_files.py checks the files
-against each other (drain timeouts, ConfigMap keys, the unit's hardening).
+copy with one thing broken. test_deploy_units.py checks the files against each other
+(drain timeouts, ConfigMap keys, the unit's hardening); deploy_files.py holds what both read
+the files with.
 
 Environment: MODELD_BINARY (default build/bin/modeld).
 """
 
 import copy
 import json
-import os
 import re
 import shlex
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .deploy_files import (KSERVE, KUBERNETES, LIVE_PATH, READY_PATH, REPO_ROOT, container_ports,
+                           load_documents, modeld_container, modeld_help_flags, of_kind,
+                           parse_flags, port_of, read_exec_start, security_value,
+                           split_exec_start, the_one)
+
 CONTAINERFILE = REPO_ROOT / "Containerfile"
 MAKEFILE = REPO_ROOT / "Makefile"
-KUBERNETES = REPO_ROOT / "deploy" / "kubernetes"
-KSERVE = REPO_ROOT / "deploy" / "kserve"
-UNIT = REPO_ROOT / "deploy" / "systemd" / "modeld.service"
-BINARY = Path(os.environ.get("MODELD_BINARY", REPO_ROOT / "build" / "bin" / "modeld"))
-
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
 KSERVE_MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts the storageUri
 KSERVE_CONTAINER = "kserve-container"  # the container KServe merges the predictor into
 RUNTIME_KINDS = {"ServingRuntime", "ClusterServingRuntime"}
 MODEL_FORMATS = {"pytorch", "tensorflow", "onnx"}
 # Knative routes one port per revision, named for its protocol.
 PORT_NAME_FOR_PROTOCOL = {"v2": "http1", "grpc-v2": "h2c"}
-
-HELP_FLAG_RE = re.compile(r"^  (--[a-z0-9][a-z0-9-]*)(?=[=\s]|$)", re.MULTILINE)
-FLAG_RE = re.compile(r"^(--[a-z0-9][a-z0-9-]*)(?:=(.*))?$", re.DOTALL)
 
 
 # ----------------------------------------------------------------------------- Containerfile
@@ -303,84 +295,23 @@ def image():
 # ----------------------------------------------------------------------------- helpers
 
 
-def parse_flags(args):
-    """['--a=1', '--b'] -> {'--a': '1', '--b': None}; anything else is refused."""
-    flags = {}
-    for arg in args:
-        match = FLAG_RE.match(arg)
-        assert match, f"not a --flag[=value] argument: {arg!r}"
-        flags[match.group(1)] = match.group(2)
-    return flags
-
-
-def port_of(address):
-    host, _, port = address.rpartition(":")
-    assert host and port.isdigit(), f"not HOST:PORT: {address!r}"
-    return host, int(port)
-
-
-def load_documents(path):
-    with open(path, encoding="utf-8") as f:
-        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
-
-
 def documents_under(folder):
     return [doc for path in sorted(folder.glob("*.yaml")) for doc in load_documents(path)]
 
 
-def of_kind(documents, kinds):
-    return [d for d in documents if isinstance(d, dict) and d.get("kind") in kinds]
-
-
-def container_port_numbers(container):
-    """{name and number: number} for every declared port."""
-    ports = {}
-    for port in container.get("ports", []):
-        ports[port["containerPort"]] = port["containerPort"]
-        if "name" in port:
-            ports[port["name"]] = port["containerPort"]
-    return ports
-
-
-def security_value(container, pod, key):
-    """A securityContext field: the container's, else the pod's."""
-    value = container.get("securityContext", {}).get(key)
-    return value if value is not None else (pod or {}).get("securityContext", {}).get(key)
-
-
-def read_exec_start():
-    """The unit's ExecStart as argv (systemd's backslash continuations joined)."""
-    text = UNIT.read_text(encoding="utf-8")
-    joined = re.sub(r"\\\n", " ", text)
-    match = re.search(r"^ExecStart=(.*)$", joined, re.MULTILINE)
-    assert match, f"{UNIT} has no ExecStart"
-    return shlex.split(match.group(1))
-
-
 @pytest.fixture(scope="module")
 def modeld_flags():
-    if not BINARY.is_file():
-        pytest.skip(f"{BINARY} is not built (make build)")
-    result = subprocess.run([str(BINARY), "--help"], capture_output=True, text=True,
-                            timeout=60, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, f"{BINARY} --help failed:\n{result.stdout}{result.stderr}"
-    flags = set(HELP_FLAG_RE.findall(result.stdout + result.stderr))
-    assert {"--model-repository", "--http-address", "--grpc-address"} <= flags, flags
-    return flags
+    return modeld_help_flags()
 
 
 @pytest.fixture(scope="module")
 def deployment():
-    found = of_kind(documents_under(KUBERNETES), {"Deployment"})
-    assert len(found) == 1, f"expected one Deployment in {KUBERNETES}, found {len(found)}"
-    return found[0]
+    return the_one(documents_under(KUBERNETES), "Deployment", KUBERNETES)
 
 
 @pytest.fixture(scope="module")
 def service():
-    found = of_kind(documents_under(KUBERNETES), {"Service"})
-    assert len(found) == 1, f"expected one Service in {KUBERNETES}, found {len(found)}"
-    return found[0]
+    return the_one(documents_under(KUBERNETES), "Service", KUBERNETES)
 
 
 @pytest.fixture(scope="module")
@@ -395,13 +326,6 @@ def inference_services():
     found = of_kind(documents_under(KSERVE), {"InferenceService"})
     assert found, f"no example InferenceService in {KSERVE}"
     return found
-
-
-def modeld_container(deployment):
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    named = [c for c in containers if c.get("name") == "modeld"]
-    assert len(named) == 1, f"the Deployment has no single container named modeld: {containers}"
-    return named[0]
 
 
 def kserve_container(runtime):
@@ -470,7 +394,7 @@ def check_deployment_ports(deployment, image):
     declared = sorted(p["containerPort"] for p in container.get("ports", []))
     assert declared == sorted(image.config.expose), (
         f"the container declares ports {declared}, the image EXPOSEs {image.config.expose}")
-    ports = container_port_numbers(container)
+    ports = container_ports(container)
     assert ports.get("http") == image.http_port and ports.get("grpc") == image.grpc_port, (
         f"ports http/grpc are {ports.get('http')}/{ports.get('grpc')}, the image's"
         f" {image.http_port}/{image.grpc_port}")
@@ -521,7 +445,7 @@ def check_deployment_storage(deployment, image):
 
 def check_probes(container, http_port, expected):
     """expected: {probe name: (paths...)}; each must be an httpGet on modeld's HTTP port."""
-    ports = container_port_numbers(container)
+    ports = container_ports(container)
     for name, paths in expected.items():
         probe = container.get(name)
         assert probe is not None, f"{container['name']} has no {name}"
@@ -621,9 +545,8 @@ def check_inference_service(isvc, runtimes):
 
 
 def check_unit_layout(argv, image, prefix):
-    assert "--" in argv, f"ExecStart has no '--' between the supervisor and modeld: {argv}"
-    split = argv.index("--")
-    supervisor, modeld = argv[0], argv[split + 1]
+    supervisor_argv, modeld_argv = split_exec_start(argv)
+    supervisor, modeld = supervisor_argv[0], modeld_argv[0]
     assert supervisor == image.config.entrypoint[0], (
         f"the unit starts {supervisor}, the image installs the supervisor at"
         f" {image.config.entrypoint[0]}")
@@ -738,8 +661,8 @@ def test_systemd_starts_the_installed_binaries(image):
 
 
 def test_systemd_flags_are_known(modeld_flags):
-    argv = read_exec_start()
-    check_flags_known(argv[argv.index("--") + 2:], modeld_flags, "the systemd unit")
+    _, modeld = split_exec_start(read_exec_start())
+    check_flags_known(modeld[1:], modeld_flags, "the systemd unit")
 
 
 # ----------------------------------------------------------------------------- each check can fail

@@ -13,14 +13,15 @@ PID 1) nor a Kubernetes cluster is available to the tests.
 - Every --flag in the unit and the Deployment is one that `modeld --help` (and
   `modeld-supervisor --help`) lists, and every flag docs/operations.md names exists.
 
+test_deploy_files.py checks the same files against the Containerfile's runtime stage;
+deploy_files.py holds what both read the files with.
+
 Environment: MODELD_BINARY (default build/bin/modeld), MODELD_SUPERVISOR_BINARY (default
 build/bin/modeld-supervisor).
 """
 
-import configparser
 import os
 import re
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,19 +29,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = REPO_ROOT / "deploy"
-KUBERNETES = DEPLOY / "kubernetes"
-UNIT = DEPLOY / "systemd" / "modeld.service"
+from .deploy_files import (DEPLOY, KUBERNETES, LIVE_PATH, READY_PATH, REPO_ROOT, UNIT,
+                           container_ports, help_flags, load_documents, modeld_container,
+                           modeld_help_flags, of_kind, parse_flags, port_of, read_exec_start,
+                           read_unit, security_value, split_exec_start, unit_command)
+from .deploy_files import the_one as the_one_in
+
 OPERATIONS = REPO_ROOT / "docs" / "operations.md"
-BINARY = Path(os.environ.get("MODELD_BINARY", REPO_ROOT / "build" / "bin" / "modeld"))
 SUPERVISOR = Path(
     os.environ.get("MODELD_SUPERVISOR_BINARY", REPO_ROOT / "build" / "bin" / "modeld-supervisor")
 )
 
 DEFAULT_DRAIN_TIMEOUT_S = 30  # modeld's --drain-timeout-seconds default (src/service/options.h)
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
 # The flags of modeld-supervisor, for docs/operations.md when the binary is not built.
 SUPERVISOR_FLAGS = {
     "--backoff-initial-ms",
@@ -51,8 +51,6 @@ SUPERVISOR_FLAGS = {
 # Flags docs/operations.md may name that belong to other programs.
 FOREIGN_FLAGS = {"--load-model"}  # Triton's, in a comparison
 
-HELP_FLAG_RE = re.compile(r"^  (--[a-z0-9][a-z0-9-]*)(?=[=\s]|$)", re.MULTILINE)
-FLAG_RE = re.compile(r"^(--[a-z0-9][a-z0-9-]*)(?:=(.*))?$", re.DOTALL)
 VAR_RE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -63,41 +61,17 @@ def yaml_files():
     return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_documents(path):
-    with open(path, encoding="utf-8") as f:
-        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
-
-
 def all_objects():
     return [(path, doc) for path in yaml_files() for doc in load_documents(path)]
 
 
 def objects_of_kind(kind):
-    return [doc for _, doc in all_objects() if isinstance(doc, dict) and doc.get("kind") == kind]
+    return of_kind([doc for _, doc in all_objects()], {kind})
 
 
 def the_one(kind):
-    found = objects_of_kind(kind)
-    assert len(found) == 1, f"expected one {kind} under {DEPLOY}, found {len(found)}"
-    return found[0]
-
-
-def modeld_container(deployment):
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    named = [c for c in containers if c.get("name") == "modeld"]
-    assert len(named) == 1, f"the Deployment has no single container named modeld: {containers}"
-    return named[0]
-
-
-def parse_flags(args):
-    """['--a=1', '--b'] -> {'--a': '1', '--b': None}; anything else is refused."""
-    flags = {}
-    for arg in args:
-        match = FLAG_RE.match(arg)
-        assert match, f"not a --flag[=value] argument: {arg!r}"
-        assert match.group(1) not in flags, f"{match.group(1)} is given twice"
-        flags[match.group(1)] = match.group(2)
-    return flags
+    """The one object of this kind anywhere under deploy/."""
+    return the_one_in([doc for _, doc in all_objects()], kind, DEPLOY)
 
 
 def config_maps():
@@ -144,22 +118,6 @@ def deployment_flags():
     return parse_flags(expanded_args(modeld_container(the_one("Deployment"))))
 
 
-def container_ports(container):
-    """{name or number: number} for every declared container port."""
-    ports = {}
-    for port in container.get("ports", []):
-        ports[port["containerPort"]] = port["containerPort"]
-        if "name" in port:
-            ports[port["name"]] = port["containerPort"]
-    return ports
-
-
-def port_of(address):
-    host, _, port = address.rpartition(":")
-    assert host and port.isdigit(), f"not HOST:PORT: {address!r}"
-    return host, int(port)
-
-
 def drain_timeout(flags):
     value = flags.get("--drain-timeout-seconds")
     return DEFAULT_DRAIN_TIMEOUT_S if value is None else int(value)
@@ -187,43 +145,8 @@ def quantity(value):
     return float(match.group(1)) * suffixes[match.group(2)]
 
 
-def read_unit():
-    parser = configparser.ConfigParser(
-        strict=False, interpolation=None, delimiters=("=",), comment_prefixes=("#", ";"),
-        inline_comment_prefixes=None, empty_lines_in_values=False,
-    )
-    parser.optionxform = str  # systemd's keys are case-sensitive
-    parser.read(UNIT, encoding="utf-8")
-    return parser
-
-
-def unit_command(value):
-    """An Exec*= value (with systemd's backslash continuations) as argv."""
-    return shlex.split(re.sub(r"\\\s*\n", " ", value))
-
-
 def exec_start():
-    argv = unit_command(read_unit()["Service"]["ExecStart"])
-    assert "--" in argv, f"ExecStart has no '--' between the supervisor and modeld: {argv}"
-    split = argv.index("--")
-    return argv[:split], argv[split + 1:]  # supervisor argv, modeld argv
-
-
-def help_flags(binary):
-    result = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, f"{binary} --help failed:\n{result.stdout}{result.stderr}"
-    flags = set(HELP_FLAG_RE.findall(result.stdout + result.stderr))
-    assert "--help" in flags, f"no '  --flag' lines in {binary} --help:\n{result.stdout}"
-    return flags
-
-
-def modeld_help_flags():
-    if not BINARY.is_file():
-        pytest.skip(f"{BINARY} is not built (make build)")
-    flags = help_flags(BINARY)
-    assert "--model-repository" in flags and len(flags) > 10, f"few flags parsed: {flags}"
-    return flags
+    return split_exec_start(read_exec_start())  # supervisor argv, modeld argv
 
 
 def supervisor_help_flags():
@@ -415,8 +338,7 @@ def test_security_context():
     deployment = the_one("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = modeld_container(deployment)
-    non_root = container.get("securityContext", {}).get(
-        "runAsNonRoot", pod.get("securityContext", {}).get("runAsNonRoot"))
+    non_root = security_value(container, pod, "runAsNonRoot")
     assert non_root is True, "runAsNonRoot must be true"
     assert container.get("securityContext", {}).get("readOnlyRootFilesystem") is True
 
