@@ -8,9 +8,11 @@ read-only root file system and a tmpfs at /tmp, as deploy/kubernetes runs it.
 """
 
 import json
+import re
 import shutil
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -124,8 +126,7 @@ def test_sigterm_drains_and_exits_0(repository):
             x = np.arange(4, dtype=np.float32).reshape(1, 4)
             with ThreadPoolExecutor(1) as pool:
                 slow = pool.submit(client.predict, "slow", x, timeout=30)
-                container.wait_for_http(f"http://127.0.0.1:{http_port}/metrics", timeout=10)
-                time.sleep(0.5)
+                wait_in_flight(http_port, "slow")
                 podman("kill", "--signal", "TERM", container.name)
                 np.testing.assert_array_equal(slow.result(), x)
         assert container.wait(timeout=60) == 0, container.logs()
@@ -134,6 +135,19 @@ def test_sigterm_drains_and_exits_0(repository):
         assert "exiting with status 0" in logs, logs
     finally:
         container.close()
+
+
+def wait_in_flight(http_port, model, timeout=30):
+    """Waits until modeld's metrics show a request of `model` running."""
+    pattern = re.compile(rf'^modeld_inflight_requests{{model="{model}",[^}}]*}} ([1-9]\d*)', re.M)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = f"http://127.0.0.1:{http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            if pattern.search(response.read().decode()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no request of {model} in flight within {timeout} s")
 
 
 def test_without_a_repository_mounted_it_says_so_and_stays_not_ready():
