@@ -73,12 +73,18 @@ PODMAN_BUILD   = $(PODMAN) build --format docker --network=host --ulimit nofile=
                  --volume $$(ccache -k cache_dir):/ccache -f Containerfile
 export PODMAN
 
+# The build stages are tagged too (modeld-build:*), so the next build finds them as its cache;
+# what a rebuild leaves untagged (the previous build stage and images) is then pruned, else
+# every source change would keep a few GB more.
+BUILD_CACHE   ?= localhost/modeld-build
 image: build
 	@scripts/image-base $(IMAGE_BASE)
+	@$(PODMAN_BUILD) --target build -t $(BUILD_CACHE):latest .
 	@$(PODMAN_BUILD) --target runtime -t $(IMAGE) .
 	@$(PODMAN_BUILD) --target demo -t $(DEMO_IMAGE) .
 	@$(PODMAN_BUILD) --target redis -t $(REDIS_IMAGE) .
 	@$(PODMAN_BUILD) --target rabbitmq -t $(RABBITMQ_IMAGE) .
+	@$(PODMAN) image prune --force > /dev/null
 
 # The image as users run it (tests/image): every backend through the client, the user, a
 # read-only root, the healthcheck, SIGTERM, bad set-ups; and compose.yaml's stack.
@@ -87,7 +93,10 @@ image-test: image image-no-tensorflow models
 
 image-no-tensorflow: build
 	@scripts/image-base $(IMAGE_BASE)
+	@$(PODMAN_BUILD) --target build --build-arg WITH_TENSORFLOW=OFF \
+	  -t $(BUILD_CACHE):latest-no-tensorflow .
 	@$(PODMAN_BUILD) --target runtime --build-arg WITH_TENSORFLOW=OFF -t $(IMAGE_NO_TF) .
+	@$(PODMAN) image prune --force > /dev/null
 
 # The modeld Python package (python/): its generated messages, installed editable in the venv.
 PY_PROTOS := python/src/modeld/_proto/grpc_service_pb2.py
